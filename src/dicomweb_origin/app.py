@@ -1,0 +1,35 @@
+"""Composition root: build the storage backends, the use cases and the web application."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+
+from .framecache import FrameCache
+from .ingest import Ingest
+from .retrieve import Retrieve
+from .settings import Settings
+from .storage.files import FileBlobStore
+from .storage.sqlite import SqliteIndex
+from .web.app import create_app
+
+
+class Archive:
+    """The embedded archive: SQLite index and filesystem blobs under one data directory."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.index = SqliteIndex(settings.index_path)
+        self.blobs = FileBlobStore(settings.blob_dir)
+        self.ingest = Ingest(self.index, self.blobs, settings)
+        self.retrieve = Retrieve(self.index, self.blobs, FrameCache(settings.frame_cache_bytes))
+
+    def is_empty(self) -> bool:
+        return self.index.count() == 0
+
+
+def build_app(settings: Settings) -> Starlette:
+    archive = Archive(settings)
+    app = create_app(archive.retrieve, archive.ingest, settings)
+    app.state.archive = archive
+    return app

@@ -1,0 +1,119 @@
+"""Command line: ``dicomweb-origin serve | import | demo``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from .settings import Settings
+
+
+def _files(paths: Sequence[Path]) -> Iterator[Path]:
+    for path in paths:
+        if path.is_dir():
+            for root, _dirs, names in os.walk(path):
+                for name in sorted(names):
+                    yield Path(root) / name
+        else:
+            yield path
+
+
+def import_paths(settings: Settings, paths: Sequence[Path], quiet: bool = False) -> int:
+    """Import files and folders; print a summary; return the number of failures."""
+    from tqdm import tqdm
+
+    from .app import Archive
+    from .ingest import Outcome
+
+    archive = Archive(settings)
+    files = list(_files(paths))
+    counts: Counter[str] = Counter()
+    failures: list[tuple[Path, str]] = []
+    for path in tqdm(files, unit="file", disable=quiet, file=sys.stderr):
+        try:
+            with open(path, "rb") as fp:
+                result = archive.ingest.store(fp)
+        except OSError as exc:
+            counts["failed"] += 1
+            failures.append((path, f"cannot read: {exc.strerror}"))
+            continue
+        if result.outcome is Outcome.FAILED and (result.reason or "").startswith("not "):
+            counts["not DICOM"] += 1
+            failures_not_dicom = (path, result.reason or "")
+            if not quiet:
+                tqdm.write(f"not DICOM: {failures_not_dicom[0]}", file=sys.stderr)
+            continue
+        counts[result.outcome.value] += 1
+        if result.outcome is Outcome.FAILED:
+            failures.append((path, result.reason or "unknown reason"))
+    print(f"stored: {counts['stored']}  already present: {counts['already present']}  "
+          f"not DICOM: {counts['not DICOM']}  failed: {counts['failed']}")
+    for path, reason in failures:
+        print(f"failed: {path}: {reason}")
+    return counts["failed"]
+
+
+def load_demo(settings: Settings, slices: int = 128, size: int = 512) -> int:
+    from .demo import generate_demo
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = generate_demo(Path(tmp), slices=slices, size=size)
+        return import_paths(settings, paths, quiet=True)
+
+
+def serve(settings: Settings, demo: bool) -> None:
+    import uvicorn
+
+    from .app import Archive, build_app
+
+    if demo and Archive(settings).is_empty():
+        print("archive is empty: loading the demo studies ...", file=sys.stderr)
+        load_demo(settings)
+    app = build_app(settings)
+    print(f"DICOMweb root: http://{settings.host}:{settings.port}{settings.root_path}", file=sys.stderr)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dicomweb-origin", description="DICOMweb origin server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve_p = sub.add_parser("serve", help="serve the archive over DICOMweb")
+    serve_p.add_argument("--data", type=Path, default=Path("data"), help="archive directory (default ./data)")
+    serve_p.add_argument("--host", default="127.0.0.1")
+    serve_p.add_argument("--port", type=int, default=8080)
+    serve_p.add_argument("--demo", action="store_true", help="load the demo studies when the archive is empty")
+    serve_p.add_argument("--public-url", default=None, help="absolute DICOMweb root URL when behind a proxy")
+    serve_p.add_argument("--cors-origin", action="append", default=[], help="allowed CORS origin (repeatable)")
+    serve_p.add_argument("--frame-cache-mb", type=int, default=256, help="transcoded frame cache size")
+    import_p = sub.add_parser("import", help="import DICOM files or folders (recursive)")
+    import_p.add_argument("--data", type=Path, default=Path("data"))
+    import_p.add_argument("paths", type=Path, nargs="+")
+    demo_p = sub.add_parser("demo", help="generate the demo studies and import them")
+    demo_p.add_argument("--data", type=Path, default=Path("data"))
+    demo_p.add_argument("--out", type=Path, default=None, help="only write the demo files to this folder")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        settings = Settings(data_dir=args.data, host=args.host, port=args.port, public_url=args.public_url,
+                            cors_origins=tuple(args.cors_origin), frame_cache_bytes=args.frame_cache_mb << 20)
+        serve(settings, args.demo)
+        return 0
+    if args.command == "import":
+        return 1 if import_paths(Settings(data_dir=args.data), args.paths) else 0
+    if args.out is not None:
+        from .demo import generate_demo
+
+        written = generate_demo(args.out)
+        print(f"wrote {len(written)} files under {args.out}")
+        return 0
+    return 1 if load_demo(Settings(data_dir=args.data)) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

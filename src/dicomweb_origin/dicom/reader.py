@@ -1,0 +1,284 @@
+"""Parse an incoming file once, at ingest: normalized bytes, dataset, frame and bulk data offsets.
+
+Everything retrieve needs later is computed here, so that no request ever parses a stored file.
+Files in Implicit VR LE, Explicit VR Big Endian or Deflate, or without File Meta Information, are
+re-encoded once as Explicit VR Little Endian (PS3.18 §8.7.3: Implicit VR and Big Endian are never
+sent on the web); everything else is stored byte for byte as received.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import tempfile
+import warnings
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomFileLike
+from pydicom.filewriter import dcmwrite, write_file_meta_info
+from pydicom.uid import UID
+
+from ..errors import IngestError
+from ..model import (
+    DEFLATED_EXPLICIT_VR_LE,
+    EXPLICIT_VR_BE,
+    EXPLICIT_VR_LE,
+    IMPLICIT_VR_LE,
+    BulkElement,
+    Frame,
+    PixelDescription,
+)
+
+# VRs whose values ingest moves out of the metadata into bulk data (PS3.18 §F.2.6 allows more; binary
+# VRs are what pydicom externalizes and what clients expect as BulkDataURI).
+BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+PIXEL_TAGS = {0x7FE00010: "7FE00010", 0x7FE00008: "7FE00008", 0x7FE00009: "7FE00009"}
+_NORMALIZED = {IMPLICIT_VR_LE, EXPLICIT_VR_BE, DEFLATED_EXPLICIT_VR_LE}
+_SWAP_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+_ITEM = 0xE000FFFE  # (FFFE,E000) read as one little-endian uint32
+_SEQUENCE_DELIMITER = 0xE0DDFFFE
+SPOOL_LIMIT = 64 << 20
+
+# Reading leniently and keeping what we read: broken values are kept as they are, not "fixed".
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+
+
+@dataclass(slots=True)
+class ParsedFile:
+    """An instance ready to store: the stream to store and what was learnt from it."""
+
+    stream: BinaryIO  # positioned at 0; the bytes to store
+    dataset: Dataset  # everything but the top-level pixel data
+    transfer_syntax_uid: str  # of ``stream``
+    source_transfer_syntax_uid: str
+    pixel: PixelDescription | None
+    pixel_path: str | None
+    pixel_vr: str | None
+    frames: tuple[Frame, ...]
+    bulk: dict[str, BulkElement]
+
+
+def parse(source: BinaryIO, threshold: int) -> ParsedFile:
+    """Read ``source`` (seekable), normalizing its encoding when it cannot be served as stored."""
+    source.seek(0)
+    head = source.read(132)
+    source.seek(0)
+    has_preamble = len(head) == 132 and head[128:132] == b"DICM"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dataset = pydicom.dcmread(source, stop_before_pixels=True, defer_size=threshold, force=True)
+    except (InvalidDicomError, EOFError, ValueError, KeyError, struct.error, OSError, NotImplementedError) as exc:
+        raise IngestError(f"not a readable DICOM file: {exc}") from exc
+    if not _looks_like_dicom(dataset):
+        raise IngestError("not DICOM: no SOP Class UID / SOP Instance UID", failure_reason=0xC000)
+    meta = getattr(dataset, "file_meta", None)
+    source_ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    if not has_preamble or not source_ts or source_ts in _NORMALIZED:
+        stream = _normalize(source, source_ts)
+        parsed = parse(stream, threshold)
+        parsed.source_transfer_syntax_uid = source_ts or IMPLICIT_VR_LE
+        return parsed
+    pixel_start = source.tell()
+    bulk = _bulk_offsets(dataset, threshold, "")
+    pixel, pixel_path, pixel_vr, frames = _scan_pixel_data(source, pixel_start, dataset, source_ts)
+    source.seek(0)
+    return ParsedFile(source, dataset, source_ts, source_ts, pixel, pixel_path, pixel_vr, frames, bulk)
+
+
+def _looks_like_dicom(dataset: Dataset) -> bool:
+    return "SOPInstanceUID" in dataset and "SOPClassUID" in dataset and len(dataset) > 2
+
+
+def _normalize(source: BinaryIO, source_ts: str) -> BinaryIO:
+    """Re-encode as Explicit VR Little Endian Part 10 into a spooled temporary file."""
+    source.seek(0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dataset = pydicom.dcmread(source, force=True)
+            big_endian = source_ts == EXPLICIT_VR_BE
+            if big_endian:
+                _swap_words(dataset)
+            dataset.ensure_file_meta()
+            meta = dataset.file_meta
+            meta.TransferSyntaxUID = UID(EXPLICIT_VR_LE)
+            meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+            meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+            out: BinaryIO = tempfile.SpooledTemporaryFile(max_size=SPOOL_LIMIT)  # noqa: SIM115
+            out.write(b"\0" * 128 + b"DICM")
+            write_file_meta_info(DicomFileLike(out), meta, enforce_standard=True)
+            # The body alone, so that pydicom lets us change its byte order (force_encoding).
+            body = Dataset(dataset)
+            body.set_original_encoding(dataset.is_implicit_VR, dataset.is_little_endian, dataset.original_character_set)
+            dcmwrite(out, body, implicit_vr=False, little_endian=True, force_encoding=True)
+    except IngestError:
+        raise
+    except Exception as exc:  # pydicom raises many types on broken input; report, never crash
+        raise IngestError(f"cannot re-encode as Explicit VR Little Endian: {exc}") from exc
+    out.seek(0)
+    return out
+
+
+def _swap_words(dataset: Dataset) -> None:
+    """Byte-swap multi-byte binary values read from Big Endian; pydicom decodes the numeric VRs itself."""
+    for element in dataset.iterall():
+        width = _SWAP_WIDTH.get(element.VR) or (2 if element.VR == "US or OW" else 0)
+        if width and isinstance(element.value, bytes) and len(element.value) % width == 0:
+            element.value = np.frombuffer(element.value, dtype=f">u{width}").astype(f"<u{width}").tobytes()
+
+
+def _bulk_offsets(dataset: Dataset, threshold: int, prefix: str) -> dict[str, BulkElement]:
+    """Offsets of every bulk-data-sized binary value, including those inside sequences."""
+    found: dict[str, BulkElement] = {}
+    for tag in list(dataset.keys()):
+        raw = dataset._dict[tag]
+        path = f"{prefix}{int(tag):08X}"
+        if isinstance(raw, RawDataElement):
+            vr, length, tell = raw.VR, raw.length, raw.value_tell
+        else:
+            vr, length, tell = raw.VR, 0, -1
+        if vr == "SQ":
+            for number, item in enumerate(dataset[tag].value, start=1):
+                found.update(_bulk_offsets(item, threshold, f"{path}/{number}/"))
+        elif vr in BULK_VRS and length != 0xFFFFFFFF and length > threshold and tell >= 0:
+            found[path] = BulkElement(path, vr, tell, length)
+    return found
+
+
+def _scan_pixel_data(
+    fp: BinaryIO, start: int, dataset: Dataset, ts: str
+) -> tuple[PixelDescription | None, str | None, str | None, tuple[Frame, ...]]:
+    """Locate the top-level pixel data and the byte ranges of each frame, without reading it."""
+    fp.seek(start)
+    header = fp.read(12)
+    if len(header) < 8:
+        return None, None, None, ()
+    group, element = struct.unpack("<HH", header[:4])
+    tag = (group << 16) | element
+    if tag not in PIXEL_TAGS:
+        return None, None, None, ()
+    vr = header[4:6].decode("ascii", "replace")
+    length = struct.unpack("<I", header[8:12])[0]
+    value_start = start + 12
+    pixel = _pixel_description(dataset, tag)
+    if pixel is None:
+        raise IngestError("Pixel Data without the Image Pixel attributes (Rows, Columns, Bits Allocated, ...)")
+    count = pixel.number_of_frames
+    if length != 0xFFFFFFFF:
+        frame_length = pixel.frame_length
+        if pixel.bits_allocated == 1 and count > 1 and (pixel.rows * pixel.columns * pixel.samples_per_pixel) % 8:
+            # Frames of packed 1-bit data do not start on byte boundaries: keep one range for the whole value.
+            return pixel, PIXEL_TAGS[tag], vr, ((( value_start, length),),)
+        if frame_length * count > length:
+            raise IngestError(
+                f"Pixel Data holds {length} bytes, fewer than the {frame_length * count} that"
+                f" {count} frame(s) of {pixel.rows}x{pixel.columns} need"
+            )
+        frames = tuple(((value_start + i * frame_length, frame_length),) for i in range(count))
+        return pixel, PIXEL_TAGS[tag], vr, frames
+    fragments, offsets = _fragments(fp, value_start)
+    frames = _group_fragments(fp, fragments, offsets, dataset, count, value_start)
+    return pixel, PIXEL_TAGS[tag], vr, frames
+
+
+def _pixel_description(dataset: Dataset, tag: int) -> PixelDescription | None:
+    try:
+        frames = int(dataset.get("NumberOfFrames") or 1)
+        return PixelDescription(
+            rows=int(dataset.Rows),
+            columns=int(dataset.Columns),
+            samples_per_pixel=int(dataset.get("SamplesPerPixel") or 1),
+            bits_allocated=int(dataset.BitsAllocated) if tag == 0x7FE00010 else (32 if tag == 0x7FE00008 else 64),
+            bits_stored=int(dataset.get("BitsStored") or dataset.BitsAllocated),
+            pixel_representation=int(dataset.get("PixelRepresentation") or 0),
+            photometric_interpretation=str(dataset.get("PhotometricInterpretation") or "MONOCHROME2").strip(),
+            planar_configuration=int(dataset.get("PlanarConfiguration") or 0),
+            number_of_frames=max(frames, 1),
+        )
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _fragments(fp: BinaryIO, value_start: int) -> tuple[list[tuple[int, int]], list[int]]:
+    """Walk the items of encapsulated pixel data: the Basic Offset Table, then each fragment."""
+    fp.seek(value_start)
+    fragments: list[tuple[int, int]] = []
+    offsets: list[int] = []
+    first = True
+    position = value_start
+    while True:
+        header = fp.read(8)
+        if len(header) < 8:
+            raise IngestError("encapsulated Pixel Data is truncated (no Sequence Delimitation Item)")
+        tag, length = struct.unpack("<II", header)
+        position += 8
+        if tag == _SEQUENCE_DELIMITER:
+            break
+        if tag != _ITEM or length == 0xFFFFFFFF:
+            raise IngestError(f"encapsulated Pixel Data has a bad item at byte {position - 8}")
+        if first:
+            table = fp.read(length)
+            if len(table) < length:
+                raise IngestError("encapsulated Pixel Data is truncated in its Basic Offset Table")
+            offsets = list(struct.unpack(f"<{length // 4}I", table[: length - length % 4]))
+            first = False
+        else:
+            fragments.append((position, length))
+            fp.seek(length, io.SEEK_CUR)
+        position += length
+    if fragments and fragments[-1][0] + fragments[-1][1] > position:
+        raise IngestError("encapsulated Pixel Data is truncated")
+    return fragments, offsets
+
+
+def _group_fragments(
+    fp: BinaryIO,
+    fragments: list[tuple[int, int]],
+    offsets: list[int],
+    dataset: Dataset,
+    count: int,
+    value_start: int,
+) -> tuple[Frame, ...]:
+    """Assign fragments to frames: Extended / Basic Offset Table, one per frame, or frame markers."""
+    if not fragments:
+        raise IngestError("encapsulated Pixel Data has no fragments")
+    if count == 1:
+        return (tuple(fragments),)
+    extended = dataset.get("ExtendedOffsetTable")
+    if extended is not None and extended.value:
+        offsets = list(struct.unpack(f"<{len(extended.value) // 8}Q", extended.value))
+    if offsets and len(offsets) == count:
+        # Offsets count from the first byte of the first fragment's item tag.
+        base = fragments[0][0] - 8
+        starts = [base + o for o in offsets] + [fragments[-1][0] + fragments[-1][1] + 8]
+        frames = [
+            tuple(f for f in fragments if starts[i] <= f[0] - 8 < starts[i + 1]) for i in range(count)
+        ]
+        if all(frames):
+            return tuple(frames)
+    if len(fragments) == count:
+        return tuple((f,) for f in fragments)
+    # No usable table: a fragment that opens with a codestream marker starts a new frame.
+    grouped: list[list[tuple[int, int]]] = []
+    for fragment in fragments:
+        fp.seek(fragment[0])
+        if not grouped or _starts_frame(fp.read(12)):
+            grouped.append([fragment])
+        else:
+            grouped[-1].append(fragment)
+    if len(grouped) != count:
+        raise IngestError(
+            f"cannot tell the {count} frames apart among {len(fragments)} fragments (no offset table)"
+        )
+    return tuple(tuple(g) for g in grouped)
+
+
+def _starts_frame(head: bytes) -> bool:
+    return head[:2] in (b"\xff\xd8", b"\xff\x4f") or head[4:12] == b"jP  \r\n\x87\n"

@@ -1,0 +1,191 @@
+"""The Store use case: parse once, store the blob durably, then index it.
+
+An instance appears in the index only after its blob is durable, so a crash leaves at worst an
+orphan blob, never an index row without its bytes. Re-storing an instance is idempotent: the same
+bytes are "already present"; different bytes under a stored SOP Instance UID are refused
+(stored instances are immutable, which keeps ETags and caches valid forever).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from .dicom import metadata, reader
+from .errors import IngestError
+from .model import InstanceRecord, StoredInstance, is_valid_uid, transfer_syntax
+from .settings import Settings
+from .storage.base import BlobStore, Index
+
+log = logging.getLogger(__name__)
+
+# PS3.18 Annex I failure reasons (Table I.2-2) and our implementation-specific codes.
+PROCESSING_FAILURE = 0x0110
+CANNOT_UNDERSTAND = 0xC000
+STUDY_UID_MISMATCH = 0xC409  # ours: StudyInstanceUID differs from the {study} of the request URL
+DIFFERENT_CONTENT = 0xC410  # ours: another object is already stored under this SOP Instance UID
+OUT_OF_RESOURCES = 0xA700
+
+
+class Outcome(enum.Enum):
+    STORED = "stored"
+    PRESENT = "already present"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    outcome: Outcome
+    sop_class_uid: str | None = None
+    instance_uid: str | None = None
+    record: InstanceRecord | None = None
+    reason: str | None = None
+    failure_reason: int | None = None
+
+
+class Ingest:
+    """Stores instances into an index and a blob store."""
+
+    def __init__(self, index: Index, blobs: BlobStore, settings: Settings) -> None:
+        self.index = index
+        self.blobs = blobs
+        self.settings = settings
+
+    def store(self, source: BinaryIO, study_uid: str | None = None) -> StoreResult:
+        """Store one Part 10 instance read from a seekable stream; never raises for bad input."""
+        try:
+            parsed = reader.parse(source, self.settings.bulk_threshold)
+        except IngestError as exc:
+            return StoreResult(Outcome.FAILED, reason=exc.message, failure_reason=exc.failure_reason)
+        ds = parsed.dataset
+        sop_class = str(ds.get("SOPClassUID", "")).strip()
+        uids = {
+            "SOP Instance": str(ds.get("SOPInstanceUID", "")).strip("\0 "),
+            "Study Instance": str(ds.get("StudyInstanceUID", "")).strip("\0 "),
+            "Series Instance": str(ds.get("SeriesInstanceUID", "")).strip("\0 "),
+        }
+        instance_uid = uids["SOP Instance"]
+        for what, uid in uids.items():
+            if not is_valid_uid(uid):
+                return self._failed(f"invalid {what} UID {uid!r}", CANNOT_UNDERSTAND, sop_class, instance_uid)
+        if study_uid is not None and uids["Study Instance"] != study_uid:
+            return self._failed(
+                f"StudyInstanceUID {uids['Study Instance']} differs from the study {study_uid} of the request",
+                STUDY_UID_MISMATCH, sop_class, instance_uid,
+            )
+        existing = self.index.get(instance_uid)
+        if existing is not None:
+            return self._already(existing, _digest(parsed.stream), sop_class)
+        record_fields = self._record_fields(parsed, uids, sop_class)
+        try:
+            info = self.blobs.put(parsed.stream, f"{uids['Study Instance']}/{uids['Series Instance']}/{instance_uid}")
+        except OSError as exc:
+            log.exception("cannot write blob")
+            return self._failed(f"cannot write to storage: {exc.strerror}", OUT_OF_RESOURCES, sop_class, instance_uid)
+        record = InstanceRecord(blob_key=info.key, size=info.size, digest=info.digest, **record_fields)
+        body = metadata.instance_json(
+            ds, record.path, parsed.bulk, parsed.pixel_path, parsed.pixel_vr,
+            record.transfer_syntax_uid, self.settings.bulk_threshold,
+        )
+        stored = StoredInstance(
+            record=record,
+            metadata=metadata.dumps(body),
+            study_attributes=metadata.level_attributes(body, metadata.STUDY_TAGS),
+            series_attributes=metadata.level_attributes(body, metadata.SERIES_TAGS),
+            instance_attributes=metadata.level_attributes(body, metadata.INSTANCE_TAGS),
+        )
+        try:
+            existing = self.index.add(stored)
+        except ValueError as exc:
+            self.blobs.delete(info.key)
+            return self._failed(str(exc), CANNOT_UNDERSTAND, sop_class, instance_uid)
+        if existing is not None:  # lost a race with a concurrent store of the same instance
+            if existing.blob_key != info.key:
+                self.blobs.delete(info.key)
+            return self._already(existing, info.digest, sop_class)
+        return StoreResult(Outcome.STORED, sop_class, instance_uid, record)
+
+    def _record_fields(self, parsed: reader.ParsedFile, uids: dict[str, str], sop_class: str) -> dict[str, object]:
+        ds = parsed.dataset
+        ts = transfer_syntax(parsed.transfer_syntax_uid)
+        lossy = str(ds.get("LossyImageCompression", "")).strip() == "01" or bool(ts and ts.lossy)
+        try:
+            number = int(ds.get("InstanceNumber")) if ds.get("InstanceNumber") not in (None, "") else None
+        except (TypeError, ValueError):
+            number = None
+        return {
+            "study_uid": uids["Study Instance"],
+            "series_uid": uids["Series Instance"],
+            "instance_uid": uids["SOP Instance"],
+            "sop_class_uid": sop_class,
+            "transfer_syntax_uid": parsed.transfer_syntax_uid,
+            "source_transfer_syntax_uid": parsed.source_transfer_syntax_uid,
+            "instance_number": number,
+            "number_of_frames": len(parsed.frames),
+            "pixel": parsed.pixel,
+            "pixel_path": parsed.pixel_path,
+            "frames": parsed.frames,
+            "bulk": tuple(parsed.bulk.values()),
+            "lossy": lossy,
+        }
+
+    def _already(self, existing: InstanceRecord, digest: str, sop_class: str) -> StoreResult:
+        if existing.digest == digest:
+            return StoreResult(Outcome.PRESENT, sop_class, existing.instance_uid, existing)
+        return self._failed(
+            "a different object is already stored under this SOP Instance UID (stored instances are immutable)",
+            DIFFERENT_CONTENT, sop_class, existing.instance_uid,
+        )
+
+    @staticmethod
+    def _failed(reason: str, code: int, sop_class: str | None, instance_uid: str | None) -> StoreResult:
+        return StoreResult(Outcome.FAILED, sop_class or None, instance_uid or None, reason=reason, failure_reason=code)
+
+
+def _digest(stream: BinaryIO) -> str:
+    stream.seek(0)
+    digest = hashlib.sha256()
+    while chunk := stream.read(1 << 20):
+        digest.update(chunk)
+    stream.seek(0)
+    return digest.hexdigest()
+
+
+def store_response(results: list[StoreResult], root: str, study_uid: str | None) -> tuple[int, dict[str, object]]:
+    """The Store Instances Response Module (PS3.18 Annex I) and the status of Table 10.5.3-1.
+
+    200 when every instance is stored (or already was), 202 when some failed, 409 when none was
+    stored although the request was well-formed.
+    """
+    response: dict[str, object] = {}
+    if study_uid is not None:
+        response["00081190"] = {"vr": "UR", "Value": [f"{root}/studies/{study_uid}"]}
+    else:
+        studies = {r.record.study_uid for r in results if r.record is not None}
+        if len(studies) == 1:
+            response["00081190"] = {"vr": "UR", "Value": [f"{root}/studies/{studies.pop()}"]}
+        else:
+            response["00081190"] = {"vr": "UR"}
+    failed = [r for r in results if r.outcome is Outcome.FAILED]
+    stored = [r for r in results if r.outcome is not Outcome.FAILED]
+    if failed:
+        response["00081198"] = {"vr": "SQ", "Value": [_reference(r) | {
+            "00081197": {"vr": "US", "Value": [r.failure_reason or PROCESSING_FAILURE]},
+        } for r in failed]}
+    if stored:
+        response["00081199"] = {"vr": "SQ", "Value": [_reference(r) | {
+            "00081190": {"vr": "UR", "Value": [f"{root}{r.record.path}"]},
+        } for r in stored if r.record is not None]}
+    if not failed:
+        return 200, response
+    return (202 if stored else 409), response
+
+
+def _reference(result: StoreResult) -> dict[str, object]:
+    reference: dict[str, object] = {}
+    reference["00081150"] = {"vr": "UI", "Value": [result.sop_class_uid]} if result.sop_class_uid else {"vr": "UI"}
+    reference["00081155"] = {"vr": "UI", "Value": [result.instance_uid]} if result.instance_uid else {"vr": "UI"}
+    return reference

@@ -1,0 +1,226 @@
+"""Records and tables shared by every layer: transfer syntaxes, stored instances, UIDs.
+
+Stdlib only. Everything here is immutable: a stored instance never changes, which is what
+lets every layer cache freely and give every response a stable ETag.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .errors import BadRequest
+
+EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
+IMPLICIT_VR_LE = "1.2.840.10008.1.2"
+DEFLATED_EXPLICIT_VR_LE = "1.2.840.10008.1.2.1.99"
+EXPLICIT_VR_BE = "1.2.840.10008.1.2.2"
+
+
+@dataclass(frozen=True, slots=True)
+class TransferSyntax:
+    """One row of the transfer syntax table (PS3.18 Tables 8.7.3-2 and 8.7.3-5)."""
+
+    uid: str
+    name: str
+    media_type: str  # bulk data media type for one frame in this syntax (§8.7.3.3)
+    encapsulated: bool
+    lossy: bool
+    media_default: bool = False  # the syntax a bare ``media_type`` without transfer-syntax means
+    video: bool = False
+    web: bool = True  # Implicit VR LE and Big Endian are never sent on the web (§8.7.3)
+
+
+_TS = TransferSyntax
+TRANSFER_SYNTAXES: dict[str, TransferSyntax] = {
+    ts.uid: ts
+    for ts in (
+        _TS(EXPLICIT_VR_LE, "Explicit VR Little Endian", "application/octet-stream", False, False, True),
+        _TS(IMPLICIT_VR_LE, "Implicit VR Little Endian", "application/octet-stream", False, False, web=False),
+        _TS(EXPLICIT_VR_BE, "Explicit VR Big Endian", "application/octet-stream", False, False, web=False),
+        _TS(DEFLATED_EXPLICIT_VR_LE, "Deflated Explicit VR Little Endian", "application/octet-stream",
+            False, False),
+        _TS("1.2.840.10008.1.2.4.50", "JPEG Baseline (Process 1)", "image/jpeg", True, True),
+        _TS("1.2.840.10008.1.2.4.51", "JPEG Extended (Process 2 & 4)", "image/jpeg", True, True),
+        _TS("1.2.840.10008.1.2.4.57", "JPEG Lossless (Process 14)", "image/jpeg", True, False),
+        _TS("1.2.840.10008.1.2.4.70", "JPEG Lossless SV1 (Process 14)", "image/jpeg", True, False, True),
+        _TS("1.2.840.10008.1.2.4.80", "JPEG-LS Lossless", "image/jls", True, False, True),
+        _TS("1.2.840.10008.1.2.4.81", "JPEG-LS Near-Lossless", "image/jls", True, True),
+        _TS("1.2.840.10008.1.2.4.90", "JPEG 2000 Lossless", "image/jp2", True, False, True),
+        _TS("1.2.840.10008.1.2.4.91", "JPEG 2000", "image/jp2", True, True),
+        _TS("1.2.840.10008.1.2.4.92", "JPEG 2000 Part 2 Lossless", "image/jpx", True, False, True),
+        _TS("1.2.840.10008.1.2.4.93", "JPEG 2000 Part 2", "image/jpx", True, True),
+        _TS("1.2.840.10008.1.2.4.201", "HTJ2K Lossless", "image/jph", True, False, True),
+        _TS("1.2.840.10008.1.2.4.202", "HTJ2K Lossless RPCL", "image/jph", True, False),
+        _TS("1.2.840.10008.1.2.4.203", "HTJ2K", "image/jph", True, True),
+        _TS("1.2.840.10008.1.2.5", "RLE Lossless", "image/dicom-rle", True, False, True),
+        _TS("1.2.840.10008.1.2.4.100", "MPEG2 MP@ML", "video/mpeg", True, True, video=True),
+        _TS("1.2.840.10008.1.2.4.101", "MPEG2 MP@HL", "video/mpeg", True, True, True, video=True),
+        _TS("1.2.840.10008.1.2.4.102", "MPEG-4 AVC/H.264 HP@L4.1", "video/mp4", True, True, True, video=True),
+        _TS("1.2.840.10008.1.2.4.103", "MPEG-4 AVC/H.264 BD HP@L4.1", "video/mp4", True, True, video=True),
+        _TS("1.2.840.10008.1.2.4.104", "MPEG-4 AVC/H.264 HP@L4.2 2D", "video/mp4", True, True, video=True),
+        _TS("1.2.840.10008.1.2.4.105", "MPEG-4 AVC/H.264 HP@L4.2 3D", "video/mp4", True, True, video=True),
+        _TS("1.2.840.10008.1.2.4.106", "MPEG-4 AVC/H.264 Stereo HP@L4.2", "video/mp4", True, True, video=True),
+        _TS("1.2.840.10008.1.2.4.107", "HEVC/H.265 Main", "video/H265", True, True, True, video=True),
+        _TS("1.2.840.10008.1.2.4.108", "HEVC/H.265 Main 10", "video/H265", True, True, video=True),
+    )
+}
+
+# Legacy experimental names still sent by old peers (§8.7.3.3.2 notes).
+MEDIA_TYPE_ALIASES = {"image/x-dicom-rle": "image/dicom-rle", "image/x-jls": "image/jls", "video/mpeg2": "video/mpeg"}
+
+
+def transfer_syntax(uid: str) -> TransferSyntax | None:
+    return TRANSFER_SYNTAXES.get(uid)
+
+
+def default_syntax_for(media_type: str) -> str | None:
+    """The transfer syntax a media type means when it carries no transfer-syntax parameter."""
+    for ts in TRANSFER_SYNTAXES.values():
+        if ts.media_type == media_type and ts.media_default:
+            return ts.uid
+    return None
+
+
+# PS3.5 §9.1: at most 64 characters, components of digits separated by dots, no leading zero.
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+
+
+def is_valid_uid(value: str) -> bool:
+    return len(value) <= 64 and bool(_UID.match(value))
+
+
+def check_uid(value: str, what: str) -> str:
+    """Return ``value`` or raise 400 naming the malformed UID (PS3.5 §9.1)."""
+    if not is_valid_uid(value):
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise BadRequest(f"invalid {what} UID {shown!r}: a UID is at most 64 characters of digits and dots")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class PixelDescription:
+    """The Image Pixel attributes a codec needs, recorded at ingest."""
+
+    rows: int
+    columns: int
+    samples_per_pixel: int
+    bits_allocated: int
+    bits_stored: int
+    pixel_representation: int
+    photometric_interpretation: str
+    planar_configuration: int = 0
+    number_of_frames: int = 1
+
+    @property
+    def frame_length(self) -> int:
+        """Bytes of one native (uncompressed) frame, rounded up to whole bytes."""
+        samples = self.samples_per_pixel
+        if self.photometric_interpretation == "YBR_FULL_422":
+            samples = 2  # two chroma samples shared by each pair of pixels (PS3.3 C.7.6.3.1.2)
+        bits = self.rows * self.columns * samples * self.bits_allocated
+        return (bits + 7) // 8
+
+
+@dataclass(frozen=True, slots=True)
+class BulkElement:
+    """A bulk data value inside the stored blob, addressed by its tag path.
+
+    ``path`` is the tag path as it appears in the BulkDataURI: ``7FE00010`` at the top level,
+    ``00540016/0/00181078`` inside item 0 of a sequence.
+    """
+
+    path: str
+    vr: str
+    offset: int
+    length: int
+
+
+# A frame is one or more fragments: (offset, length) byte ranges of the stored blob.
+Frame = tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    """What the index holds for one stored instance: everything retrieve needs without the file."""
+
+    study_uid: str
+    series_uid: str
+    instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str  # of the stored blob
+    source_transfer_syntax_uid: str  # as received
+    blob_key: str
+    size: int
+    digest: str  # sha256 of the stored blob, hex
+    instance_number: int | None = None
+    number_of_frames: int = 0
+    pixel: PixelDescription | None = None
+    pixel_path: str | None = None  # "7FE00010", "7FE00008" or "7FE00009"
+    frames: tuple[Frame, ...] = ()
+    bulk: tuple[BulkElement, ...] = field(default=())
+    lossy: bool = False
+
+    @property
+    def syntax(self) -> TransferSyntax:
+        return TRANSFER_SYNTAXES.get(self.transfer_syntax_uid) or TransferSyntax(
+            self.transfer_syntax_uid, "unknown", "application/octet-stream", True, True
+        )
+
+    def bulk_element(self, path: str) -> BulkElement | None:
+        for element in self.bulk:
+            if element.path == path:
+                return element
+        return None
+
+    @property
+    def path(self) -> str:
+        """The instance resource path under the DICOMweb root."""
+        return f"/studies/{self.study_uid}/series/{self.series_uid}/instances/{self.instance_uid}"
+
+
+@dataclass(frozen=True, slots=True)
+class StudyRecord:
+    """Study-level attributes kept by the index (for search and study-level responses)."""
+
+    study_uid: str
+    attributes: dict[str, object]  # DICOM JSON of the study-level attributes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInstance:
+    """What ingest hands to the index: the record, its metadata and its search attributes."""
+
+    record: InstanceRecord
+    metadata: bytes  # DICOM JSON object (orjson), BulkDataURIs relative to the DICOMweb root
+    study_attributes: dict[str, object]
+    series_attributes: dict[str, object]
+    instance_attributes: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class Acceptable:
+    """One acceptable media type of a request, after parsing (PS3.18 §8.7.5).
+
+    ``media_type`` is the type of each representation (the ``type`` parameter of a
+    ``multipart/related`` range); ``multipart`` says whether it was asked for wrapped in
+    ``multipart/related`` (True), bare (False) or either (None, for ``*/*``). Wildcards stay as
+    written (``*/*``, ``image/*``). ``from_query`` marks entries of the ``accept`` query parameter.
+    """
+
+    media_type: str
+    multipart: bool | None
+    transfer_syntax: str | None = None
+    q: float = 1.0
+    from_query: bool = False
+
+    def matches(self, media_type: str) -> bool:
+        if self.media_type == "*/*":
+            return True
+        if self.media_type.endswith("/*"):
+            return media_type.startswith(self.media_type[:-1])
+        return self.media_type == media_type
+
+    @property
+    def wildcard(self) -> bool:
+        return self.media_type.endswith("*")

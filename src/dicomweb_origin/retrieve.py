@@ -1,0 +1,474 @@
+"""The Retrieve use case (PS3.18 §10.4): from a target and the Acceptable Media Types to parts.
+
+Framework-free: the web layer parses the request into ``Target`` and ``Acceptable`` values and
+writes the returned ``Payload``. Selection follows §8.7.8: per part, the first acceptable media
+type (in preference order) that this instance can be delivered in wins; wildcards match the
+category default. Stored bytes are streamed untouched whenever the selection allows it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+from .dicom import metadata as dicom_metadata
+from .dicom import transcode
+from .dicom.xml import json_to_xml
+from .errors import BadRequest, DecodeError, InvalidFrameList, NotAcceptable, NotFound
+from .framecache import FrameCache
+from .model import (
+    DEFLATED_EXPLICIT_VR_LE,
+    EXPLICIT_VR_LE,
+    TRANSFER_SYNTAXES,
+    Acceptable,
+    InstanceRecord,
+    check_uid,
+    default_syntax_for,
+)
+from .storage.base import BlobStore, Index
+
+Body = Callable[[int, int | None], Iterator[bytes]]  # (offset, length) within the part -> chunks
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A study, series or instance named by the request path; UIDs already validated."""
+
+    study_uid: str
+    series_uid: str | None = None
+    instance_uid: str | None = None
+
+    @classmethod
+    def parse(cls, study: str, series: str | None = None, instance: str | None = None) -> Target:
+        return cls(
+            check_uid(study, "Study Instance"),
+            None if series is None else check_uid(series, "Series Instance"),
+            None if instance is None else check_uid(instance, "SOP Instance"),
+        )
+
+    @property
+    def single(self) -> bool:
+        return self.instance_uid is not None
+
+
+@dataclass(slots=True)
+class Part:
+    """One representation: its Content-Type, Content-Location and bytes."""
+
+    media_type: str
+    location: str | None
+    length: int | None  # None until produced (transcoded parts)
+    body: Body
+
+    def read_all(self) -> bytes:
+        return b"".join(self.body(0, None))
+
+
+@dataclass(slots=True)
+class Payload:
+    parts: list[Part]
+    multipart_type: str | None  # the ``type`` of multipart/related, or None for a single-part response
+    etag: str
+    omitted: int = 0  # targets that could not be represented: 206 (Table 10.4.3-1)
+    rangeable: bool = False  # single part of stored bytes: Range requests apply
+    vary: tuple[str, ...] = field(default=("Accept",))
+
+
+def _etag(*items: object) -> str:
+    digest = hashlib.sha256("\x1f".join(map(str, items)).encode()).hexdigest()[:32]
+    return f'"{digest}"'
+
+
+def _with_syntax(media_type: str, syntax: str) -> str:
+    return f"{media_type}; transfer-syntax={syntax}"
+
+
+class Retrieve:
+    """Answers every Retrieve resource from the index and the blob store."""
+
+    def __init__(self, index: Index, blobs: BlobStore, frame_cache: FrameCache) -> None:
+        self.index = index
+        self.blobs = blobs
+        self.cache = frame_cache
+
+    # -- lookup ----------------------------------------------------------------------------
+
+    def records(self, target: Target) -> list[InstanceRecord]:
+        """The instances of the target, or 404 naming what does not exist."""
+        if target.instance_uid is not None:
+            record = self.index.get(target.instance_uid)
+            if record is None or record.study_uid != target.study_uid or record.series_uid != target.series_uid:
+                raise NotFound(
+                    f"instance {target.instance_uid} not found in series {target.series_uid}"
+                    f" of study {target.study_uid}"
+                )
+            return [record]
+        found = self.index.instances(target.study_uid, target.series_uid)
+        if not found:
+            if target.series_uid is not None:
+                raise NotFound(f"series {target.series_uid} not found in study {target.study_uid}")
+            raise NotFound(f"study {target.study_uid} not found")
+        return found
+
+    # -- Instance resources (Table 10.4.1-1) ---------------------------------------------------
+
+    def instances(self, target: Target, accept: Sequence[Acceptable]) -> Payload:
+        records = self.records(target)
+        dicom = [a for a in accept if a.media_type == "application/dicom" or a.media_type == "*/*"
+                 or a.media_type == "application/*"]
+        if not dicom and any(a.multipart is not False and a.media_type != "application/dicom" for a in accept):
+            # Table 10.4.4-1 note 2: bulk data media types on an Instance resource mean its Bulkdata resource.
+            return self.bulkdata(target, accept)
+        parts: list[Part] = []
+        keys: list[object] = []
+        multipart: bool | None = None
+        for record in records:
+            choice = self._instance_choice(record, dicom, target.single)
+            if choice is None:
+                continue
+            syntax, wrapped = choice
+            multipart = wrapped if multipart is None else multipart
+            parts.append(self._instance_part(record, syntax))
+            keys += [record.digest, syntax]
+        if not parts:
+            raise NotAcceptable(_not_acceptable_message(records, "application/dicom"))
+        single = multipart is False
+        return Payload(
+            parts,
+            None if single else "application/dicom",
+            _etag("instances", single, *keys),
+            omitted=len(records) - len(parts),
+            rangeable=single and parts[0].length is not None,
+        )
+
+    def _instance_choice(
+        self, record: InstanceRecord, accept: Sequence[Acceptable], single: bool
+    ) -> tuple[str, bool] | None:
+        for acceptable in accept:
+            if acceptable.multipart is False and not single:
+                continue  # single-part types only for single-item resources (§10.4.4 note 3)
+            requested = acceptable.transfer_syntax
+            if requested is None or acceptable.wildcard and acceptable.media_type != "application/dicom":
+                requested = self._default_instance_syntax(record)
+            syntax = self._deliverable_instance_syntax(record, requested)
+            if syntax is not None:
+                return syntax, acceptable.multipart is not False
+        return None
+
+    def _default_instance_syntax(self, record: InstanceRecord) -> str:
+        """Explicit VR LE, except pixel data this server cannot decode (video): as stored (§8.7.3)."""
+        if record.pixel is None or not record.syntax.encapsulated:
+            return EXPLICIT_VR_LE
+        if transcode.can_decode(record.transfer_syntax_uid):
+            return EXPLICIT_VR_LE
+        return record.transfer_syntax_uid
+
+    def _deliverable_instance_syntax(self, record: InstanceRecord, requested: str) -> str | None:
+        stored = record.transfer_syntax_uid
+        if requested in ("*", stored):
+            return stored
+        target = TRANSFER_SYNTAXES.get(requested)
+        if target is None or not target.web or target.video:
+            return None
+        if record.pixel is None:
+            return requested if requested in (EXPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE) else None
+        if not self._can_transcode(record, requested):
+            return None
+        return requested
+
+    def _can_transcode(self, record: InstanceRecord, requested: str) -> bool:
+        target = TRANSFER_SYNTAXES[requested]
+        if record.pixel is None:
+            return False
+        if record.syntax.encapsulated and not transcode.can_decode(record.transfer_syntax_uid):
+            return False
+        if target.encapsulated and record.lossy and not target.lossy:
+            return False  # a lossy source is never passed off as lossless compressed data
+        if requested in (EXPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE):
+            return True
+        return transcode.can_encode(requested, record.pixel)
+
+    def _instance_part(self, record: InstanceRecord, syntax: str) -> Part:
+        media_type = _with_syntax("application/dicom", syntax)
+        if syntax == record.transfer_syntax_uid:
+            return Part(media_type, record.path, record.size, self._blob_body(record.blob_key, 0, record.size))
+        holder: list[bytes] = []
+
+        def body(offset: int, length: int | None) -> Iterator[bytes]:
+            if not holder:
+                holder.append(self._transcoded_instance(record, syntax))
+            data = holder[0]
+            yield data[offset:] if length is None else data[offset : offset + length]
+
+        return Part(media_type, record.path, None, body)
+
+    def _transcoded_instance(self, record: InstanceRecord, syntax: str) -> bytes:
+        source = self.blobs.read(record.blob_key)
+        return transcode.transcode_instance(source, syntax)
+
+    def _blob_body(self, key: str, start: int, size: int) -> Body:
+        def body(offset: int, length: int | None) -> Iterator[bytes]:
+            available = size - offset
+            yield from self.blobs.stream(key, start + offset, available if length is None else min(length, available))
+
+        return body
+
+    # -- Metadata resources (Table 10.4.1-2) ---------------------------------------------------
+
+    def metadata_etag(self, records: Sequence[InstanceRecord], media_type: str, root: str) -> str:
+        return _etag("metadata", media_type, root, *(r.digest for r in records))
+
+    def metadata(self, target: Target, accept: Sequence[Acceptable], root: str) -> Payload:
+        records = self.records(target)
+        kind = _metadata_kind(accept)
+        etag = self.metadata_etag(records, kind, root)
+        stored = self.index.metadata(records)
+        if kind == "json":
+            data = dicom_metadata.json_array(stored, root)
+            part = Part("application/dicom+json", None, len(data), _bytes_body(data))
+            return Payload([part], None, etag, vary=("Accept", "Accept-Encoding"))
+        parts = []
+        for record, blob in zip(records, stored, strict=True):
+            document = json_to_xml(orjson.loads(dicom_metadata.absolutize(blob, root)))
+            parts.append(Part("application/dicom+xml; charset=utf-8", f"{record.path}/metadata", len(document),
+                              _bytes_body(document)))
+        return Payload(parts, "application/dicom+xml", etag, vary=("Accept", "Accept-Encoding"))
+
+    # -- Bulk data and pixel data (Tables 10.4.1.5-1, 10.4.1.6-1) -----------------------------
+
+    def bulkdata(self, target: Target, accept: Sequence[Acceptable]) -> Payload:
+        """All bulk data of the target: pixel data frames, then every other bulk element."""
+        records = self.records(target)
+        parts: list[Part] = []
+        keys: list[object] = []
+        octet = _accepts_octet_stream(accept)
+        for record in records:
+            if record.pixel is not None:
+                frames = self._pixel_parts(record, range(len(record.frames)), accept, single=False)
+                parts += [p for p, _ in frames]
+                keys += [record.digest, *(k for _, k in frames)]
+            if octet:
+                for element in record.bulk:
+                    parts.append(Part(_with_syntax("application/octet-stream", EXPLICIT_VR_LE),
+                                      f"{record.path}/bulkdata/{element.path}", element.length,
+                                      self._blob_body(record.blob_key, element.offset, element.length)))
+                    keys += [record.digest, element.path]
+        if not parts:
+            if not any(r.pixel is not None or r.bulk for r in records):
+                raise NotFound("the target has no bulk data")
+            raise NotAcceptable(_not_acceptable_message(records, "bulk data"))
+        return self._bulk_payload(parts, accept, _etag("bulkdata", *keys), single=False)
+
+    def bulk_element(self, target: Target, path: str, accept: Sequence[Acceptable]) -> Payload:
+        """One BulkDataURI advertised by metadata: ``{instance}/bulkdata/{tag path}``."""
+        (record,) = self.records(target)
+        element = record.bulk_element(path)
+        if element is None:
+            raise NotFound(f"instance {record.instance_uid} has no bulk data element {path}")
+        for acceptable in accept:
+            if acceptable.matches("application/octet-stream") and acceptable.transfer_syntax in (
+                None, "*", EXPLICIT_VR_LE
+            ):
+                part = Part(_with_syntax("application/octet-stream", EXPLICIT_VR_LE),
+                            f"{record.path}/bulkdata/{path}", element.length,
+                            self._blob_body(record.blob_key, element.offset, element.length))
+                multipart = acceptable.multipart is not False
+                return Payload([part], "application/octet-stream" if multipart else None,
+                               _etag("bulk", record.digest, path, multipart), rangeable=not multipart)
+        raise NotAcceptable("bulk data is served as application/octet-stream (Explicit VR Little Endian)")
+
+    def pixeldata(self, target: Target, accept: Sequence[Acceptable]) -> Payload:
+        records = [r for r in self.records(target) if r.pixel is not None]
+        if not records:
+            raise NotFound("the target has no pixel data")
+        single = target.single and records[0].number_of_frames == 1
+        parts: list[Part] = []
+        keys: list[object] = []
+        for record in records:
+            frames = self._pixel_parts(record, range(len(record.frames)), accept, single=single)
+            parts += [p for p, _ in frames]
+            keys += [record.digest, *(k for _, k in frames)]
+        if not parts:
+            raise NotAcceptable(_not_acceptable_message(records, "pixel data"))
+        return self._bulk_payload(parts, accept, _etag("pixeldata", single, *keys), single=single)
+
+    def frames(self, target: Target, frame_list: str, accept: Sequence[Acceptable]) -> Payload:
+        (record,) = self.records(target)
+        if record.pixel is None:
+            raise NotFound(f"instance {record.instance_uid} has no pixel data")
+        indexes = parse_frame_list(frame_list, len(record.frames))
+        single = len(indexes) == 1
+        frames = self._pixel_parts(record, indexes, accept, single=single)
+        if len(frames) < len(indexes):
+            raise NotAcceptable(_not_acceptable_message([record], "frames"))
+        parts = [p for p, _ in frames]
+        return self._bulk_payload(parts, accept, _etag("frames", record.digest, single, *(k for _, k in frames)),
+                                  single=single)
+
+    def _bulk_payload(self, parts: list[Part], accept: Sequence[Acceptable], etag: str, single: bool) -> Payload:
+        bare = single and self._bare_requested(parts[0], accept)
+        if bare:
+            return Payload(parts, None, etag, rangeable=parts[0].length is not None)
+        kinds = {p.media_type.split(";")[0] for p in parts}
+        envelope = kinds.pop() if len(kinds) == 1 else "application/octet-stream"
+        return Payload(parts, envelope, etag)
+
+    @staticmethod
+    def _bare_requested(part: Part, accept: Sequence[Acceptable]) -> bool:
+        media_type = part.media_type.split(";")[0]
+        for acceptable in accept:
+            if acceptable.matches(media_type) or acceptable.media_type == "application/octet-stream":
+                return acceptable.multipart is False
+        return False
+
+    def _pixel_parts(
+        self, record: InstanceRecord, indexes: Iterable[int], accept: Sequence[Acceptable], single: bool
+    ) -> list[tuple[Part, str]]:
+        """One part per frame in the first acceptable syntax this instance can be delivered in."""
+        choice = self._frame_choice(record, accept, single)
+        if choice is None:
+            return []
+        syntax = choice
+        parts = []
+        multi = record.number_of_frames > 1
+        for index in indexes:
+            location = f"{record.path}/frames/{index + 1}" if multi else f"{record.path}/pixeldata"
+            parts.append((self._frame_part(record, index, syntax, location), syntax))
+        return parts
+
+    def _frame_choice(self, record: InstanceRecord, accept: Sequence[Acceptable], single: bool) -> str | None:
+        stored = record.syntax
+        stored_media = stored.media_type
+        for acceptable in accept:
+            if acceptable.multipart is False and not single:
+                continue
+            wanted = acceptable.transfer_syntax
+            if acceptable.media_type == "*/*":
+                syntax = stored.uid if wanted == "*" else EXPLICIT_VR_LE
+            elif acceptable.wildcard:
+                if not acceptable.matches(stored_media) or wanted not in (None, "*"):
+                    continue
+                syntax = stored.uid
+            elif wanted == "*":
+                # "any syntax": as stored when the stored media type fits, else the type's default.
+                if acceptable.media_type == "application/octet-stream" or acceptable.matches(stored_media):
+                    syntax = stored.uid
+                else:
+                    syntax = default_syntax_for(acceptable.media_type) or ""
+            else:
+                syntax = wanted or default_syntax_for(acceptable.media_type) or ""
+                known = TRANSFER_SYNTAXES.get(syntax)
+                if known is None or known.media_type != acceptable.media_type:
+                    continue
+            if syntax in (stored.uid,) and (stored.uid != DEFLATED_EXPLICIT_VR_LE):
+                return syntax
+            if syntax == EXPLICIT_VR_LE and not stored.encapsulated:
+                return syntax
+            if syntax and syntax in TRANSFER_SYNTAXES and self._can_transcode_frames(record, syntax):
+                return syntax
+        return None
+
+    def _can_transcode_frames(self, record: InstanceRecord, syntax: str) -> bool:
+        target = TRANSFER_SYNTAXES[syntax]
+        if not target.web or target.video or syntax == DEFLATED_EXPLICIT_VR_LE:
+            return False
+        return self._can_transcode(record, syntax)
+
+    def _frame_part(self, record: InstanceRecord, index: int, syntax: str, location: str) -> Part:
+        fragments = record.frames[index]
+        if syntax == record.transfer_syntax_uid or (syntax == EXPLICIT_VR_LE and not record.syntax.encapsulated):
+            media = TRANSFER_SYNTAXES[syntax].media_type if syntax in TRANSFER_SYNTAXES else "application/octet-stream"
+            length = sum(n for _, n in fragments)
+            if not record.syntax.encapsulated:
+                length = min(length, record.pixel.frame_length) if record.pixel else length
+            return Part(_with_syntax(media, syntax), location, length, self._fragments_body(record.blob_key, fragments,
+                                                                                         length))
+        data = self._transcoded_frame(record, index, syntax)
+        media = TRANSFER_SYNTAXES[syntax].media_type
+        return Part(_with_syntax(media, syntax), location, len(data), _bytes_body(data))
+
+    def _transcoded_frame(self, record: InstanceRecord, index: int, syntax: str) -> bytes:
+        key = (record.instance_uid, record.digest, index, syntax)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        assert record.pixel is not None
+        source = b"".join(self.blobs.read(record.blob_key, o, n) for o, n in record.frames[index])
+        pixel = record.pixel
+        try:
+            encoded = transcode.transcode_frame(source, record.transfer_syntax_uid, syntax, pixel,
+                                                source_lossy=record.lossy)
+        except (NotAcceptable, DecodeError):
+            raise
+        self.cache.put(key, encoded.data)
+        return encoded.data
+
+    def _fragments_body(self, key: str, fragments: Sequence[tuple[int, int]], total: int) -> Body:
+        def body(offset: int, length: int | None) -> Iterator[bytes]:
+            remaining = total - offset if length is None else min(length, total - offset)
+            skip = offset
+            for start, size in fragments:
+                if remaining <= 0:
+                    break
+                if skip >= size:
+                    skip -= size
+                    continue
+                take = min(size - skip, remaining)
+                yield from self.blobs.stream(key, start + skip, take)
+                remaining -= take
+                skip = 0
+
+        return body
+
+
+def _bytes_body(data: bytes) -> Body:
+    def body(offset: int, length: int | None) -> Iterator[bytes]:
+        yield data[offset:] if length is None else data[offset : offset + length]
+
+    return body
+
+
+def _metadata_kind(accept: Sequence[Acceptable]) -> str:
+    """JSON (the default) or XML (multipart), in the client's order of preference (Table 10.4.4-1)."""
+    for acceptable in accept:
+        if acceptable.media_type in ("application/dicom+json", "application/json") and acceptable.multipart is not True:
+            return "json"
+        if acceptable.media_type == "application/dicom+xml" and acceptable.multipart is not False:
+            return "xml"
+        if acceptable.media_type in ("*/*", "application/*") and acceptable.transfer_syntax is None:
+            return "json"
+    raise NotAcceptable(
+        "metadata is served as application/dicom+json or multipart/related; type=\"application/dicom+xml\""
+    )
+
+
+def _accepts_octet_stream(accept: Sequence[Acceptable]) -> bool:
+    return any(a.matches("application/octet-stream") and a.transfer_syntax in (None, "*", EXPLICIT_VR_LE)
+               for a in accept)
+
+
+def _not_acceptable_message(records: Sequence[InstanceRecord], what: str) -> str:
+    stored = sorted({r.transfer_syntax_uid for r in records})
+    return f"none of the acceptable media types can be produced for this {what} (stored as {', '.join(stored)})"
+
+
+def parse_frame_list(text: str, count: int) -> list[int]:
+    """1-based frame numbers (PS3.18 §10.4.1.1.6 ``{frames}``) to 0-based indexes, or 400/404."""
+    numbers: list[int] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item.isdigit():
+            raise InvalidFrameList(f"invalid frame number {item!r}: frames are 1-based integers separated by commas")
+        numbers.append(int(item))
+    if any(n < 1 for n in numbers):
+        raise InvalidFrameList("frame numbers start at 1")
+    missing = [n for n in numbers if n > count]
+    if missing:
+        # UNVERIFIED in the standard (400 or 404): a frame beyond Number of Frames does not exist, so 404.
+        raise NotFound(f"frame(s) {', '.join(map(str, missing))} out of range: the instance has {count} frame(s)")
+    if len(numbers) > 10_000:
+        raise BadRequest("too many frames in one request")
+    return [n - 1 for n in numbers]

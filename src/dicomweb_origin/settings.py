@@ -1,0 +1,28 @@
+"""Server settings: one frozen value passed down from the composition root, never a global."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path = Path("data")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    root_path: str = "/dicomweb"  # the DICOMweb root under the server's origin
+    public_url: str | None = None  # e.g. https://pacs.example/dicomweb when behind a proxy
+    bulk_threshold: int = 1024  # binary values longer than this become BulkDataURIs (bytes)
+    frame_cache_bytes: int = 256 << 20  # bounded LRU of transcoded frames
+    max_request_bytes: int = 4 << 30  # STOW request bodies above this get 413
+    cors_origins: tuple[str, ...] = field(default=())
+    gzip_min_bytes: int = 1024
+
+    @property
+    def index_path(self) -> Path:
+        return self.data_dir / "index.sqlite"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"

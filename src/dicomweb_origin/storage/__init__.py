@@ -1,0 +1,1 @@
+"""Storage seams: an index of records and a blob store of bytes. No pydicom here."""

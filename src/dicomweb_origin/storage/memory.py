@@ -1,0 +1,73 @@
+"""In-memory backends, for tests and for trying things out."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator, Sequence
+from typing import BinaryIO
+
+from ..model import InstanceRecord, StoredInstance
+from .base import BlobInfo
+
+
+class MemoryBlobStore:
+    def __init__(self) -> None:
+        self._blobs: dict[str, bytes] = {}
+
+    def put(self, source: BinaryIO, name: str) -> BlobInfo:
+        data = source.read()
+        digest = hashlib.sha256(data).hexdigest()
+        key = f"{name}.{digest[:16]}.dcm"
+        self._blobs[key] = data
+        return BlobInfo(key, len(data), digest)
+
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        data = self._blobs[key]
+        return data[offset:] if length is None else data[offset : offset + length]
+
+    def stream(self, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        yield self.read(key, offset, length)
+
+    def delete(self, key: str) -> None:
+        self._blobs.pop(key, None)
+
+
+class MemoryIndex:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[str, InstanceRecord] = {}
+        self._metadata: dict[str, bytes] = {}
+
+    def add(self, stored: StoredInstance) -> InstanceRecord | None:
+        uid = stored.record.instance_uid
+        with self._lock:
+            if uid in self._records:
+                return self._records[uid]
+            self._records[uid] = stored.record
+            self._metadata[uid] = stored.metadata
+        return None
+
+    def get(self, instance_uid: str) -> InstanceRecord | None:
+        return self._records.get(instance_uid)
+
+    def instances(
+        self, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None
+    ) -> list[InstanceRecord]:
+        found = [
+            r
+            for r in self._records.values()
+            if r.study_uid == study_uid
+            and (series_uid is None or r.series_uid == series_uid)
+            and (instance_uid is None or r.instance_uid == instance_uid)
+        ]
+        return sorted(found, key=lambda r: (r.series_uid, r.instance_number or 0, r.instance_uid))
+
+    def metadata(self, records: Sequence[InstanceRecord]) -> list[bytes]:
+        return [self._metadata[r.instance_uid] for r in records]
+
+    def count(self) -> int:
+        return len(self._records)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,59 @@
+"""The Starlette application: routes under the DICOMweb root, one error handler, CORS."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Mount
+
+from ..errors import DicomWebError
+from ..ingest import Ingest
+from ..retrieve import Retrieve
+from ..settings import Settings
+from .routes import Endpoints, routes
+
+log = logging.getLogger("dicomweb_origin")
+
+
+async def dicomweb_error(request: Request, exc: Exception) -> Response:
+    """The one place where domain errors become HTTP responses (a short text Status Report, §8.6.3)."""
+    assert isinstance(exc, DicomWebError)
+    if exc.status >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc.message)
+    return PlainTextResponse(f"{exc.status} {exc.message}\n", status_code=exc.status)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = "no such resource" if exc.status_code == 404 else exc.detail
+    return PlainTextResponse(f"{exc.status_code} {message}\n", status_code=exc.status_code, headers=exc.headers)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return PlainTextResponse("500 internal server error (logged on the server)\n", status_code=500)
+
+
+def create_app(retrieve: Retrieve, ingest: Ingest, settings: Settings) -> Starlette:
+    endpoints = Endpoints(retrieve, ingest, settings)
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["ETag", "Content-Location", "Content-Range", "Warning", "Content-Length"],
+            max_age=600,
+        ))
+    return Starlette(
+        routes=[Mount(settings.root_path, routes=routes(endpoints))],
+        middleware=middleware,
+        exception_handlers={DicomWebError: dicomweb_error, HTTPException: http_error, Exception: unexpected_error},
+    )

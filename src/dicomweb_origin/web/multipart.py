@@ -1,0 +1,126 @@
+"""Streaming multipart/related writer and a constant-memory reader (PS3.18 §8.6.1.2, RFC 2387).
+
+CRLF everywhere; each part has Content-Type, Content-Location (when it represents a resource) and
+Content-Length; the whole body's length is known up front whenever every part's is.
+"""
+
+from __future__ import annotations
+
+import mmap
+import re
+import secrets
+from collections.abc import Iterator, Sequence
+from typing import BinaryIO
+
+from ..errors import BadRequest
+from ..retrieve import Part
+
+CRLF = b"\r\n"
+
+
+def new_boundary() -> str:
+    return f"DICOMwebBoundary{secrets.token_hex(12)}"
+
+
+def content_type(part_type: str, boundary: str) -> str:
+    return f'multipart/related; type="{part_type}"; boundary={boundary}'
+
+
+def _head(part: Part, boundary: str, root: str, length: int) -> bytes:
+    lines = [f"--{boundary}", f"Content-Type: {part.media_type}"]
+    if part.location is not None:
+        lines.append(f"Content-Location: {root}{part.location}")
+    lines.append(f"Content-Length: {length}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _tail(boundary: str) -> bytes:
+    return f"--{boundary}--\r\n".encode()
+
+
+def total_length(parts: Sequence[Part], boundary: str, root: str) -> int | None:
+    """Length of the whole multipart body, if every part's length is known."""
+    total = len(_tail(boundary))
+    for part in parts:
+        if part.length is None:
+            return None
+        total += len(_head(part, boundary, root, part.length)) + part.length + 2
+    return total
+
+
+def stream(parts: Sequence[Part], boundary: str, root: str) -> Iterator[bytes]:
+    """Yield the multipart body part by part; a part of unknown length is produced just before it is sent."""
+    for part in parts:
+        if part.length is None:
+            data = part.read_all()
+            yield _head(part, boundary, root, len(data)) + data + CRLF
+            continue
+        yield _head(part, boundary, root, part.length)
+        yield from part.body(0, None)
+        yield CRLF
+    yield _tail(boundary)
+
+
+class Window:
+    """A read-only, seekable view of ``[start, end)`` of another file (one part of a request body)."""
+
+    def __init__(self, source: mmap.mmap, start: int, end: int) -> None:
+        self._source, self._start, self._end, self._pos = source, start, end, start
+
+    def read(self, size: int = -1) -> bytes:
+        stop = self._end if size is None or size < 0 else min(self._end, self._pos + size)
+        data = self._source[self._pos:stop]
+        self._pos = stop
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: self._start, 1: self._pos, 2: self._end}[whence]
+        self._pos = max(self._start, min(self._end, base + offset))
+        return self._pos - self._start
+
+    def tell(self) -> int:
+        return self._pos - self._start
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+
+_HEADER = re.compile(rb"^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$")
+
+
+def read_parts(body: BinaryIO, boundary: str) -> Iterator[tuple[dict[str, str], Window]]:
+    """Split a spooled request body into (headers, content) without copying the contents."""
+    body.seek(0, 2)
+    if body.tell() == 0:
+        raise BadRequest("the request has no payload")
+    body.seek(0)
+    mapped = mmap.mmap(body.fileno(), 0, access=mmap.ACCESS_READ)
+    delimiter = b"--" + boundary.encode("latin-1")
+    position = mapped.find(delimiter)
+    if position < 0:
+        raise BadRequest("the multipart payload does not contain its boundary")
+    while True:
+        position += len(delimiter)
+        if mapped[position:position + 2] == b"--":
+            return
+        line_end = mapped.find(CRLF, position)
+        if line_end < 0:
+            raise BadRequest("the multipart payload is truncated")
+        headers_end = mapped.find(CRLF + CRLF, line_end)
+        if headers_end < 0:
+            raise BadRequest("a part of the multipart payload has no end of headers")
+        headers: dict[str, str] = {}
+        if headers_end > line_end:
+            for raw in mapped[line_end + 2:headers_end].split(CRLF):
+                match = _HEADER.match(raw)
+                if match:
+                    headers[match.group(1).decode("latin-1").lower()] = match.group(2).decode("latin-1")
+        content_start = headers_end + 4
+        following = mapped.find(CRLF + delimiter, content_start - 2)
+        if following < 0:
+            raise BadRequest("the multipart payload is truncated (no closing boundary)")
+        yield headers, Window(mapped, content_start, following)
+        position = following + 2

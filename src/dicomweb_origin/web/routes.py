@@ -1,0 +1,264 @@
+"""Starlette endpoints for Retrieve (§10.4) and Store (§10.5): parse, call a use case, write the payload."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import re
+import tempfile
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from ..ingest import Ingest, Outcome, StoreResult, store_response
+from ..retrieve import Payload, Retrieve, Target
+from ..settings import Settings
+from . import multipart
+from .negotiate import acceptable_media_types, check_charset, parse_media_range
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Endpoints:
+    """Request handlers bound to the use cases and settings of one application."""
+
+    def __init__(self, retrieve: Retrieve, ingest: Ingest, settings: Settings) -> None:
+        self.retrieve = retrieve
+        self.ingest = ingest
+        self.settings = settings
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def root(self, request: Request) -> str:
+        """The absolute DICOMweb root URL for links in this response."""
+        if self.settings.public_url:
+            return self.settings.public_url.rstrip("/")
+        host = request.headers.get("host") or f"{self.settings.host}:{self.settings.port}"
+        return f"{request.url.scheme}://{host}{self.settings.root_path}"
+
+    @staticmethod
+    def target(request: Request) -> Target:
+        p = request.path_params
+        return Target.parse(p["study"], p.get("series"), p.get("instance"))
+
+    @staticmethod
+    def accept(request: Request) -> list[Any]:
+        return acceptable_media_types(request.headers.get("accept"), request.query_params.getlist("accept"))
+
+    async def send(self, request: Request, payload: Payload, compressible: bool = False) -> Response:
+        """Write a payload: 304 on a matching ETag, Range on single parts, gzip when worth it."""
+        headers = {"ETag": payload.etag, "Vary": ", ".join(payload.vary), "Cache-Control": "private, max-age=0"}
+        if payload.omitted:
+            headers["Warning"] = (f'299 dicomweb-origin "{payload.omitted} of the target instances could not be'
+                                  ' represented in an acceptable media type and were omitted"')
+        status = 206 if payload.omitted else 200
+        if _etag_matches(request.headers.get("if-none-match"), payload.etag):
+            return Response(status_code=304, headers=headers)
+        root = self.root(request)
+        if payload.multipart_type is None:
+            part = payload.parts[0]
+            if payload.rangeable and part.length is not None:
+                headers["Accept-Ranges"] = "bytes"
+                ranged = _byte_range(request.headers.get("range"), part.length)
+                if ranged == "unsatisfiable":
+                    return Response(status_code=416, headers=headers | {"Content-Range": f"bytes */{part.length}"})
+                if isinstance(ranged, tuple) and request.headers.get("if-range", payload.etag) == payload.etag:
+                    start, end = ranged
+                    headers |= {"Content-Range": f"bytes {start}-{end - 1}/{part.length}",
+                                "Content-Length": str(end - start)}
+                    body = iterate_in_threadpool(part.body(start, end - start))
+                    return StreamingResponse(body, 206, headers, media_type=part.media_type)
+            if part.location is not None:
+                headers["Content-Location"] = root + part.location
+            if compressible or part.length is None or part.length <= 4 << 20:
+                data = await run_in_threadpool(part.read_all)
+                return await self._bytes(request, data, part.media_type, headers, status, compressible)
+            headers["Content-Length"] = str(part.length)
+            return StreamingResponse(iterate_in_threadpool(part.body(0, None)), status, headers,
+                                     media_type=part.media_type)
+        boundary = multipart.new_boundary()
+        media_type = multipart.content_type(payload.multipart_type, boundary)
+        if compressible:
+            data = await run_in_threadpool(lambda: b"".join(multipart.stream(payload.parts, boundary, root)))
+            return await self._bytes(request, data, media_type, headers, status, compressible)
+        length = multipart.total_length(payload.parts, boundary, root)
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        body = iterate_in_threadpool(multipart.stream(payload.parts, boundary, root))
+        return StreamingResponse(body, status, headers, media_type=media_type)
+
+    async def _bytes(self, request: Request, data: bytes, media_type: str, headers: dict[str, str], status: int,
+                     compressible: bool) -> Response:
+        if compressible and len(data) >= self.settings.gzip_min_bytes and _accepts_gzip(request):
+            data = await run_in_threadpool(gzip.compress, data, 4)
+            headers["Content-Encoding"] = "gzip"
+        return Response(data, status, headers, media_type=media_type)
+
+    # -- Retrieve --------------------------------------------------------------------------------
+
+    async def instances(self, request: Request) -> Response:
+        target, accept = self.target(request), self.accept(request)
+        payload = await run_in_threadpool(self.retrieve.instances, target, accept)
+        return await self.send(request, payload)
+
+    async def metadata(self, request: Request) -> Response:
+        target, accept = self.target(request), self.accept(request)
+        check_charset(request.query_params.getlist("charset"), request.headers.get("accept-charset"))
+        payload = await run_in_threadpool(self.retrieve.metadata, target, accept, self.root(request))
+        return await self.send(request, payload, compressible=True)
+
+    async def bulkdata(self, request: Request) -> Response:
+        target, accept = self.target(request), self.accept(request)
+        path = request.path_params.get("path")
+        if path is not None:
+            if not re.fullmatch(r"[0-9A-Fa-f]{8}(/[0-9]+/[0-9A-Fa-f]{8})*", path):
+                raise BadRequest(f"invalid bulk data path {path!r}")
+            payload = await run_in_threadpool(self.retrieve.bulk_element, target, path.upper(), accept)
+        else:
+            payload = await run_in_threadpool(self.retrieve.bulkdata, target, accept)
+        return await self.send(request, payload)
+
+    async def pixeldata(self, request: Request) -> Response:
+        target, accept = self.target(request), self.accept(request)
+        payload = await run_in_threadpool(self.retrieve.pixeldata, target, accept)
+        return await self.send(request, payload)
+
+    async def frames(self, request: Request) -> Response:
+        target, accept = self.target(request), self.accept(request)
+        frame_list = request.path_params["frames"]
+        payload = await run_in_threadpool(self.retrieve.frames, target, frame_list, accept)
+        return await self.send(request, payload)
+
+    # -- Store (STOW-RS) -------------------------------------------------------------------------
+
+    async def store(self, request: Request) -> Response:
+        study = request.path_params.get("study")
+        study_uid = Target.parse(study).study_uid if study is not None else None
+        parsed = parse_media_range(request.headers.get("content-type", ""))
+        if parsed is None:
+            raise UnsupportedMediaType("a STOW-RS request needs a Content-Type")
+        media_type, params = parsed
+        if media_type != "multipart/related" or params.get("type", "application/dicom").lower() != "application/dicom":
+            raise UnsupportedMediaType(
+                'STOW-RS accepts multipart/related; type="application/dicom" (binary instances)'
+            )
+        boundary = params.get("boundary")
+        if not boundary:
+            raise BadRequest("the multipart Content-Type has no boundary parameter")
+        spool = tempfile.TemporaryFile()  # noqa: SIM115
+        try:
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > self.settings.max_request_bytes:
+                    raise PayloadTooLarge(f"the request exceeds {self.settings.max_request_bytes} bytes")
+                await run_in_threadpool(spool.write, chunk)
+            results = await run_in_threadpool(self._store_parts, spool, boundary, study_uid)
+        finally:
+            spool.close()
+        status, body = store_response(results, self.root(request), study_uid)
+        headers = {}
+        reasons = [f"{r.instance_uid or 'part'}: {r.reason}" for r in results if r.reason]
+        if reasons:
+            text = "; ".join(reasons)[:2000].replace('"', "'")
+            headers["Warning"] = f'299 dicomweb-origin "{text}"'
+        return Response(orjson.dumps(body), status, headers, media_type="application/dicom+json")
+
+    def _store_parts(self, spool: Any, boundary: str, study_uid: str | None) -> list[StoreResult]:
+        spool.flush()
+        results = []
+        for headers, content in multipart.read_parts(spool, boundary):
+            part_type = headers.get("content-type", "application/dicom").split(";")[0].strip().lower()
+            if part_type != "application/dicom":
+                results.append(StoreResult(Outcome.FAILED, reason=f"part of type {part_type!r} is not application/dicom",
+                                           failure_reason=0xC000))
+                continue
+            results.append(self.ingest.store(content, study_uid))  # type: ignore[arg-type]
+        if not results:
+            raise BadRequest("the multipart payload has no parts")
+        return results
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
+
+
+def _accepts_gzip(request: Request) -> bool:
+    for item in request.headers.get("accept-encoding", "").split(","):
+        name, _, params = item.strip().partition(";")
+        if name.strip().lower() in ("gzip", "*") and "q=0" not in params.replace(" ", "").replace("q=0.", "x"):
+            return True
+    return False
+
+
+def _byte_range(header: str | None, length: int) -> tuple[int, int] | str | None:
+    """A single ``bytes=`` range as [start, end), "unsatisfiable", or None to send everything (RFC 9110 §14)."""
+    if not header:
+        return None
+    match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header)
+    if not match or (not match.group(1) and not match.group(2)):
+        return None  # multiple or malformed ranges: ignore, send the whole representation
+    first, last = match.group(1), match.group(2)
+    if not first:
+        suffix = int(last)
+        if suffix == 0:
+            return "unsatisfiable"
+        return max(0, length - suffix), length
+    start = int(first)
+    end = min(length, int(last) + 1) if last else length
+    if start >= length or end <= start:
+        return "unsatisfiable"
+    return start, end
+
+
+def routes(endpoints: Endpoints) -> list[BaseRoute]:
+    """The resource table of PS3.18 §10.4.1 (and §10.5 for Store)."""
+    e = endpoints
+    study = "/studies/{study}"
+    series = study + "/series/{series}"
+    instance = series + "/instances/{instance}"
+    table: list[tuple[str, Handler, list[str]]] = [
+        (study, e.instances, ["GET"]),
+        (series, e.instances, ["GET"]),
+        (instance, e.instances, ["GET"]),
+        (study + "/metadata", e.metadata, ["GET"]),
+        (series + "/metadata", e.metadata, ["GET"]),
+        (instance + "/metadata", e.metadata, ["GET"]),
+        (study + "/bulkdata", e.bulkdata, ["GET"]),
+        (series + "/bulkdata", e.bulkdata, ["GET"]),
+        (instance + "/bulkdata", e.bulkdata, ["GET"]),
+        (instance + "/bulkdata/{path:path}", e.bulkdata, ["GET"]),
+        (study + "/pixeldata", e.pixeldata, ["GET"]),
+        (series + "/pixeldata", e.pixeldata, ["GET"]),
+        (instance + "/pixeldata", e.pixeldata, ["GET"]),
+        (instance + "/frames/{frames}", e.frames, ["GET"]),
+        ("/studies", e.store, ["POST"]),
+    ]
+    result: list[BaseRoute] = []
+    for path, handler, methods in table:
+        if path == study:
+            methods = ["GET", "POST"]
+            handler = _by_method({"GET": e.instances, "POST": e.store})
+        result.append(Route(path, handler, methods=methods))
+    return result
+
+
+def _by_method(handlers: dict[str, Handler]) -> Handler:
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return dispatch
+
