@@ -187,7 +187,7 @@ def _encode_jpeg_lossless(arr: Array, pixel: PixelDescription, pi: str) -> bytes
     # Process 14 has no sign: store the two's complement bit pattern within Bits Stored and let
     # the decoder sign-extend from Pixel Representation (what pydicom's decoder does).
     unsigned = arr.view(arr.dtype.str.replace("i", "u")) & ((1 << pixel.bits_stored) - 1)
-    space = {"RGB": "RGB", "YBR_FULL": "YCBCR"}.get(pi)
+    space = "RGB" if pi == "RGB" else None  # RGB component IDs: decoders apply no colour transform
     return bytes(_imagecodecs().jpeg8_encode(
         unsigned, lossless=True, predictor=1, bitspersample=pixel.bits_stored,
         colorspace=space, outcolorspace=space))
@@ -218,6 +218,7 @@ class _Codec:
     needs_imagecodecs: bool = False
 
 
+_UNRELIABLE = {(JPEG_LOSSLESS, "YBR_FULL"), (JPEG_LOSSLESS_SV1, "YBR_FULL")}
 _HT_PROFILES = [
     ("MONOCHROME1", 1, (0, 1), (8, 16), range(1, 17)),
     ("MONOCHROME2", 1, (0, 1), (8, 16), range(1, 17)),
@@ -226,8 +227,11 @@ _HT_PROFILES = [
 _HT_LOSSLESS_PROFILES = [*_HT_PROFILES, ("PALETTE COLOR", 1, (0,), (8, 16), range(1, 17)),
                          ("YBR_RCT", 3, (0,), (8, 16), range(1, 17))]
 # (Photometric, Samples per Pixel, Pixel Representations, Bits Allocated, Bits Stored): PS3.5 §8.2
+# YBR_FULL is left out of lossless JPEG: pylibjpeg-libjpeg colour-converts 3-component streams
+# without RGB component IDs, so such frames would not decode to the source pixels.
 _PROFILES: dict[str, list[tuple[str, int, tuple[int, ...], tuple[int, ...], range | tuple[int, ...]]]] = {
-    **{str(uid): list(rows) for uid, rows in ENCODING_PROFILES.items()},
+    **{str(uid): [row for row in rows if (uid, row[0]) not in _UNRELIABLE]
+       for uid, rows in ENCODING_PROFILES.items()},
     HTJ2K_LOSSLESS: _HT_LOSSLESS_PROFILES,
     HTJ2K_RPCL: _HT_LOSSLESS_PROFILES,
     HTJ2K: [*_HT_PROFILES, ("YBR_ICT", 3, (0,), (8, 16), range(1, 17))],
@@ -254,6 +258,9 @@ ENCODERS: dict[str, _Codec] = {
     HTJ2K_RPCL: _Codec(_htj2k_encoder(reversible=True, rpcl=True), None, _RCT, True),
     HTJ2K: _Codec(_htj2k_encoder(reversible=False), "ISO_15444_15", _ICT, True),
 }
+# openjpeg (via pydicom) always uses 6 resolutions, so neither side may be under 2**5 pixels,
+# and pylibjpeg-openjpeg takes at most 24 bits per sample: (minimum side, maximum Bits Stored).
+_ENCODER_LIMITS = {J2K_LOSSLESS: (32, 24), J2K: (32, 24)}
 # Why the syntaxes with no entry above cannot be produced.
 _NO_ENCODER = {
     J2K_PART2_LOSSLESS: "no JPEG 2000 Part 2 encoder is available",
@@ -269,6 +276,13 @@ _NO_ENCODER = {
 def _name(uid: str) -> str:
     ts = TRANSFER_SYNTAXES.get(uid)
     return ts.name if ts else uid
+
+
+def _message(exc: Exception) -> str:
+    """Return a codec exception as one short line (pydicom lists every plugin's failure)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[-1] if lines else type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _describe(pixel: PixelDescription) -> str:
@@ -305,6 +319,11 @@ def _encode_problem(uid: str, pixel: PixelDescription) -> str | None:
         return "the imagecodecs package is not installed"
     if uid in NATIVE_SYNTAXES:
         return None
+    min_side, max_bits = _ENCODER_LIMITS.get(uid, (1, 64))
+    if min(pixel.rows, pixel.columns) < min_side:
+        return f"the encoder needs at least {min_side} rows and columns"
+    if pixel.bits_stored > max_bits:
+        return f"the encoder takes at most {max_bits} bits per sample"
     pi = _bitstream_pi(codec, pixel)
     for p_pi, spp, representations, allocated, stored in _PROFILES.get(uid, []):
         if (pi == p_pi and pixel.samples_per_pixel == spp and pixel.pixel_representation in representations
@@ -334,7 +353,9 @@ def can_encode(transfer_syntax_uid: str, pixel: PixelDescription) -> bool:
 # Frames
 
 
-def _decoded(arr: Array, properties: dict[str, Any], pixel: PixelDescription) -> tuple[Array, PixelDescription]:
+def _decoded(
+    arr: Array, properties: dict[str, Any], pixel: PixelDescription
+) -> tuple[Array, PixelDescription]:
     """Normalise one decoded frame: little-endian, contiguous, Bits Allocated unchanged."""
     pi = str(properties.get("photometric_interpretation", pixel.photometric_interpretation))
     if pi == "YBR_FULL_422":  # pydicom upsamples; the array is full resolution
@@ -349,7 +370,9 @@ def _raw(uid: str) -> bool:
     return uid not in _ALWAYS_LOSSY
 
 
-def decode_frame(data: bytes, transfer_syntax_uid: str, pixel: PixelDescription) -> tuple[Array, PixelDescription]:
+def decode_frame(
+    data: bytes, transfer_syntax_uid: str, pixel: PixelDescription
+) -> tuple[Array, PixelDescription]:
     """Decode one stored frame; return the pixels and a description of them.
 
     The array is shaped (rows, columns[, samples]), interleaved, little-endian, with a dtype of
@@ -359,28 +382,34 @@ def decode_frame(data: bytes, transfer_syntax_uid: str, pixel: PixelDescription)
     if not can_decode(uid):
         reason = _video_reason(uid) or "no decoder is available"
         raise NotAcceptable(f"cannot decode frames stored as {_name(transfer_syntax_uid)}: {reason}")
+    options = _options(pixel) | {"pixel_keyword": "PixelData"}
     if uid in NATIVE_SYNTAXES:
         decoder, src = get_decoder(EXPLICIT_VR_LE), data
+    elif uid == EXPLICIT_VR_BE:  # retired; only a frame cut from such a file would be big endian
+        decoder, src = get_decoder(uid), data
+        options["pixel_vr"] = "OW" if pixel.bits_allocated > 8 else "OB"
     else:
         decoder, src = get_decoder(uid), encapsulate([data], has_bot=False)
     try:
-        arr, properties = decoder.as_array(src, index=0, raw=_raw(uid), pixel_keyword="PixelData",
-                                           **_options(pixel))
+        arr, properties = decoder.as_array(src, index=0, raw=_raw(uid), **options)
     except Exception as exc:
-        raise DecodeError(f"cannot decode frame: {exc}") from exc
+        raise DecodeError(f"cannot decode frame: {_message(exc)}") from exc
     return _decoded(arr, properties, pixel)
 
 
-def encode_frame(array: Array, pixel: PixelDescription, transfer_syntax_uid: str, *, source_lossy: bool) -> EncodedFrame:
+def encode_frame(
+    array: Array, pixel: PixelDescription, transfer_syntax_uid: str, *, source_lossy: bool
+) -> EncodedFrame:
     """Encode one decoded frame (as returned by ``decode_frame``) in ``transfer_syntax_uid``.
 
     ``source_lossy`` says the pixels already went through lossy compression; the result is then
     lossy whatever the target.
     """
     uid = transfer_syntax_uid
-    reason = _encode_problem(uid, pixel)
-    if reason is None and array.dtype.kind == "f" and uid not in NATIVE_SYNTAXES:
-        reason = "floating point pixels have only native encodings"
+    if array.dtype.kind == "f" and uid in ENCODERS and uid not in NATIVE_SYNTAXES:
+        reason: str | None = "floating point pixels have only native encodings"
+    else:
+        reason = _encode_problem(uid, pixel)
     if reason is not None:
         raise NotAcceptable(f"cannot encode {_describe(pixel)} as {_name(uid)}: {reason}")
     codec = ENCODERS[uid]
@@ -388,7 +417,7 @@ def encode_frame(array: Array, pixel: PixelDescription, transfer_syntax_uid: str
     try:
         data = codec.encode(array, pixel, pi)
     except Exception as exc:
-        raise NotAcceptable(f"cannot encode {_describe(pixel)} as {_name(uid)}: {exc}") from exc
+        raise NotAcceptable(f"cannot encode {_describe(pixel)} as {_name(uid)}: {_message(exc)}") from exc
     described = replace(pixel, photometric_interpretation=pi, planar_configuration=0, number_of_frames=1)
     if codec.lossy_method is None:
         return EncodedFrame(data, uid, described, lossy=source_lossy)
@@ -427,7 +456,9 @@ def _pixel_description(ds: Dataset) -> PixelDescription:
     )
 
 
-def _decoded_frames(ds: Dataset, src_uid: str, pixel: PixelDescription) -> Iterator[tuple[Array, PixelDescription]]:
+def _decoded_frames(
+    ds: Dataset, src_uid: str, pixel: PixelDescription
+) -> Iterator[tuple[Array, PixelDescription]]:
     if src_uid in NATIVE_SYNTAXES or src_uid == EXPLICIT_VR_BE:
         # pydicom reads native data (either byte order, packed bits, planar, 4:2:2) from the dataset
         decoder = get_decoder(src_uid)
@@ -488,6 +519,17 @@ def _set_lossy(ds: Dataset, encoded: list[EncodedFrame], source_lossy: bool) -> 
         ds.LossyImageCompression = "01"
 
 
+_WORD_SIZES = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+
+
+def _swap_to_little_endian(ds: Dataset) -> None:
+    """Byte-swap the binary values pydicom leaves as read (pixels are re-encoded separately)."""
+    for elem in ds.iterall():
+        size = _WORD_SIZES.get(elem.VR)
+        if size and isinstance(elem.value, bytes) and elem.keyword not in _PIXEL_KEYWORDS:
+            elem.value = np.frombuffer(elem.value, f">u{size}").astype(f"<u{size}").tobytes()
+
+
 def _read(src: bytes | BinaryIO) -> tuple[bytes, Dataset]:
     raw = src if isinstance(src, bytes) else src.read()
     try:
@@ -497,10 +539,11 @@ def _read(src: bytes | BinaryIO) -> tuple[bytes, Dataset]:
 
 
 def transcode_instance(src: bytes | BinaryIO, dst_uid: str) -> bytes:
-    """Rewrite a Part 10 instance in ``dst_uid``: pixels re-encoded, File Meta and lossy attributes updated."""
+    """Rewrite a Part 10 instance in ``dst_uid``, updating File Meta, pixels and lossy attributes."""
     raw, ds = _read(src)
     meta = ds.file_meta if isinstance(getattr(ds, "file_meta", None), FileMetaDataset) else FileMetaDataset()
-    src_uid = str(meta.get("TransferSyntaxUID") or (IMPLICIT_VR_LE if ds.original_encoding[0] else EXPLICIT_VR_LE))
+    implicit = ds.original_encoding[0]
+    src_uid = str(meta.get("TransferSyntaxUID") or (IMPLICIT_VR_LE if implicit else EXPLICIT_VR_LE))
     if src_uid == dst_uid:
         return raw
     keyword = next((k for k in _PIXEL_KEYWORDS if k in ds), None)
@@ -534,9 +577,11 @@ def transcode_instance(src: bytes | BinaryIO, dst_uid: str) -> bytes:
     if "SOPInstanceUID" in ds:
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.file_meta = meta
+    if src_uid == EXPLICIT_VR_BE:  # retired, but it may have been stored as received
+        _swap_to_little_endian(ds)
     out = io.BytesIO()
     try:
-        ds.save_as(out, enforce_file_format=True)
+        pydicom.dcmwrite(out, ds, enforce_file_format=True)
     except Exception as exc:
         raise NotAcceptable(f"cannot encode the instance as {_name(dst_uid)}: {exc}") from exc
     return out.getvalue()

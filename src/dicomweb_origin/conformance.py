@@ -1,0 +1,66 @@
+"""Generate the tables of the conformance statement from the tables the server runs on.
+
+``python -m dicomweb_origin.conformance`` rewrites the generated sections of ``docs/conformance.md``
+(between ``<!-- BEGIN name -->`` and ``<!-- END name -->``); a test checks that they are current.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from .dicom import transcode
+from .model import TRANSFER_SYNTAXES, PixelDescription
+
+_SAMPLES = {
+    "8-bit grey": PixelDescription(64, 64, 1, 8, 8, 0, "MONOCHROME2"),
+    "16-bit grey": PixelDescription(64, 64, 1, 16, 12, 1, "MONOCHROME2"),
+    "8-bit RGB": PixelDescription(64, 64, 3, 8, 8, 0, "RGB"),
+}
+
+
+def transfer_syntax_table() -> str:
+    lines = [
+        "| Transfer syntax | UID | Bulk data media type | Lossy | Stored and served as is | Decoded | "
+        + " | ".join(f"Encoded ({name})" for name in _SAMPLES) + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(_SAMPLES),
+    ]
+    for ts in TRANSFER_SYNTAXES.values():
+        stored = "yes" if ts.web else "no: re-encoded as Explicit VR LE at ingest"
+        decoded = "yes" if not ts.encapsulated or transcode.can_decode(ts.uid) else "no"
+        encoded = [
+            "yes" if ts.web and not ts.video and (not ts.encapsulated and ts.web or transcode.can_encode(ts.uid, p))
+            else "no"
+            for p in _SAMPLES.values()
+        ]
+        default = " (default)" if ts.media_default else ""
+        lines.append(
+            f"| {ts.name} | `{ts.uid}` | `{ts.media_type}`{default} | {'yes' if ts.lossy else 'no'} | {stored} | "
+            f"{decoded} | " + " | ".join(encoded) + " |"
+        )
+    return "\n".join(lines)
+
+
+GENERATED = {"transfer-syntaxes": transfer_syntax_table}
+
+
+def render(text: str) -> str:
+    for name, make in GENERATED.items():
+        pattern = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(\n<!-- END {name} -->)", re.S)
+        text = pattern.sub(lambda m, make=make: m.group(1) + make() + m.group(2), text)  # type: ignore[misc]
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    path = Path(argv[0] if argv else "docs/conformance.md")
+    current = path.read_text(encoding="utf-8")
+    updated = render(current)
+    if updated != current:
+        path.write_text(updated, encoding="utf-8")
+        print(f"updated {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
