@@ -124,7 +124,7 @@ class Ingest:
             "transfer_syntax_uid": parsed.transfer_syntax_uid,
             "source_transfer_syntax_uid": parsed.source_transfer_syntax_uid,
             "instance_number": number,
-            "number_of_frames": len(parsed.frames),
+            "number_of_frames": parsed.pixel.number_of_frames if parsed.pixel else 0,
             "pixel": parsed.pixel,
             "pixel_path": parsed.pixel_path,
             "frames": parsed.frames,

@@ -284,7 +284,7 @@ class Retrieve:
         records = [r for r in self.records(target) if r.pixel is not None]
         if not records:
             raise NotFound("the target has no pixel data")
-        single = target.single and records[0].number_of_frames == 1
+        single = target.single and len(records[0].frames) == 1
         parts: list[Part] = []
         keys: list[object] = []
         for record in records:
@@ -299,6 +299,8 @@ class Retrieve:
         (record,) = self.records(target)
         if record.pixel is None:
             raise NotFound(f"instance {record.instance_uid} has no pixel data")
+        if record.syntax.video:
+            raise NotAcceptable("a video is served whole, as its pixeldata, not frame by frame (§8.7.3.3.2)")
         indexes = parse_frame_list(frame_list, len(record.frames))
         single = len(indexes) == 1
         frames = self._pixel_parts(record, indexes, accept, single=single)
@@ -333,7 +335,7 @@ class Retrieve:
             return []
         syntax = choice
         parts = []
-        multi = record.number_of_frames > 1
+        multi = len(record.frames) > 1
         for index in indexes:
             location = f"{record.path}/frames/{index + 1}" if multi else f"{record.path}/pixeldata"
             parts.append((self._frame_part(record, index, syntax, location), syntax))
@@ -347,7 +349,8 @@ class Retrieve:
                 continue
             wanted = acceptable.transfer_syntax
             if acceptable.media_type == "*/*":
-                syntax = stored.uid if wanted == "*" else EXPLICIT_VR_LE
+                # Video cannot be decoded: its stored lossy form is all there is (§8.7.3).
+                syntax = stored.uid if wanted == "*" or stored.video else EXPLICIT_VR_LE
             elif acceptable.wildcard:
                 if not acceptable.matches(stored_media) or wanted not in (None, "*"):
                     continue

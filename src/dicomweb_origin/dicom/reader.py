@@ -32,6 +32,7 @@ from ..model import (
     IMPLICIT_VR_LE,
     BulkElement,
     Frame,
+    TRANSFER_SYNTAXES,
     PixelDescription,
 )
 
@@ -39,10 +40,13 @@ from ..model import (
 # VRs are what pydicom externalizes and what clients expect as BulkDataURI).
 BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 PIXEL_TAGS = {0x7FE00010: "7FE00010", 0x7FE00008: "7FE00008", 0x7FE00009: "7FE00009"}
+VIDEO_SYNTAXES = frozenset(uid for uid, ts in TRANSFER_SYNTAXES.items() if ts.video)
 _NORMALIZED = {IMPLICIT_VR_LE, EXPLICIT_VR_BE, DEFLATED_EXPLICIT_VR_LE}
 _SWAP_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 _ITEM = 0xE000FFFE  # (FFFE,E000) read as one little-endian uint32
 _SEQUENCE_DELIMITER = 0xE0DDFFFE
+# Explicit VRs with a 4-byte value length (PS3.5 Table 7.1-1).
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
 SPOOL_LIMIT = 64 << 20
 
 # Reading leniently and keeping what we read: broken values are kept as they are, not "fixed".
@@ -80,6 +84,9 @@ def parse(source: BinaryIO, threshold: int) -> ParsedFile:
         raise IngestError("not DICOM: no SOP Class UID / SOP Instance UID", failure_reason=0xC000)
     meta = getattr(dataset, "file_meta", None)
     source_ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    if source_ts != DEFLATED_EXPLICIT_VR_LE:  # a truncated deflate stream fails in zlib instead
+        implicit, little = dataset.original_encoding
+        _check_complete(source, 132 if has_preamble else 0, bool(implicit), little is not False)
     if not has_preamble or not source_ts or source_ts in _NORMALIZED:
         stream = _normalize(source, source_ts)
         parsed = parse(stream, threshold)
@@ -94,6 +101,89 @@ def parse(source: BinaryIO, threshold: int) -> ParsedFile:
 
 def _looks_like_dicom(dataset: Dataset) -> bool:
     return "SOPInstanceUID" in dataset and "SOPClassUID" in dataset and len(dataset) > 2
+
+
+class _Unsure(Exception):
+    """The structure is one the completeness check does not understand: leave it to pydicom."""
+
+
+def _check_complete(fp: BinaryIO, start: int, implicit: bool, little: bool) -> None:
+    """Refuse a truncated file: every declared length must end inside the file (PS3.5 §7.1).
+
+    pydicom reads a file that ends inside a value or an undefined-length sequence without
+    complaint (e.g. pydicom's ``MR_truncated.dcm``, ``rtplan_truncated.dcm``); storing it would
+    serve broken data forever. Only value headers are read, so the cost is one seek per element.
+    """
+    resume = fp.tell()
+    size = fp.seek(0, io.SEEK_END)
+    end = "<" if little else ">"
+
+    def head(position: int, length: int) -> bytes:
+        fp.seek(position)
+        return fp.read(length)
+
+    def elements(position: int, implicit: bool, top: bool) -> int:
+        while True:
+            if top and position >= size:
+                return position
+            header = head(position, 12)
+            if len(header) < 8:
+                raise IngestError(f"the file is truncated: it ends inside a data element header at byte {position}")
+            # File Meta Information (group 0002) is always Explicit VR Little Endian (PS3.10 §7.1).
+            meta = top and header[:2] == b"\x02\x00"
+            order = "<" if meta else end
+            group, element = struct.unpack(f"{order}HH", header[:4])
+            if group == 0xFFFE:
+                if element == 0xE00D and not top:  # Item Delimitation Item
+                    return position + 8
+                raise _Unsure
+            if implicit and not meta:
+                length, header_length, vr = struct.unpack(f"{order}I", header[4:8])[0], 8, b""
+            else:
+                vr = header[4:6]
+                if vr in _LONG_VRS:
+                    if len(header) < 12:
+                        raise IngestError(f"the file is truncated at byte {position}")
+                    length, header_length = struct.unpack(f"{order}I", header[8:12])[0], 12
+                elif vr.isalpha() and vr.isupper():
+                    length, header_length = struct.unpack(f"{order}H", header[6:8])[0], 8
+                else:
+                    raise _Unsure  # a VR pydicom reads leniently; nothing to conclude here
+            position += header_length
+            if length == 0xFFFFFFFF:
+                position = items(position, implicit or vr == b"UN")
+                continue
+            if position + length > size:
+                raise IngestError(
+                    f"the file is truncated: element ({group:04X},{element:04X}) declares {length} bytes"
+                    f" but only {max(size - position, 0)} remain"
+                )
+            position += length
+
+    def items(position: int, implicit: bool) -> int:
+        while True:
+            header = head(position, 8)
+            if len(header) < 8:
+                raise IngestError("the file is truncated: it ends inside an undefined-length sequence")
+            group, element, length = struct.unpack(f"{end}HHI", header)
+            position += 8
+            if (group, element) == (0xFFFE, 0xE0DD):  # Sequence Delimitation Item
+                return position
+            if (group, element) != (0xFFFE, 0xE000):
+                raise _Unsure
+            if length == 0xFFFFFFFF:
+                position = elements(position, implicit, top=False)
+            elif position + length > size:
+                raise IngestError(f"the file is truncated: an item declares {length} bytes past the end of the file")
+            else:
+                position += length
+
+    try:
+        elements(start, implicit, top=True)
+    except (_Unsure, struct.error):
+        pass
+    finally:
+        fp.seek(resume)
 
 
 def _normalize(source: BinaryIO, source_ts: str) -> BinaryIO:
@@ -184,6 +274,9 @@ def _scan_pixel_data(
         frames = tuple(((value_start + i * frame_length, frame_length),) for i in range(count))
         return pixel, PIXEL_TAGS[tag], vr, frames
     fragments, offsets = _fragments(fp, value_start)
+    if ts in VIDEO_SYNTAXES:
+        # A video is one bitstream holding every frame: served whole, never frame by frame (§8.7.3.3.2).
+        return pixel, PIXEL_TAGS[tag], vr, (tuple(fragments),)
     frames = _group_fragments(fp, fragments, offsets, dataset, count, value_start)
     return pixel, PIXEL_TAGS[tag], vr, frames
 

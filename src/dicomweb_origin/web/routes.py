@@ -25,6 +25,7 @@ from .negotiate import acceptable_media_types, check_charset, parse_media_range
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
+SMALL_BODY = 8 << 20  # bodies up to this size are produced in one go rather than streamed
 
 
 class Endpoints:
@@ -78,7 +79,7 @@ class Endpoints:
                     return StreamingResponse(body, 206, headers, media_type=part.media_type)
             if part.location is not None:
                 headers["Content-Location"] = root + part.location
-            if compressible or part.length is None or part.length <= 4 << 20:
+            if compressible or part.length is None or part.length <= SMALL_BODY:
                 data = await run_in_threadpool(part.read_all)
                 return await self._bytes(request, data, part.media_type, headers, status, compressible)
             headers["Content-Length"] = str(part.length)
@@ -90,6 +91,10 @@ class Endpoints:
             data = await run_in_threadpool(lambda: b"".join(multipart.stream(payload.parts, boundary, root)))
             return await self._bytes(request, data, media_type, headers, status, compressible)
         length = multipart.total_length(payload.parts, boundary, root)
+        if length is not None and length <= SMALL_BODY:
+            # One hop to the thread pool instead of one per chunk: what keeps a frame request fast.
+            data = await run_in_threadpool(lambda: b"".join(multipart.stream(payload.parts, boundary, root)))
+            return Response(data, status, headers, media_type=media_type)
         if length is not None:
             headers["Content-Length"] = str(length)
         body = iterate_in_threadpool(multipart.stream(payload.parts, boundary, root))
