@@ -8,6 +8,7 @@ bytes are "already present"; different bytes under a stored SOP Instance UID are
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import logging
@@ -79,13 +80,13 @@ class Ingest:
         existing = self.index.get(instance_uid)
         if existing is not None:
             return self._already(existing, _digest(parsed.stream), sop_class)
-        record_fields = self._record_fields(parsed, uids, sop_class)
+        unstored = self._record(parsed, uids, sop_class)
         try:
             info = self.blobs.put(parsed.stream, f"{uids['Study Instance']}/{uids['Series Instance']}/{instance_uid}")
         except OSError as exc:
             log.exception("cannot write blob")
             return self._failed(f"cannot write to storage: {exc.strerror}", OUT_OF_RESOURCES, sop_class, instance_uid)
-        record = InstanceRecord(blob_key=info.key, size=info.size, digest=info.digest, **record_fields)
+        record = dataclasses.replace(unstored, blob_key=info.key, size=info.size, digest=info.digest)
         body = metadata.instance_json(
             ds, record.path, parsed.bulk, parsed.pixel_path, parsed.pixel_vr,
             record.transfer_syntax_uid, self.settings.bulk_threshold,
@@ -108,7 +109,8 @@ class Ingest:
             return self._already(existing, info.digest, sop_class)
         return StoreResult(Outcome.STORED, sop_class, instance_uid, record)
 
-    def _record_fields(self, parsed: reader.ParsedFile, uids: dict[str, str], sop_class: str) -> dict[str, object]:
+    def _record(self, parsed: reader.ParsedFile, uids: dict[str, str], sop_class: str) -> InstanceRecord:
+        """The record of the instance, but for where its blob will be."""
         ds = parsed.dataset
         ts = transfer_syntax(parsed.transfer_syntax_uid)
         lossy = str(ds.get("LossyImageCompression", "")).strip() == "01" or bool(ts and ts.lossy)
@@ -116,21 +118,24 @@ class Ingest:
             number = int(ds.get("InstanceNumber")) if ds.get("InstanceNumber") not in (None, "") else None
         except (TypeError, ValueError):
             number = None
-        return {
-            "study_uid": uids["Study Instance"],
-            "series_uid": uids["Series Instance"],
-            "instance_uid": uids["SOP Instance"],
-            "sop_class_uid": sop_class,
-            "transfer_syntax_uid": parsed.transfer_syntax_uid,
-            "source_transfer_syntax_uid": parsed.source_transfer_syntax_uid,
-            "instance_number": number,
-            "number_of_frames": parsed.pixel.number_of_frames if parsed.pixel else 0,
-            "pixel": parsed.pixel,
-            "pixel_path": parsed.pixel_path,
-            "frames": parsed.frames,
-            "bulk": tuple(parsed.bulk.values()),
-            "lossy": lossy,
-        }
+        return InstanceRecord(
+            study_uid=uids["Study Instance"],
+            series_uid=uids["Series Instance"],
+            instance_uid=uids["SOP Instance"],
+            sop_class_uid=sop_class,
+            transfer_syntax_uid=parsed.transfer_syntax_uid,
+            source_transfer_syntax_uid=parsed.source_transfer_syntax_uid,
+            instance_number=number,
+            number_of_frames=parsed.pixel.number_of_frames if parsed.pixel else 0,
+            pixel=parsed.pixel,
+            pixel_path=parsed.pixel_path,
+            frames=parsed.frames,
+            bulk=tuple(parsed.bulk.values()),
+            lossy=lossy,
+            blob_key="",
+            size=0,
+            digest="",
+        )
 
     def _already(self, existing: InstanceRecord, digest: str, sop_class: str) -> StoreResult:
         if existing.digest == digest:

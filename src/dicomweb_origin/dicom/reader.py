@@ -30,9 +30,9 @@ from ..model import (
     EXPLICIT_VR_BE,
     EXPLICIT_VR_LE,
     IMPLICIT_VR_LE,
+    TRANSFER_SYNTAXES,
     BulkElement,
     Frame,
-    TRANSFER_SYNTAXES,
     PixelDescription,
 )
 
