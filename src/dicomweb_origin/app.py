@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from starlette.applications import Starlette
 
 from .framecache import FrameCache
 from .ingest import Ingest
 from .retrieve import Retrieve
+from .search import Search
 from .settings import Settings
 from .storage.files import FileBlobStore
 from .storage.sqlite import SqliteIndex
@@ -23,13 +26,14 @@ class Archive:
         self.blobs = FileBlobStore(settings.blob_dir)
         self.ingest = Ingest(self.index, self.blobs, settings)
         self.retrieve = Retrieve(self.index, self.blobs, FrameCache(settings.frame_cache_bytes))
+        self.search = Search(self.index)
 
     def is_empty(self) -> bool:
         return self.index.count() == 0
 
 
-def build_app(settings: Settings) -> Starlette:
+def build_app(settings: Settings, viewer_dir: Path | None = None) -> Starlette:
     archive = Archive(settings)
-    app = create_app(archive.retrieve, archive.ingest, settings)
+    app = create_app(archive.retrieve, archive.ingest, settings, viewer_dir, archive.search)
     app.state.archive = archive
     return app

@@ -67,7 +67,7 @@ def load_demo(settings: Settings, slices: int = 128, size: int = 512) -> int:
         return import_paths(settings, paths, quiet=True)
 
 
-def serve(settings: Settings, demo: bool) -> None:
+def serve(settings: Settings, demo: bool, viewer: Path | None = None) -> None:
     import uvicorn
 
     from .app import Archive, build_app
@@ -75,8 +75,10 @@ def serve(settings: Settings, demo: bool) -> None:
     if demo and Archive(settings).is_empty():
         print("archive is empty: loading the demo studies ...", file=sys.stderr)
         load_demo(settings)
-    app = build_app(settings)
+    app = build_app(settings, viewer)
     print(f"DICOMweb root: http://{settings.host}:{settings.port}{settings.root_path}", file=sys.stderr)
+    if viewer is not None:
+        print(f"viewer: http://{settings.host}:{settings.port}/", file=sys.stderr)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
 
 
@@ -91,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_p.add_argument("--public-url", default=None, help="absolute DICOMweb root URL when behind a proxy")
     serve_p.add_argument("--cors-origin", action="append", default=[], help="allowed CORS origin (repeatable)")
     serve_p.add_argument("--frame-cache-mb", type=int, default=256, help="transcoded frame cache size")
+    serve_p.add_argument("--viewer", type=Path, default=None, metavar="DIR",
+                         help="serve this OHIF dist folder at / (python scripts/fetch_ohif.py prints it)")
     import_p = sub.add_parser("import", help="import DICOM files or folders (recursive)")
     import_p.add_argument("--data", type=Path, default=Path("data"))
     import_p.add_argument("paths", type=Path, nargs="+")
@@ -100,9 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
+        if args.viewer is not None and not (args.viewer / "index.html").is_file():
+            parser.error(f"--viewer {args.viewer}: no index.html there (scripts/fetch_ohif.py prints the folder)")
         settings = Settings(data_dir=args.data, host=args.host, port=args.port, public_url=args.public_url,
                             cors_origins=tuple(args.cors_origin), frame_cache_bytes=args.frame_cache_mb << 20)
-        serve(settings, args.demo)
+        serve(settings, args.demo, args.viewer)
         return 0
     if args.command == "import":
         return 1 if import_paths(Settings(data_dir=args.data), args.paths) else 0

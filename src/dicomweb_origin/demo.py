@@ -8,9 +8,9 @@ UIDs and identical pixels; nothing is downloaded (pydicom's bundled test files o
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 

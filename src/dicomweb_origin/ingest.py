@@ -113,7 +113,9 @@ class Ingest:
         """The record of the instance, but for where its blob will be."""
         ds = parsed.dataset
         ts = transfer_syntax(parsed.transfer_syntax_uid)
-        lossy = str(ds.get("LossyImageCompression", "")).strip() == "01" or bool(ts and ts.lossy)
+        declared = str(ds.get("LossyImageCompression", "")).strip()
+        # A syntax that allows lossy coding counts as lossy unless the dataset declares "00".
+        lossy = declared == "01" or bool(ts and ts.lossy and declared != "00")
         try:
             number = int(ds.get("InstanceNumber")) if ds.get("InstanceNumber") not in (None, "") else None
         except (TypeError, ValueError):

@@ -66,6 +66,12 @@ class Part:
     def read_all(self) -> bytes:
         return b"".join(self.body(0, None))
 
+    def materialize(self) -> None:
+        """Produce a part of unknown length now, so that a failure can still become a status code."""
+        if self.length is None:
+            data = self.read_all()
+            self.body, self.length = _bytes_body(data), len(data)
+
 
 @dataclass(slots=True)
 class Payload:

@@ -217,15 +217,29 @@ def _normalize(source: BinaryIO, source_ts: str) -> BinaryIO:
 
 
 def _swap_words(dataset: Dataset) -> None:
-    """Byte-swap multi-byte binary values read from Big Endian; pydicom decodes the numeric VRs itself."""
-    for element in dataset.iterall():
+    """Byte-swap multi-byte binary values read from Big Endian; pydicom decodes the numeric VRs itself.
+
+    OW Pixel Data holds one value per pixel sample: 32- and 64-bit samples swap as wholes, like
+    pydicom's own reading of such files (e.g. ``rtdose_expb.dcm``), not as pairs of 16-bit words.
+    """
+    for element in dataset:
+        if element.VR == "SQ":
+            for item in element.value:
+                _swap_words(item)
+            continue
         width = _SWAP_WIDTH.get(element.VR) or (2 if element.VR == "US or OW" else 0)
+        if element.tag == 0x7FE00010 and width == 2 and dataset.get("BitsAllocated") in (32, 64):
+            width = int(dataset.BitsAllocated) // 8
         if width and isinstance(element.value, bytes) and len(element.value) % width == 0:
             element.value = np.frombuffer(element.value, dtype=f">u{width}").astype(f"<u{width}").tobytes()
 
 
-def _bulk_offsets(dataset: Dataset, threshold: int, prefix: str) -> dict[str, BulkElement]:
-    """Offsets of every bulk-data-sized binary value, including those inside sequences."""
+def _bulk_offsets(dataset: Dataset, threshold: int, prefix: str, base: int = 0) -> dict[str, BulkElement]:
+    """Offsets of every bulk-data-sized binary value, including those inside sequences.
+
+    pydicom parses a defined-length sequence later, from a buffer of its value: the positions it
+    records inside are relative to that value (``base``), not to the file.
+    """
     found: dict[str, BulkElement] = {}
     for tag in list(dataset.keys()):
         raw = dataset._dict[tag]
@@ -235,10 +249,11 @@ def _bulk_offsets(dataset: Dataset, threshold: int, prefix: str) -> dict[str, Bu
         else:
             vr, length, tell = raw.VR, 0, -1
         if vr == "SQ":
+            nested = base + tell if isinstance(raw, RawDataElement) else base
             for number, item in enumerate(dataset[tag].value, start=1):
-                found.update(_bulk_offsets(item, threshold, f"{path}/{number}/"))
+                found.update(_bulk_offsets(item, threshold, f"{path}/{number}/", nested))
         elif vr in BULK_VRS and length != 0xFFFFFFFF and length > threshold and tell >= 0:
-            found[path] = BulkElement(path, vr, tell, length)
+            found[path] = BulkElement(path, vr, base + tell, length)
     return found
 
 

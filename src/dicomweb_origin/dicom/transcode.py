@@ -389,12 +389,39 @@ def decode_frame(
         decoder, src = get_decoder(uid), data
         options["pixel_vr"] = "OW" if pixel.bits_allocated > 8 else "OB"
     else:
+        fast = _decode_j2k_grey(data, uid, pixel)
+        if fast is not None:
+            return _decoded(fast, {}, pixel)
         decoder, src = get_decoder(uid), encapsulate([data], has_bot=False)
     try:
         arr, properties = decoder.as_array(src, index=0, raw=_raw(uid), **options)
     except Exception as exc:
         raise DecodeError(f"cannot decode frame: {_message(exc)}") from exc
     return _decoded(arr, properties, pixel)
+
+
+def _decode_j2k_grey(data: bytes, uid: str, pixel: PixelDescription) -> Array | None:
+    """Decode greyscale JPEG 2000 with imagecodecs, which releases the GIL while it works.
+
+    pydicom's plugins hold the GIL for a whole decode, stalling every other request; this path is
+    taken only when its result is unambiguous (shape, width and signedness as the dataset says),
+    otherwise pydicom's decoder (with its sign corrections) does the work.
+    """
+    if uid not in _J2K_FAST or pixel.samples_per_pixel != 1 or pixel.bits_allocated not in (8, 16):
+        return None
+    try:
+        arr = _imagecodecs().jpeg2k_decode(data)
+    except Exception:
+        return None
+    signed = arr.dtype.kind == "i"
+    if arr.shape != (pixel.rows, pixel.columns) or arr.dtype.itemsize * 8 != pixel.bits_allocated:
+        return None
+    if signed != bool(pixel.pixel_representation):
+        return None
+    return arr
+
+
+_J2K_FAST = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"})
 
 
 def encode_frame(
@@ -554,7 +581,11 @@ def transcode_instance(src: bytes | BinaryIO, dst_uid: str) -> bytes:
         what = "a non-image instance" if keyword is None else keyword
         raise NotAcceptable(f"cannot encode {what} as {_name(dst_uid)}: only native syntaxes can hold it")
 
-    source_lossy = str(ds.get("LossyImageCompression", "")) == "01" or src_uid in _ALWAYS_LOSSY
+    # A syntax that allows lossy coding (.81, .91, .203) counts as lossy unless the dataset says "00".
+    declared = str(ds.get("LossyImageCompression", "")).strip()
+    source_lossy = declared == "01" or src_uid in _ALWAYS_LOSSY or (
+        declared != "00" and src_uid in TRANSFER_SYNTAXES and TRANSFER_SYNTAXES[src_uid].lossy
+    )
     native_to_native = src_uid in NATIVE_SYNTAXES and dst_uid in NATIVE_SYNTAXES
     if keyword is not None and not native_to_native:
         try:

@@ -7,8 +7,8 @@ or an S3 blob store slots in behind the same Protocols.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Literal, Protocol
 
 from ..model import InstanceRecord, StoredInstance
 
@@ -62,3 +62,73 @@ class Index(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# -- Search (QIDO-RS) -----------------------------------------------------------------------------
+
+Level = Literal["study", "series", "instance"]
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One match key, already parsed and validated by the Search use case (PS3.4 C.2.2.2).
+
+    ``kind`` and ``values``:
+
+    * ``equal``: the stored value equals any of ``values`` (single value, or List of UID matching);
+    * ``pattern``: it matches any of ``values``, DICOM wildcards ``*`` and ``?`` (no escape character);
+    * ``range``: ``values == (low, high)``, inclusive, in code-point order; ``""`` leaves an end open;
+    * ``fuzzy``: any of ``values`` (wildcards allowed) is a prefix of the whole name or of any of its
+      components or words.
+
+    ``person_name`` compares the Alphabetic group of PN values, case- and accent-insensitively.
+    ``time_tag`` names the TM attribute paired with a DA ``tag``: the range then applies to the
+    concatenation date + time (combined date-time matching, PS3.18 §8.3.4.1.1).
+    A stored multi-valued attribute matches when any of its values does (PS3.4 C.2.2.3).
+    """
+
+    tag: str
+    level: Level  # whose attributes hold it (derived study attributes: "study")
+    kind: Literal["equal", "pattern", "range", "fuzzy"]
+    values: tuple[Any, ...]
+    person_name: bool = False
+    time_tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemCondition:
+    """Sequence matching (PS3.4 C.2.2.2.6): one item of sequence ``tag`` satisfies every condition."""
+
+    tag: str
+    level: Level
+    conditions: tuple[Condition, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """What to find: entities of ``level`` satisfying every condition, in a stable order.
+
+    Conditions may name attributes of ``level`` or of the levels above it. ``computed`` lists the
+    attributes derived from lower levels that the caller needs (counts, ModalitiesInStudy, ...),
+    so the index computes only those.
+    """
+
+    level: Level
+    conditions: tuple[Condition | ItemCondition, ...] = ()
+    offset: int = 0
+    limit: int | None = None
+    computed: frozenset[str] = field(default=frozenset())
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """One page of matches, each a DICOM JSON object of the entity's and its parents' attributes."""
+
+    matches: list[dict[str, Any]]
+    total: int  # matches before offset and limit
+
+
+class SearchIndex(Protocol):
+    """An index that answers searches (PS3.18 §10.6) from its own records, never from the files."""
+
+    def search(self, query: SearchQuery) -> SearchPage: ...

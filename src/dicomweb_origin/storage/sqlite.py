@@ -4,13 +4,21 @@ Each instance row carries its precomputed DICOM JSON metadata and its serialized
 and bulk data offsets), so retrieve answers from the index alone. Study and series rows keep
 their own attributes for search. The schema is versioned with ``PRAGMA user_version``: a new
 version is a migration of an existing archive, never a wipe.
+
+Search (``SqliteIndex.search``) turns the ``Condition``s of a ``SearchQuery`` into SQL: hot
+attributes are indexed columns, every other attribute kept at a level is matched inside that
+level's ``attributes`` JSON with ``json_each`` (so any value of a multi-valued attribute matches).
+Person names are matched on a folded copy (upper case, accents removed, trailing ``^`` dropped).
+Study and series rows maintain their instance and series counts, so Search never counts rows.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +27,7 @@ from typing import Any
 import orjson
 
 from ..model import BulkElement, InstanceRecord, PixelDescription, StoredInstance
+from .base import Condition, ItemCondition, SearchPage, SearchQuery
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[str] = [
@@ -57,6 +66,35 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX instance_by_series ON instance(study_uid, series_uid, instance_number, instance_uid);
     """,
+    # 2: Search (PS3.18 §10.6): folded person names, maintained counts, RequestAttributesSequence on
+    # series rows (it joined SERIES_TAGS), and the indexes the study list and its filters use.
+    """
+    ALTER TABLE study ADD COLUMN patient_name_folded TEXT;
+    ALTER TABLE study ADD COLUMN referring_physician_name_folded TEXT;
+    ALTER TABLE study ADD COLUMN number_of_series INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE study ADD COLUMN number_of_instances INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE series ADD COLUMN number_of_instances INTEGER NOT NULL DEFAULT 0;
+    UPDATE study SET
+        patient_name_folded = dicomweb_fold(patient_name),
+        referring_physician_name_folded = dicomweb_fold(referring_physician_name),
+        number_of_series = (SELECT count(*) FROM series WHERE series.study_uid = study.study_uid),
+        number_of_instances = (SELECT count(*) FROM instance WHERE instance.study_uid = study.study_uid);
+    UPDATE series SET
+        number_of_instances = (SELECT count(*) FROM instance WHERE instance.series_uid = series.series_uid);
+    UPDATE series SET attributes = CAST(json_set(CAST(attributes AS TEXT), '$."00400275"', json((
+            SELECT json_extract(CAST(i.metadata AS TEXT), '$."00400275"') FROM instance i
+            WHERE i.series_uid = series.series_uid AND json_type(CAST(i.metadata AS TEXT), '$."00400275"') IS NOT NULL
+            LIMIT 1))) AS BLOB)
+        WHERE json_type(CAST(attributes AS TEXT), '$."00400275"') IS NULL AND EXISTS (
+            SELECT 1 FROM instance i WHERE i.series_uid = series.series_uid
+            AND json_type(CAST(i.metadata AS TEXT), '$."00400275"') IS NOT NULL);
+    CREATE INDEX study_by_date ON study(study_date DESC, study_time DESC, study_uid);
+    CREATE INDEX study_by_patient_id ON study(patient_id);
+    CREATE INDEX study_by_patient_name ON study(patient_name_folded);
+    CREATE INDEX study_by_accession ON study(accession_number);
+    CREATE INDEX series_by_modality ON series(modality);
+    CREATE INDEX instance_by_class ON instance(study_uid, sop_class_uid);
+    """,
 ]
 
 _STUDY_COLUMNS = {
@@ -78,6 +116,14 @@ _SERIES_COLUMNS = {
     "00080021": "series_date",
     "00080031": "series_time",
 }
+
+
+def fold(name: str | None) -> str | None:
+    """A person name for comparison: accents removed, upper case, trailing empty components dropped."""
+    if name is None:
+        return None
+    decomposed = unicodedata.normalize("NFKD", name)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).upper().rstrip("^ ")
 
 
 def column_value(attributes: dict[str, Any], tag: str) -> Any:
@@ -110,6 +156,7 @@ class SqliteIndex:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
+            conn.create_function("dicomweb_fold", 1, fold, deterministic=True)
             self._local.conn = conn
         return conn
 
@@ -141,12 +188,20 @@ class SqliteIndex:
                 return record_from_json(row[0])
             study = stored.study_attributes
             conn.execute(
-                f"INSERT OR IGNORE INTO study (study_uid, {', '.join(_STUDY_COLUMNS.values())}, attributes, created_at)"
-                f" VALUES (?, {', '.join('?' * len(_STUDY_COLUMNS))}, ?, ?)",
-                (record.study_uid, *(column_value(study, t) for t in _STUDY_COLUMNS), orjson.dumps(study), now),
+                f"INSERT OR IGNORE INTO study (study_uid, {', '.join(_STUDY_COLUMNS.values())},"
+                " patient_name_folded, referring_physician_name_folded, attributes, created_at)"
+                f" VALUES (?, {', '.join('?' * len(_STUDY_COLUMNS))}, ?, ?, ?, ?)",
+                (
+                    record.study_uid,
+                    *(column_value(study, t) for t in _STUDY_COLUMNS),
+                    fold(column_value(study, "00100010")),
+                    fold(column_value(study, "00080090")),
+                    orjson.dumps(study),
+                    now,
+                ),
             )
             series = stored.series_attributes
-            conn.execute(
+            new_series = conn.execute(
                 f"INSERT OR IGNORE INTO series (series_uid, study_uid, {', '.join(_SERIES_COLUMNS.values())},"
                 f" attributes, created_at) VALUES (?, ?, {', '.join('?' * len(_SERIES_COLUMNS))}, ?, ?)",
                 (
@@ -156,7 +211,7 @@ class SqliteIndex:
                     orjson.dumps(series),
                     now,
                 ),
-            )
+            ).rowcount
             existing_series = conn.execute(
                 "SELECT study_uid FROM series WHERE series_uid = ?", (record.series_uid,)
             ).fetchone()
@@ -183,6 +238,16 @@ class SqliteIndex:
                     orjson.dumps(stored.instance_attributes),
                     now,
                 ),
+            )
+            # Counts for Search (NumberOfStudyRelatedSeries/Instances, NumberOfSeriesRelatedInstances).
+            conn.execute(
+                "UPDATE series SET number_of_instances = number_of_instances + 1 WHERE series_uid = ?",
+                (record.series_uid,),
+            )
+            conn.execute(
+                "UPDATE study SET number_of_instances = number_of_instances + 1,"
+                " number_of_series = number_of_series + ? WHERE study_uid = ?",
+                (1 if new_series else 0, record.study_uid),
             )
             conn.execute("COMMIT")
         except BaseException:
@@ -247,11 +312,201 @@ class SqliteIndex:
     def count(self) -> int:
         return int(self._connection().execute("SELECT count(*) FROM instance").fetchone()[0])
 
+    # -- Search (PS3.18 §10.6) ----------------------------------------------------------------------
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        where, args = [], []
+        for condition in query.conditions:
+            sql, values = _condition_sql(condition, query.level)
+            where.append(sql)
+            args.extend(values)
+        clause = " WHERE " + " AND ".join(where) if where else ""
+        conn = self._connection()
+        total = int(conn.execute(f"SELECT count(*) FROM {_FROM[query.level]}{clause}", args).fetchone()[0])
+        if total <= query.offset or query.limit == 0:
+            return SearchPage([], total)
+        sql = (f"SELECT {_SELECT[query.level]} FROM {_FROM[query.level]}{clause}"
+               f" ORDER BY {_ORDER[query.level]} LIMIT ? OFFSET ?")
+        rows = conn.execute(sql, [*args, -1 if query.limit is None else query.limit, query.offset]).fetchall()
+        studies: dict[str, dict[str, Any]] = {}
+        matches = []
+        for row in rows:
+            study = studies.get(row[0])
+            if study is None:
+                study = studies[row[0]] = orjson.loads(row[1]) | {
+                    "00201206": {"vr": "IS", "Value": [row[2]]},
+                    "00201208": {"vr": "IS", "Value": [row[3]]},
+                }
+            match = dict(study)
+            match["0020000D"] = {"vr": "UI", "Value": [row[0]]}
+            if query.level != "study":
+                match.update(orjson.loads(row[5]))
+                match["0020000E"] = {"vr": "UI", "Value": [row[4]]}
+                match["00201209"] = {"vr": "IS", "Value": [row[6]]}
+            if query.level == "instance":
+                match.update(orjson.loads(row[8]))
+                match["00080018"] = {"vr": "UI", "Value": [row[7]]}
+                match["00083002"] = {"vr": "UI", "Value": [row[9]]}
+            matches.append(match)
+        for tag, sql in _DERIVED.items():
+            if tag in query.computed and studies:
+                found: dict[str, set[str]] = {}
+                uids = list(studies)
+                for start in range(0, len(uids), 500):
+                    chunk = uids[start : start + 500]
+                    for study_uid, value in conn.execute(sql.format(", ".join("?" * len(chunk))), chunk):
+                        found.setdefault(study_uid, set()).add(value)
+                for match in matches:
+                    derived = found.get(match["0020000D"]["Value"][0])
+                    if derived:  # never present without a value: OHIF rejects the whole list (clients/ohif.md)
+                        match[tag] = {"vr": _DERIVED_VR[tag], "Value": sorted(derived)}
+        return SearchPage(matches, total)
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+# -- Search: from Conditions to SQL ---------------------------------------------------------------
+
+_ALIAS: dict[str, str] = {"study": "st", "series": "se", "instance": "i"}
+_FROM: dict[str, str] = {
+    "study": "study st",
+    "series": "series se JOIN study st ON st.study_uid = se.study_uid",
+    "instance": "instance i JOIN series se ON se.series_uid = i.series_uid JOIN study st ON st.study_uid = i.study_uid",
+}
+_SELECT: dict[str, str] = {
+    "study": "st.study_uid, st.attributes, st.number_of_series, st.number_of_instances",
+    "series": "st.study_uid, st.attributes, st.number_of_series, st.number_of_instances,"
+              " se.series_uid, se.attributes, se.number_of_instances",
+    "instance": "st.study_uid, st.attributes, st.number_of_series, st.number_of_instances,"
+                " se.series_uid, se.attributes, se.number_of_instances, i.instance_uid, i.attributes,"
+                " i.transfer_syntax_uid",
+}
+# Searches are idempotent (§8.3.4.4): the same query gives the same ordered list. Newest studies first.
+_STUDY_ORDER = "st.study_date DESC, st.study_time DESC, st.study_uid"
+_ORDER: dict[str, str] = {
+    "study": _STUDY_ORDER,
+    "series": _STUDY_ORDER + ", se.series_number, se.series_uid",
+    "instance": _STUDY_ORDER + ", se.series_number, se.series_uid, i.instance_number, i.instance_uid",
+}
+# Attributes kept in columns: tag -> (level, column). Person names point at their folded copy.
+_COLUMN_FIELDS: dict[str, tuple[str, str]] = {
+    "0020000D": ("study", "study_uid"),
+    **{tag: ("study", column) for tag, column in _STUDY_COLUMNS.items()},
+    "00100010": ("study", "patient_name_folded"),
+    "00080090": ("study", "referring_physician_name_folded"),
+    "0020000E": ("series", "series_uid"),
+    **{tag: ("series", column) for tag, column in _SERIES_COLUMNS.items()},
+    "00080016": ("instance", "sop_class_uid"),
+    "00080018": ("instance", "instance_uid"),
+    "00200013": ("instance", "instance_number"),
+    "00083002": ("instance", "transfer_syntax_uid"),
+}
+# Study attributes derived from lower levels: matched with EXISTS, computed for a page on request.
+_DERIVED_SOURCE: dict[str, tuple[str, str]] = {
+    "00080061": ("series", "modality"),  # ModalitiesInStudy
+    "00080062": ("instance", "sop_class_uid"),  # SOPClassesInStudy
+}
+_DERIVED_VR = {"00080061": "CS", "00080062": "UI"}
+_DERIVED = {
+    tag: f"SELECT DISTINCT study_uid, {column} FROM {table} WHERE study_uid IN ({{}}) AND {column} IS NOT NULL"
+    for tag, (table, column) in _DERIVED_SOURCE.items()
+}
+_TAG = re.compile(r"[0-9A-F]{8}")
+
+
+def _condition_sql(condition: Condition | ItemCondition, level: str) -> tuple[str, list[Any]]:
+    """One SQL predicate for a condition on an entity of ``level`` (aliases st, se, i)."""
+    if isinstance(condition, ItemCondition):
+        alias = _ALIAS[_level_of(condition)]
+        parts, args = [], []
+        for inner in condition.conditions:
+            sql, values = _json_any("item.value", inner, "v")
+            parts.append(sql)
+            args.extend(values)
+        source = f"CAST({alias}.attributes AS TEXT)"
+        sql = f"EXISTS (SELECT 1 FROM json_each({source}, '{_path(condition.tag)}') AS item WHERE {' AND '.join(parts)})"
+        return sql, args
+    tag = condition.tag
+    if tag in _DERIVED_SOURCE:
+        table, column = _DERIVED_SOURCE[tag]
+        sql, args = _predicate(f"x.{column}", condition)
+        return f"EXISTS (SELECT 1 FROM {table} x WHERE x.study_uid = st.study_uid AND {sql})", args
+    if tag == "0020000D" and level != "study":  # the same value, on the indexed column of this level
+        return _predicate(f"{_ALIAS[level]}.study_uid", condition)
+    if tag == "0020000E" and level == "instance":
+        return _predicate("i.series_uid", condition)
+    if condition.time_tag is not None:
+        return _predicate(f"({_scalar(tag, condition)} || coalesce({_scalar(condition.time_tag, condition)}, ''))",
+                          condition)
+    if tag in _COLUMN_FIELDS:
+        field_level, column = _COLUMN_FIELDS[tag]
+        return _predicate(f"{_ALIAS[field_level]}.{column}", condition)
+    return _json_any(f"CAST({_ALIAS[_level_of(condition)]}.attributes AS TEXT)", condition, "v")
+
+
+def _level_of(condition: Condition | ItemCondition) -> str:
+    if condition.level not in _ALIAS:
+        raise ValueError(f"condition on {condition.tag} names no level")
+    return condition.level
+
+
+def _path(tag: str) -> str:
+    if not _TAG.fullmatch(tag):
+        raise ValueError(f"not a tag: {tag!r}")
+    return f'$."{tag}".Value'
+
+
+def _scalar(tag: str, condition: Condition) -> str:
+    """The first value of a single-valued attribute (the date or time of a combined range)."""
+    if tag in _COLUMN_FIELDS:
+        field_level, column = _COLUMN_FIELDS[tag]
+        return f"{_ALIAS[field_level]}.{column}"
+    return f"json_extract(CAST({_ALIAS[_level_of(condition)]}.attributes AS TEXT), '{_path(tag)}[0]')"
+
+
+def _json_any(source: str, condition: Condition, alias: str) -> tuple[str, list[Any]]:
+    """Any value of an attribute kept in a DICOM JSON object matches (PS3.4 C.2.2.3)."""
+    value = f"{alias}.value"
+    if condition.person_name:
+        value = f"dicomweb_fold(json_extract({alias}.value, '$.Alphabetic'))"
+    sql, args = _predicate(value, condition)
+    return f"EXISTS (SELECT 1 FROM json_each({source}, '{_path(condition.tag)}') AS {alias} WHERE {sql})", args
+
+
+def _glob(pattern: str) -> str:
+    """A DICOM wildcard pattern (``*``, ``?``, no escapes) as a GLOB pattern: ``[`` is literal."""
+    return pattern.replace("[", "[[]")
+
+
+def _predicate(expr: str, condition: Condition) -> tuple[str, list[Any]]:
+    values = list(condition.values)
+    if condition.person_name:
+        values = [fold(v) for v in values]
+    if condition.kind == "equal":
+        if len(values) == 1:
+            return f"{expr} = ?", values
+        return f"{expr} IN ({', '.join('?' * len(values))})", values
+    if condition.kind == "pattern":
+        return "(" + " OR ".join(f"{expr} GLOB ?" for _ in values) + ")", [_glob(v) for v in values]
+    if condition.kind == "range":
+        low, high = values
+        parts, args = [], []
+        if low:
+            parts.append(f"{expr} >= ?")
+            args.append(low)
+        if high:
+            parts.append(f"{expr} <= ?")
+            args.append(high)
+        return (" AND ".join(parts) or f"{expr} IS NOT NULL"), args
+    if condition.kind == "fuzzy":
+        globs = [_glob(v) for v in values]
+        args = [g for text in globs for g in (f"{text}*", f"*^{text}*", f"* {text}*")]
+        return "(" + " OR ".join(f"{expr} GLOB ?" for _ in args) + ")", args
+    raise ValueError(f"unknown condition kind {condition.kind!r}")
 
 
 def record_to_json(record: InstanceRecord) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -15,8 +16,11 @@ from starlette.routing import Mount
 from ..errors import DicomWebError
 from ..ingest import Ingest
 from ..retrieve import Retrieve
+from ..search import Search
 from ..settings import Settings
 from .routes import Endpoints, routes
+from .search import search_routes
+from .viewer import Viewer
 
 log = logging.getLogger("dicomweb_origin")
 
@@ -40,7 +44,8 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
     return PlainTextResponse("500 internal server error (logged on the server)\n", status_code=500)
 
 
-def create_app(retrieve: Retrieve, ingest: Ingest, settings: Settings) -> Starlette:
+def create_app(retrieve: Retrieve, ingest: Ingest, settings: Settings,
+               viewer_dir: Path | None = None, search: Search | None = None) -> Starlette:
     endpoints = Endpoints(retrieve, ingest, settings)
     middleware = []
     if settings.cors_origins:
@@ -52,8 +57,12 @@ def create_app(retrieve: Retrieve, ingest: Ingest, settings: Settings) -> Starle
             expose_headers=["ETag", "Content-Location", "Content-Range", "Warning", "Content-Length"],
             max_age=600,
         ))
+    searches = search_routes(search, endpoints) if search is not None else []  # before routes: GET /studies
+    mounts = [Mount(settings.root_path, routes=searches + routes(endpoints))]
+    if viewer_dir is not None:  # after the DICOMweb root: the viewer answers every other path
+        mounts.append(Mount("", app=Viewer(viewer_dir, settings)))
     return Starlette(
-        routes=[Mount(settings.root_path, routes=routes(endpoints))],
+        routes=mounts,
         middleware=middleware,
         exception_handlers={DicomWebError: dicomweb_error, HTTPException: http_error, Exception: unexpected_error},
     )

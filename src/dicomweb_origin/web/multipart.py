@@ -6,16 +6,18 @@ Content-Length; the whole body's length is known up front whenever every part's 
 
 from __future__ import annotations
 
+import logging
 import mmap
 import re
 import secrets
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
-from ..errors import BadRequest
+from ..errors import BadRequest, DicomWebError
 from ..retrieve import Part
 
 CRLF = b"\r\n"
+log = logging.getLogger(__name__)
 
 
 def new_boundary() -> str:
@@ -48,11 +50,33 @@ def total_length(parts: Sequence[Part], boundary: str, root: str) -> int | None:
     return total
 
 
-def stream(parts: Sequence[Part], boundary: str, root: str) -> Iterator[bytes]:
-    """Yield the multipart body part by part; a part of unknown length is produced just before it is sent."""
+def stream(parts: Sequence[Part], boundary: str, root: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """Yield the multipart body in chunks of about ``chunk`` bytes, in constant memory.
+
+    Headers, values and delimiters are joined into large chunks: each chunk costs the server a
+    thread-pool hop and a socket write, so many small ones would dominate the time.
+    """
+    pending: list[bytes] = []
+    size = 0
+    for piece in _pieces(parts, boundary, root):
+        pending.append(piece)
+        size += len(piece)
+        if size >= chunk:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
+def _pieces(parts: Sequence[Part], boundary: str, root: str) -> Iterator[bytes]:
     for part in parts:
         if part.length is None:
-            data = part.read_all()
+            try:
+                data = part.read_all()
+            except DicomWebError as exc:
+                # The status line is already sent: leave the part out, keep the body well-formed.
+                log.error("part %s left out of a multipart response: %s", part.location, exc.message)
+                continue
             yield _head(part, boundary, root, len(data)) + data + CRLF
             continue
         yield _head(part, boundary, root, part.length)

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from ..errors import BadRequest, DicomWebError, PayloadTooLarge, UnsupportedMediaType
 from ..ingest import Ingest, Outcome, StoreResult, store_response
 from ..retrieve import Payload, Retrieve, Target
 from ..settings import Settings
@@ -57,12 +57,14 @@ class Endpoints:
     async def send(self, request: Request, payload: Payload, compressible: bool = False) -> Response:
         """Write a payload: 304 on a matching ETag, Range on single parts, gzip when worth it."""
         headers = {"ETag": payload.etag, "Vary": ", ".join(payload.vary), "Cache-Control": "private, max-age=0"}
+        if _etag_matches(request.headers.get("if-none-match"), payload.etag):
+            return Response(status_code=304, headers=headers)
+        if payload.multipart_type is not None and any(p.length is None for p in payload.parts):
+            await run_in_threadpool(_produce_ahead, payload)
         if payload.omitted:
             headers["Warning"] = (f'299 dicomweb-origin "{payload.omitted} of the target instances could not be'
                                   ' represented in an acceptable media type and were omitted"')
         status = 206 if payload.omitted else 200
-        if _etag_matches(request.headers.get("if-none-match"), payload.etag):
-            return Response(status_code=304, headers=headers)
         root = self.root(request)
         if payload.multipart_type is None:
             part = payload.parts[0]
@@ -190,6 +192,33 @@ class Endpoints:
         if not results:
             raise BadRequest("the multipart payload has no parts")
         return results
+
+
+def _produce_ahead(payload: Payload, budget: int = SMALL_BODY) -> None:
+    """Produce parts of unknown length before any byte is sent, up to ``budget`` bytes of them.
+
+    Transcoding happens while the body streams; once the status line is out, a failure could only
+    cut the connection. Failures found here instead become the response status (every part failed)
+    or omitted parts (206 with a Warning, Table 10.4.3-1). Past the budget (and at least one part
+    produced), parts stream lazily and one that fails is left out (see ``multipart.stream``).
+    """
+    error: DicomWebError | None = None
+    produced = 0
+    for part in list(payload.parts):
+        if part.length is not None:
+            continue
+        if produced > budget:
+            break
+        try:
+            part.materialize()
+        except DicomWebError as exc:
+            error = error or exc
+            payload.parts.remove(part)
+            payload.omitted += 1
+            continue
+        produced += part.length or 0
+    if not payload.parts and error is not None:
+        raise error
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:
