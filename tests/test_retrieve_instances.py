@@ -31,8 +31,6 @@ from reference import (
     ILE,
     J2K_LOSSLESS,
     JLS_LOSSLESS,
-    JPEG_BASELINE,
-    JPEG_EXTENDED,
     REFERENCES,
     RLE,
     Reference,
@@ -47,17 +45,6 @@ pytestmark = pytest.mark.anyio
 
 ENCAPSULATED = where(lambda r: r.encapsulated)
 DECODABLE = where(lambda r: r.encapsulated and r.decodable)
-# Bugs in dicom/transcode.py (not this suite's to fix) would be kept visible here as strict xfails.
-LOSSY_FLAG_BUG = pytest.mark.xfail(strict=True, reason="fixed")
-
-
-def _with_known_bugs(refs: list[Reference]) -> list[object]:
-    def affected(ref: Reference) -> bool:
-        return False
-
-    return [pytest.param(ref, id=ref.name, marks=LOSSY_FLAG_BUG if affected(ref) else ()) for ref in refs]
-
-
 NORMALIZED = where(lambda r: not r.byte_identical)
 LEVELS = ("study", "series", "instance")
 
@@ -163,7 +150,7 @@ async def test_implicit_and_big_endian_sources_are_sent_element_by_element_equal
         np.testing.assert_array_equal(retrieved.pixel_array, source.pixel_array)
 
 
-@pytest.mark.parametrize("ref", _with_known_bugs(DECODABLE))
+@pytest.mark.parametrize("ref", DECODABLE, ids=ids(DECODABLE))
 async def test_no_transfer_syntax_parameter_means_explicit_le_decompressed(client: httpx.AsyncClient,
                                                                            ref: Reference) -> None:
     """§8.7.3.4: without a parameter the default, Explicit VR LE, is sent: pixels as pydicom decodes them."""
@@ -437,3 +424,12 @@ async def test_an_undecodable_instance_is_omitted_from_its_series_with_206(clien
     records = archive.instances(u.study, u.series)
     assert len(parts) == len(records) - 1
     assert absolute(u.path) not in {p.location for p in parts}
+
+
+async def test_a_browser_accept_header_does_not_spoil_the_accept_query_parameter(client: httpx.AsyncClient) -> None:
+    """§8.3.3.1: a link with ?accept= opened by a browser (Accept: text/html, ..., */*) is served."""
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+    response = await client.get(path_of("CT_small") + "/metadata", params={"accept": "application/dicom+json"},
+                                headers={"Accept": browser})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/dicom+json"

@@ -140,7 +140,7 @@ class Retrieve:
             parts.append(self._instance_part(record, syntax))
             keys += [record.digest, syntax]
         if not parts:
-            raise NotAcceptable(_not_acceptable_message(records, "application/dicom"))
+            raise NotAcceptable(_not_acceptable_message(records, "instances"))
         single = multipart is False
         return Payload(
             parts,
@@ -461,7 +461,8 @@ def _accepts_octet_stream(accept: Sequence[Acceptable]) -> bool:
 
 def _not_acceptable_message(records: Sequence[InstanceRecord], what: str) -> str:
     stored = sorted({r.transfer_syntax_uid for r in records})
-    return f"none of the acceptable media types can be produced for this {what} (stored as {', '.join(stored)})"
+    return (f"none of the acceptable media types can be produced for the {what} of this target"
+            f" (stored as {', '.join(stored)}); see docs/conformance.md for what each resource serves")
 
 
 def parse_frame_list(text: str, count: int) -> list[int]:

@@ -109,10 +109,13 @@ def acceptable_media_types(header: str | None, query: list[str]) -> list[Accepta
                 raise BadRequest(f"wildcards are not allowed in the accept query parameter: {item!r}")
             from_query.append(parsed)
     from_header = [a for a in (_acceptable(item, False) for item in split_list(header)) if a is not None]
-    everything = from_query + from_header
-    kinds = {a.media_type for a in everything if a.q > 0}
-    if kinds & _RENDERED_ONLY and (kinds & _DICOM_ONLY or any(a.multipart and a.media_type in _DICOM_ONLY
-                                                               for a in everything)):
+    # A browser's own Accept header (text/html, ..., */*) must not turn a link carrying
+    # ?accept=application/dicom+json into an error, so rendered types in the header are not held
+    # against DICOM types in the query; every other mix is.
+    query_kinds = {a.media_type for a in from_query if a.q > 0}
+    header_kinds = {a.media_type for a in from_header if a.q > 0}
+    if (query_kinds & _RENDERED_ONLY and (query_kinds | header_kinds) & _DICOM_ONLY
+            or header_kinds & _RENDERED_ONLY and header_kinds & _DICOM_ONLY):
         raise BadRequest("DICOM and rendered media types cannot be requested together (PS3.18 §8.7.5)")
     ordered = sorted(from_query, key=lambda a: -a.q) + sorted(from_header, key=lambda a: -a.q)
     return [a for a in ordered if a.q > 0]

@@ -1,0 +1,423 @@
+"""OHIF 3.13.2, for real: the pinned viewer in headless Chromium against a real server process and the demo data.
+
+The test fetches the viewer (`scripts/fetch_ohif.py`, npm pack, cached in `.ohif/`), generates and imports the demo
+archive, starts `dicomweb-origin serve --viewer DIST` on a free loopback port, and drives Debian's Chromium with
+playwright (never `playwright install`). It opens the study list, opens the demo CT, checks that the viewport canvas
+shows an image (not a black canvas), scrolls 40 slices, then opens the JPEG 2000 and enhanced multi-frame studies.
+No DICOMweb request may fail (thumbnails may answer 404) and the page may raise no error. Screenshots and a summary
+go to `artifacts/ohif/`.
+
+Nothing here skips: without Chromium, playwright or the npm registry the test fails and says what is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+pytestmark = [pytest.mark.ohif, pytest.mark.e2e]
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "artifacts" / "ohif"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+    # Software WebGL (SwiftShader) is what renders with --disable-gpu; newer Chromium wants it asked for.
+    "--enable-unsafe-swiftshader",
+]
+VIEWPORT = {"width": 1280, "height": 900}
+DESCRIPTIONS = {"ct": "Demo CT phantom", "j2k": "Demo CT phantom, JPEG 2000", "enhanced": "Demo enhanced multi-frame"}
+CANVAS = "canvas.cornerstone-canvas"
+INDEX_OVERLAY = '[data-cy="viewport-overlay-bottom-right"] [title="Instance Number"]'
+TIMEOUT_S = 90  # per wait; CI runs this beside the rest of the suite on 2 cores, with software WebGL
+
+# Sample a grid of the canvas (copied onto a 2D canvas, so a WebGL canvas reads too) and describe it.
+CANVAS_STATS_JS = """(canvas) => {
+  const w = canvas.width, h = canvas.height;
+  if (!w || !h) return {samples: 0, bright: 0, stddev: 0, levels: 0, width: w, height: h};
+  const copy = document.createElement('canvas');
+  copy.width = w; copy.height = h;
+  const ctx = copy.getContext('2d');
+  ctx.drawImage(canvas, 0, 0);
+  const data = ctx.getImageData(0, 0, w, h).data;
+  const n = 128, values = [];
+  for (let j = 0; j < n; j++) for (let i = 0; i < n; i++) {
+    const x = Math.floor((i + 0.5) * w / n), y = Math.floor((j + 0.5) * h / n), k = (y * w + x) * 4;
+    values.push(Math.round(0.299 * data[k] + 0.587 * data[k + 1] + 0.114 * data[k + 2]));
+  }
+  const mean = values.reduce((a, b) => a + b, 0) / values.length;
+  const variance = values.reduce((a, b) => a + (b - mean) * (b - mean), 0) / values.length;
+  return {samples: values.length, bright: values.filter(v => v > 8).length / values.length,
+          stddev: Math.sqrt(variance), levels: new Set(values).size, width: w, height: h};
+}"""
+
+
+def non_blank(stats: dict[str, Any]) -> bool:
+    """A rendered image, not a black or flat canvas (thresholds measured with OHIF here, see clients/ohif.md)."""
+    return bool(stats["bright"] > 0.05 and stats["stddev"] > 5 and stats["levels"] > 16)
+
+
+# -- fixtures ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def timings() -> dict[str, float]:
+    return {}
+
+
+@pytest.fixture(scope="module")
+def ohif_dist(timings: dict[str, float]) -> Path:
+    """The pinned OHIF build, fetched with npm on first use (a clear failure without npm or network)."""
+    spec = importlib.util.spec_from_file_location("fetch_ohif", REPO / "scripts" / "fetch_ohif.py")
+    assert spec is not None and spec.loader is not None
+    fetch_ohif = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fetch_ohif)
+    started = time.monotonic()
+    try:
+        dist: Path = fetch_ohif.fetch(log=lambda message: None)
+    except fetch_ohif.FetchError as exc:
+        pytest.fail(f"cannot fetch OHIF {fetch_ohif.VERSION} (the npm registry is needed once): {exc}", pytrace=False)
+    timings["fetch_ohif_s"] = round(time.monotonic() - started, 2)
+    return dist
+
+
+@pytest.fixture(scope="module")
+def playwright_module() -> Any:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install --no-install-recommends chromium fonts-liberation "
+                    "(.ci/run does it)", pytrace=False)
+    try:
+        from playwright import sync_api
+    except ImportError:
+        pytest.fail("playwright is not installed: pip install -e '.[test]' (never `playwright install`)",
+                    pytrace=False)
+    return sync_api
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    log: Path
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture(scope="module")
+def server(ohif_dist: Path, tmp_path_factory: pytest.TempPathFactory, timings: dict[str, float]) -> Iterator[Server]:
+    """`dicomweb-origin serve --viewer` as a real process over the default demo archive."""
+    root = tmp_path_factory.mktemp("ohif-server")
+    data, log = root / "data", root / "server.log"
+    cli = [sys.executable, "-m", "dicomweb_origin.cli"]
+    started = time.monotonic()
+    demo = subprocess.run([*cli, "demo", "--data", str(data)], check=False, capture_output=True,
+                          text=True, timeout=600)
+    if demo.returncode != 0:
+        pytest.fail(f"`dicomweb-origin demo` failed ({demo.returncode}):\n{demo.stdout[-2000:]}{demo.stderr[-2000:]}",
+                    pytrace=False)
+    timings["demo_import_s"] = round(time.monotonic() - started, 2)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([*cli, "serve", "--data", str(data), "--port", str(port), "--viewer", str(ohif_dist)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    server = Server(url, log)
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the server exited with {proc.returncode}:\n{server.log_tail()}", pytrace=False)
+            try:
+                with urllib.request.urlopen(url + "/", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() - started > 60:
+                pytest.fail(f"the server did not answer on {url} within 60 s:\n{server.log_tail()}", pytrace=False)
+            time.sleep(0.2)
+        timings["server_start_s"] = round(time.monotonic() - started, 2)
+        yield server
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def study_uids(server: Server) -> dict[str, str]:
+    """StudyInstanceUID of each demo study, asked by QIDO-RS as OHIF does (§10.6)."""
+    request = urllib.request.Request(server.url + "/dicomweb/studies?includefield=00081030",
+                                     headers={"Accept": "application/dicom+json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            studies = json.loads(response.read() or b"[]")
+    except OSError as exc:
+        pytest.fail(f"QIDO-RS GET /dicomweb/studies failed ({exc}); OHIF's study list needs Search", pytrace=False)
+    by_description = {
+        study.get("00081030", {}).get("Value", [None])[0]: study["0020000D"]["Value"][0] for study in studies
+    }
+    missing = [d for d in DESCRIPTIONS.values() if d not in by_description]
+    assert not missing, f"QIDO-RS /studies lacks the demo studies {missing}: {sorted(map(str, by_description))}"
+    return {key: by_description[description] for key, description in DESCRIPTIONS.items()}
+
+
+# -- what the browser saw ---------------------------------------------------------------------------
+
+
+def request_kind(path: str) -> str:
+    """A short name for a DICOMweb request path (for the summary)."""
+    for pattern, kind in (
+        (r"/frames/[\d,]+$", "frames"), (r"/thumbnail$", "thumbnail"), (r"/rendered$", "rendered"),
+        (r"/metadata$", "metadata"), (r"/bulkdata/", "bulkdata"), (r"/instances$", "search instances"),
+        (r"/series$", "search series"), (r"/studies$", "search studies"),
+    ):
+        if re.search(pattern, path):
+            return kind
+    return "other"
+
+
+@dataclass
+class Recorder:
+    """Every DICOMweb response, failure and page error of a browser context."""
+
+    kinds: Counter[str] = field(default_factory=Counter)
+    failed: list[str] = field(default_factory=list)  # status >= 400 (thumbnails excepted)
+    thumbnails_404: int = 0
+    aborted: list[str] = field(default_factory=list)  # cancelled by the page (navigation, prefetch)
+    page_errors: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+
+    def attach(self, context: Any) -> None:
+        context.on("response", self.on_response)
+        context.on("requestfailed", self.on_request_failed)
+        context.on("page", self.attach_page)
+        for page in context.pages:
+            self.attach_page(page)
+
+    def attach_page(self, page: Any) -> None:
+        page.on("pageerror", lambda error: self.page_errors.append(str(error)[:500]))
+        page.on("console", lambda m: self.console_errors.append(m.text[:300]) if m.type == "error" else None)
+
+    def on_response(self, response: Any) -> None:
+        path = urlsplit(response.url).path
+        if not path.startswith("/dicomweb/"):
+            return
+        kind = request_kind(path)
+        self.kinds[kind] += 1
+        if response.status < 400:
+            return
+        if kind == "thumbnail" and response.status == 404:
+            self.thumbnails_404 += 1
+            return
+        accept = response.request.headers.get("accept", "")
+        self.failed.append(f"{response.status} {response.request.method} {response.url} (Accept: {accept})")
+
+    def on_request_failed(self, request: Any) -> None:
+        if not urlsplit(request.url).path.startswith("/dicomweb/"):
+            return
+        failure = request.failure or "unknown"
+        entry = f"{failure} {request.method} {request.url}"
+        if "ERR_ABORTED" in failure:
+            self.aborted.append(entry)
+        else:
+            self.failed.append(entry)
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def canvas_stats(page: Any) -> dict[str, Any] | None:
+    canvas = page.locator(CANVAS).first
+    if canvas.count() == 0:
+        return None
+    try:
+        return canvas.evaluate(CANVAS_STATS_JS)  # type: ignore[no-any-return]
+    except Exception:  # noqa: BLE001 - the canvas was replaced while reading it
+        return None
+
+
+def wait_for_image(page: Any, what: str) -> dict[str, Any]:
+    last: list[dict[str, Any] | None] = [None]
+
+    def rendered() -> dict[str, Any] | None:
+        last[0] = canvas_stats(page)
+        return last[0] if last[0] and non_blank(last[0]) else None
+
+    try:
+        return wait_until(rendered, TIMEOUT_S, what)  # type: ignore[no-any-return]
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last canvas sample: {last[0]}") from None
+
+
+def overlay_index(page: Any) -> tuple[int, int] | None:
+    """The viewport's position in its stack from the overlay text `I:41 (41/128)`."""
+    item = page.locator(INDEX_OVERLAY).first
+    if item.count() == 0:
+        return None
+    match = re.search(r"\((\d+)/(\d+)\)", item.inner_text())
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def click_if_shown(page: Any, locator: Any, timeout_s: float) -> bool:
+    try:
+        locator.first.wait_for(state="visible", timeout=timeout_s * 1000)
+    except Exception:  # noqa: BLE001 - playwright's TimeoutError: not shown
+        return False
+    locator.first.click()
+    return True
+
+
+def scroll(page: Any, slices: int) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """Mouse-wheel over the viewport, one notch per slice; return the overlay index before and after."""
+    before = overlay_index(page)
+    box = page.locator(CANVAS).first.bounding_box()
+    assert box is not None, "the viewport canvas has no box"
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(slices):
+        page.mouse.wheel(0, 100)
+        page.wait_for_timeout(40)
+    settled: list[Any] = [None, 0]
+
+    def stable() -> bool:
+        now = overlay_index(page)
+        settled[1] = settled[1] + 1 if now == settled[0] else 0
+        settled[0] = now
+        return now != before and settled[1] >= 4
+
+    wait_until(stable, TIMEOUT_S, f"the overlay index to move from {before} and settle")
+    return before, settled[0]
+
+
+def skip_tour(page: Any, timeout_s: float) -> bool:
+    """OHIF's first-run tour dims the view and swallows the mouse wheel: skip it."""
+    return click_if_shown(page, page.get_by_text("Skip all", exact=True), timeout_s)
+
+
+# -- the test ---------------------------------------------------------------------------------------
+
+
+def test_ohif_displays_and_scrolls_the_demo_studies(
+    server: Server, playwright_module: Any, timings: dict[str, float], tmp_path: Path
+) -> None:
+    uids = study_uids(server)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("*.png"):
+        old.unlink()
+    recorder = Recorder()
+    results: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    started_all = time.monotonic()
+
+    with playwright_module.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+            viewport=VIEWPORT,
+        )
+        try:
+            recorder.attach(context)
+            page = context.pages[0] if context.pages else context.new_page()
+            page.set_default_timeout(TIMEOUT_S * 1000)
+
+            def case(name: str, steps: Callable[[dict[str, Any]], None]) -> None:
+                result: dict[str, Any] = {}
+                results[name] = result
+                started = time.monotonic()
+                try:
+                    steps(result)
+                except Exception as exc:  # noqa: BLE001 - keep going: each study gets its own verdict and screenshot
+                    problems.append(f"{name}: {type(exc).__name__}: {exc}")
+                    page.screenshot(path=str(ARTIFACTS / f"{name}-failure.png"))
+                result["seconds"] = round(time.monotonic() - started, 2)
+
+            def ct(result: dict[str, Any]) -> None:
+                started = time.monotonic()
+                page.goto(server.url + "/")
+                row = page.get_by_text(DESCRIPTIONS["ct"], exact=True)
+                row.wait_for()
+                result["study_list_s"] = round(time.monotonic() - started, 2)
+                assert page.evaluate("crossOriginIsolated"), "the viewer page is not cross-origin isolated"
+                click_if_shown(page, page.get_by_role("button", name="Confirm and hide"), 5)
+                page.screenshot(path=str(ARTIFACTS / "study-list.png"))
+                row.click()
+                started = time.monotonic()
+                page.get_by_role("button", name="Basic Viewer").click()
+                result["first_image"] = wait_for_image(page, "the CT's first image")
+                result["first_image_s"] = round(time.monotonic() - started, 2)
+                result["tour_skipped"] = skip_tour(page, 15)
+                page.wait_for_timeout(300)
+                page.screenshot(path=str(ARTIFACTS / "ct.png"))
+                before, after = scroll(page, 40)
+                result["index_before"], result["index_after"] = before, after
+                result["scrolled_image"] = wait_for_image(page, "the CT image after scrolling")
+                page.screenshot(path=str(ARTIFACTS / "ct-scrolled.png"))
+
+            def by_url(key: str, slices: int) -> Callable[[dict[str, Any]], None]:
+                def steps(result: dict[str, Any]) -> None:
+                    started = time.monotonic()
+                    page.goto(f"{server.url}/viewer?StudyInstanceUIDs={uids[key]}")
+                    result["first_image"] = wait_for_image(page, f"the {key} study's first image")
+                    result["first_image_s"] = round(time.monotonic() - started, 2)
+                    result["tour_skipped"] = skip_tour(page, 3)
+                    page.wait_for_timeout(300)
+                    page.screenshot(path=str(ARTIFACTS / f"{key}.png"))
+                    before, after = scroll(page, slices)
+                    result["index_before"], result["index_after"] = before, after
+                    result["scrolled_image"] = wait_for_image(page, f"the {key} image after scrolling")
+                    page.screenshot(path=str(ARTIFACTS / f"{key}-scrolled.png"))
+                return steps
+
+            case("ct", ct)
+            case("j2k", by_url("j2k", 10))
+            case("enhanced", by_url("enhanced", 10))
+        finally:
+            context.close()
+
+    timings["browser_s"] = round(time.monotonic() - started_all, 2)
+    summary = {
+        "server": server.url, "studies": uids, "timings": timings, "results": results,
+        "dicomweb_responses": dict(recorder.kinds), "failed": recorder.failed,
+        "thumbnails_404": recorder.thumbnails_404, "aborted": recorder.aborted[:50],
+        "page_errors": recorder.page_errors, "console_errors": recorder.console_errors[:50],
+        "problems": problems,
+    }
+    (ARTIFACTS / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(json.dumps(summary, indent=2, default=str))
+
+    report = "\n".join(problems + [f"DICOMweb request failed: {f}" for f in recorder.failed]
+                       + [f"page error: {e}" for e in recorder.page_errors])
+    assert not report, f"{report}\n(see {ARTIFACTS}; server log tail:)\n{server.log_tail()}"
+    assert results["ct"]["index_after"][0] != results["ct"]["index_before"][0]
