@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from pydicom import Dataset, dcmread
+from reference import REFERENCES, Reference, Uids, check_table, prepared_bytes, uids
 from starlette.applications import Starlette
 
 from dicomweb_origin.app import build_app
@@ -27,7 +28,6 @@ from dicomweb_origin.demo import generate_demo
 from dicomweb_origin.ingest import Outcome, StoreResult
 from dicomweb_origin.model import InstanceRecord
 from dicomweb_origin.settings import Settings
-from reference import REFERENCES, Reference, Uids, check_table, prepared_bytes, uids
 
 BASE_URL = "http://testserver"
 ROOT = "/dicomweb"

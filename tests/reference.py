@@ -16,6 +16,7 @@ import hashlib
 import io
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,7 +92,7 @@ class Reference:
 
     @property
     def encapsulated(self) -> bool:
-        return self.stored_syntax in COMPRESSED_SYNTAXES
+        return self.stored_syntax not in (ELE, ILE, EBE, DEFLATE)
 
     @property
     def has_pixels(self) -> bool:
@@ -267,8 +268,8 @@ def by_feature(feature: str) -> list[Reference]:
     return [ref for ref in REFERENCES if feature in ref.features]
 
 
-def where(predicate: object) -> list[Reference]:
-    return [ref for ref in REFERENCES if predicate(ref)]  # type: ignore[operator]
+def where(predicate: Callable[[Reference], bool]) -> list[Reference]:
+    return [ref for ref in REFERENCES if predicate(ref)]
 
 
 def source_path(file: str) -> Path:
@@ -286,7 +287,7 @@ def _fresh_uid(old: str, salt: str) -> str:
     """A valid UID of the same length as ``old`` (only the last component changes)."""
     prefix, last = old.rsplit(".", 1)
     digits = str(int(hashlib.sha256(f"{old}/{salt}".encode()).hexdigest(), 16))
-    for start in range(0, len(digits) - len(last)):
+    for start in range(len(digits) - len(last)):
         candidate = digits[start : start + len(last)]
         if candidate[0] != "0" and candidate != last:
             return f"{prefix}.{candidate}"

@@ -14,11 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import LoadedArchive
 from pydicom import Dataset, dcmread
 from pydicom.uid import ExplicitVRLittleEndian
-
-from conftest import LoadedArchive
-from dicomweb_origin.ingest import CANNOT_UNDERSTAND, DIFFERENT_CONTENT, STUDY_UID_MISMATCH, Outcome
 from reference import (
     BROKEN_FILES,
     BY_NAME,
@@ -35,6 +33,8 @@ from reference import (
     uids,
     where,
 )
+
+from dicomweb_origin.ingest import CANNOT_UNDERSTAND, DIFFERENT_CONTENT, STUDY_UID_MISMATCH, Outcome
 
 NORMALIZED = where(lambda r: not r.byte_identical)
 VERBATIM = where(lambda r: r.byte_identical)
@@ -77,8 +77,8 @@ def test_web_syntaxes_are_stored_byte_for_byte(archive: LoadedArchive, ref: Refe
 
 def _assert_same_dataset(stored: Dataset, source: Dataset, where: str = "") -> None:
     """Element by element: same tags, same VRs (ambiguous ones resolved), same values."""
-    stored_tags = [t for t in stored.keys() if t.element != 0]
-    source_tags = [t for t in source.keys() if t.element != 0]
+    stored_tags = [e.tag for e in stored if e.tag.element != 0]
+    source_tags = [e.tag for e in source if e.tag.element != 0]
     assert stored_tags == source_tags, where
     for tag in source_tags:
         a, b = stored[tag], source[tag]

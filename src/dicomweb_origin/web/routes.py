@@ -43,6 +43,13 @@ class Endpoints:
         if self.settings.public_url:
             return self.settings.public_url.rstrip("/")
         host = request.headers.get("host") or f"{self.settings.host}:{self.settings.port}"
+        server = request.scope.get("server")
+        # dicomweb-client sends "Host: 127.0.0.1" without the port it connected to; links built
+        # from that would point at port 80. When the Host names this very socket's address, the
+        # port is the socket's. (Behind a proxy Host names the proxy: use --public-url.)
+        if (server and server[1] and server[1] != (443 if request.url.scheme == "https" else 80)
+                and ":" not in host.rsplit("]", 1)[-1] and host.strip("[]") == str(server[0]).strip("[]")):
+            host = f"{host}:{server[1]}"
         return f"{request.url.scheme}://{host}{self.settings.root_path}"
 
     @staticmethod
@@ -194,12 +201,12 @@ class Endpoints:
         return results
 
 
-def _produce_ahead(payload: Payload, budget: int = SMALL_BODY) -> None:
-    """Produce parts of unknown length before any byte is sent, up to ``budget`` bytes of them.
+def _produce_ahead(payload: Payload) -> None:
+    """Produce parts of unknown length before any byte is sent, up to ``SMALL_BODY`` bytes of them.
 
     Transcoding happens while the body streams; once the status line is out, a failure could only
     cut the connection. Failures found here instead become the response status (every part failed)
-    or omitted parts (206 with a Warning, Table 10.4.3-1). Past the budget (and at least one part
+    or omitted parts (206 with a Warning, Table 10.4.3-1). Past SMALL_BODY bytes (and at least one part
     produced), parts stream lazily and one that fails is left out (see ``multipart.stream``).
     """
     error: DicomWebError | None = None
@@ -207,7 +214,7 @@ def _produce_ahead(payload: Payload, budget: int = SMALL_BODY) -> None:
     for part in list(payload.parts):
         if part.length is not None:
             continue
-        if produced > budget:
+        if produced > SMALL_BODY:
             break
         try:
             part.materialize()

@@ -1,0 +1,189 @@
+"""Content negotiation (PS3.18 §8.3.3, §8.7.5-§8.7.9, §8.8): parsing, then selection per resource."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from conftest import DICOM_JSON, MULTIPART_DICOM, MULTIPART_OCTET, media_params, parse_multipart, path_of
+from reference import ELE, J2K_LOSSLESS, JLS_LOSSLESS, RLE
+
+from dicomweb_origin.errors import BadRequest, NotAcceptable
+from dicomweb_origin.model import Acceptable
+from dicomweb_origin.web.negotiate import acceptable_media_types, check_charset, parse_media_range, split_list
+
+# -- parsing (§8.7.7, §8.7.3.5) -----------------------------------------------------------------------
+
+
+def test_split_list_keeps_commas_inside_quotes() -> None:
+    assert split_list('a/b; x="1,2", c/d, , e/f') == ['a/b; x="1,2"', "c/d", "e/f"]
+
+
+def test_parse_media_range_lower_cases_and_unquotes() -> None:
+    assert parse_media_range('Multipart/Related; Type="application/dicom"; boundary=xyz') == (
+        "multipart/related", {"type": "application/dicom", "boundary": "xyz"})
+    assert parse_media_range("not a type") is None
+    assert parse_media_range("a/b; transfer-syntax=1; transfer-syntax=2") is None  # repeated (§8.7.3.5.2)
+
+
+def test_multipart_type_parameter_names_the_part_type() -> None:
+    (a,) = acceptable_media_types(f"{MULTIPART_DICOM}; transfer-syntax={RLE}; q=0.7", [])
+    assert a == Acceptable("application/dicom", True, RLE, 0.7, False)
+
+
+def test_bare_and_wildcard_ranges() -> None:
+    bare, image, star = acceptable_media_types("application/dicom, */*; q=0.2, image/*; q=0.5", [])
+    assert (bare.media_type, bare.multipart) == ("application/dicom", False)
+    assert (image.media_type, image.multipart, image.q) == ("image/*", None, 0.5)
+    assert (star.media_type, star.multipart, star.q) == ("*/*", None, 0.2)
+
+
+def test_order_is_by_q_then_as_written() -> None:
+    accept = "a/one; q=0.5, a/two, a/three; q=0.5, a/four; q=1.0"
+    assert [a.media_type for a in acceptable_media_types(accept, [])] == ["a/two", "a/four", "a/one", "a/three"]
+
+
+def test_q_zero_means_not_acceptable_and_bad_q_values_are_ignored() -> None:
+    accept = "a/zero; q=0, a/big; q=1.5, a/long; q=0.1234, a/ok; q=0.125"
+    assert [a.media_type for a in acceptable_media_types(accept, [])] == ["a/ok"]
+
+
+def test_legacy_names_are_aliases() -> None:
+    """§8.7.3.3.2 notes: ``image/x-dicom-rle`` and ``image/x-jls`` from older peers."""
+    rle, jls = acceptable_media_types('multipart/related; type="image/x-dicom-rle", image/x-jls', [])
+    assert rle.media_type == "image/dicom-rle" and jls.media_type == "image/jls"
+
+
+def test_query_parameter_entries_come_first_and_are_marked() -> None:
+    """§8.7.8.1: the ``accept`` query parameter before the header."""
+    result = acceptable_media_types("*/*", [f"{MULTIPART_DICOM}; q=0.1", "application/dicom"])
+    assert [(a.media_type, a.from_query) for a in result] == [
+        ("application/dicom", True), ("application/dicom", True), ("*/*", False)]
+
+
+def test_no_accept_header_is_not_acceptable() -> None:
+    """§8.7.5: the Accept header shall be present; the query parameter does not replace it."""
+    with pytest.raises(NotAcceptable):
+        acceptable_media_types(None, ["application/dicom"])
+
+
+@pytest.mark.parametrize("value", ["*/*", "image/*", 'multipart/related; type="image/*"', "not-a-type"])
+def test_query_parameter_wildcards_and_garbage_are_bad_requests(value: str) -> None:
+    with pytest.raises(BadRequest):
+        acceptable_media_types("*/*", [value])
+
+
+@pytest.mark.parametrize("header", ["image/png, application/dicom", f"{MULTIPART_DICOM}, text/html",
+                                    "application/dicom+json, application/pdf"])
+def test_dicom_and_rendered_together_are_bad_requests(header: str) -> None:
+    with pytest.raises(BadRequest):
+        acceptable_media_types(header, [])
+
+
+def test_rendered_type_with_q_zero_does_not_count_as_mixing() -> None:
+    result = acceptable_media_types("application/dicom, image/png; q=0", [])
+    assert [a.media_type for a in result] == ["application/dicom"]
+
+
+def test_ambiguous_image_types_are_not_rendered_only() -> None:
+    """``image/jpeg`` is both a rendered type and a compressed bulk data type (Table 8.7.3-5)."""
+    result = acceptable_media_types(f"{MULTIPART_OCTET}, image/jpeg", [])
+    assert [a.media_type for a in result] == ["application/octet-stream", "image/jpeg"]
+
+
+@pytest.mark.parametrize("query", [[], ["utf-8"], ["UTF-8", '"ISO_IR 192"']])
+def test_utf8_charset_is_accepted(query: list[str]) -> None:
+    check_charset(query, None)
+    check_charset(query, "utf-8")
+
+
+def test_unsupported_charset_query_parameter_is_a_bad_request() -> None:
+    """§8.3.3.2: invalid or unsupported values of the ``charset`` query parameter are a 400."""
+    with pytest.raises(BadRequest):
+        check_charset(["latin1"], None)
+
+
+@pytest.mark.parametrize("header", ["iso-8859-1", "utf-8;q=0", "gb18030, iso-8859-1;q=0.5"])
+def test_accept_charset_without_utf8_is_not_acceptable(header: str) -> None:
+    """§8.8.5: text that cannot be transcoded into an acceptable charset: 406."""
+    with pytest.raises(NotAcceptable):
+        check_charset([], header)
+
+
+# -- selection per resource category (§8.7.8.1) over HTTP -------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("suffix", "accept", "expected"), [
+    ("", "*/*", 'multipart/related; type="application/dicom"'),
+    ("/metadata", "*/*", "application/dicom+json"),
+    ("/pixeldata", "*/*", 'multipart/related; type="application/octet-stream"'),
+    ("/frames/1", "*/*", 'multipart/related; type="application/octet-stream"'),
+    ("/bulkdata", "*/*", 'multipart/related; type="application/octet-stream"'),
+    ("/metadata", "application/*", "application/dicom+json"),
+])
+async def test_wildcard_selects_the_default_of_each_resource(client: httpx.AsyncClient, suffix: str, accept: str,
+                                                             expected: str) -> None:
+    """§8.7.7: ``*/*`` matches the default media type of the target's category (Table 10.4.4-1)."""
+    response = await client.get(f"{path_of('MR_small_RLE')}{suffix}", headers={"Accept": accept})
+    assert response.status_code == 200, (suffix, response.text)
+    media_type, params = media_params(response.headers["content-type"])
+    got = f'{media_type}; type="{params["type"]}"' if media_type == "multipart/related" else media_type
+    assert got == expected
+    if media_type == "multipart/related":
+        for part in parse_multipart(response):
+            assert part.transfer_syntax in (None, ELE)
+
+
+@pytest.mark.anyio
+async def test_image_wildcard_on_frames_serves_the_stored_bitstream(client: httpx.AsyncClient) -> None:
+    """``image/*`` matches the stored media type of a compressed frame (§8.7.8.1 step 3)."""
+    response = await client.get(f"{path_of('MR_small_jp2klossless')}/frames/1",
+                                headers={"Accept": 'multipart/related; type="image/*"'})
+    assert response.status_code == 200
+    (part,) = parse_multipart(response, "image/jp2")
+    assert part.transfer_syntax == J2K_LOSSLESS
+
+
+@pytest.mark.anyio
+async def test_frames_in_the_first_supported_type_in_q_order(client: httpx.AsyncClient) -> None:
+    accept = (f'multipart/related; type="image/jp2"; q=0.4, multipart/related; type="image/jls"; q=0.9, '
+              f'{MULTIPART_OCTET}; q=0.5')
+    response = await client.get(f"{path_of('MR_small')}/frames/1", headers={"Accept": accept})
+    (part,) = parse_multipart(response, "image/jls")
+    assert part.transfer_syntax == JLS_LOSSLESS
+
+
+@pytest.mark.anyio
+async def test_unsupported_types_fall_through_to_the_next(client: httpx.AsyncClient) -> None:
+    accept = f'multipart/related; type="image/jpx", {MULTIPART_OCTET}; q=0.1'
+    response = await client.get(f"{path_of('MR_small')}/frames/1", headers={"Accept": accept})
+    assert response.status_code == 200
+    parse_multipart(response, "application/octet-stream")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("suffix", "accept"), [
+    ("/metadata", MULTIPART_DICOM),
+    ("/frames/1", DICOM_JSON),
+    ("/pixeldata", "application/dicom"),
+    ("", DICOM_JSON),
+])
+async def test_a_type_of_another_resource_is_406(client: httpx.AsyncClient, suffix: str, accept: str) -> None:
+    response = await client.get(f"{path_of('MR_small')}{suffix}", headers={"Accept": accept})
+    assert response.status_code == 406, suffix
+
+
+@pytest.mark.anyio
+async def test_not_acceptable_response_says_why(client: httpx.AsyncClient) -> None:
+    response = await client.get(path_of("MR_small"), headers={"Accept": "application/zip"})
+    assert response.status_code == 406
+    assert response.headers["content-type"].startswith("text/plain")
+    assert "406" in response.text
+
+
+@pytest.mark.anyio
+async def test_vary_names_the_negotiated_headers(client: httpx.AsyncClient) -> None:
+    response = await client.get(path_of("MR_small"), headers={"Accept": MULTIPART_DICOM})
+    assert "Accept" in response.headers["vary"]
+    response = await client.get(f"{path_of('MR_small')}/metadata", headers={"Accept": DICOM_JSON})
+    assert {"Accept", "Accept-Encoding"} <= {v.strip() for v in response.headers["vary"].split(",")}

@@ -1,0 +1,213 @@
+"""Store Transaction, STOW-RS (PS3.18 §10.5; Store Instances Response Module, Annex I / PS3.4).
+
+Each test writes into an empty archive of its own. Status (Table 10.5.3-1): 200 when every instance
+was stored, 202 when some failed, 409 when none was stored although the request was understood,
+415 for a request media type the server does not support, 400 for a malformed payload.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import httpx
+import pytest
+from conftest import MULTIPART_DICOM, LoadedArchive, absolute, media_params, parse_multipart
+from reference import BY_NAME, EBE, ELE, REFERENCES, prepared_bytes, source_path, uids
+
+from dicomweb_origin.ingest import CANNOT_UNDERSTAND, DIFFERENT_CONTENT, STUDY_UID_MISMATCH
+
+pytestmark = pytest.mark.anyio
+
+RETRIEVE_URL = "00081190"
+FAILED_SOP_SEQUENCE = "00081198"
+REFERENCED_SOP_SEQUENCE = "00081199"
+FAILURE_REASON = "00081197"
+SOP_CLASS = "00081150"
+SOP_INSTANCE = "00081155"
+
+
+def multipart(parts: list[bytes | tuple[str, bytes]], boundary: str | None = None) -> tuple[bytes, str]:
+    """A ``multipart/related; type="application/dicom"`` request body and its Content-Type."""
+    boundary = boundary or f"stow{secrets.token_hex(8)}"
+    body = b""
+    for part in parts:
+        content_type, data = part if isinstance(part, tuple) else ("application/dicom", part)
+        body += f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    return body, f'{MULTIPART_DICOM}; boundary={boundary}'
+
+
+async def stow(client: httpx.AsyncClient, parts: list[bytes | tuple[str, bytes]], study: str | None = None,
+               ) -> tuple[httpx.Response, dict[str, Any]]:
+    body, content_type = multipart(parts)
+    url = "studies" if study is None else f"studies/{study}"
+    response = await client.post(url, content=body,
+                                 headers={"Content-Type": content_type, "Accept": "application/dicom+json"})
+    assert media_params(response.headers["content-type"])[0] == "application/dicom+json", response.text
+    return response, response.json()
+
+
+def _value(element: dict[str, Any]) -> Any:
+    return element.get("Value", [None])[0]
+
+
+def referenced(module: dict[str, Any]) -> list[dict[str, Any]]:
+    return module.get(REFERENCED_SOP_SEQUENCE, {}).get("Value", [])
+
+
+def failed(module: dict[str, Any]) -> list[dict[str, Any]]:
+    return module.get(FAILED_SOP_SEQUENCE, {}).get("Value", [])
+
+
+async def test_store_instances_of_several_studies(empty_client: httpx.AsyncClient,
+                                                  empty_archive: LoadedArchive) -> None:
+    names = ["CT_small", "MR_small_bigendian", "emri_small_jpeg_2k_lossless", "rtstruct", "video_h264"]
+    response, module = await stow(empty_client, [prepared_bytes(n) for n in names])
+    assert response.status_code == 200
+    items = referenced(module)
+    assert [_value(i[SOP_INSTANCE]) for i in items] == [uids(n).instance for n in names]
+    for item, name in zip(items, names, strict=True):
+        assert _value(item[SOP_CLASS]) == uids(name).sop_class
+        assert _value(item[RETRIEVE_URL]) == absolute(uids(name).path)
+    assert FAILED_SOP_SEQUENCE not in module
+    assert module[RETRIEVE_URL] == {"vr": "UR"}  # several studies: no single study URL
+    assert empty_archive.index.count() == len(names)
+
+
+async def test_stored_instances_are_retrievable(empty_client: httpx.AsyncClient) -> None:
+    name = "MR_small_bigendian"
+    response, module = await stow(empty_client, [prepared_bytes(name)])
+    assert response.status_code == 200
+    url = _value(referenced(module)[0][RETRIEVE_URL])
+    got = await empty_client.get(url, headers={"Accept": f"{MULTIPART_DICOM}; transfer-syntax=*"})
+    (part,) = parse_multipart(got, "application/dicom")
+    assert part.transfer_syntax == ELE  # Big Endian is stored as Explicit VR LE (§8.7.3)
+    assert BY_NAME[name].syntax == EBE
+    got = await empty_client.get(url, headers={"Accept": "application/dicom"})
+    assert got.status_code == 200 and got.content == part.content
+
+
+async def test_every_reference_in_one_request(empty_client: httpx.AsyncClient) -> None:
+    response, module = await stow(empty_client, [prepared_bytes(r.name) for r in REFERENCES])
+    assert response.status_code == 200, module
+    assert len(referenced(module)) == len(REFERENCES)
+    for ref, item in zip(REFERENCES, referenced(module), strict=True):
+        stored = await empty_client.get(_value(item[RETRIEVE_URL]),
+                                        headers={"Accept": f"{MULTIPART_DICOM}; transfer-syntax=*"})
+        (part,) = parse_multipart(stored, "application/dicom")
+        if ref.byte_identical:
+            assert part.content == prepared_bytes(ref.name), ref.name
+
+
+async def test_store_into_a_study(empty_client: httpx.AsyncClient) -> None:
+    """§10.5.1: POST /studies/{study} stores instances of that study; the module names it."""
+    study = uids("CT_small").study
+    response, module = await stow(empty_client, [prepared_bytes("CT_small")], study)
+    assert response.status_code == 200
+    assert module[RETRIEVE_URL] == {"vr": "UR", "Value": [absolute(f"studies/{study}")]}
+
+
+async def test_an_instance_of_another_study_fails_with_409(empty_client: httpx.AsyncClient,
+                                                           empty_archive: LoadedArchive) -> None:
+    study = uids("CT_small").study
+    response, module = await stow(empty_client, [prepared_bytes("MR_small")], study)
+    assert response.status_code == 409
+    (item,) = failed(module)
+    assert _value(item[FAILURE_REASON]) == STUDY_UID_MISMATCH
+    assert _value(item[SOP_INSTANCE]) == uids("MR_small").instance
+    assert REFERENCED_SOP_SEQUENCE not in module
+    assert response.headers["warning"].startswith("299 ")
+    assert empty_archive.index.count() == 0
+
+
+async def test_some_stored_some_failed_is_202(empty_client: httpx.AsyncClient,
+                                              empty_archive: LoadedArchive) -> None:
+    parts: list[bytes | tuple[str, bytes]] = [
+        prepared_bytes("CT_small"),
+        source_path("MR_truncated.dcm").read_bytes(),
+        b"not dicom at all",
+        ("application/dicom+json", b"[]"),
+        prepared_bytes("chrX1"),
+    ]
+    response, module = await stow(empty_client, parts)
+    assert response.status_code == 202
+    assert [_value(i[SOP_INSTANCE]) for i in referenced(module)] == [uids("CT_small").instance,
+                                                                    uids("chrX1").instance]
+    failures = failed(module)
+    assert len(failures) == 3
+    assert all(_value(f[FAILURE_REASON]) for f in failures)
+    assert _value(failures[0][FAILURE_REASON]) == CANNOT_UNDERSTAND
+    assert empty_archive.index.count() == 2
+
+
+async def test_storing_again_is_success_and_different_bytes_conflict(empty_client: httpx.AsyncClient) -> None:
+    first, _ = await stow(empty_client, [prepared_bytes("MR_small_jpeg_ls_lossless")])
+    assert first.status_code == 200
+    again, module = await stow(empty_client, [prepared_bytes("MR_small_jpeg_ls_lossless")])
+    assert again.status_code == 200 and len(referenced(module)) == 1
+    conflict, module = await stow(empty_client, [source_path("MR_small.dcm").read_bytes()])
+    assert conflict.status_code == 409
+    (item,) = failed(module)
+    assert _value(item[FAILURE_REASON]) == DIFFERENT_CONTENT
+
+
+@pytest.mark.parametrize("content_type", [
+    "application/dicom",
+    "application/json",
+    'multipart/related; type="application/dicom+json"; boundary=x',
+    'multipart/related; type="application/dicom+xml"; boundary=x',
+    "",
+])
+async def test_unsupported_request_media_types_are_415(empty_client: httpx.AsyncClient, content_type: str) -> None:
+    headers = {"Accept": "application/dicom+json"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    response = await empty_client.post("studies", content=prepared_bytes("CT_small"), headers=headers)
+    assert response.status_code == 415
+
+
+async def test_multipart_without_a_type_parameter_is_taken_as_dicom(empty_client: httpx.AsyncClient) -> None:
+    body, _ = multipart([prepared_bytes("CT_small")], boundary="b0undary")
+    response = await empty_client.post("studies", content=body,
+                                       headers={"Content-Type": "multipart/related; boundary=b0undary"})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    (b"", f"{MULTIPART_DICOM}; boundary=abc"),
+    (b"no delimiter here", f"{MULTIPART_DICOM}; boundary=abc"),
+    (b"--abc\r\nContent-Type: application/dicom\r\n\r\nDICM", f"{MULTIPART_DICOM}; boundary=abc"),
+    (b"--abc--\r\n", f"{MULTIPART_DICOM}; boundary=abc"),
+    (b"--abc\r\n\r\nx\r\n--abc--", MULTIPART_DICOM),
+])
+async def test_malformed_payloads_are_400(empty_client: httpx.AsyncClient, body: bytes, content_type: str) -> None:
+    response = await empty_client.post("studies", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == 400
+
+
+async def test_malformed_study_uid_in_the_path_is_400(empty_client: httpx.AsyncClient) -> None:
+    body, content_type = multipart([prepared_bytes("CT_small")])
+    response = await empty_client.post("studies/not-a-uid", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == 400
+
+
+async def test_part_headers_may_be_folded_case_and_preamble(empty_client: httpx.AsyncClient) -> None:
+    """RFC 2046 §5.1.1: a preamble before the first delimiter is ignored; header names are case-insensitive."""
+    data = prepared_bytes("chrGerm")
+    body = (b"preamble text\r\n--xyz\r\ncontent-type: Application/DICOM\r\nContent-Length: "
+            + str(len(data)).encode() + b"\r\n\r\n" + data + b"\r\n--xyz--\r\nepilogue")
+    response = await empty_client.post("studies", content=body,
+                                       headers={"Content-Type": f"{MULTIPART_DICOM}; boundary=xyz"})
+    assert response.status_code == 200, response.text
+
+
+async def test_request_larger_than_the_limit_is_413(tmp_path: Any) -> None:
+    from dicomweb_origin.app import build_app
+    from dicomweb_origin.settings import Settings
+
+    app = build_app(Settings(data_dir=tmp_path / "small", max_request_bytes=1000))
+    body, content_type = multipart([prepared_bytes("CT_small")])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+        response = await client.post("/dicomweb/studies", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == 413
