@@ -1,6 +1,6 @@
 """Benchmark Search (QIDO-RS): OHIF's queries over an archive of 10,000 synthetic studies.
 
-    .venv/bin/python benchmarks/search.py [--studies 10000] [--instances 3] [--requests 200] [--keep]
+    .venv/bin/python benchmarks/search.py [--studies 10000] [--instances 3] [--requests 200] [--data DIR]
 
 Rows go in through the Index API (``SqliteIndex.add``) as synthetic ``StoredInstance`` records, the
 way ingest hands them over, without writing DICOM files; requests go through the real ASGI
@@ -100,7 +100,7 @@ async def timed(client: httpx.AsyncClient, urls: list[str], headers: dict[str, s
 async def run(data_dir: Path, studies: int, requests: int) -> None:
     app = build_app(Settings(data_dir=data_dir, public_url=ROOT))
     rng = random.Random(7)
-    pick: Callable[[], int] = lambda: rng.randrange(studies)  # noqa: E731
+    pick: Callable[[], int] = lambda: rng.randrange(studies)
     scenarios: list[tuple[str, list[str], float | None]] = [
         ("OHIF study list (limit=101, fuzzy, includefield)", [STUDY_LIST] * requests, TARGET_MS),
         ("  ... page 90 (offset=9000)", [STUDY_LIST.replace("offset=0", "offset=9000")] * requests, None),
@@ -138,15 +138,18 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=3, help="instances per series (1-4 series per study)")
     parser.add_argument("--requests", type=int, default=200, help="requests per query")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
+    parser.add_argument("--data", type=Path, help="reuse (or build once into) this data directory")
     args = parser.parse_args()
     print(machine_line())
     with temp_dir(args.keep) as folder:
-        heading(f"Build: {args.studies:,} studies through SqliteIndex.add")
-        seconds = build(folder / "data", args.studies, args.instances)
-        size = (folder / "data" / "index.sqlite").stat().st_size
-        figure("index build", f"{seconds:.1f} s, index file {size / (1 << 20):,.1f} MiB")
+        data = args.data or folder / "data"
+        if not (data / "index.sqlite").exists():
+            heading(f"Build: {args.studies:,} studies through SqliteIndex.add")
+            seconds = build(data, args.studies, args.instances)
+            size = (data / "index.sqlite").stat().st_size
+            figure("index build", f"{seconds:.1f} s, index file {size / (1 << 20):,.1f} MiB")
         heading("Search through the ASGI app (httpx.ASGITransport), OHIF headers (gzip)")
-        asyncio.run(run(folder / "data", args.studies, args.requests))
+        asyncio.run(run(data, args.studies, args.requests))
 
 
 if __name__ == "__main__":

@@ -401,6 +401,22 @@ async def test_unknown_parameters_are_ignored_with_a_warning(client: httpx.Async
     assert f"299 {SERVICE}: Query parameter foo is not supported and was ignored" in texts
 
 
+async def test_matching_options_without_support_are_announced(client: httpx.AsyncClient) -> None:
+    """§8.3.4.5: emptyvaluematching=true is parsed; we do not support it and say so."""
+    response = await client.get("studies?emptyvaluematching=true&limit=1", headers=JSON)
+    assert f"299 {SERVICE}: The emptyvaluematching parameter is not supported. Empty Value Matching has not been" \
+           " performed." in warnings(response)
+    assert (await client.get("studies?emptyvaluematching=1", headers=JSON)).status_code == 400
+    assert (await client.get("studies?multiplevaluematching=no", headers=JSON)).status_code == 400
+
+
+async def test_dicomweb_client_encoding(client: httpx.AsyncClient) -> None:
+    """dicomweb-client percent-encodes with quote_plus and repeats includefield once per attribute."""
+    results = await search(client, "studies?StudyDescription=Two+modalities&includefield=00081030"
+                                    "&includefield=00080062&accept=application%2Fdicom%2Bjson&accept=application%2Fjson")
+    assert values(results, "00200010") == ["X"] and "00080062" in results[0]
+
+
 async def test_a_repeated_match_key_is_400(client: httpx.AsyncClient) -> None:
     """§8.3.4.1: an attribute shall not be repeated."""
     response = await client.get("studies?PatientID=a&00100020=b", headers=JSON)
@@ -668,6 +684,8 @@ async def test_a_version_1_archive_migrates_and_becomes_searchable(tmp_path: Pat
     app = build_app(settings)  # opening the archive migrates it
     conn = sqlite3.connect(settings.index_path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    (index,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'series_by_modality'").fetchone()
+    assert "study_uid" in index  # version 3 made it covering
     conn.close()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"{SERVICE}/") as c:
         (x,) = await search(c, "studies?PatientName=muller^hans")  # folded names were backfilled

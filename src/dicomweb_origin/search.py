@@ -239,6 +239,8 @@ def _parse(where: Resource, params: Sequence[tuple[str, str]]) -> _Parsed:
     for name, value in params:
         if name == "includefield":
             includes.append(value)
+        elif name in ("accept", "charset"):
+            continue  # §8.3.3: the web layer negotiates these
         elif name in _RESERVED:
             if name in options:
                 raise BadRequest(f"the query parameter {name} is repeated")

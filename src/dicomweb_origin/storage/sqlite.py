@@ -95,6 +95,13 @@ MIGRATIONS: list[str] = [
     CREATE INDEX series_by_modality ON series(modality);
     CREATE INDEX instance_by_class ON instance(study_uid, sop_class_uid);
     """,
+    # 3: covering indexes for the ModalitiesInStudy / SOPClassesInStudy sub-queries of Search.
+    """
+    DROP INDEX series_by_modality;
+    CREATE INDEX series_by_modality ON series(modality, study_uid);
+    DROP INDEX instance_by_class;
+    CREATE INDEX instance_by_class ON instance(sop_class_uid, study_uid);
+    """,
 ]
 
 _STUDY_COLUMNS = {
@@ -434,7 +441,8 @@ def _condition_sql(condition: Condition | ItemCondition, level: str) -> tuple[st
     if tag in _DERIVED_SOURCE:
         table, column = _DERIVED_SOURCE[tag]
         sql, args = _predicate(f"x.{column}", condition)
-        return f"EXISTS (SELECT 1 FROM {table} x WHERE x.study_uid = st.study_uid AND {sql})", args
+        # Not correlated: SQLite builds the set of matching studies once, from the index on the column.
+        return f"st.study_uid IN (SELECT x.study_uid FROM {table} x WHERE {sql})", args
     if tag == "0020000D" and level != "study":  # the same value, on the indexed column of this level
         return _predicate(f"{_ALIAS[level]}.study_uid", condition)
     if tag == "0020000E" and level == "instance":
