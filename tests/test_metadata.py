@@ -358,3 +358,16 @@ async def test_bulk_data_uris_follow_the_request_host(client: httpx.AsyncClient)
                                 headers={"Accept": DICOM_JSON, "Host": "pacs.example:8042"})
     uri = response.json()[0]["7FE00010"]["BulkDataURI"]
     assert uri == f"http://pacs.example:8042/dicomweb/{path_of('CT_small')}/pixeldata"
+
+
+@pytest.mark.parametrize("encoding, compressed", [
+    ("gzip", True), ("gzip;q=0.5", True), ("gzip;q=0", False), ("gzip;q=0.0", False), ("identity", False),
+    ("*", True), ("br, gzip;q=0.000", False),
+])
+async def test_gzip_follows_the_q_values_of_accept_encoding(client: httpx.AsyncClient, encoding: str,
+                                                            compressed: bool) -> None:
+    """RFC 9110 §12.5.3: a coding with q=0 is not acceptable."""
+    response = await client.get(path_of("CT_small") + "/metadata", headers={
+        "Accept": "application/dicom+json", "Accept-Encoding": encoding})
+    assert response.status_code == 200
+    assert (response.headers.get("content-encoding") == "gzip") is compressed

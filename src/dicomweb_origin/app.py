@@ -34,6 +34,6 @@ class Archive:
 
 def build_app(settings: Settings, viewer_dir: Path | None = None) -> Starlette:
     archive = Archive(settings)
-    app = create_app(archive.retrieve, archive.ingest, settings, viewer_dir, archive.search)
+    app = create_app(archive.retrieve, archive.ingest, archive.search, settings, viewer_dir)
     app.state.archive = archive
     return app

@@ -70,7 +70,7 @@ class Part:
         """Produce a part of unknown length now, so that a failure can still become a status code."""
         if self.length is None:
             data = self.read_all()
-            self.body, self.length = _bytes_body(data), len(data)
+            self.body, self.length = bytes_body(data), len(data)
 
 
 @dataclass(slots=True)
@@ -229,18 +229,18 @@ class Retrieve:
 
     def metadata(self, target: Target, accept: Sequence[Acceptable], root: str) -> Payload:
         records = self.records(target)
-        kind = _metadata_kind(accept)
+        kind = metadata_kind(accept)
         etag = self.metadata_etag(records, kind, root)
         stored = self.index.metadata(records)
         if kind == "json":
             data = dicom_metadata.json_array(stored, root)
-            part = Part("application/dicom+json", None, len(data), _bytes_body(data))
+            part = Part("application/dicom+json", None, len(data), bytes_body(data))
             return Payload([part], None, etag, vary=("Accept", "Accept-Encoding"))
         parts = []
         for record, blob in zip(records, stored, strict=True):
             document = json_to_xml(orjson.loads(dicom_metadata.absolutize(blob, root)))
             parts.append(Part("application/dicom+xml; charset=utf-8", f"{record.path}/metadata", len(document),
-                              _bytes_body(document)))
+                              bytes_body(document)))
         return Payload(parts, "application/dicom+xml", etag, vary=("Accept", "Accept-Encoding"))
 
     # -- Bulk data and pixel data (Tables 10.4.1.5-1, 10.4.1.6-1) -----------------------------
@@ -397,7 +397,7 @@ class Retrieve:
                                                                                          length))
         data = self._transcoded_frame(record, index, syntax)
         media = TRANSFER_SYNTAXES[syntax].media_type
-        return Part(_with_syntax(media, syntax), location, len(data), _bytes_body(data))
+        return Part(_with_syntax(media, syntax), location, len(data), bytes_body(data))
 
     def _transcoded_frame(self, record: InstanceRecord, index: int, syntax: str) -> bytes:
         key = (record.instance_uid, record.digest, index, syntax)
@@ -433,14 +433,14 @@ class Retrieve:
         return body
 
 
-def _bytes_body(data: bytes) -> Body:
+def bytes_body(data: bytes) -> Body:
     def body(offset: int, length: int | None) -> Iterator[bytes]:
         yield data[offset:] if length is None else data[offset : offset + length]
 
     return body
 
 
-def _metadata_kind(accept: Sequence[Acceptable]) -> str:
+def metadata_kind(accept: Sequence[Acceptable]) -> str:
     """JSON (the default) or XML (multipart), in the client's order of preference (Table 10.4.4-1)."""
     for acceptable in accept:
         if acceptable.media_type in ("application/dicom+json", "application/json") and acceptable.multipart is not True:

@@ -111,7 +111,7 @@ from .dicom import metadata as dicom_metadata
 from .dicom.xml import json_to_xml
 from .errors import BadRequest
 from .model import Acceptable, is_valid_uid
-from .retrieve import Part, Payload, _bytes_body, _metadata_kind  # one rule for metadata media types
+from .retrieve import Part, Payload, bytes_body, metadata_kind  # one rule for metadata media types
 from .storage.base import Condition, ItemCondition, Level, SearchIndex, SearchQuery
 
 __all__ = ["RESOURCES", "Resource", "Search", "SearchResult"]
@@ -213,7 +213,7 @@ class Search:
                study_uid: str | None = None, series_uid: str | None = None) -> SearchResult:
         """Run one search; ``params`` are the decoded query parameters, in request order."""
         where = RESOURCES[resource]
-        kind = _metadata_kind(accept)  # Table 10.6.1-6: the two DICOM metadata media types
+        kind = metadata_kind(accept)  # Table 10.6.1-6: the two DICOM metadata media types
         parsed = _parse(where, params)
         if study_uid is not None:
             parsed.conditions.append(Condition("0020000D", "study", "equal", (study_uid,)))
@@ -465,12 +465,12 @@ def _payload(results: list[dict[str, Any]], kind: str, root: str) -> Payload | N
     vary = ("Accept", "Accept-Encoding")
     if kind == "json":
         body = dicom_metadata.absolutize(orjson.dumps(results), root)
-        return Payload([Part("application/dicom+json", None, len(body), _bytes_body(body))], None, _etag(body),
+        return Payload([Part("application/dicom+json", None, len(body), bytes_body(body))], None, _etag(body),
                        vary=vary)
     if not results:
         return None
     documents = [json_to_xml(orjson.loads(dicom_metadata.absolutize(orjson.dumps(r), root))) for r in results]
-    parts = [Part("application/dicom+xml; charset=utf-8", None, len(d), _bytes_body(d)) for d in documents]
+    parts = [Part("application/dicom+xml; charset=utf-8", None, len(d), bytes_body(d)) for d in documents]
     return Payload(parts, "application/dicom+xml", _etag(*documents), vary=vary)
 
 

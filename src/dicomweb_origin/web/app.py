@@ -44,8 +44,8 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
     return PlainTextResponse("500 internal server error (logged on the server)\n", status_code=500)
 
 
-def create_app(retrieve: Retrieve, ingest: Ingest, settings: Settings,
-               viewer_dir: Path | None = None, search: Search | None = None) -> Starlette:
+def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Settings,
+               viewer_dir: Path | None = None) -> Starlette:
     endpoints = Endpoints(retrieve, ingest, settings)
     middleware = []
     if settings.cors_origins:
@@ -57,8 +57,7 @@ def create_app(retrieve: Retrieve, ingest: Ingest, settings: Settings,
             expose_headers=["ETag", "Content-Location", "Content-Range", "Warning", "Content-Length"],
             max_age=600,
         ))
-    searches = search_routes(search, endpoints) if search is not None else []  # before routes: GET /studies
-    mounts = [Mount(settings.root_path, routes=searches + routes(endpoints))]
+    mounts = [Mount(settings.root_path, routes=search_routes(search, endpoints) + routes(endpoints))]
     if viewer_dir is not None:  # after the DICOMweb root: the viewer answers every other path
         mounts.append(Mount("", app=Viewer(viewer_dir, settings)))
     return Starlette(

@@ -237,9 +237,20 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 
 def _accepts_gzip(request: Request) -> bool:
+    """True when Accept-Encoding lists gzip (or ``*``) with a q-value above zero (RFC 9110 §12.5.3)."""
     for item in request.headers.get("accept-encoding", "").split(","):
-        name, _, params = item.strip().partition(";")
-        if name.strip().lower() in ("gzip", "*") and "q=0" not in params.replace(" ", "").replace("q=0.", "x"):
+        name, *params = (piece.strip() for piece in item.split(";"))
+        if name.lower() not in ("gzip", "*"):
+            continue
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if q > 0:
             return True
     return False
 
@@ -265,38 +276,35 @@ def _byte_range(header: str | None, length: int) -> tuple[int, int] | str | None
 
 
 def routes(endpoints: Endpoints) -> list[BaseRoute]:
-    """The resource table of PS3.18 §10.4.1 (and §10.5 for Store)."""
+    """The resource table of PS3.18 §10.4.1 (and §10.5 for Store); search routes live in ``web/search.py``."""
     e = endpoints
     study = "/studies/{study}"
     series = study + "/series/{series}"
     instance = series + "/instances/{instance}"
-    table: list[tuple[str, Handler, list[str]]] = [
-        (study, e.instances, ["GET"]),
-        (series, e.instances, ["GET"]),
-        (instance, e.instances, ["GET"]),
-        (study + "/metadata", e.metadata, ["GET"]),
-        (series + "/metadata", e.metadata, ["GET"]),
-        (instance + "/metadata", e.metadata, ["GET"]),
-        (study + "/bulkdata", e.bulkdata, ["GET"]),
-        (series + "/bulkdata", e.bulkdata, ["GET"]),
-        (instance + "/bulkdata", e.bulkdata, ["GET"]),
-        (instance + "/bulkdata/{path:path}", e.bulkdata, ["GET"]),
-        (study + "/pixeldata", e.pixeldata, ["GET"]),
-        (series + "/pixeldata", e.pixeldata, ["GET"]),
-        (instance + "/pixeldata", e.pixeldata, ["GET"]),
-        (instance + "/frames/{frames}", e.frames, ["GET"]),
-        ("/studies", e.store, ["POST"]),
+    table: list[tuple[str, dict[str, Handler]]] = [
+        (study, {"GET": e.instances, "POST": e.store}),
+        (series, {"GET": e.instances}),
+        (instance, {"GET": e.instances}),
+        (study + "/metadata", {"GET": e.metadata}),
+        (series + "/metadata", {"GET": e.metadata}),
+        (instance + "/metadata", {"GET": e.metadata}),
+        (study + "/bulkdata", {"GET": e.bulkdata}),
+        (series + "/bulkdata", {"GET": e.bulkdata}),
+        (instance + "/bulkdata", {"GET": e.bulkdata}),
+        (instance + "/bulkdata/{path:path}", {"GET": e.bulkdata}),
+        (study + "/pixeldata", {"GET": e.pixeldata}),
+        (series + "/pixeldata", {"GET": e.pixeldata}),
+        (instance + "/pixeldata", {"GET": e.pixeldata}),
+        (instance + "/frames/{frames}", {"GET": e.frames}),
     ]
-    result: list[BaseRoute] = []
-    for path, handler, methods in table:
-        if path == study:
-            methods = ["GET", "POST"]
-            handler = _by_method({"GET": e.instances, "POST": e.store})
-        result.append(Route(path, handler, methods=methods))
-    return result
+    return [Route(path, by_method(handlers), methods=list(handlers)) for path, handlers in table]
 
 
-def _by_method(handlers: dict[str, Handler]) -> Handler:
+def by_method(handlers: dict[str, Handler]) -> Handler:
+    """One endpoint for several methods (HEAD is GET without the body), so 405 answers list them all."""
+    if len(handlers) == 1:
+        return next(iter(handlers.values()))
+
     async def dispatch(request: Request) -> Response:
         method = "GET" if request.method == "HEAD" else request.method
         return await handlers[method](request)

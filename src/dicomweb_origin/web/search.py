@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 from ..retrieve import Target
 from ..search import Search
 from .negotiate import check_charset
-from .routes import Endpoints, Handler, _by_method
+from .routes import Endpoints, Handler, by_method
 
 # Table 10.6.1-1: URI template -> resource of the Search use case.
 _RESOURCES: tuple[tuple[str, str], ...] = (
@@ -34,7 +34,7 @@ def search_routes(search: Search, endpoints: Endpoints) -> list[BaseRoute]:
     for path, resource in _RESOURCES:
         handler = _handler(search, endpoints, resource)
         if path == "/studies":  # one route, so 405 answers carry Allow: GET, HEAD, POST
-            result.append(Route(path, _by_method({"GET": handler, "POST": endpoints.store}), methods=["GET", "POST"]))
+            result.append(Route(path, by_method({"GET": handler, "POST": endpoints.store}), methods=["GET", "POST"]))
         else:
             result.append(Route(path, handler, methods=["GET"]))
     return result
