@@ -21,6 +21,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomFileLike
+from pydicom.filereader import read_dataset
 from pydicom.filewriter import dcmwrite, write_file_meta_info
 from pydicom.uid import UID
 
@@ -93,8 +94,10 @@ def parse(source: BinaryIO, threshold: int) -> ParsedFile:
         parsed.source_transfer_syntax_uid = source_ts or IMPLICIT_VR_LE
         return parsed
     pixel_start = source.tell()
-    bulk = _bulk_offsets(dataset, threshold, "")
     pixel, pixel_path, pixel_vr, frames = _scan_pixel_data(source, pixel_start, dataset, source_ts)
+    if pixel is not None:
+        _read_trailing(source, dataset, threshold)
+    bulk = _bulk_offsets(dataset, threshold, "")
     source.seek(0)
     return ParsedFile(source, dataset, source_ts, source_ts, pixel, pixel_path, pixel_vr, frames, bulk)
 
@@ -280,20 +283,47 @@ def _scan_pixel_data(
         frame_length = pixel.frame_length
         if pixel.bits_allocated == 1 and count > 1 and (pixel.rows * pixel.columns * pixel.samples_per_pixel) % 8:
             # Frames of packed 1-bit data do not start on byte boundaries: keep one range for the whole value.
-            return pixel, PIXEL_TAGS[tag], vr, ((( value_start, length),),)
+            fp.seek(value_start + length)
+            return pixel, PIXEL_TAGS[tag], vr, (((value_start, length),),)
         if frame_length * count > length:
             raise IngestError(
                 f"Pixel Data holds {length} bytes, fewer than the {frame_length * count} that"
                 f" {count} frame(s) of {pixel.rows}x{pixel.columns} need"
             )
         frames = tuple(((value_start + i * frame_length, frame_length),) for i in range(count))
+        fp.seek(value_start + length)
         return pixel, PIXEL_TAGS[tag], vr, frames
     fragments, offsets = _fragments(fp, value_start)
+    end = fp.tell()
     if ts in VIDEO_SYNTAXES:
         # A video is one bitstream holding every frame: served whole, never frame by frame (§8.7.3.3.2).
         return pixel, PIXEL_TAGS[tag], vr, (tuple(fragments),)
     frames = _group_fragments(fp, fragments, offsets, dataset, count, value_start)
+    fp.seek(end)
     return pixel, PIXEL_TAGS[tag], vr, frames
+
+
+def _read_trailing(fp: BinaryIO, dataset: Dataset, threshold: int) -> None:
+    """Add the elements stored after Pixel Data (e.g. Digital Signatures) so metadata loses nothing.
+
+    ``fp`` is positioned just after the pixel data value. Data Set Trailing Padding is padding,
+    not data, and is left out (PS3.10 §7.2).
+    """
+    start = fp.tell()
+    if not fp.read(8):
+        return
+    fp.seek(start)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trailing = read_dataset(fp, is_implicit_VR=False, is_little_endian=True, bytelength=None,
+                                    defer_size=threshold)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on broken input
+        raise IngestError(f"cannot read the elements after Pixel Data: {exc}") from exc
+    for tag in list(trailing.keys()):
+        if tag != 0xFFFCFFFC and tag not in PIXEL_TAGS:
+            dataset._dict[tag] = trailing._dict[tag]
+
 
 
 def _pixel_description(dataset: Dataset, tag: int) -> PixelDescription | None:
