@@ -446,7 +446,7 @@ def expected_outcome(ref: Reference, syntax: str, archive: LoadedArchive) -> str
     if syntax in (ILE, EBE) or syntax in VIDEO_SYNTAXES:
         return "406"  # §8.7.3: never Implicit VR or Big Endian on the web; no video encoder
     if syntax in COMPRESSED_SYNTAXES:
-        if not transcode.can_encode(syntax, archive.record(ref.name).pixel):
+        if not transcode.can_transcode(ref.stored_syntax, syntax, archive.record(ref.name).pixel):
             return "406"
         if ref.lossy and syntax not in LOSSY_SYNTAXES:
             return "406"

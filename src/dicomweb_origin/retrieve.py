@@ -195,7 +195,7 @@ class Retrieve:
             return False  # a lossy source is never passed off as lossless compressed data
         if requested in (EXPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE):
             return True
-        return transcode.can_encode(requested, record.pixel)
+        return transcode.can_transcode(record.transfer_syntax_uid, requested, record.pixel)
 
     def _instance_part(self, record: InstanceRecord, syntax: str) -> Part:
         media_type = _with_syntax("application/dicom", syntax)

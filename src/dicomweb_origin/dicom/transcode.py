@@ -349,6 +349,25 @@ def can_encode(transfer_syntax_uid: str, pixel: PixelDescription) -> bool:
     return _encode_problem(transfer_syntax_uid, pixel) is None
 
 
+def decoded_description(transfer_syntax_uid: str, pixel: PixelDescription) -> PixelDescription:
+    """What ``decode_frame`` will say of pixels stored like ``pixel``, without decoding them."""
+    pi = pixel.photometric_interpretation
+    if pi in ("YBR_ICT", "YBR_RCT"):  # the codestream's colour transform is undone by the decoder
+        pi = "RGB"
+    elif pi.startswith("YBR_FULL") and transfer_syntax_uid in _ALWAYS_LOSSY:
+        pi = "RGB"
+    elif pi == "YBR_FULL_422":
+        pi = "YBR_FULL"
+    return replace(pixel, photometric_interpretation=pi, planar_configuration=0, number_of_frames=1)
+
+
+def can_transcode(src_uid: str, dst_uid: str, pixel: PixelDescription) -> bool:
+    """Return True when frames stored in ``src_uid`` can be delivered in ``dst_uid``."""
+    if src_uid == dst_uid:
+        return True
+    return can_decode(src_uid) and can_encode(dst_uid, decoded_description(src_uid, pixel))
+
+
 # ---------------------------------------------------------------------------------------------
 # Frames
 

@@ -18,6 +18,7 @@ from ..ingest import Ingest
 from ..retrieve import Retrieve
 from ..search import Search
 from ..settings import Settings
+from .capabilities import capabilities_mount
 from .routes import Endpoints, routes
 from .search import search_routes
 from .viewer import Viewer
@@ -57,7 +58,7 @@ def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Set
             expose_headers=["ETag", "Content-Location", "Content-Range", "Warning", "Content-Length"],
             max_age=600,
         ))
-    mounts = [Mount(settings.root_path, routes=search_routes(search, endpoints) + routes(endpoints))]
+    mounts = capabilities_mount(settings.root_path, search_routes(search, endpoints) + routes(endpoints), endpoints)
     if viewer_dir is not None:  # after the DICOMweb root: the viewer answers every other path
         mounts.append(Mount("", app=Viewer(viewer_dir, settings)))
     return Starlette(
