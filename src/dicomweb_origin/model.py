@@ -113,6 +113,15 @@ class PixelDescription:
     number_of_frames: int = 1
 
     @property
+    def frame_bits(self) -> int:
+        return self.rows * self.columns * self.samples_per_pixel * self.bits_allocated
+
+    @property
+    def packed_unaligned(self) -> bool:
+        """1-bit frames whose bits do not fill whole bytes: frame n starts inside a byte."""
+        return self.bits_allocated == 1 and self.frame_bits % 8 != 0
+
+    @property
     def frame_length(self) -> int:
         """Bytes of one native (uncompressed) frame, rounded up to whole bytes."""
         samples = self.samples_per_pixel

@@ -388,7 +388,11 @@ class Retrieve:
 
     def _frame_part(self, record: InstanceRecord, index: int, syntax: str, location: str) -> Part:
         fragments = record.frames[index]
-        if syntax == record.transfer_syntax_uid or (syntax == EXPLICIT_VR_LE and not record.syntax.encapsulated):
+        as_stored = syntax == record.transfer_syntax_uid or (syntax == EXPLICIT_VR_LE and not record.syntax.encapsulated)
+        if as_stored and record.pixel is not None and record.pixel.packed_unaligned:
+            data = self._stored_frame(record, index)
+            return Part(_with_syntax("application/octet-stream", EXPLICIT_VR_LE), location, len(data), bytes_body(data))
+        if as_stored:
             media = TRANSFER_SYNTAXES[syntax].media_type if syntax in TRANSFER_SYNTAXES else "application/octet-stream"
             length = sum(n for _, n in fragments)
             if not record.syntax.encapsulated:
@@ -405,7 +409,7 @@ class Retrieve:
         if cached is not None:
             return cached
         assert record.pixel is not None
-        source = b"".join(self.blobs.read(record.blob_key, o, n) for o, n in record.frames[index])
+        source = self._stored_frame(record, index)
         pixel = record.pixel
         try:
             encoded = transcode.transcode_frame(source, record.transfer_syntax_uid, syntax, pixel,
@@ -414,6 +418,14 @@ class Retrieve:
             raise
         self.cache.put(key, encoded.data)
         return encoded.data
+
+    def _stored_frame(self, record: InstanceRecord, index: int) -> bytes:
+        """The bytes of one stored frame (a bitstream, or native pixels starting on a byte boundary)."""
+        data = b"".join(self.blobs.read(record.blob_key, o, n) for o, n in record.frames[index])
+        if record.pixel is not None and record.pixel.packed_unaligned and not record.syntax.encapsulated:
+            bits = record.pixel.frame_bits
+            data = transcode.repack_bits(data, index * bits % 8, bits)
+        return data
 
     def _fragments_body(self, key: str, fragments: Sequence[tuple[int, int]], total: int) -> Body:
         def body(offset: int, length: int | None) -> Iterator[bytes]:

@@ -281,10 +281,16 @@ def _scan_pixel_data(
     count = pixel.number_of_frames
     if length != 0xFFFFFFFF:
         frame_length = pixel.frame_length
-        if pixel.bits_allocated == 1 and count > 1 and (pixel.rows * pixel.columns * pixel.samples_per_pixel) % 8:
-            # Frames of packed 1-bit data do not start on byte boundaries: keep one range for the whole value.
+        if pixel.bits_allocated == 1 and pixel.frame_bits % 8:
+            # Packed 1-bit frames that do not start on byte boundaries: record the bytes that cover
+            # each frame; where in its first byte a frame starts follows from its index (frame_bit_offset).
+            bits = pixel.frame_bits
+            if (bits * count + 7) // 8 > length:
+                raise IngestError(f"Pixel Data holds {length} bytes, fewer than {count} 1-bit frame(s) need")
+            covers = tuple(((value_start + i * bits // 8, ((i + 1) * bits + 7) // 8 - i * bits // 8),)
+                           for i in range(count))
             fp.seek(value_start + length)
-            return pixel, PIXEL_TAGS[tag], vr, (((value_start, length),),)
+            return pixel, PIXEL_TAGS[tag], vr, covers
         if frame_length * count > length:
             raise IngestError(
                 f"Pixel Data holds {length} bytes, fewer than the {frame_length * count} that"

@@ -361,6 +361,12 @@ def decoded_description(transfer_syntax_uid: str, pixel: PixelDescription) -> Pi
     return replace(pixel, photometric_interpretation=pi, planar_configuration=0, number_of_frames=1)
 
 
+def repack_bits(data: bytes, shift: int, bits: int) -> bytes:
+    """Cut ``bits`` bits starting ``shift`` bits into ``data`` and pack them from bit 0 (PS3.5 §8.1.1)."""
+    unpacked = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")
+    return np.packbits(unpacked[shift:shift + bits], bitorder="little").tobytes()
+
+
 def can_transcode(src_uid: str, dst_uid: str, pixel: PixelDescription) -> bool:
     """Return True when frames stored in ``src_uid`` can be delivered in ``dst_uid``."""
     if src_uid == dst_uid:

@@ -180,8 +180,8 @@ def describe(segments: Sequence[str], method: str) -> Method | None:
         get = describe(segments, "GET")
         if get is None:
             return None
-        return Method("HEAD", get.title, get.section, get.params, response_types=get.response_types,
-                      success=get.success, failure=get.failure, doc="The headers of GET, without its payload.")
+        return Method("HEAD", get.title, get.section, success=get.success, failure=get.failure,
+                      doc="The headers GET would answer, without its payload.")
     levels = [_LEVELS[s] for s in segments if s in _LEVELS]
     level = levels[-1] if levels else ""
     last, parent = segments[-1], segments[-2] if len(segments) > 1 else ""
