@@ -198,6 +198,9 @@ async def test_unknown_paths_are_404(bare: tuple[Starlette, httpx.AsyncClient]) 
                  "studies/1.2.3/bulkdata/00431029"):
         response = await client.options(f"{ROOT}/{path}")
         assert response.status_code == 404, path
+    # The OPTIONS route is invisible to other methods: an unknown path stays 404, not 405.
+    for path in ("nothing", "studies/1.2.3/series/4.5/instances/6.7/frames/"):
+        assert (await client.get(f"{ROOT}/{path}")).status_code == 404, path
     assert (await client.get(f"{ROOT}/studies", headers={"Accept": "application/dicom+json"})).status_code == 200
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -29,7 +29,8 @@ from xml.etree import ElementTree as ET
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route, compile_path
+from starlette.routing import BaseRoute, Match, Mount, Route, compile_path
+from starlette.types import Scope
 
 from ..errors import NotAcceptable, NotFound
 from ..model import EXPLICIT_VR_LE, TRANSFER_SYNTAXES
@@ -62,8 +63,7 @@ METADATA_TYPES: tuple[str, ...] = (DICOM_JSON, _multipart("application/dicom+xml
 # so it is not advertised (§8.9: advertise what the service supports). A test compares this table
 # with the reserved names the Search use case parses.
 SEARCH_PARAMETERS: tuple[tuple[str, str, bool, str], ...] = (  # name, XSD type, repeating, doc
-    ("includefield", "xsd:string", True, "an attribute keyword or tag (dotted path for a sequence item) to return,"
-                                          " or 'all' (§8.3.4.3)"),
+    ("includefield", "xsd:string", True, "an attribute keyword or tag to return, or 'all' (§8.3.4.3)"),
     ("limit", "xsd:unsignedInt", False, "the most results to return; capped by the server's maximum (§8.3.4.4)"),
     ("offset", "xsd:unsignedInt", False, "the number of results to skip (§8.3.4.4)"),
     ("fuzzymatching", "xsd:boolean", False, "person names also match on a prefix of any component (§8.3.4.6)"),
@@ -329,7 +329,8 @@ def _as_json(element: ET.Element) -> dict[str, Any]:
 
 def render(application: ET.Element, media_type: str) -> bytes:
     if media_type == WADL:
-        return ET.tostring(application, encoding="utf-8", xml_declaration=True)
+        xml: bytes = ET.tostring(application, encoding="utf-8", xml_declaration=True)
+        return xml
     return orjson.dumps({application.tag: _as_json(application)})
 
 
@@ -386,11 +387,23 @@ def _choose(accept: str | None) -> str:
     raise NotAcceptable(f"the capabilities description is served as {' or '.join(FORMATS)}")
 
 
+class _OptionsRoute(Route):
+    """A route for OPTIONS only, invisible to other methods: their unknown paths stay 404, not 405."""
+
+    def __init__(self, path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
+        super().__init__(path, endpoint, methods=["OPTIONS"])
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope.get("method") != "OPTIONS":
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
 def capabilities_mount(root_path: str, routes: Sequence[BaseRoute], endpoints: Endpoints) -> list[BaseRoute]:
     """The DICOMweb Mount with ``routes``, plus OPTIONS (Retrieve Capabilities) on the root and every path."""
     capabilities = Capabilities(endpoints)
-    mount = Mount(root_path, routes=[*routes, Route("/{resource:path}", capabilities.options, methods=["OPTIONS"])])
+    mount = Mount(root_path, routes=[*routes, _OptionsRoute("/{resource:path}", capabilities.options)])
     capabilities.routes = mount.routes
     if not root_path:
         return [mount]
-    return [Route(root_path, capabilities.options, methods=["OPTIONS"]), mount]
+    return [_OptionsRoute(root_path, capabilities.options), mount]
