@@ -588,3 +588,15 @@ def test_oracle_native_frames_match_the_file() -> None:
         ref = next(r for r in REFERENCES if r.name == name)
         assert b"".join(native_frames(ref)) == bytes(dcmread(io.BytesIO(prepared_bytes(name))).PixelData)[
             : len(b"".join(native_frames(ref)))]
+
+
+async def test_a_transcoded_frame_honours_range_like_a_stored_one(client: httpx.AsyncClient) -> None:
+    """RFC 9110 §14 on a single-part frame, whether its bytes are stored or transcoded (cold or cached)."""
+    path = path_of("JPEG2000") + "/frames/1"
+    whole = await client.get(path, headers={"Accept": "application/octet-stream"})
+    assert whole.status_code == 200
+    for _ in range(2):  # cold, then from the frame cache
+        ranged = await client.get(path, headers={"Accept": "application/octet-stream", "Range": "bytes=10-19"})
+        assert ranged.status_code == 206
+        assert ranged.headers["content-range"] == f"bytes 10-19/{len(whole.content)}"
+        assert ranged.content == whole.content[10:20]

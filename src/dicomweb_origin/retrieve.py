@@ -9,6 +9,9 @@ category default. Stored bytes are streamed untouched whenever the selection all
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -17,7 +20,7 @@ import orjson
 from .dicom import metadata as dicom_metadata
 from .dicom import transcode
 from .dicom.xml import json_to_xml
-from .errors import BadRequest, DecodeError, InvalidFrameList, NotAcceptable, NotFound
+from .errors import BadRequest, DecodeError, DicomWebError, InvalidFrameList, NotAcceptable, NotFound
 from .framecache import FrameCache
 from .model import (
     DEFLATED_EXPLICIT_VR_LE,
@@ -62,15 +65,17 @@ class Part:
     location: str | None
     length: int | None  # None until produced (transcoded parts)
     body: Body
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def read_all(self) -> bytes:
         return b"".join(self.body(0, None))
 
     def materialize(self) -> None:
-        """Produce a part of unknown length now, so that a failure can still become a status code."""
-        if self.length is None:
-            data = self.read_all()
-            self.body, self.length = bytes_body(data), len(data)
+        """Produce a part of unknown length now (once, whichever thread asks first)."""
+        with self._lock:
+            if self.length is None:
+                data = self.read_all()
+                self.body, self.length = bytes_body(data), len(data)
 
 
 @dataclass(slots=True)
@@ -79,7 +84,6 @@ class Payload:
     multipart_type: str | None  # the ``type`` of multipart/related, or None for a single-part response
     etag: str
     omitted: int = 0  # targets that could not be represented: 206 (Table 10.4.3-1)
-    rangeable: bool = False  # single part of stored bytes: Range requests apply
     vary: tuple[str, ...] = field(default=("Accept",))
 
 
@@ -95,10 +99,27 @@ def _with_syntax(media_type: str, syntax: str) -> str:
 class Retrieve:
     """Answers every Retrieve resource from the index and the blob store."""
 
-    def __init__(self, index: Index, blobs: BlobStore, frame_cache: FrameCache) -> None:
+    def __init__(self, index: Index, blobs: BlobStore, frame_cache: FrameCache, workers: int | None = None) -> None:
         self.index = index
         self.blobs = blobs
         self.cache = frame_cache
+        self.workers = workers or os.cpu_count() or 2
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="transcode")
+
+    def produce(self, parts: Sequence[Part]) -> Iterator[Part]:
+        """Yield the parts in order while the next few are produced (transcoded) in parallel.
+
+        At most ``workers`` parts are produced ahead of the one being sent, which bounds memory.
+        A part that fails keeps ``length`` None; the consumer meets the error when it reads it.
+        """
+        pending: dict[int, Future[None]] = {}
+        for position, part in enumerate(parts):
+            for ahead in range(position, min(len(parts), position + self.workers + 1)):
+                if parts[ahead].length is None and ahead not in pending:
+                    pending[ahead] = self._pool.submit(_materialize_quietly, parts[ahead])
+            if position in pending:
+                pending.pop(position).result()
+            yield part
 
     # -- lookup ----------------------------------------------------------------------------
 
@@ -147,7 +168,6 @@ class Retrieve:
             None if single else "application/dicom",
             _etag("instances", single, *keys),
             omitted=len(records) - len(parts),
-            rangeable=single and parts[0].length is not None,
         )
 
     def _instance_choice(
@@ -283,7 +303,7 @@ class Retrieve:
                             self._blob_body(record.blob_key, element.offset, element.length))
                 multipart = acceptable.multipart is not False
                 return Payload([part], "application/octet-stream" if multipart else None,
-                               _etag("bulk", record.digest, path, multipart), rangeable=not multipart)
+                               _etag("bulk", record.digest, path, multipart))
         raise NotAcceptable("bulk data is served as application/octet-stream (Explicit VR Little Endian)")
 
     def pixeldata(self, target: Target, accept: Sequence[Acceptable]) -> Payload:
@@ -319,7 +339,7 @@ class Retrieve:
     def _bulk_payload(self, parts: list[Part], accept: Sequence[Acceptable], etag: str, single: bool) -> Payload:
         bare = single and self._bare_requested(parts[0], accept)
         if bare:
-            return Payload(parts, None, etag, rangeable=parts[0].length is not None)
+            return Payload(parts, None, etag)
         kinds = {p.media_type.split(";")[0] for p in parts}
         envelope = kinds.pop() if len(kinds) == 1 else "application/octet-stream"
         return Payload(parts, envelope, etag)
@@ -399,12 +419,23 @@ class Retrieve:
                 length = min(length, record.pixel.frame_length) if record.pixel else length
             return Part(_with_syntax(media, syntax), location, length, self._fragments_body(record.blob_key, fragments,
                                                                                          length))
-        data = self._transcoded_frame(record, index, syntax)
-        media = TRANSFER_SYNTAXES[syntax].media_type
-        return Part(_with_syntax(media, syntax), location, len(data), bytes_body(data))
+        media = _with_syntax(TRANSFER_SYNTAXES[syntax].media_type, syntax)
+        cached = self.cache.get(self._frame_key(record, index, syntax))
+        if cached is not None:
+            return Part(media, location, len(cached), bytes_body(cached))
+
+        def transcoded(offset: int, length: int | None) -> Iterator[bytes]:
+            data = self._transcoded_frame(record, index, syntax)
+            yield data[offset:] if length is None else data[offset:offset + length]
+
+        return Part(media, location, None, transcoded)  # produced when sent, in parallel with its neighbours
+
+    @staticmethod
+    def _frame_key(record: InstanceRecord, index: int, syntax: str) -> tuple[str, str, int, str]:
+        return (record.instance_uid, record.digest, index, syntax)
 
     def _transcoded_frame(self, record: InstanceRecord, index: int, syntax: str) -> bytes:
-        key = (record.instance_uid, record.digest, index, syntax)
+        key = self._frame_key(record, index, syntax)
         cached = self.cache.get(key)
         if cached is not None:
             return cached
@@ -443,6 +474,13 @@ class Retrieve:
                 skip = 0
 
         return body
+
+
+def _materialize_quietly(part: Part) -> None:
+    try:
+        part.materialize()
+    except DicomWebError:
+        pass  # left for the consumer, which decides what a failed part means
 
 
 def bytes_body(data: bytes) -> Body:

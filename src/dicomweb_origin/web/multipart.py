@@ -10,7 +10,7 @@ import logging
 import mmap
 import re
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import BinaryIO
 
 from ..errors import BadRequest, DicomWebError
@@ -50,7 +50,7 @@ def total_length(parts: Sequence[Part], boundary: str, root: str) -> int | None:
     return total
 
 
-def stream(parts: Sequence[Part], boundary: str, root: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+def stream(parts: Iterable[Part], boundary: str, root: str, chunk: int = 1 << 20) -> Iterator[bytes]:
     """Yield the multipart body in chunks of about ``chunk`` bytes, in constant memory.
 
     Headers, values and delimiters are joined into large chunks: each chunk costs the server a
@@ -68,7 +68,7 @@ def stream(parts: Sequence[Part], boundary: str, root: str, chunk: int = 1 << 20
         yield b"".join(pending)
 
 
-def _pieces(parts: Sequence[Part], boundary: str, root: str) -> Iterator[bytes]:
+def _pieces(parts: Iterable[Part], boundary: str, root: str) -> Iterator[bytes]:
     for part in parts:
         if part.length is None:
             try:

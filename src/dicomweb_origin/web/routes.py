@@ -67,7 +67,7 @@ class Endpoints:
         if _etag_matches(request.headers.get("if-none-match"), payload.etag):
             return Response(status_code=304, headers=headers)
         if payload.multipart_type is not None and any(p.length is None for p in payload.parts):
-            await run_in_threadpool(_produce_ahead, payload)
+            await run_in_threadpool(_produce_ahead, self.retrieve, payload)
         if payload.omitted:
             headers["Warning"] = (f'299 dicomweb-origin "{payload.omitted} of the target instances could not be'
                                   ' represented in an acceptable media type and were omitted"')
@@ -75,7 +75,9 @@ class Endpoints:
         root = self.root(request)
         if payload.multipart_type is None:
             part = payload.parts[0]
-            if payload.rangeable and part.length is not None:
+            if part.length is None:
+                await run_in_threadpool(part.materialize)
+            if not compressible and part.length is not None:  # a single representation: Range applies (RFC 9110 §14)
                 headers["Accept-Ranges"] = "bytes"
                 ranged = _byte_range(request.headers.get("range"), part.length)
                 if ranged == "unsatisfiable":
@@ -106,7 +108,8 @@ class Endpoints:
             return Response(data, status, headers, media_type=media_type)
         if length is not None:
             headers["Content-Length"] = str(length)
-        body = iterate_in_threadpool(multipart.stream(payload.parts, boundary, root))
+        parts = self.retrieve.produce(payload.parts)  # transcoding ahead of the socket, in parallel
+        body = iterate_in_threadpool(multipart.stream(parts, boundary, root))
         return StreamingResponse(body, status, headers, media_type=media_type)
 
     async def _bytes(self, request: Request, data: bytes, media_type: str, headers: dict[str, str], status: int,
@@ -201,7 +204,7 @@ class Endpoints:
         return results
 
 
-def _produce_ahead(payload: Payload) -> None:
+def _produce_ahead(retrieve: Retrieve, payload: Payload) -> None:
     """Produce parts of unknown length before any byte is sent, up to ``SMALL_BODY`` bytes of them.
 
     Transcoding happens while the body streams; once the status line is out, a failure could only
@@ -211,9 +214,7 @@ def _produce_ahead(payload: Payload) -> None:
     """
     error: DicomWebError | None = None
     produced = 0
-    for part in list(payload.parts):
-        if part.length is not None:
-            continue
+    for part in retrieve.produce([p for p in payload.parts if p.length is None]):
         if produced > SMALL_BODY:
             break
         try:
