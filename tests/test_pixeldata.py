@@ -600,3 +600,10 @@ async def test_a_transcoded_frame_honours_range_like_a_stored_one(client: httpx.
         assert ranged.status_code == 206
         assert ranged.headers["content-range"] == f"bytes 10-19/{len(whole.content)}"
         assert ranged.content == whole.content[10:20]
+
+
+@pytest.mark.parametrize("frames", ["%C2%B2", "1" * 5000, "１"])
+async def test_hostile_frame_lists_are_400(client: httpx.AsyncClient, frames: str) -> None:
+    """§10.4.1.1.6: frame numbers are ASCII digits; anything else is a bad request, never a 500."""
+    response = await client.get(path_of("CT_small") + f"/frames/{frames}", headers={"Accept": "*/*"})
+    assert response.status_code == 400

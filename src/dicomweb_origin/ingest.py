@@ -15,6 +15,8 @@ import logging
 from dataclasses import dataclass
 from typing import BinaryIO
 
+import orjson
+
 from .dicom import metadata, reader
 from .errors import IngestError
 from .model import InstanceRecord, StoredInstance, is_valid_uid, transfer_syntax
@@ -58,9 +60,23 @@ class Ingest:
     def store(self, source: BinaryIO, study_uid: str | None = None) -> StoreResult:
         """Store one Part 10 instance read from a seekable stream; never raises for bad input."""
         try:
-            parsed = reader.parse(source, self.settings.bulk_threshold)
+            return self._store(source, study_uid)
         except IngestError as exc:
-            return StoreResult(Outcome.FAILED, reason=exc.message, failure_reason=exc.failure_reason)
+            return StoreResult(Outcome.FAILED, reason=one_line(exc.message), failure_reason=exc.failure_reason)
+        except Exception as exc:  # noqa: BLE001 - one bad instance must not fail the others of a request
+            log.exception("cannot store an instance")
+            return StoreResult(Outcome.FAILED, reason=one_line(f"processing failure: {exc}"),
+                               failure_reason=PROCESSING_FAILURE)
+
+    def _store(self, source: BinaryIO, study_uid: str | None) -> StoreResult:
+        parsed = reader.parse(source, self.settings.bulk_threshold)
+        try:
+            return self._store_parsed(parsed, study_uid)
+        finally:
+            if parsed.stream is not source:
+                parsed.stream.close()  # the re-encoded copy
+
+    def _store_parsed(self, parsed: reader.ParsedFile, study_uid: str | None) -> StoreResult:
         ds = parsed.dataset
         sop_class = str(ds.get("SOPClassUID", "")).strip()
         uids = {
@@ -81,19 +97,22 @@ class Ingest:
         if existing is not None:
             return self._already(existing, _digest(parsed.stream), sop_class)
         unstored = self._record(parsed, uids, sop_class)
+        # Everything that can fail on the content is done before a byte is written.
+        body = metadata.instance_json(
+            ds, unstored.path, parsed.bulk, parsed.pixel_path, parsed.pixel_vr,
+            unstored.transfer_syntax_uid, self.settings.bulk_threshold,
+        )
+        encoded = orjson.dumps(body)
+        parsed.stream.seek(0)  # reading deferred values for the metadata moved it
         try:
             info = self.blobs.put(parsed.stream, f"{uids['Study Instance']}/{uids['Series Instance']}/{instance_uid}")
         except OSError as exc:
             log.exception("cannot write blob")
             return self._failed(f"cannot write to storage: {exc.strerror}", OUT_OF_RESOURCES, sop_class, instance_uid)
         record = dataclasses.replace(unstored, blob_key=info.key, size=info.size, digest=info.digest)
-        body = metadata.instance_json(
-            ds, record.path, parsed.bulk, parsed.pixel_path, parsed.pixel_vr,
-            record.transfer_syntax_uid, self.settings.bulk_threshold,
-        )
         stored = StoredInstance(
             record=record,
-            metadata=metadata.dumps(body),
+            metadata=encoded,
             study_attributes=metadata.level_attributes(body, metadata.STUDY_TAGS),
             series_attributes=metadata.level_attributes(body, metadata.SERIES_TAGS),
             instance_attributes=metadata.level_attributes(body, metadata.INSTANCE_TAGS),
@@ -103,6 +122,10 @@ class Ingest:
         except ValueError as exc:
             self.blobs.delete(info.key)
             return self._failed(str(exc), CANNOT_UNDERSTAND, sop_class, instance_uid)
+        except BaseException:
+            if self.index.get(instance_uid) is None:
+                self.blobs.delete(info.key)  # no orphan blob behind a failed index write
+            raise
         if existing is not None:  # lost a race with a concurrent store of the same instance
             if existing.blob_key != info.key:
                 self.blobs.delete(info.key)
@@ -114,8 +137,9 @@ class Ingest:
         ds = parsed.dataset
         ts = transfer_syntax(parsed.transfer_syntax_uid)
         declared = str(ds.get("LossyImageCompression", "")).strip()
-        # A syntax that allows lossy coding counts as lossy unless the dataset declares "00".
-        lossy = declared == "01" or bool(ts and ts.lossy and declared != "00")
+        # A syntax that allows lossy coding counts as lossy unless the dataset declares "00"; one that
+        # is only lossy (JPEG baseline/extended, video) counts as lossy whatever the dataset says.
+        lossy = declared == "01" or bool(ts and (ts.always_lossy or ts.lossy and declared != "00"))
         try:
             number = int(ds.get("InstanceNumber")) if ds.get("InstanceNumber") not in (None, "") else None
         except (TypeError, ValueError):
@@ -149,7 +173,15 @@ class Ingest:
 
     @staticmethod
     def _failed(reason: str, code: int, sop_class: str | None, instance_uid: str | None) -> StoreResult:
-        return StoreResult(Outcome.FAILED, sop_class or None, instance_uid or None, reason=reason, failure_reason=code)
+        return StoreResult(Outcome.FAILED, sop_class or None, instance_uid or None, reason=one_line(reason),
+                           failure_reason=code)
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """A reason fit for a report line or an HTTP header: one line of printable ASCII, no traceback."""
+    first = text.strip().splitlines()[0] if text.strip() else "unknown reason"
+    printable = "".join(c if " " <= c <= "~" else "?" for c in first)
+    return printable if len(printable) <= limit else printable[: limit - 3] + "..."
 
 
 def _digest(stream: BinaryIO) -> str:

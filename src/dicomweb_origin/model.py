@@ -30,6 +30,11 @@ class TransferSyntax:
     video: bool = False
     web: bool = True  # Implicit VR LE and Big Endian are never sent on the web (§8.7.3)
 
+    @property
+    def always_lossy(self) -> bool:
+        """Lossy whatever the dataset claims: JPEG baseline / extended and the video syntaxes."""
+        return self.video or self.uid in ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
+
 
 _TS = TransferSyntax
 TRANSFER_SYNTAXES: dict[str, TransferSyntax] = {

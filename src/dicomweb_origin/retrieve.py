@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -520,7 +521,7 @@ def parse_frame_list(text: str, count: int) -> list[int]:
     numbers: list[int] = []
     for item in text.split(","):
         item = item.strip()
-        if not item.isdigit():
+        if not re.fullmatch(r"[0-9]{1,9}", item):
             raise InvalidFrameList(f"invalid frame number {item!r}: frames are 1-based integers separated by commas")
         numbers.append(int(item))
     if any(n < 1 for n in numbers):

@@ -12,7 +12,6 @@ import base64
 import warnings
 from typing import Any
 
-import orjson
 from pydicom.dataset import Dataset
 
 from ..model import BulkElement
@@ -94,10 +93,6 @@ def _element_json(dataset: Dataset, tag: Any, threshold: int) -> dict[str, Any]:
 
 def level_attributes(instance: dict[str, Any], tags: tuple[str, ...]) -> dict[str, Any]:
     return {tag: instance[tag] for tag in tags if tag in instance}
-
-
-def dumps(instance: dict[str, Any]) -> bytes:
-    return orjson.dumps(instance)
 
 
 def absolutize(metadata: bytes, root: str) -> bytes:

@@ -88,13 +88,23 @@ def parse(source: BinaryIO, threshold: int) -> ParsedFile:
     if source_ts != DEFLATED_EXPLICIT_VR_LE:  # a truncated deflate stream fails in zlib instead
         implicit, little = dataset.original_encoding
         _check_complete(source, 132 if has_preamble else 0, bool(implicit), little is not False)
-    if not has_preamble or not source_ts or source_ts in _NORMALIZED:
+    implicit, little = dataset.original_encoding
+    # A file whose body is not encoded as its transfer syntax says (e.g. Implicit VR under a JPEG
+    # syntax) would be served with wrong offsets: re-encode it too.
+    miscoded = source_ts not in _NORMALIZED and (bool(implicit) or little is False)
+    if not has_preamble or not source_ts or source_ts in _NORMALIZED or miscoded:
         stream = _normalize(source, source_ts)
         parsed = parse(stream, threshold)
         parsed.source_transfer_syntax_uid = source_ts or IMPLICIT_VR_LE
         return parsed
     pixel_start = source.tell()
-    pixel, pixel_path, pixel_vr, frames = _scan_pixel_data(source, pixel_start, dataset, source_ts)
+    try:
+        pixel, pixel_path, pixel_vr, frames = _scan_pixel_data(source, pixel_start, dataset, source_ts)
+    except _Miscoded:
+        stream = _normalize(source, source_ts)
+        parsed = parse(stream, threshold)
+        parsed.source_transfer_syntax_uid = source_ts
+        return parsed
     if pixel is not None:
         _read_trailing(source, dataset, threshold)
     bulk = _bulk_offsets(dataset, threshold, "")
@@ -104,6 +114,10 @@ def parse(source: BinaryIO, threshold: int) -> ParsedFile:
 
 def _looks_like_dicom(dataset: Dataset) -> bool:
     return "SOPInstanceUID" in dataset and "SOPClassUID" in dataset and len(dataset) > 2
+
+
+class _Miscoded(Exception):
+    """The file is not encoded as its transfer syntax says: re-encode it before storing."""
 
 
 class _Unsure(Exception):
@@ -190,18 +204,24 @@ def _check_complete(fp: BinaryIO, start: int, implicit: bool, little: bool) -> N
 
 
 def _normalize(source: BinaryIO, source_ts: str) -> BinaryIO:
-    """Re-encode as Explicit VR Little Endian Part 10 into a spooled temporary file."""
+    """Re-encode as Explicit VR Little Endian Part 10 into a spooled temporary file.
+
+    Compressed pixel data stays as it is, under its own (encapsulated) transfer syntax.
+    """
     source.seek(0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             dataset = pydicom.dcmread(source, force=True)
+            for _ in dataset.iterall():  # resolve every VR now (elements read as Implicit VR have none)
+                pass
             big_endian = source_ts == EXPLICIT_VR_BE
             if big_endian:
                 _swap_words(dataset)
             dataset.ensure_file_meta()
             meta = dataset.file_meta
-            meta.TransferSyntaxUID = UID(EXPLICIT_VR_LE)
+            keep = TRANSFER_SYNTAXES.get(source_ts)
+            meta.TransferSyntaxUID = UID(source_ts if keep is not None and keep.encapsulated else EXPLICIT_VR_LE)
             meta.MediaStorageSOPClassUID = dataset.SOPClassUID
             meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
             out: BinaryIO = tempfile.SpooledTemporaryFile(max_size=SPOOL_LIMIT)  # noqa: SIM115
@@ -272,13 +292,17 @@ def _scan_pixel_data(
     tag = (group << 16) | element
     if tag not in PIXEL_TAGS:
         return None, None, None, ()
-    vr = header[4:6].decode("ascii", "replace")
+    if not (header[4:6].isalpha() and header[4:6].isupper()):
+        raise _Miscoded  # an Implicit VR element inside an Explicit VR file: pydicom copes, offsets would not
+    vr = header[4:6].decode("ascii")
     length = struct.unpack("<I", header[8:12])[0]
     value_start = start + 12
     pixel = _pixel_description(dataset, tag)
     if pixel is None:
         raise IngestError("Pixel Data without the Image Pixel attributes (Rows, Columns, Bits Allocated, ...)")
     count = pixel.number_of_frames
+    if length != 0xFFFFFFFF and value_start + length > fp.seek(0, io.SEEK_END):
+        raise IngestError(f"the file is truncated: Pixel Data declares {length} bytes past the end of the file")
     if length != 0xFFFFFFFF:
         frame_length = pixel.frame_length
         if pixel.bits_allocated == 1 and pixel.frame_bits % 8:

@@ -24,7 +24,7 @@ class BlobStore(Protocol):
     """Immutable blobs: written once, atomically, then read whole or by byte range."""
 
     def put(self, source: BinaryIO, name: str) -> BlobInfo:
-        """Copy ``source`` (from its current position) into a new durable blob named after ``name``."""
+        """Copy all of ``source`` (from its start) into a new durable blob named after ``name``."""
         ...
 
     def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:

@@ -29,6 +29,7 @@ class FileBlobStore:
         return self._prefix + key
 
     def put(self, source: BinaryIO, name: str) -> BlobInfo:
+        source.seek(0)
         digest = hashlib.sha256()
         size = 0
         tmp_dir = self.root / ".tmp"

@@ -16,6 +16,7 @@ class MemoryBlobStore:
         self._blobs: dict[str, bytes] = {}
 
     def put(self, source: BinaryIO, name: str) -> BlobInfo:
+        source.seek(0)
         data = source.read()
         digest = hashlib.sha256(data).hexdigest()
         key = f"{name}.{digest[:16]}.dcm"

@@ -25,6 +25,7 @@ from .negotiate import acceptable_media_types, check_charset, parse_media_range
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})(:[0-9]{1,5})?")
 SMALL_BODY = 8 << 20  # bodies up to this size are produced in one go rather than streamed
 
 
@@ -42,7 +43,9 @@ class Endpoints:
         """The absolute DICOMweb root URL for links in this response."""
         if self.settings.public_url:
             return self.settings.public_url.rstrip("/")
-        host = request.headers.get("host") or f"{self.settings.host}:{self.settings.port}"
+        host = request.headers.get("host", "")
+        if not _HOST.fullmatch(host):  # never splice an arbitrary header into JSON, XML or headers
+            host = f"{self.settings.host}:{self.settings.port}"
         server = request.scope.get("server")
         # dicomweb-client sends "Host: 127.0.0.1" without the port it connected to; links built
         # from that would point at port 80. When the Host names this very socket's address, the
