@@ -44,7 +44,9 @@ def test_order_is_by_q_then_as_written() -> None:
 
 def test_q_zero_means_not_acceptable_and_bad_q_values_are_ignored() -> None:
     accept = "a/zero; q=0, a/big; q=1.5, a/long; q=0.1234, a/ok; q=0.125"
-    assert [a.media_type for a in acceptable_media_types(accept, [])] == ["a/ok"]
+    result = acceptable_media_types(accept, [])
+    # q=0 entries are kept last: they exclude what they name from wider ranges (§8.7.8.1)
+    assert [(a.media_type, a.q) for a in result] == [("a/ok", 0.125), ("a/zero", 0.0)]
 
 
 def test_legacy_names_are_aliases() -> None:
@@ -81,7 +83,7 @@ def test_dicom_and_rendered_together_are_bad_requests(header: str) -> None:
 
 def test_rendered_type_with_q_zero_does_not_count_as_mixing() -> None:
     result = acceptable_media_types("application/dicom, image/png; q=0", [])
-    assert [a.media_type for a in result] == ["application/dicom"]
+    assert [a.media_type for a in result if a.q > 0] == ["application/dicom"]
 
 
 def test_ambiguous_image_types_are_not_rendered_only() -> None:
@@ -201,3 +203,33 @@ async def test_a_hostile_host_header_never_reaches_the_links(client: httpx.Async
     xml = await client.get(path_of("CT_small") + "/metadata",
                            headers={"Accept": 'multipart/related; type="application/dicom+xml"', "Host": host})
     assert xml.status_code == 200
+
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("accept, status, served", [
+    # §8.7.8.1: each representation gets the q of the most specific range that matches it.
+    ("application/dicom+json;q=0, */*", 200, "multipart/related"),  # JSON excluded: the other metadata type
+    ('application/dicom+json;q=0, multipart/related; type="application/dicom+xml";q=0, */*', 406, None),
+    ("multipart/related", 200, "multipart/related"),  # the only multipart metadata type is XML
+])
+async def test_metadata_honours_q_zero_exclusions(client: httpx.AsyncClient, accept: str, status: int,
+                                                   served: str | None) -> None:
+    response = await client.get(path_of("CT_small") + "/metadata", headers={"Accept": accept})
+    assert response.status_code == status
+    if served:
+        assert response.headers["content-type"].startswith(served)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("accept, status, served", [
+    (f"{MULTIPART_DICOM}; q=0, */*", 406, "text/plain"),  # */* means the default, which q=0 excludes
+    (f"{MULTIPART_OCTET}, {MULTIPART_DICOM}; q=0.5", 200, "multipart/related; type=\"application/octet-stream\""),
+    (f"{MULTIPART_OCTET}; q=0.5, {MULTIPART_DICOM}", 200, "multipart/related; type=\"application/dicom\""),
+])
+async def test_instances_choose_dicom_or_bulk_data_by_q(client: httpx.AsyncClient, accept: str, status: int,
+                                                         served: str) -> None:
+    """Table 10.4.4-1 note 2: octet-stream on an Instance resource is its Bulkdata resource, chosen by q."""
+    response = await client.get(path_of("CT_small"), headers={"Accept": accept})
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith(served)

@@ -607,3 +607,21 @@ async def test_hostile_frame_lists_are_400(client: httpx.AsyncClient, frames: st
     """§10.4.1.1.6: frame numbers are ASCII digits; anything else is a bad request, never a 500."""
     response = await client.get(path_of("CT_small") + f"/frames/{frames}", headers={"Accept": "*/*"})
     assert response.status_code == 400
+
+
+async def test_every_representation_has_its_own_etag(client: httpx.AsyncClient) -> None:
+    """RFC 9110 §8.8.3: a strong ETag names one sequence of bytes; 304 only for that one."""
+    path = path_of("emri_small") + "/frames/"
+    bare = {"Accept": "application/octet-stream"}
+    wrapped = {"Accept": MULTIPART_OCTET}
+    first = await client.get(path + "1", headers=bare)
+    second = await client.get(path + "2", headers=bare)
+    multipart_first = await client.get(path + "1", headers=wrapped)
+    tags = {first.headers["etag"], second.headers["etag"], multipart_first.headers["etag"]}
+    assert len(tags) == 3
+    again = await client.get(path + "1", headers=wrapped)
+    assert again.content == multipart_first.content  # one ETag, one body (the boundary is derived from it)
+    stale = await client.get(path + "1", headers=wrapped | {"If-None-Match": first.headers["etag"]})
+    assert stale.status_code == 200
+    fresh = await client.get(path + "1", headers=wrapped | {"If-None-Match": multipart_first.headers["etag"]})
+    assert fresh.status_code == 304

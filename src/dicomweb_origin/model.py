@@ -7,6 +7,7 @@ lets every layer cache freely and give every response a stable ETag.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .errors import BadRequest
@@ -238,3 +239,26 @@ class Acceptable:
     @property
     def wildcard(self) -> bool:
         return self.media_type.endswith("*")
+
+    def specificity(self, media_type: str, syntax: str | None, multipart: bool) -> int:
+        """How precisely this range names a representation; -1 when it does not match it at all."""
+        if not self.matches(media_type) or self.multipart not in (None, multipart):
+            return -1
+        named_syntax = self.transfer_syntax not in (None, "*")
+        if named_syntax and self.transfer_syntax != syntax:
+            return -1
+        kind = 0 if self.media_type == "*/*" else 1 if self.wildcard else 2
+        return kind * 2 + named_syntax + (self.multipart is not None)
+
+
+def quality(accept: Sequence[Acceptable], media_type: str, syntax: str | None, multipart: bool) -> float:
+    """The q of the most specific acceptable range that matches a representation (PS3.18 §8.7.8.1).
+
+    0 means not acceptable: either nothing matches or the closest match says ``q=0``.
+    """
+    best, q = -1, 0.0
+    for acceptable in accept:
+        rank = acceptable.specificity(media_type, syntax, multipart)
+        if rank > best or rank == best and acceptable.q > q:
+            best, q = rank, acceptable.q
+    return q

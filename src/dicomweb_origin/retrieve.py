@@ -31,6 +31,7 @@ from .model import (
     InstanceRecord,
     check_uid,
     default_syntax_for,
+    quality,
 )
 from .storage.base import BlobStore, Index
 
@@ -145,16 +146,17 @@ class Retrieve:
 
     def instances(self, target: Target, accept: Sequence[Acceptable]) -> Payload:
         records = self.records(target)
-        dicom = [a for a in accept if a.media_type == "application/dicom" or a.media_type == "*/*"
-                 or a.media_type == "application/*"]
-        if not dicom and any(a.multipart is not False and a.media_type != "application/dicom" for a in accept):
+        dicom_q = max((a.q for a in accept if a.matches("application/dicom")), default=0.0)
+        bulk_q = max((a.q for a in accept if a.multipart is not False and a.media_type in _BULK_MEDIA_TYPES),
+                     default=0.0)
+        if bulk_q > dicom_q:
             # Table 10.4.4-1 note 2: bulk data media types on an Instance resource mean its Bulkdata resource.
             return self.bulkdata(target, accept)
         parts: list[Part] = []
         keys: list[object] = []
         multipart: bool | None = None
         for record in records:
-            choice = self._instance_choice(record, dicom, target.single)
+            choice = self._instance_choice(record, accept, target.single)
             if choice is None:
                 continue
             syntax, wrapped = choice
@@ -175,14 +177,17 @@ class Retrieve:
         self, record: InstanceRecord, accept: Sequence[Acceptable], single: bool
     ) -> tuple[str, bool] | None:
         for acceptable in accept:
+            if acceptable.q <= 0 or not acceptable.matches("application/dicom"):
+                continue
             if acceptable.multipart is False and not single:
                 continue  # single-part types only for single-item resources (§10.4.4 note 3)
             requested = acceptable.transfer_syntax
             if requested is None or acceptable.wildcard and acceptable.media_type != "application/dicom":
                 requested = self._default_instance_syntax(record)
             syntax = self._deliverable_instance_syntax(record, requested)
-            if syntax is not None:
-                return syntax, acceptable.multipart is not False
+            wrapped = acceptable.multipart is not False
+            if syntax is not None and quality(accept, "application/dicom", syntax, wrapped) > 0:
+                return syntax, wrapped
         return None
 
     def _default_instance_syntax(self, record: InstanceRecord) -> str:
@@ -270,24 +275,20 @@ class Retrieve:
         """All bulk data of the target: pixel data frames, then every other bulk element."""
         records = self.records(target)
         parts: list[Part] = []
-        keys: list[object] = []
         octet = _accepts_octet_stream(accept)
         for record in records:
             if record.pixel is not None:
-                frames = self._pixel_parts(record, range(len(record.frames)), accept, single=False)
-                parts += [p for p, _ in frames]
-                keys += [record.digest, *(k for _, k in frames)]
+                parts += self._pixel_parts(record, range(len(record.frames)), accept, single=False)[0]
             if octet:
                 for element in record.bulk:
                     parts.append(Part(_with_syntax("application/octet-stream", EXPLICIT_VR_LE),
                                       f"{record.path}/bulkdata/{element.path}", element.length,
                                       self._blob_body(record.blob_key, element.offset, element.length)))
-                    keys += [record.digest, element.path]
         if not parts:
             if not any(r.pixel is not None or r.bulk for r in records):
                 raise NotFound("the target has no bulk data")
             raise NotAcceptable(_not_acceptable_message(records, "bulk data"))
-        return self._bulk_payload(parts, accept, _etag("bulkdata", *keys), single=False)
+        return _bulk_payload(parts, records, bare=False)
 
     def bulk_element(self, target: Target, path: str, accept: Sequence[Acceptable]) -> Payload:
         """One BulkDataURI advertised by metadata: ``{instance}/bulkdata/{tag path}``."""
@@ -296,13 +297,13 @@ class Retrieve:
         if element is None:
             raise NotFound(f"instance {record.instance_uid} has no bulk data element {path}")
         for acceptable in accept:
-            if acceptable.matches("application/octet-stream") and acceptable.transfer_syntax in (
+            multipart = acceptable.multipart is not False
+            if acceptable.q > 0 and acceptable.matches("application/octet-stream") and acceptable.transfer_syntax in (
                 None, "*", EXPLICIT_VR_LE
-            ):
+            ) and quality(accept, "application/octet-stream", EXPLICIT_VR_LE, multipart) > 0:
                 part = Part(_with_syntax("application/octet-stream", EXPLICIT_VR_LE),
                             f"{record.path}/bulkdata/{path}", element.length,
                             self._blob_body(record.blob_key, element.offset, element.length))
-                multipart = acceptable.multipart is not False
                 return Payload([part], "application/octet-stream" if multipart else None,
                                _etag("bulk", record.digest, path, multipart))
         raise NotAcceptable("bulk data is served as application/octet-stream (Explicit VR Little Endian)")
@@ -313,14 +314,13 @@ class Retrieve:
             raise NotFound("the target has no pixel data")
         single = target.single and len(records[0].frames) == 1
         parts: list[Part] = []
-        keys: list[object] = []
+        bare = False
         for record in records:
-            frames = self._pixel_parts(record, range(len(record.frames)), accept, single=single)
-            parts += [p for p, _ in frames]
-            keys += [record.digest, *(k for _, k in frames)]
+            produced, bare = self._pixel_parts(record, range(len(record.frames)), accept, single=single)
+            parts += produced
         if not parts:
             raise NotAcceptable(_not_acceptable_message(records, "pixel data"))
-        return self._bulk_payload(parts, accept, _etag("pixeldata", single, *keys), single=single)
+        return _bulk_payload(parts, records, bare)
 
     def frames(self, target: Target, frame_list: str, accept: Sequence[Acceptable]) -> Payload:
         (record,) = self.records(target)
@@ -329,50 +329,38 @@ class Retrieve:
         if record.syntax.video:
             raise NotAcceptable("a video is served whole, as its pixeldata, not frame by frame (§8.7.3.3.2)")
         indexes = parse_frame_list(frame_list, len(record.frames))
-        single = len(indexes) == 1
-        frames = self._pixel_parts(record, indexes, accept, single=single)
-        if len(frames) < len(indexes):
+        parts, bare = self._pixel_parts(record, indexes, accept, single=len(indexes) == 1)
+        if not parts:
             raise NotAcceptable(_not_acceptable_message([record], "frames"))
-        parts = [p for p, _ in frames]
-        return self._bulk_payload(parts, accept, _etag("frames", record.digest, single, *(k for _, k in frames)),
-                                  single=single)
-
-    def _bulk_payload(self, parts: list[Part], accept: Sequence[Acceptable], etag: str, single: bool) -> Payload:
-        bare = single and self._bare_requested(parts[0], accept)
-        if bare:
-            return Payload(parts, None, etag)
-        kinds = {p.media_type.split(";")[0] for p in parts}
-        envelope = kinds.pop() if len(kinds) == 1 else "application/octet-stream"
-        return Payload(parts, envelope, etag)
-
-    @staticmethod
-    def _bare_requested(part: Part, accept: Sequence[Acceptable]) -> bool:
-        media_type = part.media_type.split(";")[0]
-        for acceptable in accept:
-            if acceptable.matches(media_type) or acceptable.media_type == "application/octet-stream":
-                return acceptable.multipart is False
-        return False
+        return _bulk_payload(parts, [record], bare)
 
     def _pixel_parts(
         self, record: InstanceRecord, indexes: Iterable[int], accept: Sequence[Acceptable], single: bool
-    ) -> list[tuple[Part, str]]:
-        """One part per frame in the first acceptable syntax this instance can be delivered in."""
+    ) -> tuple[list[Part], bool]:
+        """One part per frame in the first acceptable syntax this instance can be delivered in.
+
+        Also says whether the range that chose the syntax asked for a bare (single-part) response.
+        """
         choice = self._frame_choice(record, accept, single)
         if choice is None:
-            return []
-        syntax = choice
-        parts = []
+            return [], False
+        syntax, acceptable = choice
         multi = len(record.frames) > 1
-        for index in indexes:
-            location = f"{record.path}/frames/{index + 1}" if multi else f"{record.path}/pixeldata"
-            parts.append((self._frame_part(record, index, syntax, location), syntax))
-        return parts
+        parts = [
+            self._frame_part(record, index, syntax,
+                             f"{record.path}/frames/{index + 1}" if multi else f"{record.path}/pixeldata")
+            for index in indexes
+        ]
+        return parts, single and acceptable.multipart is False
 
-    def _frame_choice(self, record: InstanceRecord, accept: Sequence[Acceptable], single: bool) -> str | None:
+    def _frame_choice(
+        self, record: InstanceRecord, accept: Sequence[Acceptable], single: bool
+    ) -> tuple[str, Acceptable] | None:
+        """The syntax frames of this instance are sent in, and the acceptable range that chose it."""
         stored = record.syntax
         stored_media = stored.media_type
         for acceptable in accept:
-            if acceptable.multipart is False and not single:
+            if acceptable.q <= 0 or acceptable.multipart is False and not single:
                 continue
             wanted = acceptable.transfer_syntax
             if acceptable.media_type == "*/*":
@@ -393,12 +381,11 @@ class Retrieve:
                 known = TRANSFER_SYNTAXES.get(syntax)
                 if known is None or known.media_type != acceptable.media_type:
                     continue
-            if syntax in (stored.uid,) and (stored.uid != DEFLATED_EXPLICIT_VR_LE):
-                return syntax
-            if syntax == EXPLICIT_VR_LE and not stored.encapsulated:
-                return syntax
-            if syntax and syntax in TRANSFER_SYNTAXES and self._can_transcode_frames(record, syntax):
-                return syntax
+            deliverable = syntax == stored.uid or syntax == EXPLICIT_VR_LE and not stored.encapsulated or (
+                syntax in TRANSFER_SYNTAXES and self._can_transcode_frames(record, syntax))
+            media = TRANSFER_SYNTAXES[syntax].media_type if syntax in TRANSFER_SYNTAXES else ""
+            if deliverable and quality(accept, media, syntax, acceptable.multipart is not False) > 0:
+                return syntax, acceptable
         return None
 
     def _can_transcode_frames(self, record: InstanceRecord, syntax: str) -> bool:
@@ -477,6 +464,18 @@ class Retrieve:
         return body
 
 
+def _bulk_payload(parts: list[Part], records: Sequence[InstanceRecord], bare: bool) -> Payload:
+    """Bulk data parts, bare or in a multipart envelope whose ``type`` is the parts' own media type.
+
+    The ETag names everything that shapes the bytes: the stored objects, each part's media type
+    and location, and the envelope.
+    """
+    kinds = {p.media_type.split(";")[0] for p in parts}
+    envelope = None if bare else kinds.pop() if len(kinds) == 1 else "application/octet-stream"
+    etag = _etag("bulk", envelope, *(r.digest for r in records), *(f"{p.media_type} {p.location}" for p in parts))
+    return Payload(parts, envelope, etag)
+
+
 def _materialize_quietly(part: Part) -> None:
     try:
         part.materialize()
@@ -491,23 +490,29 @@ def bytes_body(data: bytes) -> Body:
     return body
 
 
+_BULK_MEDIA_TYPES = frozenset(ts.media_type for ts in TRANSFER_SYNTAXES.values())
+_METADATA_TYPES = (("json", "application/dicom+json", False), ("xml", "application/dicom+xml", True))
+
+
 def metadata_kind(accept: Sequence[Acceptable]) -> str:
     """JSON (the default) or XML (multipart), in the client's order of preference (Table 10.4.4-1)."""
     for acceptable in accept:
-        if acceptable.media_type in ("application/dicom+json", "application/json") and acceptable.multipart is not True:
-            return "json"
-        if acceptable.media_type == "application/dicom+xml" and acceptable.multipart is not False:
-            return "xml"
-        if acceptable.media_type in ("*/*", "application/*") and acceptable.transfer_syntax is None:
-            return "json"
+        if acceptable.q <= 0:
+            continue
+        if acceptable.media_type == "application/json" and acceptable.multipart is not True:
+            return "json"  # a common alias, honoured only when named
+        for kind, media_type, multipart in _METADATA_TYPES:
+            if acceptable.specificity(media_type, EXPLICIT_VR_LE, multipart) >= 0 and quality(
+                accept, media_type, EXPLICIT_VR_LE, multipart
+            ) > 0:
+                return kind
     raise NotAcceptable(
         "metadata is served as application/dicom+json or multipart/related; type=\"application/dicom+xml\""
     )
 
 
 def _accepts_octet_stream(accept: Sequence[Acceptable]) -> bool:
-    return any(a.matches("application/octet-stream") and a.transfer_syntax in (None, "*", EXPLICIT_VR_LE)
-               for a in accept)
+    return quality(accept, "application/octet-stream", EXPLICIT_VR_LE, True) > 0
 
 
 def _not_acceptable_message(records: Sequence[InstanceRecord], what: str) -> str:

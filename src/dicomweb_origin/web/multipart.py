@@ -6,10 +6,10 @@ Content-Length; the whole body's length is known up front whenever every part's 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import mmap
 import re
-import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from typing import BinaryIO
 
@@ -20,8 +20,9 @@ CRLF = b"\r\n"
 log = logging.getLogger(__name__)
 
 
-def new_boundary() -> str:
-    return f"DICOMwebBoundary{secrets.token_hex(12)}"
+def boundary_for(etag: str) -> str:
+    """A boundary derived from the representation's ETag, so that one ETag always names one body."""
+    return "DICOMwebBoundary" + hashlib.sha256(etag.encode()).hexdigest()[:24]
 
 
 def content_type(part_type: str, boundary: str) -> str:

@@ -118,7 +118,8 @@ def acceptable_media_types(header: str | None, query: list[str]) -> list[Accepta
             or header_kinds & _RENDERED_ONLY and header_kinds & _DICOM_ONLY):
         raise BadRequest("DICOM and rendered media types cannot be requested together (PS3.18 §8.7.5)")
     ordered = sorted(from_query, key=lambda a: -a.q) + sorted(from_header, key=lambda a: -a.q)
-    return [a for a in ordered if a.q > 0]
+    # q=0 entries stay in the list (at its end): they exclude what they name from wider ranges (§8.7.8.1).
+    return ordered
 
 
 def check_charset(query: list[str], header: str | None) -> None:

@@ -67,8 +67,9 @@ class Endpoints:
     async def send(self, request: Request, payload: Payload, compressible: bool = False) -> Response:
         """Write a payload: 304 on a matching ETag, Range on single parts, gzip when worth it."""
         headers = {"ETag": payload.etag, "Vary": ", ".join(payload.vary), "Cache-Control": "private, max-age=0"}
-        if _etag_matches(request.headers.get("if-none-match"), payload.etag):
-            return Response(status_code=304, headers=headers)
+        matched = _etag_match(request.headers.get("if-none-match"), payload.etag)
+        if matched is not None:
+            return Response(status_code=304, headers=headers | {"ETag": matched})
         if payload.multipart_type is not None and any(p.length is None for p in payload.parts):
             await run_in_threadpool(_produce_ahead, self.retrieve, payload)
         if payload.omitted:
@@ -99,7 +100,7 @@ class Endpoints:
             headers["Content-Length"] = str(part.length)
             return StreamingResponse(iterate_in_threadpool(part.body(0, None)), status, headers,
                                      media_type=part.media_type)
-        boundary = multipart.new_boundary()
+        boundary = multipart.boundary_for(payload.etag)  # same representation, same bytes
         media_type = multipart.content_type(payload.multipart_type, boundary)
         if compressible:
             data = await run_in_threadpool(lambda: b"".join(multipart.stream(payload.parts, boundary, root)))
@@ -118,8 +119,9 @@ class Endpoints:
     async def _bytes(self, request: Request, data: bytes, media_type: str, headers: dict[str, str], status: int,
                      compressible: bool) -> Response:
         if compressible and len(data) >= self.settings.gzip_min_bytes and _accepts_gzip(request):
-            data = await run_in_threadpool(gzip.compress, data, 4)
+            data = await run_in_threadpool(gzip.compress, data, 4, mtime=0)
             headers["Content-Encoding"] = "gzip"
+            headers["ETag"] = headers["ETag"][:-1] + '-gzip"'  # other bytes, other strong validator
         return Response(data, status, headers, media_type=media_type)
 
     # -- Retrieve --------------------------------------------------------------------------------
@@ -232,12 +234,20 @@ def _produce_ahead(retrieve: Retrieve, payload: Payload) -> None:
         raise error
 
 
-def _etag_matches(header: str | None, etag: str) -> bool:
+def _etag_match(header: str | None, etag: str) -> str | None:
+    """The validator of If-None-Match that matches (RFC 9110 §13.1.2, weak comparison), or None.
+
+    The gzip variant validates the same content; a 304 repeats the variant the client holds.
+    """
     if not header:
-        return False
+        return None
     if header.strip() == "*":
-        return True
-    return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
+        return etag
+    for tag in header.split(","):
+        tag = tag.strip().removeprefix("W/")
+        if tag.replace('-gzip"', '"') == etag:
+            return tag
+    return None
 
 
 def _accepts_gzip(request: Request) -> bool:
