@@ -233,3 +233,19 @@ async def test_instances_choose_dicom_or_bulk_data_by_q(client: httpx.AsyncClien
     response = await client.get(path_of("CT_small"), headers={"Accept": accept})
     assert response.status_code == status
     assert response.headers["content-type"].startswith(served)
+
+
+@pytest.mark.parametrize("header, acceptable", [
+    ("utf-8;q=0, *", False),  # the explicit entry is more specific than the wildcard
+    ("*;q=0, utf-8", True),
+    ("iso-8859-1, *;q=0.1", True),
+    ("iso-8859-1", False),
+    ("UTF-8", True),
+])
+def test_accept_charset_most_specific_entry_wins(header: str, acceptable: bool) -> None:
+    """§8.8.5 with RFC 9110 §12.5.2: UTF-8's q is that of its own entry, else of ``*``."""
+    if acceptable:
+        check_charset([], header)
+    else:
+        with pytest.raises(NotAcceptable):
+            check_charset([], header)

@@ -625,3 +625,19 @@ async def test_every_representation_has_its_own_etag(client: httpx.AsyncClient) 
     assert stale.status_code == 200
     fresh = await client.get(path + "1", headers=wrapped | {"If-None-Match": multipart_first.headers["etag"]})
     assert fresh.status_code == 304
+
+
+@pytest.mark.parametrize("header, status", [("bytes=5-3", 200), ("bytes=0-", 206), ("bytes=999999999-", 416)])
+async def test_invalid_ranges_are_ignored_and_unsatisfiable_ones_are_416(client: httpx.AsyncClient, header: str,
+                                                                        status: int) -> None:
+    """RFC 9110 §14.1.1 / §15.5.17."""
+    response = await client.get(path_of("CT_small") + "/frames/1",
+                                headers={"Accept": "application/octet-stream", "Range": header})
+    assert response.status_code == status
+
+
+async def test_if_range_that_does_not_match_sends_everything(client: httpx.AsyncClient) -> None:
+    """RFC 9110 §13.1.5: a stale If-Range turns the request into a plain GET, even for a bad range."""
+    response = await client.get(path_of("CT_small") + "/frames/1", headers={
+        "Accept": "application/octet-stream", "Range": "bytes=999999999-", "If-Range": '"stale"'})
+    assert response.status_code == 200

@@ -169,19 +169,21 @@ class SqliteIndex:
 
     def _migrate(self) -> None:
         conn = self._connection()
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+        # The version is read inside the write lock, so two processes opening a new archive at once
+        # (serve and import) cannot both run the same migration.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 # executescript would commit on its own; run statements one by one inside our transaction.
                 for statement in script.split(";"):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def add(self, stored: StoredInstance) -> InstanceRecord | None:
         record = stored.record

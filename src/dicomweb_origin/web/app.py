@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount
 
@@ -41,6 +41,9 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, ClientDisconnect):  # the client went away mid-request: nothing to answer, nothing wrong
+        log.info("client disconnected during %s %s", request.method, request.url.path)
+        return Response(status_code=499)
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return PlainTextResponse("500 internal server error (logged on the server)\n", status_code=500)
 

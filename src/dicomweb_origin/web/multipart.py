@@ -123,6 +123,13 @@ def read_parts(body: BinaryIO, boundary: str) -> Iterator[tuple[dict[str, str], 
         raise BadRequest("the request has no payload")
     body.seek(0)
     mapped = mmap.mmap(body.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        yield from _split(mapped, boundary)
+    finally:
+        mapped.close()
+
+
+def _split(mapped: mmap.mmap, boundary: str) -> Iterator[tuple[dict[str, str], Window]]:
     delimiter = b"--" + boundary.encode("latin-1")
     position = mapped.find(delimiter)
     if position < 0:

@@ -131,6 +131,8 @@ def check_charset(query: list[str], header: str | None) -> None:
                 raise BadRequest(f"unsupported charset {name!r} in the charset query parameter: only UTF-8 is served")
     if header is None or not header.strip():
         return
+    named: float | None = None  # q of an explicit UTF-8 entry: more specific than "*" (RFC 9110 §12.5.2)
+    star: float | None = None
     for item in split_list(header):
         name, _, params = item.partition(";")
         name = name.strip().strip('"').lower()
@@ -142,6 +144,10 @@ def check_charset(query: list[str], header: str | None) -> None:
                     q = float(value)
                 except ValueError:
                     q = 0.0
-        if (name in UTF8_NAMES or name == "*") and q > 0:
-            return
+        if name in UTF8_NAMES:
+            named = q if named is None else max(named, q)
+        elif name == "*":
+            star = q
+    if (named if named is not None else star or 0.0) > 0:
+        return
     raise NotAcceptable("metadata is served in UTF-8, which the Accept-Charset header does not accept")

@@ -83,10 +83,12 @@ class Endpoints:
                 await run_in_threadpool(part.materialize)
             if not compressible and part.length is not None:  # a single representation: Range applies (RFC 9110 §14)
                 headers["Accept-Ranges"] = "bytes"
-                ranged = _byte_range(request.headers.get("range"), part.length)
+                # If-Range that does not match means "send it all" (RFC 9110 §13.1.5), before any 416.
+                current = request.headers.get("if-range", payload.etag) == payload.etag
+                ranged = _byte_range(request.headers.get("range"), part.length) if current else None
                 if ranged == "unsatisfiable":
                     return Response(status_code=416, headers=headers | {"Content-Range": f"bytes */{part.length}"})
-                if isinstance(ranged, tuple) and request.headers.get("if-range", payload.etag) == payload.etag:
+                if isinstance(ranged, tuple):
                     start, end = ranged
                     headers |= {"Content-Range": f"bytes {start}-{end - 1}/{part.length}",
                                 "Content-Length": str(end - start)}
@@ -283,8 +285,10 @@ def _byte_range(header: str | None, length: int) -> tuple[int, int] | str | None
             return "unsatisfiable"
         return max(0, length - suffix), length
     start = int(first)
+    if last and int(last) < start:
+        return None  # an invalid range is ignored (RFC 9110 §14.1.1)
     end = min(length, int(last) + 1) if last else length
-    if start >= length or end <= start:
+    if start >= length:
         return "unsatisfiable"
     return start, end
 
