@@ -250,24 +250,26 @@ class Retrieve:
 
     # -- Metadata resources (Table 10.4.1-2) ---------------------------------------------------
 
-    def metadata_etag(self, records: Sequence[InstanceRecord], media_type: str, root: str) -> str:
-        return _etag("metadata", media_type, root, *(r.digest for r in records))
-
     def metadata(self, target: Target, accept: Sequence[Acceptable], root: str) -> Payload:
+        """The stored DICOM JSON of the target, as one JSON array or one XML document per instance.
+
+        Parts are produced only when sent, so a conditional request answered 304 reads nothing.
+        """
         records = self.records(target)
         kind = metadata_kind(accept)
-        etag = self.metadata_etag(records, kind, root)
-        stored = self.index.metadata(records)
+        etag = _etag("metadata", kind, root, *(r.digest for r in records))
+        stored = _Once(lambda: self.index.metadata(records))
+        vary = ("Accept", "Accept-Encoding")
         if kind == "json":
-            data = dicom_metadata.json_array(stored, root)
-            part = Part("application/dicom+json", None, len(data), bytes_body(data))
-            return Payload([part], None, etag, vary=("Accept", "Accept-Encoding"))
-        parts = []
-        for record, blob in zip(records, stored, strict=True):
-            document = json_to_xml(orjson.loads(dicom_metadata.absolutize(blob, root)))
-            parts.append(Part("application/dicom+xml; charset=utf-8", f"{record.path}/metadata", len(document),
-                              bytes_body(document)))
-        return Payload(parts, "application/dicom+xml", etag, vary=("Accept", "Accept-Encoding"))
+            json_body = _lazy_body(lambda: dicom_metadata.json_array(stored(), root))
+            return Payload([Part("application/dicom+json", None, None, json_body)], None, etag, vary=vary)
+
+        def xml_body(position: int) -> Body:
+            return _lazy_body(lambda: json_to_xml(orjson.loads(dicom_metadata.absolutize(stored()[position], root))))
+
+        parts = [Part("application/dicom+xml; charset=utf-8", f"{record.path}/metadata", None, xml_body(position))
+                 for position, record in enumerate(records)]
+        return Payload(parts, "application/dicom+xml", etag, vary=vary)
 
     # -- Bulk data and pixel data (Tables 10.4.1.5-1, 10.4.1.6-1) -----------------------------
 
@@ -462,6 +464,29 @@ class Retrieve:
                 skip = 0
 
         return body
+
+
+class _Once:
+    """A value computed on first use, once, whichever thread asks first."""
+
+    def __init__(self, make: Callable[[], list[bytes]]) -> None:
+        self._make = make
+        self._value: list[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> list[bytes]:
+        with self._lock:
+            if self._value is None:
+                self._value = self._make()
+            return self._value
+
+
+def _lazy_body(make: Callable[[], bytes]) -> Body:
+    def body(offset: int, length: int | None) -> Iterator[bytes]:
+        data = make()
+        yield data[offset:] if length is None else data[offset:offset + length]
+
+    return body
 
 
 def _bulk_payload(parts: list[Part], records: Sequence[InstanceRecord], bare: bool) -> Payload:
