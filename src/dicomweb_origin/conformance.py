@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .dicom import transcode
+from .dicom.reader import NORMALIZED_SYNTAXES
 from .model import TRANSFER_SYNTAXES, PixelDescription
 
 _SAMPLES = {
@@ -27,7 +28,7 @@ def transfer_syntax_table() -> str:
         "|---|---|---|---|---|---|" + "---|" * len(_SAMPLES),
     ]
     for ts in TRANSFER_SYNTAXES.values():
-        stored = "yes" if ts.web else "no: re-encoded as Explicit VR LE at ingest"
+        stored = "no: re-encoded as Explicit VR LE at ingest" if ts.uid in NORMALIZED_SYNTAXES else "yes"
         decoded = "yes" if not ts.encapsulated or transcode.can_decode(ts.uid) else "no"
         encoded = [
             "yes" if ts.web and not ts.video and (not ts.encapsulated and ts.web or transcode.can_encode(ts.uid, p))

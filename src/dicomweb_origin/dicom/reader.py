@@ -42,7 +42,7 @@ from ..model import (
 BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 PIXEL_TAGS = {0x7FE00010: "7FE00010", 0x7FE00008: "7FE00008", 0x7FE00009: "7FE00009"}
 VIDEO_SYNTAXES = frozenset(uid for uid, ts in TRANSFER_SYNTAXES.items() if ts.video)
-_NORMALIZED = {IMPLICIT_VR_LE, EXPLICIT_VR_BE, DEFLATED_EXPLICIT_VR_LE}
+NORMALIZED_SYNTAXES = {IMPLICIT_VR_LE, EXPLICIT_VR_BE, DEFLATED_EXPLICIT_VR_LE}
 _SWAP_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 _ITEM = 0xE000FFFE  # (FFFE,E000) read as one little-endian uint32
 _SEQUENCE_DELIMITER = 0xE0DDFFFE
@@ -91,8 +91,8 @@ def parse(source: BinaryIO, threshold: int) -> ParsedFile:
     implicit, little = dataset.original_encoding
     # A file whose body is not encoded as its transfer syntax says (e.g. Implicit VR under a JPEG
     # syntax) would be served with wrong offsets: re-encode it too.
-    miscoded = source_ts not in _NORMALIZED and (bool(implicit) or little is False)
-    if not has_preamble or not source_ts or source_ts in _NORMALIZED or miscoded:
+    miscoded = source_ts not in NORMALIZED_SYNTAXES and (bool(implicit) or little is False)
+    if not has_preamble or not source_ts or source_ts in NORMALIZED_SYNTAXES or miscoded:
         stream = _normalize(source, source_ts)
         parsed = parse(stream, threshold)
         parsed.source_transfer_syntax_uid = source_ts or IMPLICIT_VR_LE
