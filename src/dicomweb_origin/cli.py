@@ -45,9 +45,8 @@ def import_paths(settings: Settings, paths: Sequence[Path], quiet: bool = False)
             continue
         if result.outcome is Outcome.FAILED and (result.reason or "").startswith("not "):
             counts["not DICOM"] += 1
-            failures_not_dicom = (path, result.reason or "")
             if not quiet:
-                tqdm.write(f"not DICOM: {failures_not_dicom[0]}", file=sys.stderr)
+                tqdm.write(f"not DICOM: {path}", file=sys.stderr)
             continue
         counts[result.outcome.value] += 1
         if result.outcome is Outcome.FAILED:

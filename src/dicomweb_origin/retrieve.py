@@ -12,8 +12,8 @@ import hashlib
 import os
 import re
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import orjson
@@ -21,7 +21,7 @@ import orjson
 from .dicom import metadata as dicom_metadata
 from .dicom import transcode
 from .dicom.xml import json_to_xml
-from .errors import BadRequest, DecodeError, DicomWebError, InvalidFrameList, NotAcceptable, NotFound
+from .errors import BadRequest, DicomWebError, InvalidFrameList, NotAcceptable, NotFound
 from .framecache import FrameCache
 from .model import (
     DEFLATED_EXPLICIT_VR_LE,
@@ -432,11 +432,7 @@ class Retrieve:
         assert record.pixel is not None
         source = self._stored_frame(record, index)
         pixel = record.pixel
-        try:
-            encoded = transcode.transcode_frame(source, record.transfer_syntax_uid, syntax, pixel,
-                                                source_lossy=record.lossy)
-        except (NotAcceptable, DecodeError):
-            raise
+        encoded = transcode.transcode_frame(source, record.transfer_syntax_uid, syntax, pixel, source_lossy=record.lossy)
         self.cache.put(key, encoded.data)
         return encoded.data
 

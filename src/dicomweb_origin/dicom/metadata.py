@@ -83,12 +83,14 @@ def _element_json(dataset: Dataset, tag: Any, threshold: int) -> dict[str, Any]:
         warnings.simplefilter("ignore")
         try:
             element = dataset[tag]
-            return element.to_json_dict(bulk_data_element_handler=None, bulk_data_threshold=threshold)
+            encoded: dict[str, Any] = element.to_json_dict(bulk_data_element_handler=None,
+                                                           bulk_data_threshold=threshold)
+            return encoded
         except Exception:  # a value pydicom cannot convert: keep it, as its raw bytes, rather than lose it
             raw = dataset._dict[tag]
             value = getattr(raw, "value", b"") or b""
-            encoded = value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
-            return {"vr": "UN", "InlineBinary": base64.b64encode(encoded).decode("ascii")}
+            raw_bytes = value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
+            return {"vr": "UN", "InlineBinary": base64.b64encode(raw_bytes).decode("ascii")}
 
 
 def level_attributes(instance: dict[str, Any], tags: tuple[str, ...]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import struct
 import tempfile
 import warnings
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import numpy as np
 import pydicom
@@ -224,7 +224,7 @@ def _normalize(source: BinaryIO, source_ts: str) -> BinaryIO:
             meta.TransferSyntaxUID = UID(source_ts if keep is not None and keep.encapsulated else EXPLICIT_VR_LE)
             meta.MediaStorageSOPClassUID = dataset.SOPClassUID
             meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
-            out: BinaryIO = tempfile.SpooledTemporaryFile(max_size=SPOOL_LIMIT)  # noqa: SIM115
+            out = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=SPOOL_LIMIT))  # noqa: SIM115
             out.write(b"\0" * 128 + b"DICM")
             write_file_meta_info(DicomFileLike(out), meta, enforce_standard=True)
             # The body alone, so that pydicom lets us change its byte order (force_encoding).
@@ -320,14 +320,15 @@ def _scan_pixel_data(
                 f"Pixel Data holds {length} bytes, fewer than the {frame_length * count} that"
                 f" {count} frame(s) of {pixel.rows}x{pixel.columns} need"
             )
-        frames = tuple(((value_start + i * frame_length, frame_length),) for i in range(count))
+        native: tuple[Frame, ...] = tuple(((value_start + i * frame_length, frame_length),) for i in range(count))
         fp.seek(value_start + length)
-        return pixel, PIXEL_TAGS[tag], vr, frames
+        return pixel, PIXEL_TAGS[tag], vr, native
     fragments, offsets = _fragments(fp, value_start)
     end = fp.tell()
     if ts in VIDEO_SYNTAXES:
         # A video is one bitstream holding every frame: served whole, never frame by frame (§8.7.3.3.2).
-        return pixel, PIXEL_TAGS[tag], vr, (tuple(fragments),)
+        whole: tuple[Frame, ...] = (tuple(fragments),)
+        return pixel, PIXEL_TAGS[tag], vr, whole
     frames = _group_fragments(fp, fragments, offsets, dataset, count, value_start)
     fp.seek(end)
     return pixel, PIXEL_TAGS[tag], vr, frames

@@ -27,17 +27,18 @@ import io
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, encapsulate_extended, generate_frames
 from pydicom.multival import MultiValue
-from pydicom.pixels import get_decoder, get_encoder
+from pydicom.pixels import get_decoder, get_encoder  # type: ignore[attr-defined]
 from pydicom.pixels.encoders.base import ENCODING_PROFILES
 from pydicom.pixels.processing import convert_color_space
 from pydicom.pixels.utils import pack_bits
+from pydicom.uid import UID
 
 from ..errors import DecodeError, NotAcceptable
 from ..model import (
@@ -229,7 +230,7 @@ _HT_LOSSLESS_PROFILES = [*_HT_PROFILES, ("PALETTE COLOR", 1, (0,), (8, 16), rang
 # (Photometric, Samples per Pixel, Pixel Representations, Bits Allocated, Bits Stored): PS3.5 §8.2
 # YBR_FULL is left out of lossless JPEG: pylibjpeg-libjpeg colour-converts 3-component streams
 # without RGB component IDs, so such frames would not decode to the source pixels.
-_PROFILES: dict[str, list[tuple[str, int, tuple[int, ...], tuple[int, ...], range | tuple[int, ...]]]] = {
+_PROFILES: dict[str, list[Any]] = {  # rows: (photometric, samples, representations, allocated, stored)
     **{str(uid): [row for row in rows if (uid, row[0]) not in _UNRELIABLE]
        for uid, rows in ENCODING_PROFILES.items()},
     HTJ2K_LOSSLESS: _HT_LOSSLESS_PROFILES,
@@ -443,7 +444,7 @@ def _decode_j2k_grey(data: bytes, uid: str, pixel: PixelDescription) -> Array | 
         return None
     if signed != bool(pixel.pixel_representation):
         return None
-    return arr
+    return cast(Array, arr)
 
 
 _J2K_FAST = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"})
@@ -627,7 +628,7 @@ def transcode_instance(src: bytes | BinaryIO, dst_uid: str) -> bytes:
             setattr(ds, keyword, b"".join(frame.data for frame in encoded))
         _set_lossy(ds, encoded, source_lossy)
 
-    meta.TransferSyntaxUID = dst_uid
+    meta.TransferSyntaxUID = UID(dst_uid)
     if "SOPClassUID" in ds:
         meta.MediaStorageSOPClassUID = ds.SOPClassUID
     if "SOPInstanceUID" in ds:

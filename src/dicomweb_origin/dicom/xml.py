@@ -142,7 +142,7 @@ def _person_name(number: int, name: Any) -> str:
             continue
         parts.append(f"<{group}>")
         # Split into at most five components; any excess '^' stays inside NameSuffix.
-        for component, value in zip(_PN_COMPONENTS, text.split("^", 4)):
+        for component, value in zip(_PN_COMPONENTS, text.split("^", 4), strict=False):
             if value:
                 parts.append(f"<{component}>{_text(value)}</{component}>")
         parts.append(f"</{group}>")

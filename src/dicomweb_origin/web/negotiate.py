@@ -26,7 +26,9 @@ UTF8_NAMES = frozenset({"utf-8", "utf8", "iso_ir 192", "iso-ir-192"})
 
 def split_list(header: str) -> list[str]:
     """Split a header on commas that are not inside quoted strings."""
-    items, current, quoted, escaped = [], [], False, False
+    items: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
     for char in header:
         if escaped:
             escaped = False
