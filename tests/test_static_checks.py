@@ -1,0 +1,23 @@
+"""The package type-checks under mypy --strict and passes ruff (STYLE.md: typing and lint)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *command], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_mypy_strict() -> None:
+    result = _run("mypy", "src/dicomweb_origin")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff() -> None:
+    result = _run("ruff", "check", "src")
+    assert result.returncode == 0, result.stdout + result.stderr
