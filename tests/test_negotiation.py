@@ -249,3 +249,10 @@ def test_accept_charset_most_specific_entry_wins(header: str, acceptable: bool) 
     else:
         with pytest.raises(NotAcceptable):
             check_charset([], header)
+
+
+def test_an_accept_header_with_too_many_ranges_is_400() -> None:
+    """Bounded work per request: selection weighs each range against each instance."""
+    with pytest.raises(BadRequest, match="too many media ranges"):
+        acceptable_media_types(", ".join(f"a/t{n}" for n in range(65)), [])
+    assert len(acceptable_media_types(", ".join(f"a/t{n}" for n in range(64)), [])) == 64

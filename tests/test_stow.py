@@ -211,3 +211,20 @@ async def test_request_larger_than_the_limit_is_413(tmp_path: Any) -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
         response = await client.post("/dicomweb/studies", content=body, headers={"Content-Type": content_type})
     assert response.status_code == 413
+
+
+async def test_a_chunked_request_over_the_limit_is_413_too(tmp_path: Any) -> None:
+    """Without a Content-Length the limit is enforced while the body streams in (§8.5: 413)."""
+    from dicomweb_origin.app import build_app
+    from dicomweb_origin.settings import Settings
+
+    app = build_app(Settings(data_dir=tmp_path / "small", max_request_bytes=1000))
+    body, content_type = multipart([prepared_bytes("CT_small")])
+
+    async def chunks() -> Any:
+        for start in range(0, len(body), 512):
+            yield body[start:start + 512]
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+        response = await client.post("/dicomweb/studies", content=chunks(), headers={"Content-Type": content_type})
+    assert response.status_code == 413

@@ -21,6 +21,7 @@ _RENDERED_ONLY = frozenset({"image/png", "image/gif", "text/html", "text/plain",
                             "application/pdf", "image/jxl"})
 _DICOM_ONLY = frozenset({"application/dicom", "application/dicom+json", "application/dicom+xml",
                          "application/octet-stream"})
+MAX_MEDIA_RANGES = 64  # selection weighs every range against every instance: keep it bounded
 UTF8_NAMES = frozenset({"utf-8", "utf8", "iso_ir 192", "iso-ir-192"})
 
 
@@ -110,7 +111,10 @@ def acceptable_media_types(header: str | None, query: list[str]) -> list[Accepta
             if "*" in item.split(";")[0] or ("type=" in item and "*" in parsed.media_type):
                 raise BadRequest(f"wildcards are not allowed in the accept query parameter: {item!r}")
             from_query.append(parsed)
-    from_header = [a for a in (_acceptable(item, False) for item in split_list(header)) if a is not None]
+    header_items = split_list(header)
+    if len(header_items) + len(from_query) > MAX_MEDIA_RANGES:
+        raise BadRequest(f"too many media ranges in Accept (at most {MAX_MEDIA_RANGES})")
+    from_header = [a for a in (_acceptable(item, False) for item in header_items) if a is not None]
     # A browser's own Accept header (text/html, ..., */*) must not turn a link carrying
     # ?accept=application/dicom+json into an error, so rendered types in the header are not held
     # against DICOM types in the query; every other mix is.

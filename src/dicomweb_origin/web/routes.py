@@ -177,6 +177,10 @@ class Endpoints:
         boundary = params.get("boundary")
         if not boundary:
             raise BadRequest("the multipart Content-Type has no boundary parameter")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.settings.max_request_bytes:
+            raise PayloadTooLarge(f"the request declares {declared} bytes; this server takes at most"
+                                  f" {self.settings.max_request_bytes}")
         spool = tempfile.TemporaryFile()  # noqa: SIM115
         try:
             size = 0
