@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install serve viewer test bench clean
+.PHONY: install browser serve viewer test bench clean
 
 install: $(VENV)/.installed
 
@@ -20,7 +20,12 @@ serve: install
 viewer: install
 	dist=$$($(PY) scripts/fetch_ohif.py) && $(VENV)/bin/dicomweb-origin serve --data data --demo --viewer "$$dist"
 
-test: install
+# Debian's Chromium for the OHIF end-to-end test (playwright drives it; no browser is downloaded).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null; }
+
+test: install browser
 	$(PY) -m pytest -n 2 -q
 
 bench: install
