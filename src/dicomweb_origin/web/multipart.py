@@ -60,6 +60,12 @@ def stream(parts: Iterable[Part], boundary: str, root: str, chunk: int = 1 << 20
     pending: list[bytes] = []
     size = 0
     for piece in _pieces(parts, boundary, root):
+        if len(piece) >= chunk:  # already big: send it as it is rather than copy it into a join
+            if pending:
+                yield b"".join(pending)
+                pending, size = [], 0
+            yield piece
+            continue
         pending.append(piece)
         size += len(piece)
         if size >= chunk:
