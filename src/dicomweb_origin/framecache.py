@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 
 class FrameCache:
@@ -15,6 +15,7 @@ class FrameCache:
         self._items: OrderedDict[Hashable, bytes] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
+        self._making: dict[Hashable, threading.Event] = {}
         self.hits = 0
         self.misses = 0
 
@@ -40,6 +41,33 @@ class FrameCache:
             while self._size > self.max_bytes:
                 _, evicted = self._items.popitem(last=False)
                 self._size -= len(evicted)
+
+    def get_or_make(self, key: Hashable, make: Callable[[], bytes]) -> bytes:
+        """The cached value, or ``make()`` run once however many requests ask for it at the same time.
+
+        A viewer asks for the frame under the cursor twice (thumbnail and viewport) before the
+        first transcode ends: the second waits for the first instead of decoding again.
+        """
+        value = self.get(key)
+        if value is not None:
+            return value
+        with self._lock:
+            event = self._making.get(key)
+            owner = event is None
+            if event is None:
+                event = self._making[key] = threading.Event()
+        if not owner:
+            event.wait()
+            value = self.get(key)
+            return value if value is not None else make()  # the first one failed (or was too big to keep)
+        try:
+            value = make()
+            self.put(key, value)
+            return value
+        finally:
+            with self._lock:
+                self._making.pop(key, None)
+            event.set()
 
     @property
     def size(self) -> int:

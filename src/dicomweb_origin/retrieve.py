@@ -425,16 +425,15 @@ class Retrieve:
         return (record.instance_uid, record.digest, index, syntax)
 
     def _transcoded_frame(self, record: InstanceRecord, index: int, syntax: str) -> bytes:
-        key = self._frame_key(record, index, syntax)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
-        assert record.pixel is not None
-        source = self._stored_frame(record, index)
         pixel = record.pixel
-        encoded = transcode.transcode_frame(source, record.transfer_syntax_uid, syntax, pixel, source_lossy=record.lossy)
-        self.cache.put(key, encoded.data)
-        return encoded.data
+        assert pixel is not None
+
+        def make() -> bytes:
+            source = self._stored_frame(record, index)
+            return transcode.transcode_frame(source, record.transfer_syntax_uid, syntax, pixel,
+                                             source_lossy=record.lossy).data
+
+        return self.cache.get_or_make(self._frame_key(record, index, syntax), make)
 
     def _stored_frame(self, record: InstanceRecord, index: int) -> bytes:
         """The bytes of one stored frame (a bitstream, or native pixels starting on a byte boundary)."""
