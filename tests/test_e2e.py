@@ -130,6 +130,18 @@ def test_retrieve_instance_as_stored_and_transcoded(client: DICOMwebClient, stor
         np.testing.assert_array_equal(ds.pixel_array, dataset("MR_small_RLE").pixel_array)
 
 
+def test_retrieve_series_and_study_in_a_transfer_syntax(client: DICOMwebClient, stored: dict[str, Any]) -> None:
+    """§8.7.3.5.2 per part: every instance with pixel data comes in the asked syntax, pixels unchanged."""
+    u = uids("emri_small")
+    for retrieved in (client.retrieve_series(u.study, u.series, media_types=(("application/dicom", JLS_LOSSLESS),)),
+                      client.retrieve_study(u.study, media_types=(("application/dicom", JLS_LOSSLESS),))):
+        assert retrieved
+        by_uid = {uids(n).instance: n for n in NAMES}
+        for ds in retrieved:
+            assert ds.file_meta.TransferSyntaxUID == JLS_LOSSLESS
+            np.testing.assert_array_equal(ds.pixel_array, dataset(by_uid[ds.SOPInstanceUID]).pixel_array)
+
+
 def test_retrieve_instance_bytes_are_what_was_sent(server: str, stored: dict[str, Any]) -> None:
     """A Part 10 file in Explicit VR LE is kept byte for byte (through a plain HTTP GET)."""
     u = uids("CT_small")
