@@ -137,23 +137,33 @@ def check_charset(query: list[str], header: str | None) -> None:
                 raise BadRequest(f"unsupported charset {name!r} in the charset query parameter: only UTF-8 is served")
     if header is None or not header.strip():
         return
-    named: float | None = None  # q of an explicit UTF-8 entry: more specific than "*" (RFC 9110 §12.5.2)
+    q = token_quality(header, UTF8_NAMES)
+    if q is not None and q > 0:
+        return
+    raise NotAcceptable("metadata is served in UTF-8, which the Accept-Charset header does not accept")
+
+
+def token_quality(header: str, names: frozenset[str]) -> float | None:
+    """The q of ``names`` in a token list such as Accept-Charset or Accept-Encoding (RFC 9110 §12.4.2).
+
+    An entry naming one of ``names`` is more specific than ``*`` and wins over it; None when
+    neither is listed.
+    """
+    named: float | None = None
     star: float | None = None
     for item in split_list(header):
-        name, _, params = item.partition(";")
-        name = name.strip().strip('"').lower()
+        name, *params = (piece.strip() for piece in item.split(";"))
+        name = name.strip('"').lower()
         q = 1.0
-        for param in params.split(";"):
+        for param in params:
             key, _, value = param.partition("=")
             if key.strip().lower() == "q":
                 try:
                     q = float(value)
                 except ValueError:
                     q = 0.0
-        if name in UTF8_NAMES:
+        if name in names:
             named = q if named is None else max(named, q)
         elif name == "*":
             star = q
-    if (named if named is not None else star or 0.0) > 0:
-        return
-    raise NotAcceptable("metadata is served in UTF-8, which the Accept-Charset header does not accept")
+    return named if named is not None else star

@@ -20,7 +20,7 @@ from ..ingest import Ingest, Outcome, StoreResult, store_response
 from ..retrieve import Payload, Retrieve, Target
 from ..settings import Settings
 from . import multipart
-from .negotiate import acceptable_media_types, check_charset, parse_media_range
+from .negotiate import acceptable_media_types, check_charset, parse_media_range, token_quality
 
 log = logging.getLogger(__name__)
 
@@ -258,21 +258,11 @@ def _etag_match(header: str | None, etag: str) -> str | None:
 
 def _accepts_gzip(request: Request) -> bool:
     """True when Accept-Encoding lists gzip (or ``*``) with a q-value above zero (RFC 9110 §12.5.3)."""
-    for item in request.headers.get("accept-encoding", "").split(","):
-        name, *params = (piece.strip() for piece in item.split(";"))
-        if name.lower() not in ("gzip", "*"):
-            continue
-        q = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        if q > 0:
-            return True
-    return False
+    q = token_quality(request.headers.get("accept-encoding", ""), _GZIP)
+    return q is not None and q > 0
+
+
+_GZIP = frozenset({"gzip", "x-gzip"})
 
 
 def _byte_range(header: str | None, length: int) -> tuple[int, int] | str | None:
