@@ -47,10 +47,8 @@ class Index(Protocol):
 
     def get(self, instance_uid: str) -> InstanceRecord | None: ...
 
-    def instances(
-        self, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None
-    ) -> list[InstanceRecord]:
-        """Records of a study, series or instance, ordered by series, instance number, UID."""
+    def instances(self, study_uid: str, series_uid: str | None = None) -> list[InstanceRecord]:
+        """Records of a study or series, ordered by series number, instance number, UID."""
         ...
 
     def metadata(self, records: Sequence[InstanceRecord]) -> list[bytes]:

@@ -52,15 +52,12 @@ class MemoryIndex:
     def get(self, instance_uid: str) -> InstanceRecord | None:
         return self._records.get(instance_uid)
 
-    def instances(
-        self, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None
-    ) -> list[InstanceRecord]:
+    def instances(self, study_uid: str, series_uid: str | None = None) -> list[InstanceRecord]:
         found = [
             r
             for r in self._records.values()
             if r.study_uid == study_uid
             and (series_uid is None or r.series_uid == series_uid)
-            and (instance_uid is None or r.instance_uid == instance_uid)
         ]
         return sorted(found, key=lambda r: (r.series_uid, r.instance_number or 0, r.instance_uid))
 

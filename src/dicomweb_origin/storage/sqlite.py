@@ -286,22 +286,25 @@ class SqliteIndex:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
 
-    def instances(
-        self, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None
-    ) -> list[InstanceRecord]:
+    def instances(self, study_uid: str, series_uid: str | None = None) -> list[InstanceRecord]:
         sql = (
-            "SELECT i.record FROM instance i JOIN series s ON s.series_uid = i.series_uid"
+            "SELECT i.instance_uid, i.record FROM instance i JOIN series s ON s.series_uid = i.series_uid"
             " WHERE i.study_uid = ?"
         )
         args: list[str] = [study_uid]
         if series_uid is not None:
             sql += " AND i.series_uid = ?"
             args.append(series_uid)
-        if instance_uid is not None:
-            sql += " AND i.instance_uid = ?"
-            args.append(instance_uid)
         sql += " ORDER BY s.series_number, i.series_uid, i.instance_number, i.instance_uid"
-        return [record_from_json(row[0]) for row in self._connection().execute(sql, args)]
+        records = []
+        for uid, blob in self._connection().execute(sql, args):
+            with self._cache_lock:
+                record = self._cache.get(uid)
+            if record is None:  # records are immutable: parse each once, then reuse it
+                record = record_from_json(blob)
+                self._remember(record)
+            records.append(record)
+        return records
 
     def metadata(self, records: Sequence[InstanceRecord]) -> list[bytes]:
         if not records:
