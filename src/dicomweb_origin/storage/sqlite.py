@@ -147,7 +147,7 @@ def column_value(attributes: dict[str, Any], tag: str) -> Any:
 class SqliteIndex:
     """Index backed by one SQLite file."""
 
-    def __init__(self, path: Path, cache_size: int = 50_000) -> None:
+    def __init__(self, path: Path, cache_size: int = 20_000) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
