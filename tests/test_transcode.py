@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import math
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache
@@ -410,3 +412,40 @@ def test_float_pixels_only_native() -> None:
     assert out.data == arr.astype("<f4").tobytes()
     with pytest.raises(NotAcceptable, match="floating point"):
         tc.encode_frame(arr, pixel, tc.RLE_LOSSLESS, source_lossy=False)
+
+
+# Run in a child process so that a crash fails this test instead of killing the test worker.
+# A switch interval of a microsecond makes threads interleave inside the codecs' Python callbacks:
+# without the codec lock, pylibjpeg-openjpeg's logging helper crashed this script every time.
+_CONCURRENT_SCRIPT = """
+import sys, threading
+sys.setswitchinterval(1e-6)
+from pydicom import dcmread
+from pydicom.data import get_testdata_file
+from dicomweb_origin.dicom import transcode as tc
+ds = dcmread(get_testdata_file("emri_small.dcm"))
+pixel = tc._pixel_description(ds)
+frames = [frame.tobytes() for frame in ds.pixel_array]
+targets = [tc.J2K, tc.J2K_LOSSLESS, tc.HTJ2K_LOSSLESS]
+def there_and_back(frame, target):
+    out = tc.transcode_frame(frame, tc.EXPLICIT_VR_LE, target, pixel, source_lossy=False)
+    return out.data, tc.transcode_frame(out.data, target, tc.EXPLICIT_VR_LE, pixel, source_lossy=False).data
+expected = {(i, t): there_and_back(f, t) for i, f in enumerate(frames) for t in targets}
+mismatches = []
+def work(k):
+    for n in range(60):
+        i, t = n % len(frames), targets[(n + k) % len(targets)]
+        if there_and_back(frames[i], t) != expected[(i, t)]:
+            mismatches.append((i, t))
+threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+print("mismatches", len(mismatches))
+"""
+
+
+def test_concurrent_jpeg2000_transcodes_neither_crash_nor_differ() -> None:
+    """The server transcodes in a thread pool: JPEG 2000 and HTJ2K codecs run in eight threads at once."""
+    done = subprocess.run([sys.executable, "-c", _CONCURRENT_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["mismatches", "0"]

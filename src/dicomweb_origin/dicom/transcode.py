@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO, cast
 
@@ -97,6 +99,20 @@ LOSSY_PSNR_DB = 50.0  # J2K rate control target, relative to the frame's value r
 HTJ2K_STEPS_PER_RANGE = 128  # HTJ2K quantisation step = range / this (at least 1 grey level)
 
 
+# pylibjpeg-openjpeg (pydicom's JPEG 2000 and HTJ2K plugin) is not thread-safe: its C logging
+# helper keeps the message it is logging in static variables and calls Python's logging while
+# holding them, so a second thread can swap and free them under the first (a segfault, seen in
+# CI). It holds the GIL throughout anyway, so running its calls one at a time costs nothing.
+_OPENJPEG_SYNTAXES = frozenset({J2K_LOSSLESS, J2K, J2K_PART2_LOSSLESS, J2K_PART2,
+                                HTJ2K_LOSSLESS, HTJ2K_RPCL, HTJ2K})
+_OPENJPEG_LOCK = threading.Lock()
+
+
+def _codec_lock(uid: str) -> AbstractContextManager[Any]:
+    """Return the lock that a pydicom codec call for ``uid`` must hold (a no-op for thread-safe ones)."""
+    return _OPENJPEG_LOCK if uid in _OPENJPEG_SYNTAXES else nullcontext()
+
+
 @dataclass(frozen=True, slots=True)
 class EncodedFrame:
     """One frame in a transfer syntax, with what a response or a dataset needs to describe it."""
@@ -145,7 +161,8 @@ def _encode_native(arr: Array, pixel: PixelDescription, pi: str) -> bytes:
 def _pydicom_encoder(uid: str, **fixed: Any) -> EncodeFunction:
     def encode(arr: Array, pixel: PixelDescription, pi: str) -> bytes:
         options = _options(replace(pixel, planar_configuration=0), pi) | fixed
-        return bytes(get_encoder(uid).encode(arr, **options))
+        with _codec_lock(uid):
+            return bytes(get_encoder(uid).encode(arr, **options))
 
     return encode
 
@@ -420,7 +437,8 @@ def decode_frame(
             return _decoded(fast, {}, pixel)
         decoder, src = get_decoder(uid), encapsulate([data], has_bot=False)
     try:
-        arr, properties = decoder.as_array(src, index=0, raw=_raw(uid), **options)
+        with _codec_lock(uid):
+            arr, properties = decoder.as_array(src, index=0, raw=_raw(uid), **options)
     except Exception as exc:
         raise DecodeError(f"cannot decode frame: {_message(exc)}") from exc
     return _decoded(arr, properties, pixel)
