@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install browser serve viewer test bench clean
+.PHONY: install node browser serve viewer test bench clean
 
 install: $(VENV)/.installed
 
@@ -17,13 +17,18 @@ serve: install
 	$(VENV)/bin/dicomweb-origin serve --data data --demo
 
 # Fetch the pinned OHIF viewer (npm pack, cached in .ohif/) and serve it at / beside the demo archive.
-viewer: install
+viewer: install node
 	dist=$$($(PY) scripts/fetch_ohif.py) && $(VENV)/bin/dicomweb-origin serve --data data --demo --viewer "$$dist"
 
-# Debian's Chromium for the OHIF end-to-end test (playwright drives it; no browser is downloaded).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null; }
+# Debian packages a command needs, installed only when the machine lacks them: npm (`npm pack` fetches the
+# pinned OHIF viewer) and, for the OHIF end-to-end test, Chromium (playwright drives it; no browser download).
+APT_INSTALL = apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+
+node:
+	@command -v npm >/dev/null 2>&1 || { $(APT_INSTALL) nodejs npm >/dev/null; }
+
+browser: node
+	@command -v chromium >/dev/null 2>&1 || { $(APT_INSTALL) chromium fonts-liberation >/dev/null; }
 
 test: install browser
 	$(PY) -m pytest -n 2 -q
