@@ -371,3 +371,24 @@ async def test_gzip_follows_the_q_values_of_accept_encoding(client: httpx.AsyncC
         "Accept": "application/dicom+json", "Accept-Encoding": encoding})
     assert response.status_code == 200
     assert (response.headers.get("content-encoding") == "gzip") is compressed
+
+
+@pytest.mark.parametrize(("resource", "accept"), [
+    ("", "multipart/related; type=\"application/dicom\""),
+    ("/bulkdata", "multipart/related; type=\"application/octet-stream\""),
+    ("/pixeldata", "multipart/related; type=\"application/octet-stream\""),
+    ("/frames/1", "multipart/related; type=\"application/octet-stream\""),
+])
+async def test_charset_query_parameter_is_checked_on_every_resource(client: httpx.AsyncClient, resource: str,
+                                                                    accept: str) -> None:
+    """§8.3.3.2 applies to every Retrieve resource: an unsupported ``charset`` value is 400, UTF-8 is fine.
+
+    Accept-Charset, by contrast, does not bear on binary payloads (they have no charset).
+    """
+    url = f"{path_of('CT_small')}{resource}"
+    refused = await client.get(url, params={"charset": "latin1"}, headers={"Accept": accept})
+    assert refused.status_code == 400
+    assert "latin1" in refused.text
+    served = await client.get(url, params={"charset": "utf-8"}, headers={"Accept": accept,
+                                                                         "Accept-Charset": "iso-8859-1"})
+    assert served.status_code == 200

@@ -43,10 +43,10 @@ def import_paths(settings: Settings, paths: Sequence[Path], quiet: bool = False)
             counts["failed"] += 1
             failures.append((path, f"cannot read: {exc.strerror}"))
             continue
-        if result.outcome is Outcome.FAILED and (result.reason or "").startswith("not "):
+        if result.not_dicom:  # skipped, not failed: folders hold other files too
             counts["not DICOM"] += 1
             if not quiet:
-                tqdm.write(f"not DICOM: {path}", file=sys.stderr)
+                tqdm.write(f"not DICOM: {path}: {result.reason}", file=sys.stderr)
             continue
         counts[result.outcome.value] += 1
         if result.outcome is Outcome.FAILED:

@@ -76,3 +76,7 @@ class IngestError(Exception):
         super().__init__(message)
         self.message = message
         self.failure_reason = failure_reason
+
+
+class NotDicom(IngestError):
+    """The input is no DICOM file at all (no ``DICM`` preamble and no readable dataset with SOP UIDs)."""

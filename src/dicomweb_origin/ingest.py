@@ -18,7 +18,7 @@ from typing import BinaryIO
 import orjson
 
 from .dicom import metadata, reader
-from .errors import IngestError
+from .errors import IngestError, NotDicom
 from .model import InstanceRecord, StoredInstance, is_valid_uid, transfer_syntax
 from .settings import Settings
 from .storage.base import BlobStore, Index
@@ -47,6 +47,7 @@ class StoreResult:
     record: InstanceRecord | None = None
     reason: str | None = None
     failure_reason: int | None = None
+    not_dicom: bool = False  # FAILED because the input is no DICOM file at all
 
 
 class Ingest:
@@ -62,7 +63,8 @@ class Ingest:
         try:
             return self._store(source, study_uid)
         except IngestError as exc:
-            return StoreResult(Outcome.FAILED, reason=one_line(exc.message), failure_reason=exc.failure_reason)
+            return StoreResult(Outcome.FAILED, reason=one_line(exc.message), failure_reason=exc.failure_reason,
+                               not_dicom=isinstance(exc, NotDicom))
         except Exception as exc:  # noqa: BLE001 - one bad instance must not fail the others of a request
             log.exception("cannot store an instance")
             return StoreResult(Outcome.FAILED, reason=one_line(f"processing failure: {exc}"),

@@ -25,7 +25,7 @@ from pydicom.filereader import read_dataset
 from pydicom.filewriter import dcmwrite, write_file_meta_info
 from pydicom.uid import UID
 
-from ..errors import IngestError
+from ..errors import IngestError, NotDicom
 from ..model import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_BE,
@@ -80,9 +80,13 @@ def parse(source: BinaryIO, threshold: int) -> ParsedFile:
             warnings.simplefilter("ignore")
             dataset = pydicom.dcmread(source, stop_before_pixels=True, defer_size=threshold, force=True)
     except (InvalidDicomError, EOFError, ValueError, KeyError, struct.error, OSError, NotImplementedError) as exc:
-        raise IngestError(f"not a readable DICOM file: {exc}") from exc
+        # With the Part 10 preamble it is a broken DICOM file; without it, most likely not DICOM at all.
+        error = IngestError if has_preamble else NotDicom
+        raise error(f"not a readable DICOM file: {exc}") from exc
     if not _looks_like_dicom(dataset):
-        raise IngestError("not DICOM: no SOP Class UID / SOP Instance UID", failure_reason=0xC000)
+        if has_preamble:
+            raise IngestError("the dataset has no SOP Class UID / SOP Instance UID (truncated or incomplete?)")
+        raise NotDicom("not DICOM: no SOP Class UID / SOP Instance UID")
     meta = getattr(dataset, "file_meta", None)
     source_ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
     if source_ts != DEFLATED_EXPLICIT_VR_LE:  # a truncated deflate stream fails in zlib instead

@@ -128,13 +128,18 @@ def acceptable_media_types(header: str | None, query: list[str]) -> list[Accepta
     return ordered
 
 
-def check_charset(query: list[str], header: str | None) -> None:
-    """Metadata is always UTF-8: accept the request only if UTF-8 is acceptable (§8.3.3.2, §8.8)."""
+def check_charset_parameter(query: list[str]) -> None:
+    """Refuse a ``charset`` query parameter naming anything but UTF-8, on any resource (§8.3.3.2: 400)."""
     for value in query:
         for item in split_list(value):
             name = item.split(";")[0].strip().strip('"').lower()
             if name not in UTF8_NAMES:
                 raise BadRequest(f"unsupported charset {name!r} in the charset query parameter: only UTF-8 is served")
+
+
+def check_charset(query: list[str], header: str | None) -> None:
+    """Metadata is always UTF-8: accept the request only if UTF-8 is acceptable (§8.3.3.2, §8.8)."""
+    check_charset_parameter(query)
     if header is None or not header.strip():
         return
     q = token_quality(header, UTF8_NAMES)

@@ -20,7 +20,13 @@ from ..ingest import Ingest, Outcome, StoreResult, store_response
 from ..retrieve import Payload, Retrieve, Target
 from ..settings import Settings
 from . import multipart
-from .negotiate import acceptable_media_types, check_charset, parse_media_range, token_quality
+from .negotiate import (
+    acceptable_media_types,
+    check_charset,
+    check_charset_parameter,
+    parse_media_range,
+    token_quality,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +68,11 @@ class Endpoints:
 
     @staticmethod
     def accept(request: Request) -> list[Any]:
+        """The Acceptable Media Types of a Retrieve request, after checking its ``charset`` parameter.
+
+        Accept-Charset is left to the text resources (metadata): binary payloads have no charset.
+        """
+        check_charset_parameter(request.query_params.getlist("charset"))
         return acceptable_media_types(request.headers.get("accept"), request.query_params.getlist("accept"))
 
     async def send(self, request: Request, payload: Payload, compressible: bool = False) -> Response:
