@@ -424,9 +424,9 @@ def _group_fragments(
         raise IngestError("encapsulated Pixel Data has no fragments")
     if count == 1:
         return (tuple(fragments),)
-    extended = dataset.get("ExtendedOffsetTable")
-    if extended is not None and extended.value:
-        offsets = list(struct.unpack(f"<{len(extended.value) // 8}Q", extended.value))
+    extended = dataset["ExtendedOffsetTable"].value if "ExtendedOffsetTable" in dataset else None
+    if extended:  # PS3.5 A.4: 64-bit offsets, used when the Basic Offset Table is empty
+        offsets = list(struct.unpack(f"<{len(extended) // 8}Q", extended[: len(extended) - len(extended) % 8]))
     if offsets and len(offsets) == count:
         # Offsets count from the first byte of the first fragment's item tag.
         base = fragments[0][0] - 8
