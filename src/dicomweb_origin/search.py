@@ -6,93 +6,9 @@ into ``Condition``s for the index (PS3.4 C.2.2.2), picks the return keys (§10.6
 ``application/dicom+json`` (one array) or ``multipart/related; type="application/dicom+xml"`` (one
 part per match). Everything comes from the index; no file is opened.
 
-Attributes the index keeps, by level (match keys by keyword or 8-hex tag, either case; R: returned
-even when empty; C: returned when known; ret: return key only, a value given is ignored with a
-Warning; -: not returned by default, ask with ``includefield``):
-
-====================================  ========  ==  ======  ==============================================
-Attribute                             Tag       VR  Return  Matching
-====================================  ========  ==  ======  ==============================================
-**Study** (and Patient)
-StudyDate                             00080020  DA  R       single, range; combined with StudyTime
-StudyTime                             00080030  TM  R       single (a truncated time is a range), range
-AccessionNumber                       00080050  SH  R       single, wildcard
-InstanceAvailability                  00080056  CS  C       not matched; always ONLINE
-ModalitiesInStudy                     00080061  CS  R (*)   single, wildcard, list; any series' Modality
-SOPClassesInStudy                     00080062  UI  -       single, UID list; any instance's SOP Class
-ReferringPhysicianName                00080090  PN  R       person name
-StudyDescription                      00081030  LO  -       single, wildcard
-RetrieveURL                           00081190  UR  C       not matched; absolute URL of the result
-PatientName                           00100010  PN  R       person name, fuzzy
-PatientID                             00100020  LO  R       single, wildcard
-PatientBirthDate                      00100030  DA  R       single, range
-PatientSex                            00100040  CS  R       single, wildcard, list
-PatientAge                            00101010  AS  -       single, wildcard
-PatientSize                           00101020  DS  -       single (by value)
-PatientWeight                         00101030  DS  -       single (by value)
-StudyInstanceUID                      0020000D  UI  R       single, UID list
-StudyID                               00200010  SH  R       single, wildcard
-NumberOfStudyRelatedSeries            00201206  IS  R       ret
-NumberOfStudyRelatedInstances         00201208  IS  R       ret
-**Series**
-SeriesDate                            00080021  DA  -       single, range; combined with SeriesTime
-SeriesTime                            00080031  TM  -       single, range
-Modality                              00080060  CS  R       single, wildcard, list
-Manufacturer                          00080070  LO  -       single, wildcard
-SeriesDescription                     0008103E  LO  C       single, wildcard
-BodyPartExamined                      00180015  CS  -       single, wildcard, list
-SeriesInstanceUID                     0020000E  UI  R       single, UID list
-SeriesNumber                          00200011  IS  R       single
-NumberOfSeriesRelatedInstances        00201209  IS  R       ret
-PerformedProcedureStepStartDate       00400244  DA  C       single, range; combined with the time
-PerformedProcedureStepStartTime       00400245  TM  C       single, range
-RequestAttributesSequence             00400275  SQ  C       sequence: ``00400275.00400009=X`` etc.
-**Instance**
-ImageType                             00080008  CS  -       single, wildcard, list (any value matches)
-SOPClassUID                           00080016  UI  R       single, UID list
-SOPInstanceUID                        00080018  UI  R       single, UID list
-ContentDate                           00080023  DA  -       single, range; combined with ContentTime
-ContentTime                           00080033  TM  -       single, range
-AvailableTransferSyntaxUID            00083002  UI  -       single, UID list (the stored syntax)
-InstanceNumber                        00200013  IS  R       single
-ImagePositionPatient                  00200032  DS  -       single (any value matches)
-ImageOrientationPatient               00200037  DS  -       single (any value matches)
-FrameOfReferenceUID                   00200052  UI  -       single, UID list
-PhotometricInterpretation             00280004  CS  -       single, wildcard
-NumberOfFrames                        00280008  IS  C       single
-Rows                                  00280010  US  C       single
-Columns                               00280011  US  C       single
-BitsAllocated                         00280100  US  C       single
-====================================  ========  ==  ======  ==============================================
-
-(*) ModalitiesInStudy is Required but never sent without a value: OHIF rejects a whole study list
-that contains one (``clients/ohif.md``); a study without modalities simply lacks the attribute.
-
-Our choices where the standard leaves room (declare them in the conformance statement):
-
-* Single value matching is case-sensitive except for PN (C.2.2.2.1). Person names compare their
-  Alphabetic group only, ignoring case, accents and trailing empty components (``SMITH^JOHN^^`` =
-  ``smith^john``). With ``fuzzymatching=true`` (C.2.2.2.1.1) a PN value also matches when it is a
-  prefix of the whole name or of any component or word: ``joh`` finds ``Smith^John``.
-* Wildcards ``*`` and ``?`` work on every string VR; a value of ``*`` alone is universal matching.
-  A backslash (and, for CS, a comma) separates alternatives that match any one (OR), or all of them
-  with ``multiplevaluematching=true`` (C.2.2.2.8). UID lists take commas or backslashes.
-* DA / TM / DT: ``a-b``, ``-b``, ``a-`` are inclusive ranges; a truncated value covers what it
-  denotes (``StudyTime=10`` is 10:00:00-10:59:59.999999). DT offsets are not applied: values compare
-  as stored. A date and its time given as ranges of the same form are matched as one date-time range
-  (§8.3.4.1.1). Values are compared as written: stored times shorter than HHMMSS may miss a range end.
-* A stored empty value does not match a non-universal key (a deviation from C.2.2.1.2, which would
-  match "unknown" values: a PatientID lookup should not return every study without a PatientID).
-* Match keys and ``includefield`` attributes are returned, empty when the entity has no value (as
-  C-FIND return keys); ``includefield=all`` adds only the attributes that have one. A key on an
-  attribute we do not keep, or of a level the resource does not search (Table 10.6.1-4), is
-  ignored with a Warning; an ``includefield`` of such an attribute is silently not returned
-  (§10.6.3.3). Sequences are returned whole.
-* ``limit`` is capped by ``max_results``; ``limit=0`` means "no limit but ``max_results``".
-  Results are ordered newest study first (StudyDate, StudyTime descending, StudyInstanceUID), then
-  by SeriesNumber, SeriesInstanceUID, InstanceNumber, SOPInstanceUID.
-* No match: 200 with ``[]`` in JSON (CP-2473; OHIF and dicomweb-client accept it); 204 in XML,
-  where a multipart body without parts is not valid (RFC 2046 §5.1.1).
+The attributes the index keeps at each level, how each is matched and returned, and the choices
+made where the standard leaves room are declared in ``docs/conformance.md`` (Search); a test keeps
+that table in step with ``_KEPT``.
 """
 
 from __future__ import annotations
