@@ -197,6 +197,30 @@ async def test_instance_bulkdata_resource_holds_pixel_and_other_bulk_data(client
     assert len(parts) == len(ref.bulk) + ref.frames
 
 
+@pytest.mark.parametrize("accept", ["application/octet-stream", "image/jp2", "image/jpeg; transfer-syntax=*"])
+async def test_bulkdata_with_only_single_part_types_is_406(client: httpx.AsyncClient, accept: str) -> None:
+    """Table 10.4.4-1 note 3: single-part types do not apply to a multi-item resource such as Bulk Data."""
+    response = await client.get(f"{path_of('CT_small')}/bulkdata", headers={"Accept": accept})
+    assert response.status_code == 406, response.headers.get("content-type")
+
+
+async def test_bulkdata_items_no_acceptable_type_can_carry_are_left_out_with_206(client: httpx.AsyncClient) -> None:
+    """Table 10.4.3-1: some but not all of the target is 206 with a Warning, never a silent 200.
+
+    JPEG 2000 can carry CT_small's pixel data (transcoded), not its other bulk element (00431029).
+    """
+    url = f"{path_of('CT_small')}/bulkdata"
+    response = await client.get(url, headers={"Accept": 'multipart/related; type="image/jp2"'})
+    assert response.status_code == 206
+    assert "1 of the items" in response.headers["warning"]
+    (part,) = parse_multipart(response, "image/jp2")
+    assert part.location == absolute(f"{path_of('CT_small')}/pixeldata")
+    both = await client.get(url, headers={"Accept": f'multipart/related; type="image/jp2", {MULTIPART_OCTET};q=0.5'})
+    assert both.status_code == 200
+    assert [p.headers["content-type"].split(";")[0] for p in parse_multipart(both)] == [
+        "image/jp2", "application/octet-stream"]
+
+
 async def test_series_and_study_pixeldata_hold_every_instance(client: httpx.AsyncClient,
                                                               archive: LoadedArchive) -> None:
     """Table 10.4.1.6-1: Study / Series Pixel Data, one part per frame of each instance."""

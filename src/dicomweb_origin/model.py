@@ -251,6 +251,12 @@ class Acceptable:
         return kind * 2 + named_syntax + (self.multipart is not None)
 
 
+def excluded(accept: Sequence[Acceptable], media_type: str, syntax: str | None, multipart: bool) -> bool:
+    """True when the most specific range that matches a representation says ``q=0`` (§8.7.8.1)."""
+    matched = any(a.specificity(media_type, syntax, multipart) >= 0 for a in accept)
+    return matched and quality(accept, media_type, syntax, multipart) <= 0
+
+
 def quality(accept: Sequence[Acceptable], media_type: str, syntax: str | None, multipart: bool) -> float:
     """The q of the most specific acceptable range that matches a representation (PS3.18 §8.7.8.1).
 
@@ -259,6 +265,8 @@ def quality(accept: Sequence[Acceptable], media_type: str, syntax: str | None, m
     best, q = -1, 0.0
     for acceptable in accept:
         rank = acceptable.specificity(media_type, syntax, multipart)
+        if rank < 0:
+            continue
         if rank > best or rank == best and acceptable.q > q:
             best, q = rank, acceptable.q
     return q

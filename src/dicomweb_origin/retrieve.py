@@ -14,7 +14,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 
@@ -31,6 +31,7 @@ from .model import (
     InstanceRecord,
     check_uid,
     default_syntax_for,
+    excluded,
     quality,
 )
 from .storage.base import BlobStore, Index
@@ -85,7 +86,7 @@ class Payload:
     parts: list[Part]
     multipart_type: str | None  # the ``type`` of multipart/related, or None for a single-part response
     etag: str
-    omitted: int = 0  # targets that could not be represented: 206 (Table 10.4.3-1)
+    omitted: int = 0  # instances or bulk data items that could not be represented: 206 (Table 10.4.3-1)
     vary: tuple[str, ...] = field(default=("Accept",))
 
 
@@ -277,20 +278,25 @@ class Retrieve:
         """All bulk data of the target: pixel data frames, then every other bulk element."""
         records = self.records(target)
         parts: list[Part] = []
+        omitted = 0  # pixel data or bulk elements no acceptable type can carry: 206 (Table 10.4.3-1)
         octet = _accepts_octet_stream(accept)
         for record in records:
             if record.pixel is not None:
-                parts += self._pixel_parts(record, range(len(record.frames)), accept, single=False)[0]
+                pixel_parts = self._pixel_parts(record, range(len(record.frames)), accept, single=False)[0]
+                parts += pixel_parts
+                omitted += not pixel_parts
             if octet:
                 for element in record.bulk:
                     parts.append(Part(_with_syntax("application/octet-stream", EXPLICIT_VR_LE),
                                       f"{record.path}/bulkdata/{element.path}", element.length,
                                       self._blob_body(record.blob_key, element.offset, element.length)))
+            else:
+                omitted += len(record.bulk)
         if not parts:
             if not any(r.pixel is not None or r.bulk for r in records):
                 raise NotFound("the target has no bulk data")
             raise NotAcceptable(_not_acceptable_message(records, "bulk data"))
-        return _bulk_payload(parts, records, bare=False)
+        return replace(_bulk_payload(parts, records, bare=False), omitted=omitted)
 
     def bulk_element(self, target: Target, path: str, accept: Sequence[Acceptable]) -> Payload:
         """One BulkDataURI advertised by metadata: ``{instance}/bulkdata/{tag path}``."""
@@ -386,7 +392,9 @@ class Retrieve:
             deliverable = syntax == stored.uid or syntax == EXPLICIT_VR_LE and not stored.encapsulated or (
                 syntax in TRANSFER_SYNTAXES and self._can_transcode_frames(record, syntax))
             media = TRANSFER_SYNTAXES[syntax].media_type if syntax in TRANSFER_SYNTAXES else ""
-            if deliverable and quality(accept, media, syntax, acceptable.multipart is not False) > 0:
+            # ``application/octet-stream; transfer-syntax=*`` may yield another media type (the stored
+            # one), which no range names: only a range that matches it and says q=0 rules it out.
+            if deliverable and not excluded(accept, media, syntax, acceptable.multipart is not False):
                 return syntax, acceptable
         return None
 

@@ -84,7 +84,7 @@ class Endpoints:
         if payload.multipart_type is not None and any(p.length is None for p in payload.parts):
             await run_in_threadpool(_produce_ahead, self.retrieve, payload)
         if payload.omitted:
-            headers["Warning"] = (f'299 dicomweb-origin "{payload.omitted} of the target instances could not be'
+            headers["Warning"] = (f'299 dicomweb-origin "{payload.omitted} of the items of the target could not be'
                                   ' represented in an acceptable media type and were omitted"')
         status = 206 if payload.omitted else 200
         root = self.root(request)
