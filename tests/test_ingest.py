@@ -137,6 +137,12 @@ def _broken_inputs() -> list[tuple[str, bytes]]:
     inputs.append(("CT_small cut in half", half[: len(half) // 2]))
     j2k = prepared_bytes("MR_small_jp2klossless")
     inputs.append(("J2K cut inside a fragment", j2k[:-100]))
+    # Zeros read as millions of empty Command (0000,eeee) elements: refused from the first tag instead.
+    inputs.append(("megabytes of zeros", bytes(8 << 20)))
+    inputs.append(("preamble then zeros", b"\0" * 128 + b"DICM" + bytes(8 << 20)))
+    ct = prepared_bytes("CT_small")
+    meta_end = 132 + 12 + int.from_bytes(ct[140:144], "little")
+    inputs.append(("File Meta then zeros", ct[:meta_end] + bytes(8 << 20)))
     return inputs
 
 
@@ -152,6 +158,25 @@ def test_broken_files_are_refused_and_leave_nothing(empty_archive: LoadedArchive
     assert result.failure_reason is not None
     assert empty_archive.index.count() == 0
     assert _files_under(empty_archive.settings.blob_dir) == []
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (bytes(1 << 20), "neither File Meta Information (0002) nor group 0008"),
+    (b"%PDF-1.7\n" + bytes(100), "neither File Meta Information (0002) nor group 0008"),
+])
+def test_data_that_cannot_begin_an_instance_is_not_dicom(empty_archive: LoadedArchive, data: bytes,
+                                                         reason: str) -> None:
+    result = empty_archive.app.state.archive.ingest.store(io.BytesIO(data))
+    assert result.not_dicom
+    assert reason in (result.reason or "")
+
+
+def test_command_elements_after_the_file_meta_are_refused(empty_archive: LoadedArchive) -> None:
+    ct = prepared_bytes("CT_small")
+    meta_end = 132 + 12 + int.from_bytes(ct[140:144], "little")
+    result = empty_archive.app.state.archive.ingest.store(io.BytesIO(ct[:meta_end] + bytes(1 << 20)))
+    assert not result.not_dicom  # it has a preamble and File Meta: a broken DICOM file
+    assert "Command (0000,eeee)" in (result.reason or "")
 
 
 def test_truncated_file_with_the_uid_of_a_stored_instance_is_refused_as_broken(empty_archive: LoadedArchive) -> None:

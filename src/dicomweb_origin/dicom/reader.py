@@ -75,6 +75,8 @@ def parse(source: BinaryIO, threshold: int) -> ParsedFile:
     head = source.read(132)
     source.seek(0)
     has_preamble = len(head) == 132 and head[128:132] == b"DICM"
+    if problem := _start_problem(source, 132 if has_preamble else 0):
+        raise (IngestError if has_preamble else NotDicom)(problem)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -114,6 +116,28 @@ def parse(source: BinaryIO, threshold: int) -> ParsedFile:
     bulk = _bulk_offsets(dataset, threshold, "")
     source.seek(0)
     return ParsedFile(source, dataset, source_ts, source_ts, pixel, pixel_path, pixel_vr, frames, bulk)
+
+
+def _start_problem(fp: BinaryIO, start: int) -> str | None:
+    """Say why the bytes at ``start`` cannot begin a stored instance, looking at two tags only.
+
+    pydicom reads anything with ``force=True``: a part of zeros becomes millions of empty Command
+    (0000,eeee) elements, seconds of CPU per megabyte. A stored instance begins with its File Meta
+    group (0002) or, without one, with group 0008 (SOP Class UID is mandatory); its data set never
+    holds Command elements. Refusing those starts costs two reads.
+    """
+    fp.seek(start)
+    head = fp.read(12)
+    group = int.from_bytes(head[:2], "little")
+    if group == 0x0002 and head[2:4] == b"\x00\x00" and head[4:6] == b"UL":
+        # Explicit VR (0002,0000) File Meta Information Group Length: the data set follows the group.
+        fp.seek(start + 12 + int.from_bytes(head[8:12], "little"))
+        if fp.read(2) == b"\x00\x00":
+            return "the data set begins with Command (0000,eeee) elements: not a stored instance"
+    elif group not in (0x0002, 0x0008) and head[:2] != b"\x00\x08":  # 0008 big endian
+        return "the data begins with neither File Meta Information (0002) nor group 0008"
+    fp.seek(0)
+    return None
 
 
 def _looks_like_dicom(dataset: Dataset) -> bool:
