@@ -228,3 +228,24 @@ async def test_a_chunked_request_over_the_limit_is_413_too(tmp_path: Any) -> Non
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
         response = await client.post("/dicomweb/studies", content=chunks(), headers={"Content-Type": content_type})
     assert response.status_code == 413
+
+
+async def test_a_client_that_disconnects_mid_upload_is_not_an_error(empty_archive: LoadedArchive) -> None:
+    """The upload ends early: the server logs it and moves on; no exception escapes to the ASGI server."""
+    body = b'--xx\r\nContent-Type: application/dicom\r\n\r\n' + prepared_bytes("CT_small")[:1000]
+    messages = [{"type": "http.request", "body": body, "more_body": True}, {"type": "http.disconnect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/dicomweb/studies", "raw_path": b"/dicomweb/studies", "query_string": b"", "root_path": "",
+             "server": ("127.0.0.1", 8080), "client": ("127.0.0.1", 50000),
+             "headers": [(b"host", b"127.0.0.1:8080"), (b"content-length", b"100000"),
+                         (b"content-type", b'multipart/related; type="application/dicom"; boundary=xx')]}
+    await empty_archive.app(scope, receive, send)  # raised ClientDisconnect before
+    assert empty_archive.index.count() == 0

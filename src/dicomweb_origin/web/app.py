@@ -40,10 +40,16 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(f"{exc.status_code} {message}\n", status_code=exc.status_code, headers=exc.headers)
 
 
+async def client_disconnect(request: Request, exc: Exception) -> Response:
+    """The client went away mid-request (e.g. during a STOW upload): nothing to answer, nothing wrong.
+
+    Handled here rather than by the catch-all, which Starlette re-raises to the server's error log.
+    """
+    log.info("client disconnected during %s %s", request.method, request.url.path)
+    return Response(status_code=499)
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, ClientDisconnect):  # the client went away mid-request: nothing to answer, nothing wrong
-        log.info("client disconnected during %s %s", request.method, request.url.path)
-        return Response(status_code=499)
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return PlainTextResponse("500 internal server error (logged on the server)\n", status_code=500)
 
@@ -67,5 +73,6 @@ def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Set
     return Starlette(
         routes=mounts,
         middleware=middleware,
-        exception_handlers={DicomWebError: dicomweb_error, HTTPException: http_error, Exception: unexpected_error},
+        exception_handlers={DicomWebError: dicomweb_error, HTTPException: http_error, ClientDisconnect: client_disconnect,
+                            Exception: unexpected_error},
     )
