@@ -392,3 +392,14 @@ async def test_charset_query_parameter_is_checked_on_every_resource(client: http
     served = await client.get(url, params={"charset": "utf-8"}, headers={"Accept": accept,
                                                                          "Accept-Charset": "iso-8859-1"})
     assert served.status_code == 200
+
+
+@pytest.mark.parametrize(("lines", "status"), [
+    (["application/foo", DICOM_JSON], 200),  # the second line names what is served
+    ([DICOM_JSON, "image/png"], 400),  # DICOM and rendered types together, across lines (§8.7.5)
+])
+async def test_repeated_accept_lines_are_one_list(client: httpx.AsyncClient, lines: list[str], status: int) -> None:
+    """RFC 9110 §5.3: a list-valued header sent on several lines is the comma-joined list."""
+    headers = [("Accept", line) for line in lines]
+    response = await client.get(f"{path_of('CT_small')}/metadata", headers=headers)
+    assert response.status_code == status

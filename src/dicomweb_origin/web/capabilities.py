@@ -35,7 +35,7 @@ from starlette.types import Scope
 from ..errors import NotAcceptable, NotFound
 from ..model import EXPLICIT_VR_LE, TRANSFER_SYNTAXES
 from ..retrieve import Part, Payload, bytes_body
-from .negotiate import acceptable_media_types
+from .negotiate import acceptable_media_types, header_field
 from .routes import Endpoints
 
 __all__ = ["Capabilities", "capabilities_mount", "describe"]
@@ -367,7 +367,7 @@ class Capabilities:
             for segment in target:
                 node = node.children[segment]
             allowed |= node.methods
-        media_type = _choose(request.headers.get("accept"))
+        media_type = _choose(header_field(request.headers, "accept"))
         body = render(wadl(self.endpoints.root(request) + "/", tree, target, fixed), media_type)
         etag = '"' + hashlib.sha256(media_type.encode() + b"\0" + body).hexdigest()[:32] + '"'
         payload = Payload([Part(media_type, None, len(body), bytes_body(body))], None, etag)

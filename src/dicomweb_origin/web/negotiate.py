@@ -7,6 +7,7 @@ the stored data is the use case's job, since it depends on what each instance ca
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from ..errors import BadRequest, NotAcceptable
 from ..model import MEDIA_TYPE_ALIASES, Acceptable
@@ -126,6 +127,12 @@ def acceptable_media_types(header: str | None, query: list[str]) -> list[Accepta
     ordered = sorted(from_query, key=lambda a: -a.q) + sorted(from_header, key=lambda a: -a.q)
     # q=0 entries stay in the list (at its end): they exclude what they name from wider ranges (§8.7.8.1).
     return ordered
+
+
+def header_field(headers: Any, name: str) -> str | None:
+    """A list-valued request header, its repeated lines joined with commas (RFC 9110 §5.3); None if absent."""
+    lines = headers.getlist(name)
+    return ", ".join(lines) if lines else None
 
 
 def check_charset_parameter(query: list[str]) -> None:

@@ -24,6 +24,7 @@ from .negotiate import (
     acceptable_media_types,
     check_charset,
     check_charset_parameter,
+    header_field,
     parse_media_range,
     token_quality,
 )
@@ -73,7 +74,7 @@ class Endpoints:
         Accept-Charset is left to the text resources (metadata): binary payloads have no charset.
         """
         check_charset_parameter(request.query_params.getlist("charset"))
-        return acceptable_media_types(request.headers.get("accept"), request.query_params.getlist("accept"))
+        return acceptable_media_types(header_field(request.headers, "accept"), request.query_params.getlist("accept"))
 
     async def send(self, request: Request, payload: Payload, compressible: bool = False) -> Response:
         """Write a payload: 304 on a matching ETag, Range on single parts, gzip when worth it."""
@@ -146,7 +147,7 @@ class Endpoints:
 
     async def metadata(self, request: Request) -> Response:
         target, accept = self.target(request), self.accept(request)
-        check_charset(request.query_params.getlist("charset"), request.headers.get("accept-charset"))
+        check_charset(request.query_params.getlist("charset"), header_field(request.headers, "accept-charset"))
         payload = await run_in_threadpool(self.retrieve.metadata, target, accept, self.root(request))
         return await self.send(request, payload, compressible=True)
 
@@ -269,7 +270,7 @@ def _etag_match(header: str | None, etag: str) -> str | None:
 
 def _accepts_gzip(request: Request) -> bool:
     """True when Accept-Encoding lists gzip (or ``*``) with a q-value above zero (RFC 9110 §12.5.3)."""
-    q = token_quality(request.headers.get("accept-encoding", ""), _GZIP)
+    q = token_quality(header_field(request.headers, "accept-encoding") or "", _GZIP)
     return q is not None and q > 0
 
 

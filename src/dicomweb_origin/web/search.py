@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from ..retrieve import Target
 from ..search import Search
-from .negotiate import check_charset
+from .negotiate import check_charset, header_field
 from .routes import Endpoints, Handler, by_method
 
 # Table 10.6.1-1: URI template -> resource of the Search use case.
@@ -46,7 +46,7 @@ def _handler(search: Search, endpoints: Endpoints, resource: str) -> Handler:
         target = Target.parse(p["study"], p.get("series")) if "study" in p else None
         accept = endpoints.accept(request)
         # Table 10.6.1-6: Accept-Charset; we answer in UTF-8 only.
-        check_charset(request.query_params.getlist("charset"), request.headers.get("accept-charset"))
+        check_charset(request.query_params.getlist("charset"), header_field(request.headers, "accept-charset"))
         root = endpoints.root(request)
         found = await run_in_threadpool(
             search.search, resource, request.query_params.multi_items(), accept, root,
