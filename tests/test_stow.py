@@ -249,3 +249,48 @@ async def test_a_client_that_disconnects_mid_upload_is_not_an_error(empty_archiv
                          (b"content-type", b'multipart/related; type="application/dicom"; boundary=xx')]}
     await empty_archive.app(scope, receive, send)  # raised ClientDisconnect before
     assert empty_archive.index.count() == 0
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+async def test_a_compressed_request_body_is_decoded(empty_client: httpx.AsyncClient, empty_archive: LoadedArchive,
+                                                     coding: str) -> None:
+    """§8.4.3 / RFC 9110 §8.4: a STOW body sent with a content coding is stored as the instances it holds."""
+    import zlib
+
+    body, content_type = multipart([prepared_bytes("CT_small")])
+    packer = zlib.compressobj(wbits=31 if coding == "gzip" else 15)
+    packed = packer.compress(body) + packer.flush()
+    response = await empty_client.post("studies", content=packed, headers={
+        "Content-Type": content_type, "Content-Encoding": coding, "Accept": "application/dicom+json"})
+    assert response.status_code == 200, response.text
+    assert [_value(i[SOP_INSTANCE]) for i in referenced(response.json())] == [uids("CT_small").instance]
+    assert empty_archive.index.count() == 1
+
+
+@pytest.mark.parametrize(("coding", "payload", "status", "says"), [
+    ("br", b"anything", 415, "'br' is not supported"),
+    ("gzip", b"this is not gzip data", 400, "not valid gzip"),
+    ("gzip", b"\x1f\x8b\x08\x00\x00\x00\x00\x00", 400, "ends before"),
+])
+async def test_unsupported_or_broken_content_codings_are_refused(empty_client: httpx.AsyncClient, coding: str,
+                                                                 payload: bytes, status: int, says: str) -> None:
+    response = await empty_client.post("studies", content=payload, headers={
+        "Content-Type": f"{MULTIPART_DICOM}; boundary=xx", "Content-Encoding": coding})
+    assert response.status_code == status
+    assert says in response.text
+
+
+async def test_the_size_limit_applies_to_the_decoded_body(tmp_path: Any) -> None:
+    """A few kilobytes of gzip that inflate to megabytes are a 413, not a full disk."""
+    import gzip
+
+    from dicomweb_origin.app import build_app
+    from dicomweb_origin.settings import Settings
+
+    app = build_app(Settings(data_dir=tmp_path / "small", max_request_bytes=1 << 20))
+    bomb = gzip.compress(bytes(64 << 20))
+    assert len(bomb) < 100_000
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+        response = await client.post("/dicomweb/studies", content=bomb, headers={
+            "Content-Type": f"{MULTIPART_DICOM}; boundary=xx", "Content-Encoding": "gzip"})
+    assert response.status_code == 413

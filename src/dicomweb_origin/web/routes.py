@@ -6,6 +6,7 @@ import gzip
 import logging
 import re
 import tempfile
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -193,14 +194,23 @@ class Endpoints:
         if declared.isdigit() and int(declared) > self.settings.max_request_bytes:
             raise PayloadTooLarge(f"the request declares {declared} bytes; this server takes at most"
                                   f" {self.settings.max_request_bytes}")
+        inflate = _content_decoder(request.headers.get("content-encoding"))
         spool = tempfile.TemporaryFile()  # noqa: SIM115
         try:
             size = 0
             async for chunk in request.stream():
+                if inflate is not None:  # the limit applies to the decoded body: no zip bombs
+                    try:
+                        chunk = inflate.decompress(chunk, self.settings.max_request_bytes + 1 - size)
+                    except zlib.error as exc:
+                        raise BadRequest(f"the request body is not valid {request.headers['content-encoding']}"
+                                         f" data: {exc}") from exc
                 size += len(chunk)
                 if size > self.settings.max_request_bytes:
                     raise PayloadTooLarge(f"the request exceeds {self.settings.max_request_bytes} bytes")
                 await run_in_threadpool(spool.write, chunk)
+            if inflate is not None and not inflate.eof:
+                raise BadRequest("the compressed request body ends before its compressed stream does")
             results = await run_in_threadpool(self._store_parts, spool, boundary, study_uid)
         finally:
             spool.close()
@@ -250,6 +260,18 @@ def _produce_ahead(retrieve: Retrieve, payload: Payload) -> None:
         produced += part.length or 0
     if not payload.parts and error is not None:
         raise error
+
+
+def _content_decoder(coding: str | None) -> Any:
+    """A decompressor for a STOW request's Content-Encoding (§8.4.3: gzip and deflate), None for identity."""
+    name = (coding or "identity").strip().lower()
+    if name in ("", "identity"):
+        return None
+    if name in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if name == "deflate":
+        return zlib.decompressobj()
+    raise UnsupportedMediaType(f"Content-Encoding {name!r} is not supported: send identity, gzip or deflate")
 
 
 def _etag_match(header: str | None, etag: str) -> str | None:
