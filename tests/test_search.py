@@ -397,6 +397,16 @@ async def test_unknown_parameters_are_ignored_with_a_warning(client: httpx.Async
     assert f"299 {SERVICE}: Query parameter foo is not supported and was ignored" in texts
 
 
+async def test_warnings_are_bounded(client: httpx.AsyncClient) -> None:
+    """Thousands of unknown parameters give a bounded header block, ending with how many were left out."""
+    query = "&".join(f"x{n}=1" for n in range(3000))
+    response = await client.get(f"studies?{query}", headers=JSON)
+    assert response.status_code == 200
+    texts = warnings(response)
+    assert len(texts) == 21
+    assert texts[-1] == f"299 {SERVICE}: 2980 more warnings were left out"
+
+
 async def test_matching_options_without_support_are_announced(client: httpx.AsyncClient) -> None:
     """§8.3.4.5: emptyvaluematching=true is parsed; we do not support it and say so."""
     response = await client.get("studies?emptyvaluematching=true&limit=1", headers=JSON)

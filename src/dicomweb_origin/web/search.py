@@ -40,6 +40,9 @@ def search_routes(search: Search, endpoints: Endpoints) -> list[BaseRoute]:
     return result
 
 
+MAX_WARNINGS = 20  # Warning headers on one Search response
+
+
 def _handler(search: Search, endpoints: Endpoints, resource: str) -> Handler:
     async def handle(request: Request) -> Response:
         p = request.path_params
@@ -56,7 +59,10 @@ def _handler(search: Search, endpoints: Endpoints, resource: str) -> Handler:
             response = Response(status_code=204)
         else:
             response = await endpoints.send(request, found.payload, compressible=True)
-        for text in found.warnings:
+        warnings = found.warnings[:MAX_WARNINGS]
+        if len(found.warnings) > MAX_WARNINGS:  # one header each, but never an unbounded header block
+            warnings.append(f"{len(found.warnings) - MAX_WARNINGS} more warnings were left out")
+        for text in warnings:
             response.headers.append("Warning", f"299 {root}: {text}")
         return response
 
