@@ -111,6 +111,23 @@ def test_accept_charset_without_utf8_is_not_acceptable(header: str) -> None:
         check_charset([], header)
 
 
+@pytest.mark.parametrize("header", ["\xff", "utf-8;q=abc", "a b c, ;q=1"])
+def test_accept_charset_with_only_invalid_entries_is_ignored(header: str) -> None:
+    """§8.7.7: invalid values are ignored; what remains puts no constraint on the response."""
+    check_charset([], header)
+
+
+def test_invalid_entries_do_not_hide_a_valid_refusal() -> None:
+    with pytest.raises(NotAcceptable):
+        check_charset([], "\xff, iso-8859-1")
+
+
+def test_an_unclosed_quote_makes_a_media_range_invalid() -> None:
+    assert parse_media_range('multipart/related; type="application/dicom+xml') is None
+    with pytest.raises(BadRequest, match="invalid media type"):
+        acceptable_media_types("*/*", ['multipart/related; type="application/dicom+xml'])
+
+
 # -- selection per resource category (§8.7.8.1) over HTTP -------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from ..errors import BadRequest, NotAcceptable
 from ..model import MEDIA_TYPE_ALIASES, Acceptable
 
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_PARAM = re.compile(rf'\s*;\s*({_TOKEN})\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)')
+_PARAM = re.compile(rf'\s*;\s*({_TOKEN})\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s"]*)')  # an unclosed quote fails
 _RANGE = re.compile(rf"\s*({_TOKEN})/({_TOKEN})")
 _Q = re.compile(r"^(0(\.\d{0,3})?|1(\.0{0,3})?)$")
 
@@ -147,7 +147,7 @@ def check_charset_parameter(query: list[str]) -> None:
 def check_charset(query: list[str], header: str | None) -> None:
     """Metadata is always UTF-8: accept the request only if UTF-8 is acceptable (§8.3.3.2, §8.8)."""
     check_charset_parameter(query)
-    if header is None or not header.strip():
+    if header is None or not _token_entries(header):  # absent, or nothing valid in it: no constraint
         return
     q = token_quality(header, UTF8_NAMES)
     if q is not None and q > 0:
@@ -155,25 +155,31 @@ def check_charset(query: list[str], header: str | None) -> None:
     raise NotAcceptable("metadata is served in UTF-8, which the Accept-Charset header does not accept")
 
 
+def _token_entries(header: str) -> list[tuple[str, float]]:
+    """The valid ``token[;q=x]`` entries of a list header such as Accept-Charset; invalid ones are dropped."""
+    entries = []
+    for item in split_list(header):
+        name, *params = (piece.strip() for piece in item.split(";"))
+        name = name.strip('"').lower()
+        q: float | None = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                q = float(value.strip()) if _Q.match(value.strip()) else None
+        if q is not None and re.fullmatch(_TOKEN, name):
+            entries.append((name, q))
+    return entries
+
+
 def token_quality(header: str, names: frozenset[str]) -> float | None:
     """The q of ``names`` in a token list such as Accept-Charset or Accept-Encoding (RFC 9110 §12.4.2).
 
     An entry naming one of ``names`` is more specific than ``*`` and wins over it; None when
-    neither is listed.
+    neither is listed. Invalid entries are ignored (§8.7.7).
     """
     named: float | None = None
     star: float | None = None
-    for item in split_list(header):
-        name, *params = (piece.strip() for piece in item.split(";"))
-        name = name.strip('"').lower()
-        q = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
+    for name, q in _token_entries(header):
         if name in names:
             named = q if named is None else max(named, q)
         elif name == "*":
