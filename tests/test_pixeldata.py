@@ -337,11 +337,20 @@ async def test_invalid_frame_lists_are_400(client: httpx.AsyncClient, frames: st
     assert response.status_code in ((400,) if frames else (400, 404)), response.text
 
 
-@pytest.mark.parametrize("frames", ["11", "1,11", "99999"])
+@pytest.mark.parametrize("frames", ["11", "1,11", "99999", "9999999999", "1" * 5000])
 async def test_frames_out_of_range_are_404(client: httpx.AsyncClient, frames: str) -> None:
-    """A frame beyond Number of Frames does not exist (Table 10.4.3-1: 404)."""
+    """A frame beyond Number of Frames does not exist (Table 10.4.3-1: 404), however many digits it has."""
     response = await client.get(f"{path_of('emri_small')}/frames/{frames}", headers={"Accept": MULTIPART_OCTET})
     assert response.status_code == 404
+    assert len(response.text) < 200
+
+
+async def test_leading_zeros_name_the_same_frame(client: httpx.AsyncClient) -> None:
+    url = f"{path_of('emri_small')}/frames/"
+    padded = await client.get(url + "0" * 30 + "3", headers={"Accept": MULTIPART_OCTET})
+    plain = await client.get(url + "3", headers={"Accept": MULTIPART_OCTET})
+    assert padded.status_code == 200
+    assert parse_multipart(padded)[0].content == parse_multipart(plain)[0].content
 
 
 # -- Range requests (RFC 9110 §14) on single-part bulk data ------------------------------------------------
@@ -626,7 +635,7 @@ async def test_a_transcoded_frame_honours_range_like_a_stored_one(client: httpx.
         assert ranged.content == whole.content[10:20]
 
 
-@pytest.mark.parametrize("frames", ["%C2%B2", "1" * 5000, "１"])
+@pytest.mark.parametrize("frames", ["%C2%B2", "1x" * 2500, "１"])
 async def test_hostile_frame_lists_are_400(client: httpx.AsyncClient, frames: str) -> None:
     """§10.4.1.1.6: frame numbers are ASCII digits; anything else is a bad request, never a 500."""
     response = await client.get(path_of("CT_small") + f"/frames/{frames}", headers={"Accept": "*/*"})

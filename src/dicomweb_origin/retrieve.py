@@ -549,20 +549,25 @@ def _not_acceptable_message(records: Sequence[InstanceRecord], what: str) -> str
             f" (stored as {', '.join(stored)}); see docs/conformance.md for what each resource serves")
 
 
+MAX_FRAMES_PER_REQUEST = 10_000  # frame numbers in one {frames} list (duplicates count)
+
+
 def parse_frame_list(text: str, count: int) -> list[int]:
     """1-based frame numbers (PS3.18 §10.4.1.1.6 ``{frames}``) to 0-based indexes, or 400/404."""
-    numbers: list[int] = []
-    for item in text.split(","):
-        item = item.strip()
-        if not re.fullmatch(r"[0-9]{1,9}", item):
-            raise InvalidFrameList(f"invalid frame number {item!r}: frames are 1-based integers separated by commas")
-        numbers.append(int(item))
+    items = [item.strip() for item in text.split(",")]
+    for item in items:
+        if not re.fullmatch(r"[0-9]+", item):
+            shown = item if len(item) <= 40 else item[:37] + "..."
+            raise InvalidFrameList(f"invalid frame number {shown!r}: frames are 1-based integers separated by commas")
+    # Numbers longer than any frame count are out of range as they stand: never convert a huge one.
+    numbers = [int(item) if len(item.lstrip("0")) <= 18 else count + 1 for item in items]
     if any(n < 1 for n in numbers):
         raise InvalidFrameList("frame numbers start at 1")
-    missing = [n for n in numbers if n > count]
+    missing = [item.lstrip("0")[:20] for item, n in zip(items, numbers, strict=True) if n > count]
     if missing:
         # UNVERIFIED in the standard (400 or 404): a frame beyond Number of Frames does not exist, so 404.
-        raise NotFound(f"frame(s) {', '.join(map(str, missing))} out of range: the instance has {count} frame(s)")
-    if len(numbers) > 10_000:
-        raise BadRequest("too many frames in one request")
+        listed = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise NotFound(f"frame(s) {listed} out of range: the instance has {count} frame(s)")
+    if len(numbers) > MAX_FRAMES_PER_REQUEST:
+        raise BadRequest(f"too many frames in one request (at most {MAX_FRAMES_PER_REQUEST})")
     return [n - 1 for n in numbers]
