@@ -294,3 +294,38 @@ async def test_the_size_limit_applies_to_the_decoded_body(tmp_path: Any) -> None
         response = await client.post("/dicomweb/studies", content=bomb, headers={
             "Content-Type": f"{MULTIPART_DICOM}; boundary=xx", "Content-Encoding": "gzip"})
     assert response.status_code == 413
+
+
+@pytest.mark.parametrize(("accept", "expected"), [
+    ("application/dicom+xml", "application/dicom+xml"),
+    ('multipart/related; type="application/dicom+xml"', "application/dicom+xml"),
+    ("application/dicom+json;q=0.5, application/dicom+xml", "application/dicom+xml"),
+    ("application/dicom+xml;q=0.5, application/json", "application/dicom+json"),
+    ("*/*", "application/dicom+json"),
+    (None, "application/dicom+json"),
+])
+async def test_the_response_module_in_json_or_xml(empty_client: httpx.AsyncClient, accept: str | None,
+                                                  expected: str) -> None:
+    """Table 10.5.4-1: the Store Instances Response Module as DICOM JSON (default) or Native DICOM Model XML."""
+    import xml.etree.ElementTree as ET
+
+    body, content_type = multipart([prepared_bytes("CT_small")])
+    headers = {"Content-Type": content_type} | ({"Accept": accept} if accept else {})
+    response = await empty_client.post("studies", content=body, headers=headers)
+    assert response.status_code == 200
+    assert media_params(response.headers["content-type"])[0] == expected
+    if expected == "application/dicom+xml":
+        root = ET.fromstring(response.content)
+        uid = root.find("./DicomAttribute[@tag='00081199']/Item/DicomAttribute[@tag='00081155']/Value")
+        assert uid is not None and uid.text == uids("CT_small").instance
+    else:
+        assert _value(referenced(response.json())[0][SOP_INSTANCE]) == uids("CT_small").instance
+
+
+async def test_a_malformed_content_type_is_400_and_a_missing_one_415(empty_client: httpx.AsyncClient) -> None:
+    repeated = await empty_client.post("studies", content=b"x", headers={
+        "Content-Type": f"{MULTIPART_DICOM}; boundary=a; boundary=b"})
+    assert repeated.status_code == 400
+    assert "malformed Content-Type" in repeated.text
+    missing = await empty_client.post("studies", content=b"x")
+    assert missing.status_code == 415

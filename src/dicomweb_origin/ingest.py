@@ -18,6 +18,7 @@ from typing import BinaryIO
 import orjson
 
 from .dicom import metadata, reader
+from .dicom.xml import json_to_xml
 from .errors import IngestError, NotDicom
 from .model import InstanceRecord, StoredInstance, is_valid_uid, transfer_syntax
 from .settings import Settings
@@ -223,6 +224,13 @@ def store_response(results: list[StoreResult], root: str, study_uid: str | None)
     if not failed:
         return 200, response
     return (202 if stored else 409), response
+
+
+def render_store_response(module: dict[str, object], xml: bool) -> tuple[bytes, str]:
+    """The response module as a body and its media type: DICOM JSON (the default) or Native XML (§10.5.4)."""
+    if xml:
+        return json_to_xml(module), "application/dicom+xml"
+    return orjson.dumps(module), "application/dicom+json"
 
 
 def _reference(result: StoreResult) -> dict[str, object]:

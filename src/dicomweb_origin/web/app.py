@@ -37,7 +37,10 @@ async def dicomweb_error(request: Request, exc: Exception) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     message = "no such resource" if exc.status_code == 404 else exc.detail
-    return PlainTextResponse(f"{exc.status_code} {message}\n", status_code=exc.status_code, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405 and "Allow" in headers:  # every DICOMweb path also answers OPTIONS (Capabilities)
+        headers["Allow"] += ", OPTIONS"
+    return PlainTextResponse(f"{exc.status_code} {message}\n", status_code=exc.status_code, headers=headers)
 
 
 async def client_disconnect(request: Request, exc: Exception) -> Response:

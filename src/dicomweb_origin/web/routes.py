@@ -10,14 +10,13 @@ import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from ..errors import BadRequest, DicomWebError, PayloadTooLarge, UnsupportedMediaType
-from ..ingest import Ingest, Outcome, StoreResult, store_response
+from ..ingest import Ingest, Outcome, StoreResult, render_store_response, store_response
 from ..retrieve import Payload, Retrieve, Target
 from ..settings import Settings
 from . import multipart
@@ -179,9 +178,12 @@ class Endpoints:
     async def store(self, request: Request) -> Response:
         study = request.path_params.get("study")
         study_uid = Target.parse(study).study_uid if study is not None else None
-        parsed = parse_media_range(request.headers.get("content-type", ""))
-        if parsed is None:
+        content_type = request.headers.get("content-type", "")
+        parsed = parse_media_range(content_type)
+        if not content_type.strip():
             raise UnsupportedMediaType("a STOW-RS request needs a Content-Type")
+        if parsed is None:
+            raise BadRequest(f"malformed Content-Type {content_type[:200]!r} (e.g. a repeated parameter)")
         media_type, params = parsed
         if media_type != "multipart/related" or params.get("type", "application/dicom").lower() != "application/dicom":
             raise UnsupportedMediaType(
@@ -220,7 +222,8 @@ class Endpoints:
         if reasons:
             text = "; ".join(reasons)[:2000].replace('"', "'")
             headers["Warning"] = f'299 dicomweb-origin "{text}"'
-        return Response(orjson.dumps(body), status, headers, media_type="application/dicom+json")
+        data, media_type = render_store_response(body, _prefers_xml(header_field(request.headers, "accept")))
+        return Response(data, status, headers, media_type=media_type)
 
     def _store_parts(self, spool: Any, boundary: str, study_uid: str | None) -> list[StoreResult]:
         spool.flush()
@@ -260,6 +263,19 @@ def _produce_ahead(retrieve: Retrieve, payload: Payload) -> None:
         produced += part.length or 0
     if not payload.parts and error is not None:
         raise error
+
+
+def _prefers_xml(accept: str | None) -> bool:
+    """Whether a STOW client ranks ``application/dicom+xml`` above DICOM JSON (Table 10.5.4-1).
+
+    JSON is the default: without an Accept header (dicomweb-client sends none), or when neither
+    type is named, the response is JSON rather than a 406 for a store that has already happened.
+    """
+    for acceptable in acceptable_media_types(accept or "*/*", []):  # best first
+        if acceptable.q > 0 and acceptable.media_type in ("application/dicom+xml", "application/dicom+json",
+                                                          "application/json"):
+            return acceptable.media_type == "application/dicom+xml"
+    return False
 
 
 def _content_decoder(coding: str | None) -> Any:
