@@ -445,16 +445,18 @@ def decode_frame(
 
 
 def _decode_j2k_grey(data: bytes, uid: str, pixel: PixelDescription) -> Array | None:
-    """Decode greyscale JPEG 2000 with imagecodecs, which releases the GIL while it works.
+    """Decode greyscale JPEG 2000 and HTJ2K with imagecodecs, which releases the GIL while it works.
 
-    pydicom's plugins hold the GIL for a whole decode, stalling every other request; this path is
-    taken only when its result is unambiguous (shape, width and signedness as the dataset says),
-    otherwise pydicom's decoder (with its sign corrections) does the work.
+    pydicom's plugin (pylibjpeg-openjpeg) holds the GIL for a whole decode and runs one decode at a
+    time (see ``_codec_lock``), stalling every other request; this path is taken only when its result
+    is unambiguous (shape, width and signedness as the dataset says), otherwise pydicom's decoder
+    (with its sign corrections) does the work. HTJ2K goes through OpenJPH, the library that encodes it.
     """
-    if uid not in _J2K_FAST or pixel.samples_per_pixel != 1 or pixel.bits_allocated not in (8, 16):
+    decoder = _J2K_FAST.get(uid)
+    if decoder is None or pixel.samples_per_pixel != 1 or pixel.bits_allocated not in (8, 16):
         return None
     try:
-        arr = _imagecodecs().jpeg2k_decode(data)
+        arr = getattr(_imagecodecs(), decoder)(data)
     except Exception:
         return None
     signed = arr.dtype.kind == "i"
@@ -465,7 +467,8 @@ def _decode_j2k_grey(data: bytes, uid: str, pixel: PixelDescription) -> Array | 
     return cast(Array, arr)
 
 
-_J2K_FAST = frozenset({"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"})
+_J2K_FAST = {J2K_LOSSLESS: "jpeg2k_decode", J2K: "jpeg2k_decode",
+             HTJ2K_LOSSLESS: "htj2k_decode", HTJ2K_RPCL: "htj2k_decode", HTJ2K: "htj2k_decode"}
 
 
 def encode_frame(
