@@ -329,3 +329,33 @@ async def test_a_malformed_content_type_is_400_and_a_missing_one_415(empty_clien
     assert "malformed Content-Type" in repeated.text
     missing = await empty_client.post("studies", content=b"x")
     assert missing.status_code == 415
+
+
+async def test_a_body_that_stops_arriving_is_408(tmp_path: Any) -> None:
+    """A client that declares a body and then sends nothing does not hold a worker forever."""
+    import anyio
+
+    from dicomweb_origin.app import build_app
+    from dicomweb_origin.settings import Settings
+
+    app = build_app(Settings(data_dir=tmp_path / "data", body_idle_seconds=0.2))
+    first = [{"type": "http.request", "body": b"--xx\r\n", "more_body": True}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if first:
+            return first.pop()
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/dicomweb/studies", "raw_path": b"/dicomweb/studies", "query_string": b"", "root_path": "",
+             "server": ("127.0.0.1", 8080), "client": ("127.0.0.1", 50000),
+             "headers": [(b"host", b"127.0.0.1:8080"), (b"content-length", b"100000"),
+                         (b"content-type", b'multipart/related; type="application/dicom"; boundary=xx')]}
+    with anyio.fail_after(10):
+        await app(scope, receive, send)
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 408

@@ -8,6 +8,7 @@ Table 10.4.3-1). Nothing below ``web/`` knows about HTTP objects.
      │    └── InvalidFrameList (400) frame numbers not 1-based ascending integers
      ├── NotFound (404)              unknown study / series / instance / frame / bulk data
      ├── NotAcceptable (406)         none of the Acceptable Media Types can be served
+     ├── RequestTimeout (408)        STOW: the request body stopped arriving
      ├── Conflict (409)              STOW: well-formed but conflicting (e.g. study UID mismatch)
      ├── Gone (410)                  known to have been deleted
      ├── PayloadTooLarge (413)       request or response too large for this server
@@ -43,6 +44,10 @@ class NotFound(DicomWebError):
 
 class NotAcceptable(DicomWebError):
     status = 406
+
+
+class RequestTimeout(DicomWebError):
+    status = 408
 
 
 class Conflict(DicomWebError):

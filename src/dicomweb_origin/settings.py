@@ -16,6 +16,7 @@ class Settings:
     bulk_threshold: int = 1024  # binary values longer than this become BulkDataURIs (bytes)
     frame_cache_bytes: int = 256 << 20  # bounded LRU of transcoded frames
     max_request_bytes: int = 4 << 30  # STOW request bodies above this get 413
+    body_idle_seconds: float = 60.0  # a STOW body that sends nothing for this long gets 408
     cors_origins: tuple[str, ...] = field(default=())
     gzip_min_bytes: int = 1024
 

@@ -7,15 +7,16 @@ import logging
 import re
 import tempfile
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import anyio
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from ..errors import BadRequest, DicomWebError, PayloadTooLarge, UnsupportedMediaType
+from ..errors import BadRequest, DicomWebError, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from ..ingest import Ingest, Outcome, StoreResult, render_store_response, store_response
 from ..retrieve import Payload, Retrieve, Target
 from ..settings import Settings
@@ -200,7 +201,7 @@ class Endpoints:
         spool = tempfile.TemporaryFile()  # noqa: SIM115
         try:
             size = 0
-            async for chunk in request.stream():
+            async for chunk in _body(request, self.settings.body_idle_seconds):
                 if inflate is not None:  # the limit applies to the decoded body: no zip bombs
                     try:
                         chunk = inflate.decompress(chunk, self.settings.max_request_bytes + 1 - size)
@@ -263,6 +264,20 @@ def _produce_ahead(retrieve: Retrieve, payload: Payload) -> None:
         produced += part.length or 0
     if not payload.parts and error is not None:
         raise error
+
+
+async def _body(request: Request, idle_seconds: float) -> AsyncIterator[bytes]:
+    """The request body as it arrives; a client that stalls for ``idle_seconds`` is cut off with 408."""
+    stream = request.stream()
+    while True:
+        try:
+            with anyio.fail_after(idle_seconds):
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise RequestTimeout(f"no part of the request body arrived for {idle_seconds:g} s") from None
+        yield chunk
 
 
 def _prefers_xml(accept: str | None) -> bool:
