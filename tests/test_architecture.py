@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "dicomweb_origin"
 # module prefix -> imports it must never make (package-relative names or third-party roots)
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "model": ("pydicom", "numpy", "starlette", *(f"dicomweb_origin.{m}" for m in (
-        "storage", "dicom", "web", "ingest", "retrieve", "search", "settings", "framecache"))),
+        "storage", "dicom", "web", "ingest", "retrieve", "search", "settings", "cache"))),
     "errors": ("dicomweb_origin.", "pydicom", "numpy", "starlette"),
     "settings": ("dicomweb_origin.", "pydicom", "numpy", "starlette"),
     "storage": ("pydicom", "numpy", "starlette", "dicomweb_origin.web", "dicomweb_origin.dicom",

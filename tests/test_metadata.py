@@ -403,3 +403,21 @@ async def test_repeated_accept_lines_are_one_list(client: httpx.AsyncClient, lin
     headers = [("Accept", line) for line in lines]
     response = await client.get(f"{path_of('CT_small')}/metadata", headers=headers)
     assert response.status_code == status
+
+
+async def test_gzip_is_computed_once_per_representation(client: httpx.AsyncClient, archive: LoadedArchive) -> None:
+    """Metadata never changes for an ETag: its gzip body is kept and served again, byte for byte."""
+    cache = archive.app.state.gzip_cache
+    url = f"{path_of('emri_small', 'series')}/metadata"
+    headers = {"Accept": DICOM_JSON, "Accept-Encoding": "gzip"}
+    bodies = []
+    for _ in range(2):
+        async with client.stream("GET", url, headers=headers) as raw:
+            assert raw.headers["content-encoding"] == "gzip"
+            bodies.append(b"".join([chunk async for chunk in raw.aiter_raw()]))
+    hits = cache.hits
+    async with client.stream("GET", url, headers=headers) as raw:
+        third = b"".join([chunk async for chunk in raw.aiter_raw()])
+    assert cache.hits == hits + 1
+    assert bodies[0] == bodies[1] == third
+    assert json.loads(gzip.decompress(third)) == (await client.get(url, headers={"Accept": DICOM_JSON})).json()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
-from .framecache import FrameCache
+from .cache import BytesCache
 from .ingest import Ingest
 from .retrieve import Retrieve
 from .search import Search
@@ -25,7 +25,7 @@ class Archive:
         self.index = SqliteIndex(settings.index_path)
         self.blobs = FileBlobStore(settings.blob_dir)
         self.ingest = Ingest(self.index, self.blobs, settings)
-        self.retrieve = Retrieve(self.index, self.blobs, FrameCache(settings.frame_cache_bytes))
+        self.retrieve = Retrieve(self.index, self.blobs, BytesCache(settings.frame_cache_bytes))
         self.search = Search(self.index)
 
     def is_empty(self) -> bool:

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field, replace
 
 import orjson
 
+from .cache import BytesCache
 from .dicom import metadata as dicom_metadata
 from .dicom import transcode
 from .dicom.xml import json_to_xml
 from .errors import BadRequest, DicomWebError, InvalidFrameList, NotAcceptable, NotFound
-from .framecache import FrameCache
 from .model import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_LE,
@@ -102,7 +102,7 @@ def _with_syntax(media_type: str, syntax: str) -> str:
 class Retrieve:
     """Answers every Retrieve resource from the index and the blob store."""
 
-    def __init__(self, index: Index, blobs: BlobStore, frame_cache: FrameCache, workers: int | None = None) -> None:
+    def __init__(self, index: Index, blobs: BlobStore, frame_cache: BytesCache, workers: int | None = None) -> None:
         self.index = index
         self.blobs = blobs
         self.cache = frame_cache

@@ -19,6 +19,7 @@ class Settings:
     body_idle_seconds: float = 60.0  # a STOW body that sends nothing for this long gets 408
     cors_origins: tuple[str, ...] = field(default=())
     gzip_min_bytes: int = 1024
+    gzip_cache_bytes: int = 64 << 20  # bounded LRU of gzip-compressed metadata and search bodies
 
     @property
     def index_path(self) -> Path:

@@ -73,9 +73,11 @@ def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Set
     mounts = capabilities_mount(settings.root_path, search_routes(search, endpoints) + routes(endpoints), endpoints)
     if viewer_dir is not None:  # after the DICOMweb root: the viewer answers every other path
         mounts.append(Mount("", app=Viewer(viewer_dir, settings)))
-    return Starlette(
+    app = Starlette(
         routes=mounts,
         middleware=middleware,
         exception_handlers={DicomWebError: dicomweb_error, HTTPException: http_error, ClientDisconnect: client_disconnect,
                             Exception: unexpected_error},
     )
+    app.state.gzip_cache = endpoints.compressed  # observable: its hits and size
+    return app

@@ -1,4 +1,4 @@
-"""A bounded LRU of transcoded frames, so a viewer scrolling a series twice pays once."""
+"""A bounded LRU of bytes (transcoded frames, compressed bodies): what one request made, the next reuses."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
 
-class FrameCache:
+class BytesCache:
     """Thread-safe LRU bounded by the total size of its values, in bytes."""
 
     def __init__(self, max_bytes: int) -> None:

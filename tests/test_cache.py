@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
-from dicomweb_origin.framecache import FrameCache
+from dicomweb_origin.cache import BytesCache
 
 
 def test_the_cache_is_bounded_by_bytes_and_evicts_the_least_recently_used() -> None:
-    cache = FrameCache(max_bytes=30)
+    cache = BytesCache(max_bytes=30)
     cache.put("a", b"x" * 10)
     cache.put("b", b"x" * 10)
     cache.put("c", b"x" * 10)
@@ -22,7 +22,7 @@ def test_the_cache_is_bounded_by_bytes_and_evicts_the_least_recently_used() -> N
 
 
 def test_concurrent_requests_for_one_frame_transcode_it_once() -> None:
-    cache = FrameCache(max_bytes=1 << 20)
+    cache = BytesCache(max_bytes=1 << 20)
     calls = []
 
     def make() -> bytes:
@@ -41,7 +41,7 @@ def test_concurrent_requests_for_one_frame_transcode_it_once() -> None:
 
 
 def test_a_failed_transcode_does_not_block_the_next_request() -> None:
-    cache = FrameCache(max_bytes=1 << 20)
+    cache = BytesCache(max_bytes=1 << 20)
 
     def failing() -> bytes:
         raise ValueError("corrupt")
