@@ -12,6 +12,8 @@ import dataclasses
 import enum
 import hashlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -72,7 +74,8 @@ class Ingest:
                                failure_reason=PROCESSING_FAILURE)
 
     def _store(self, source: BinaryIO, study_uid: str | None) -> StoreResult:
-        parsed = reader.parse(source, self.settings.bulk_threshold)
+        with _reading():
+            parsed = reader.parse(source, self.settings.bulk_threshold)
         try:
             return self._store_parsed(parsed, study_uid)
         finally:
@@ -81,12 +84,13 @@ class Ingest:
 
     def _store_parsed(self, parsed: reader.ParsedFile, study_uid: str | None) -> StoreResult:
         ds = parsed.dataset
-        sop_class = str(ds.get("SOPClassUID", "")).strip()
-        uids = {
-            "SOP Instance": str(ds.get("SOPInstanceUID", "")).strip("\0 "),
-            "Study Instance": str(ds.get("StudyInstanceUID", "")).strip("\0 "),
-            "Series Instance": str(ds.get("SeriesInstanceUID", "")).strip("\0 "),
-        }
+        with _reading():  # pydicom converts values when they are first read
+            sop_class = str(ds.get("SOPClassUID", "")).strip()
+            uids = {
+                "SOP Instance": str(ds.get("SOPInstanceUID", "")).strip("\0 "),
+                "Study Instance": str(ds.get("StudyInstanceUID", "")).strip("\0 "),
+                "Series Instance": str(ds.get("SeriesInstanceUID", "")).strip("\0 "),
+            }
         instance_uid = uids["SOP Instance"]
         for what, uid in uids.items():
             if not is_valid_uid(uid):
@@ -99,13 +103,14 @@ class Ingest:
         existing = self.index.get(instance_uid)
         if existing is not None:
             return self._already(existing, _digest(parsed.stream), sop_class)
-        unstored = self._record(parsed, uids, sop_class)
         # Everything that can fail on the content is done before a byte is written.
-        body = metadata.instance_json(
-            ds, unstored.path, parsed.bulk, parsed.pixel_path, parsed.pixel_vr,
-            unstored.transfer_syntax_uid, self.settings.bulk_threshold,
-        )
-        encoded = orjson.dumps(body)
+        with _reading():
+            unstored = self._record(parsed, uids, sop_class)
+            body = metadata.instance_json(
+                ds, unstored.path, parsed.bulk, parsed.pixel_path, parsed.pixel_vr,
+                unstored.transfer_syntax_uid, self.settings.bulk_threshold,
+            )
+            encoded = orjson.dumps(body)
         parsed.stream.seek(0)  # reading deferred values for the metadata moved it
         try:
             info = self.blobs.put(parsed.stream, f"{uids['Study Instance']}/{uids['Series Instance']}/{instance_uid}")
@@ -178,6 +183,22 @@ class Ingest:
     def _failed(reason: str, code: int, sop_class: str | None, instance_uid: str | None) -> StoreResult:
         return StoreResult(Outcome.FAILED, sop_class or None, instance_uid or None, reason=one_line(reason),
                            failure_reason=code)
+
+
+@contextmanager
+def _reading() -> Iterator[None]:
+    """Failures while reading an instance's content are the content's: refused as such (0xC000).
+
+    pydicom raises many types on broken input (zlib errors in a Deflate stream, unknown VRs,
+    missing tags); none of them is a failure of this server, and none needs a traceback in its log.
+    """
+    try:
+        yield
+    except IngestError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever pydicom or zlib raise on a broken file
+        log.info("cannot read an instance: %s: %s", type(exc).__name__, exc)
+        raise IngestError(f"cannot read the file: {exc}") from exc
 
 
 def one_line(text: str, limit: int = 300) -> str:

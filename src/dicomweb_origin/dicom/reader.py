@@ -90,6 +90,12 @@ def parse(source: BinaryIO, threshold: int) -> ParsedFile:
             raise IngestError("the dataset has no SOP Class UID / SOP Instance UID (truncated or incomplete?)")
         raise NotDicom("not DICOM: no SOP Class UID / SOP Instance UID")
     meta = getattr(dataset, "file_meta", None)
+    if meta is not None:
+        try:  # File Meta values are read lazily: a broken one would fail every later rewrite of the file
+            for element in meta:
+                _ = element.value
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many types on a broken value
+            raise IngestError(f"broken File Meta Information: {exc}") from exc
     source_ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
     if source_ts != DEFLATED_EXPLICIT_VR_LE:  # a truncated deflate stream fails in zlib instead
         implicit, little = dataset.original_encoding

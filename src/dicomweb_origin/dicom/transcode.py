@@ -296,7 +296,16 @@ def _name(uid: str) -> str:
     return ts.name if ts else uid
 
 
-def _message(exc: Exception) -> str:
+def _codec_failure(exc: BaseException) -> bool:
+    """Whether a codec's exception means "this data cannot be coded" rather than "stop".
+
+    Codecs written in Rust (pylibjpeg-rle, through pyo3) turn a panic on malformed data into
+    ``PanicException``, which derives from BaseException so that ``except Exception`` misses it.
+    """
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
+def _message(exc: BaseException) -> str:
     """Return a codec exception as one short line (pydicom lists every plugin's failure)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     text = lines[-1] if lines else type(exc).__name__
@@ -439,7 +448,9 @@ def decode_frame(
     try:
         with _codec_lock(uid):
             arr, properties = decoder.as_array(src, index=0, raw=_raw(uid), **options)
-    except Exception as exc:
+    except BaseException as exc:
+        if not _codec_failure(exc):
+            raise
         raise DecodeError(f"cannot decode frame: {_message(exc)}") from exc
     return _decoded(arr, properties, pixel)
 
@@ -490,7 +501,9 @@ def encode_frame(
     pi = _bitstream_pi(codec, pixel) if uid not in NATIVE_SYNTAXES else pixel.photometric_interpretation
     try:
         data = codec.encode(array, pixel, pi)
-    except Exception as exc:
+    except BaseException as exc:
+        if not _codec_failure(exc):
+            raise
         raise NotAcceptable(f"cannot encode {_describe(pixel)} as {_name(uid)}: {_message(exc)}") from exc
     described = replace(pixel, photometric_interpretation=pi, planar_configuration=0, number_of_frames=1)
     if codec.lossy_method is None:
@@ -613,7 +626,22 @@ def _read(src: bytes | BinaryIO) -> tuple[bytes, Dataset]:
 
 
 def transcode_instance(src: bytes | BinaryIO, dst_uid: str) -> bytes:
-    """Rewrite a Part 10 instance in ``dst_uid``, updating File Meta, pixels and lossy attributes."""
+    """Rewrite a Part 10 instance in ``dst_uid``, updating File Meta, pixels and lossy attributes.
+
+    A stored object that pydicom cannot handle on the way (a broken value read only now) is a
+    DecodeError for this request, like pixel data that does not decode.
+    """
+    try:
+        return _transcode_instance(src, dst_uid)
+    except (DecodeError, NotAcceptable):
+        raise
+    except BaseException as exc:
+        if not _codec_failure(exc):
+            raise
+        raise DecodeError(f"cannot transcode the instance: {_message(exc)}") from exc
+
+
+def _transcode_instance(src: bytes | BinaryIO, dst_uid: str) -> bytes:
     raw, ds = _read(src)
     meta = ds.file_meta if isinstance(getattr(ds, "file_meta", None), FileMetaDataset) else FileMetaDataset()
     implicit = ds.original_encoding[0]
