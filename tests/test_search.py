@@ -604,11 +604,15 @@ async def test_ohif_series_and_first_instance(client: httpx.AsyncClient) -> None
         results = response.json()
         assert values(results, "0020000E") == [uid("X", 1), uid("X", 2)]
         assert all("00080021" in r and "0008103E" in r for r in results)
+    bodies = []
     for accept in ("multipart/related; type=application/octet-stream; transfer-syntax=*",
                    'multipart/related; type="application/octet-stream"; transfer-syntax="*"'):
         frames = await client.get(f"studies/{study}/series/{series}/instances/{uid('X', 1, 1)}/frames/1",
                                   headers={"Accept": accept})
         assert frames.status_code == 200, accept
+        assert frames.headers["content-type"].startswith('multipart/related; type="application/octet-stream"')
+        bodies.append(frames.content)
+    assert bodies[0] == bodies[1]  # the same representation, quoted or not
     response = await client.get(f"studies/{study}/series/{series}/instances?limit=1&includefield=00080018",
                                 headers=OHIF)
     (first,) = response.json()
