@@ -136,9 +136,11 @@ def _start_problem(fp: BinaryIO, start: int) -> str | None:
     head = fp.read(12)
     group = int.from_bytes(head[:2], "little")
     if group == 0x0002 and head[2:4] == b"\x00\x00" and head[4:6] == b"UL":
-        # Explicit VR (0002,0000) File Meta Information Group Length: the data set follows the group.
-        fp.seek(start + 12 + int.from_bytes(head[8:12], "little"))
-        if fp.read(2) == b"\x00\x00":
+        # Explicit VR (0002,0000) File Meta Information Group Length: the data set follows the group
+        # (unless it is deflated, when its first bytes are compressed data).
+        length = int.from_bytes(head[8:12], "little")
+        meta = fp.read(length) if length <= 1 << 16 else b""  # a real File Meta group is small
+        if meta and DEFLATED_EXPLICIT_VR_LE.encode() not in meta and fp.read(2) == b"\x00\x00":
             return "the data set begins with Command (0000,eeee) elements: not a stored instance"
     elif group not in (0x0002, 0x0008) and head[:2] != b"\x00\x08":  # 0008 big endian
         return "the data begins with neither File Meta Information (0002) nor group 0008"
