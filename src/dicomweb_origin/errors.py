@@ -5,7 +5,7 @@ Table 10.4.3-1). Nothing below ``web/`` knows about HTTP objects.
 
     DicomWebError (500)
      ├── BadRequest (400)            malformed UID, parameter or header value
-     │    └── InvalidFrameList (400) frame numbers not 1-based ascending integers
+     │    └── InvalidFrameList (400) frame numbers not 1-based integers
      ├── NotFound (404)              unknown study / series / instance / frame / bulk data
      ├── NotAcceptable (406)         none of the Acceptable Media Types can be served
      ├── RequestTimeout (408)        STOW: the request body stopped arriving

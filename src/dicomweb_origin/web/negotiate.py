@@ -7,7 +7,8 @@ the stored data is the use case's job, since it depends on what each instance ca
 from __future__ import annotations
 
 import re
-from typing import Any
+
+from starlette.datastructures import Headers
 
 from ..errors import BadRequest, NotAcceptable
 from ..model import MEDIA_TYPE_ALIASES, Acceptable
@@ -129,7 +130,7 @@ def acceptable_media_types(header: str | None, query: list[str]) -> list[Accepta
     return ordered
 
 
-def header_field(headers: Any, name: str) -> str | None:
+def header_field(headers: Headers, name: str) -> str | None:
     """A list-valued request header, its repeated lines joined with commas (RFC 9110 §5.3); None if absent."""
     lines = headers.getlist(name)
     return ", ".join(lines) if lines else None
