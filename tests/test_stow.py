@@ -230,6 +230,15 @@ async def test_a_chunked_request_over_the_limit_is_413_too(tmp_path: Any) -> Non
     assert response.status_code == 413
 
 
+def _stow_scope() -> dict[str, Any]:
+    """The ASGI scope of a STOW request that declares 100,000 bytes of body (for raw ASGI calls)."""
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+            "path": "/dicomweb/studies", "raw_path": b"/dicomweb/studies", "query_string": b"", "root_path": "",
+            "server": ("127.0.0.1", 8080), "client": ("127.0.0.1", 50000),
+            "headers": [(b"host", b"127.0.0.1:8080"), (b"content-length", b"100000"),
+                        (b"content-type", b'multipart/related; type="application/dicom"; boundary=xx')]}
+
+
 async def test_a_client_that_disconnects_mid_upload_is_not_an_error(empty_archive: LoadedArchive) -> None:
     """The upload ends early: the server logs it and moves on; no exception escapes to the ASGI server."""
     body = b'--xx\r\nContent-Type: application/dicom\r\n\r\n' + prepared_bytes("CT_small")[:1000]
@@ -242,11 +251,7 @@ async def test_a_client_that_disconnects_mid_upload_is_not_an_error(empty_archiv
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": "/dicomweb/studies", "raw_path": b"/dicomweb/studies", "query_string": b"", "root_path": "",
-             "server": ("127.0.0.1", 8080), "client": ("127.0.0.1", 50000),
-             "headers": [(b"host", b"127.0.0.1:8080"), (b"content-length", b"100000"),
-                         (b"content-type", b'multipart/related; type="application/dicom"; boundary=xx')]}
+    scope = _stow_scope()
     await empty_archive.app(scope, receive, send)  # raised ClientDisconnect before
     assert empty_archive.index.count() == 0
 
@@ -351,11 +356,7 @@ async def test_a_body_that_stops_arriving_is_408(tmp_path: Any) -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": "/dicomweb/studies", "raw_path": b"/dicomweb/studies", "query_string": b"", "root_path": "",
-             "server": ("127.0.0.1", 8080), "client": ("127.0.0.1", 50000),
-             "headers": [(b"host", b"127.0.0.1:8080"), (b"content-length", b"100000"),
-                         (b"content-type", b'multipart/related; type="application/dicom"; boundary=xx')]}
+    scope = _stow_scope()
     with anyio.fail_after(10):
         await app(scope, receive, send)
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 408
