@@ -360,3 +360,50 @@ async def test_a_body_that_stops_arriving_is_408(tmp_path: Any) -> None:
     with anyio.fail_after(10):
         await app(scope, receive, send)
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 408
+
+
+async def test_several_gzip_members_are_one_body(empty_client: httpx.AsyncClient) -> None:
+    """RFC 1952 §2.2: a gzip file may be several members one after another."""
+    import gzip
+
+    body, content_type = multipart([prepared_bytes("CT_small")])
+    half = len(body) // 2
+    packed = gzip.compress(body[:half]) + gzip.compress(body[half:])
+    response = await empty_client.post("studies", content=packed, headers={
+        "Content-Type": content_type, "Content-Encoding": "gzip"})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+async def test_data_after_the_compressed_stream_is_refused(tmp_path: Any, coding: str) -> None:
+    """Bytes after the end of the stream are not silently buffered: 400, whatever their size."""
+    import zlib
+
+    from dicomweb_origin.app import build_app
+    from dicomweb_origin.settings import Settings
+
+    body, content_type = multipart([prepared_bytes("CT_small")])
+    packer = zlib.compressobj(wbits=31 if coding == "gzip" else 15)
+    packed = packer.compress(body) + packer.flush() + bytes(4 << 20)
+
+    async def chunks() -> Any:  # chunked: no Content-Length to refuse it early
+        for start in range(0, len(packed), 65536):
+            yield packed[start:start + 65536]
+
+    app = build_app(Settings(data_dir=tmp_path / "data", max_request_bytes=1 << 20))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+        response = await client.post("/dicomweb/studies", content=chunks(), headers={
+            "Content-Type": content_type, "Content-Encoding": coding})
+    assert response.status_code == 400
+    assert app.state.archive.index.count() == 0
+
+
+@pytest.mark.parametrize("accept", ["application/dicom+json, text/html", ", ".join(["image/jpeg"] * 100)])
+async def test_an_accept_header_that_retrieve_would_refuse_gets_the_default_response(
+        empty_client: httpx.AsyncClient, accept: str) -> None:
+    """The instances are stored before the response is chosen: an odd Accept cannot turn that into an error."""
+    body, content_type = multipart([prepared_bytes("CT_small")])
+    response = await empty_client.post("studies", content=body, headers={"Content-Type": content_type,
+                                                                         "Accept": accept})
+    assert response.status_code == 200
+    assert media_params(response.headers["content-type"])[0] == "application/dicom+json"

@@ -6,7 +6,6 @@ import gzip
 import logging
 import re
 import tempfile
-import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -22,6 +21,7 @@ from ..ingest import Ingest, Outcome, StoreResult, render_store_response, store_
 from ..retrieve import Payload, Retrieve, Target
 from ..settings import Settings
 from . import multipart
+from .encoding import ContentDecoder, content_decoder
 from .negotiate import (
     acceptable_media_types,
     check_charset,
@@ -203,23 +203,14 @@ class Endpoints:
         if declared.isdigit() and int(declared) > self.settings.max_request_bytes:
             raise PayloadTooLarge(f"the request declares {declared} bytes; this server takes at most"
                                   f" {self.settings.max_request_bytes}")
-        inflate = _content_decoder(request.headers.get("content-encoding"))
+        decoder = content_decoder(request.headers.get("content-encoding"))
         spool = tempfile.TemporaryFile()  # noqa: SIM115
         try:
             size = 0
             async for chunk in _body(request, self.settings.body_idle_seconds):
-                if inflate is not None:  # the limit applies to the decoded body: no zip bombs
-                    try:
-                        chunk = inflate.decompress(chunk, self.settings.max_request_bytes + 1 - size)
-                    except zlib.error as exc:
-                        raise BadRequest(f"the request body is not valid {request.headers['content-encoding']}"
-                                         f" data: {exc}") from exc
-                size += len(chunk)
-                if size > self.settings.max_request_bytes:
-                    raise PayloadTooLarge(f"the request exceeds {self.settings.max_request_bytes} bytes")
-                await run_in_threadpool(spool.write, chunk)
-            if inflate is not None and not inflate.eof:
-                raise BadRequest("the compressed request body ends before its compressed stream does")
+                size = await run_in_threadpool(self._spool, spool, decoder, chunk, size)
+            if decoder is not None:
+                decoder.finish()
             results = await run_in_threadpool(self._store_parts, spool, boundary, study_uid)
         finally:
             spool.close()
@@ -231,6 +222,18 @@ class Endpoints:
             headers["Warning"] = f'299 dicomweb-origin "{text}"'
         data, media_type = render_store_response(body, _prefers_xml(header_field(request.headers, "accept")))
         return Response(data, status, headers, media_type=media_type)
+
+    def _spool(self, spool: Any, decoder: ContentDecoder | None, chunk: bytes, size: int) -> int:
+        """Append one chunk of the body, decoded, to the spool; return the decoded size so far.
+
+        The limit applies to the decoded body, piece by piece: a zip bomb is a 413, not a full disk.
+        """
+        for piece in decoder.feed(chunk) if decoder is not None else (chunk,):
+            size += len(piece)
+            if size > self.settings.max_request_bytes:
+                raise PayloadTooLarge(f"the request exceeds {self.settings.max_request_bytes} bytes")
+            spool.write(piece)
+        return size
 
     def _store_parts(self, spool: Any, boundary: str, study_uid: str | None) -> list[StoreResult]:
         spool.flush()
@@ -292,23 +295,15 @@ def _prefers_xml(accept: str | None) -> bool:
     JSON is the default: without an Accept header (dicomweb-client sends none), or when neither
     type is named, the response is JSON rather than a 406 for a store that has already happened.
     """
-    for acceptable in acceptable_media_types(accept or "*/*", []):  # best first
+    try:
+        ranked = acceptable_media_types(accept or "*/*", [])  # best first
+    except DicomWebError:
+        return False  # the instances are stored already: an odd Accept gets the default, not an error
+    for acceptable in ranked:
         if acceptable.q > 0 and acceptable.media_type in ("application/dicom+xml", "application/dicom+json",
                                                           "application/json"):
             return acceptable.media_type == "application/dicom+xml"
     return False
-
-
-def _content_decoder(coding: str | None) -> Any:
-    """A decompressor for a STOW request's Content-Encoding (§8.4.3: gzip and deflate), None for identity."""
-    name = (coding or "identity").strip().lower()
-    if name in ("", "identity"):
-        return None
-    if name in ("gzip", "x-gzip"):
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if name == "deflate":
-        return zlib.decompressobj()
-    raise UnsupportedMediaType(f"Content-Encoding {name!r} is not supported: send identity, gzip or deflate")
 
 
 def _etag_match(header: str | None, etag: str) -> str | None:
