@@ -221,6 +221,33 @@ async def test_bulkdata_items_no_acceptable_type_can_carry_are_left_out_with_206
         "image/jp2", "application/octet-stream"]
 
 
+async def test_pixeldata_of_instances_no_acceptable_type_can_carry_is_206(empty_archive: LoadedArchive,
+                                                                          empty_client: httpx.AsyncClient) -> None:
+    """Table 10.4.3-1: a series whose instances are only partly representable is 206 with a Warning.
+
+    JPEG baseline holds 8-bit samples: the 8-bit copy of CT_small is encoded, the 16-bit original is left out.
+    """
+    from pydicom.uid import generate_uid
+
+    ingest = empty_archive.app.state.archive.ingest
+    original = read_dicom(prepared_bytes("CT_small"))
+    eight = read_dicom(prepared_bytes("CT_small"))
+    eight.SOPInstanceUID = eight.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    eight.BitsAllocated, eight.BitsStored, eight.HighBit, eight.PixelRepresentation = 8, 8, 7, 0
+    eight.PixelData = (original.pixel_array.astype("i4") - original.pixel_array.min()).clip(0, 255).astype("u1").tobytes()
+    for ds in (original, eight):
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        assert ingest.store(io.BytesIO(buffer.getvalue())).record is not None
+    series = f"studies/{original.StudyInstanceUID}/series/{original.SeriesInstanceUID}/pixeldata"
+    response = await empty_client.get(series, headers={
+        "Accept": f'multipart/related; type="image/jpeg"; transfer-syntax={JPEG_BASELINE}'})
+    assert response.status_code == 206
+    assert "1 of the items" in response.headers["warning"]
+    (part,) = parse_multipart(response, "image/jpeg")
+    assert part.location.endswith(f"/instances/{eight.SOPInstanceUID}/pixeldata")
+
+
 async def test_series_and_study_pixeldata_hold_every_instance(client: httpx.AsyncClient,
                                                               archive: LoadedArchive) -> None:
     """Table 10.4.1.6-1: Study / Series Pixel Data, one part per frame of each instance."""

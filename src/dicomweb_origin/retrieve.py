@@ -323,12 +323,14 @@ class Retrieve:
         single = target.single and len(records[0].frames) == 1
         parts: list[Part] = []
         bare = False
+        omitted = 0  # instances whose pixel data no acceptable type can carry: 206 (Table 10.4.3-1)
         for record in records:
             produced, bare = self._pixel_parts(record, range(len(record.frames)), accept, single=single)
             parts += produced
+            omitted += not produced
         if not parts:
             raise NotAcceptable(_not_acceptable_message(records, "pixel data"))
-        return _bulk_payload(parts, records, bare)
+        return replace(_bulk_payload(parts, records, bare), omitted=omitted)
 
     def frames(self, target: Target, frame_list: str, accept: Sequence[Acceptable]) -> Payload:
         (record,) = self.records(target)
