@@ -423,19 +423,24 @@ sys.setswitchinterval(1e-6)
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from dicomweb_origin.dicom import transcode as tc
-ds = dcmread(get_testdata_file("emri_small.dcm"))
-pixel = tc._pixel_description(ds)
-frames = [frame.tobytes() for frame in ds.pixel_array]
+# 16-bit grey (encoded by openjpeg, decoded by imagecodecs) and 8-bit RGB (decoded by openjpeg too)
+sources = []
+for name in ("emri_small.dcm", "SC_rgb.dcm"):
+    ds = dcmread(get_testdata_file(name))
+    frames = ds.pixel_array.reshape(-1, *ds.pixel_array.shape[-3 if ds.SamplesPerPixel > 1 else -2:])
+    sources += [(tc._pixel_description(ds), frame.tobytes()) for frame in frames]
 targets = [tc.J2K, tc.J2K_LOSSLESS, tc.HTJ2K_LOSSLESS]
-def there_and_back(frame, target):
+def there_and_back(i, target):
+    pixel, frame = sources[i]
     out = tc.transcode_frame(frame, tc.EXPLICIT_VR_LE, target, pixel, source_lossy=False)
-    return out.data, tc.transcode_frame(out.data, target, tc.EXPLICIT_VR_LE, pixel, source_lossy=False).data
-expected = {(i, t): there_and_back(f, t) for i, f in enumerate(frames) for t in targets}
+    back = tc.transcode_frame(out.data, target, tc.EXPLICIT_VR_LE, out.pixel, source_lossy=False)
+    return out.data, back.data
+expected = {(i, t): there_and_back(i, t) for i in range(len(sources)) for t in targets}
 mismatches = []
 def work(k):
     for n in range(60):
-        i, t = n % len(frames), targets[(n + k) % len(targets)]
-        if there_and_back(frames[i], t) != expected[(i, t)]:
+        i, t = (n + k) % len(sources), targets[(n + k) % len(targets)]
+        if there_and_back(i, t) != expected[(i, t)]:
             mismatches.append((i, t))
 threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
 for thread in threads: thread.start()

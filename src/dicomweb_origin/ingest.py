@@ -190,13 +190,12 @@ def _reading() -> Iterator[None]:
     """Failures while reading an instance's content are the content's: refused as such (0xC000).
 
     pydicom raises many types on broken input (zlib errors in a Deflate stream, unknown VRs,
-    missing tags); none of them is a failure of this server, and none needs a traceback in its log.
+    missing tags): those are no failure of this server and need no traceback in its log. Any other
+    type is a bug here: it stays a processing failure (0x0110), logged with its traceback.
     """
     try:
         yield
-    except IngestError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - whatever pydicom or zlib raise on a broken file
+    except reader.READ_ERRORS as exc:
         log.info("cannot read an instance: %s: %s", type(exc).__name__, exc)
         raise IngestError(f"cannot read the file: {exc}") from exc
 

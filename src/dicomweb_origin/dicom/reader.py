@@ -12,6 +12,7 @@ import io
 import struct
 import tempfile
 import warnings
+import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
@@ -19,7 +20,7 @@ import numpy as np
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.filebase import DicomFileLike
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import dcmwrite, write_file_meta_info
@@ -69,6 +70,16 @@ class ParsedFile:
     bulk: dict[str, BulkElement]
 
 
+# What pydicom, numpy and zlib raise on malformed data (found by mutating real files: see
+# tests/test_hostile_files.py; pydicom even raises TypeError while wording some of its errors).
+# Errors of other types (AttributeError, NameError, ...) are taken for bugs here, not faults of
+# the file, and are reported as such.
+READ_ERRORS: tuple[type[BaseException], ...] = (
+    InvalidDicomError, BytesLengthException, EOFError, ValueError, KeyError, IndexError, TypeError,
+    struct.error, zlib.error, OSError, NotImplementedError, OverflowError, UnicodeError, MemoryError,
+)
+
+
 def parse(source: BinaryIO, threshold: int) -> ParsedFile:
     """Read ``source`` (seekable), normalizing its encoding when it cannot be served as stored."""
     source.seek(0)
@@ -81,7 +92,7 @@ def parse(source: BinaryIO, threshold: int) -> ParsedFile:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             dataset = pydicom.dcmread(source, stop_before_pixels=True, defer_size=threshold, force=True)
-    except (InvalidDicomError, EOFError, ValueError, KeyError, struct.error, OSError, NotImplementedError) as exc:
+    except READ_ERRORS as exc:
         # With the Part 10 preamble it is a broken DICOM file; without it, most likely not DICOM at all.
         error = IngestError if has_preamble else NotDicom
         raise error(f"not a readable DICOM file: {exc}") from exc

@@ -51,6 +51,7 @@ from ..model import (
     TRANSFER_SYNTAXES,
     PixelDescription,
 )
+from .reader import READ_ERRORS
 
 try:  # JPEG and HTJ2K encoders; pydicom has none for these syntaxes
     import imagecodecs
@@ -625,6 +626,11 @@ def _read(src: bytes | BinaryIO) -> tuple[bytes, Dataset]:
         raise DecodeError(f"cannot read instance: {exc}") from exc
 
 
+# Malformed stored data, or pydicom's RuntimeError "no plugin could ..." (DecodeError and NotAcceptable
+# pass through untouched: they are no READ_ERRORS).
+_INSTANCE_ERRORS: tuple[type[BaseException], ...] = (*READ_ERRORS, RuntimeError)
+
+
 def transcode_instance(src: bytes | BinaryIO, dst_uid: str) -> bytes:
     """Rewrite a Part 10 instance in ``dst_uid``, updating File Meta, pixels and lossy attributes.
 
@@ -633,10 +639,10 @@ def transcode_instance(src: bytes | BinaryIO, dst_uid: str) -> bytes:
     """
     try:
         return _transcode_instance(src, dst_uid)
-    except (DecodeError, NotAcceptable):
-        raise
+    except _INSTANCE_ERRORS as exc:
+        raise DecodeError(f"cannot transcode the instance: {_message(exc)}") from exc
     except BaseException as exc:
-        if not _codec_failure(exc):
+        if type(exc).__name__ != "PanicException":
             raise
         raise DecodeError(f"cannot transcode the instance: {_message(exc)}") from exc
 
