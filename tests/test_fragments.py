@@ -44,8 +44,9 @@ def _instance(syntax: str, layout: str) -> tuple[bytes, list[bytes], np.ndarray]
     fragments = [_split(frame, 3) for frame in frames]
     if layout == "basic offset table":
         value = encapsulate(frames, fragments_per_frame=3, has_bot=True)
-    elif layout == "extended offset table":  # PS3.5 A.4: an empty Basic Offset Table, one fragment per frame
-        items = [_item(frame) for frame in frames]
+    elif layout.startswith("extended offset table"):  # PS3.5 A.4: 64-bit offsets, an empty Basic Offset Table
+        pieces = fragments if layout.endswith("several fragments") else [[frame] for frame in frames]
+        items = [b"".join(_item(piece) for piece in frame_pieces) for frame_pieces in pieces]
         value = _item(b"") + b"".join(items)
         offsets = np.cumsum([0] + [len(item) for item in items[:-1]], dtype="<u8")
         ds.ExtendedOffsetTable = offsets.tobytes()
@@ -78,6 +79,21 @@ async def test_each_frame_is_found_among_the_fragments(empty_archive: LoadedArch
     seven, two = parse_multipart(decoded, "application/octet-stream")
     assert seven.content == pixels[6].astype("<u2").tobytes()
     assert two.content == pixels[1].astype("<u2").tobytes()
+
+
+async def test_the_extended_offset_table_groups_fragments_no_marker_tells_apart(
+        empty_archive: LoadedArchive, empty_client: httpx.AsyncClient) -> None:
+    """RLE fragments open with no marker: with three per frame only the Extended Offset Table can group them."""
+    data, frames, pixels = _instance(RLELossless, "extended offset table, several fragments")
+    result = empty_archive.app.state.archive.ingest.store(io.BytesIO(data))
+    assert result.record is not None, result.reason
+    assert [sum(length for _, length in frame) for frame in result.record.frames] == [len(f) for f in frames]
+    path = result.record.path.lstrip("/")
+    stored = await empty_client.get(f"{path}/frames/4,9", headers={
+        "Accept": 'multipart/related; type="image/dicom-rle"; transfer-syntax=*'})
+    assert [part.content for part in parse_multipart(stored)] == [frames[3], frames[8]]
+    decoded = await empty_client.get(f"{path}/frames/9", headers={"Accept": OCTETS})
+    assert parse_multipart(decoded)[0].content == pixels[8].astype("<u2").tobytes()
 
 
 async def test_fragments_that_cannot_be_told_apart_are_refused(empty_archive: LoadedArchive) -> None:
