@@ -231,3 +231,14 @@ def test_big_endian_and_little_endian_twins_store_the_same_pixels(archive: Loade
     big = dcmread(io.BytesIO(archive.stored_bytes("emri_small_big_endian")))
     assert big.PixelData == little.PixelData
     assert BY_NAME["emri_small_big_endian"].stored_syntax == ELE
+
+
+def test_a_wrong_file_meta_group_length_is_not_trusted(empty_archive: LoadedArchive) -> None:
+    """The first-tag check walks the File Meta elements, as pydicom does, rather than trust their group length."""
+    ct = bytearray(prepared_bytes("CT_small"))
+    length = int.from_bytes(ct[140:144], "little")
+    data_set = 144 + length
+    ct[data_set:data_set] = b"\x08\x00\x00\x00UL\x04\x00" + bytes(4)  # a (retired) group length (0008,0000)
+    ct[140:144] = (length + 2).to_bytes(4, "little")  # now it points at 00 00, the element number of (0008,0000)
+    result = empty_archive.app.state.archive.ingest.store(io.BytesIO(bytes(ct)))
+    assert result.outcome is Outcome.STORED, result.reason

@@ -136,26 +136,51 @@ def parse(source: BinaryIO, threshold: int) -> ParsedFile:
 
 
 def _start_problem(fp: BinaryIO, start: int) -> str | None:
-    """Say why the bytes at ``start`` cannot begin a stored instance, looking at two tags only.
+    """Say why the bytes at ``start`` cannot begin a stored instance, looking at a few tags only.
 
     pydicom reads anything with ``force=True``: a part of zeros becomes millions of empty Command
     (0000,eeee) elements, seconds of CPU per megabyte. A stored instance begins with its File Meta
     group (0002) or, without one, with group 0008 (SOP Class UID is mandatory); its data set never
-    holds Command elements. Refusing those starts costs two reads.
+    holds Command elements. Refusing those starts costs a few small reads.
     """
     fp.seek(start)
-    head = fp.read(12)
-    group = int.from_bytes(head[:2], "little")
-    if group == 0x0002 and head[2:4] == b"\x00\x00" and head[4:6] == b"UL":
-        # Explicit VR (0002,0000) File Meta Information Group Length: the data set follows the group
-        # (unless it is deflated, when its first bytes are compressed data).
-        length = int.from_bytes(head[8:12], "little")
-        meta = fp.read(length) if length <= 1 << 16 else b""  # a real File Meta group is small
-        if meta and DEFLATED_EXPLICIT_VR_LE.encode() not in meta and fp.read(2) == b"\x00\x00":
-            return "the data set begins with Command (0000,eeee) elements: not a stored instance"
-    elif group not in (0x0002, 0x0008) and head[:2] != b"\x00\x08":  # 0008 big endian
-        return "the data begins with neither File Meta Information (0002) nor group 0008"
-    fp.seek(0)
+    head = fp.read(2)
+    try:
+        if head == b"\x02\x00":
+            end = _file_meta_end(fp, start)
+            if end is not None:  # a deflated data set begins with compressed bytes, not a tag
+                fp.seek(start)
+                meta = fp.read(end - start)
+                if DEFLATED_EXPLICIT_VR_LE.encode() not in meta and fp.read(2) == b"\x00\x00":
+                    return "the data set begins with Command (0000,eeee) elements: not a stored instance"
+        elif head not in (b"\x08\x00", b"\x00\x08"):  # group 0008, little or big endian
+            return "the data begins with neither File Meta Information (0002) nor group 0008"
+        return None
+    finally:
+        fp.seek(0)
+
+
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"})
+
+
+def _file_meta_end(fp: BinaryIO, start: int) -> int | None:
+    """Where the File Meta group (Explicit VR Little Endian, PS3.10 §7.1) ends, walked element by element.
+
+    Its group length element is not trusted; None when the walk finds no plausible end within 64 KiB.
+    """
+    position = start
+    while position - start <= 1 << 16:
+        fp.seek(position)
+        head = fp.read(8)
+        if len(head) < 8 or head[:2] != b"\x02\x00":
+            return position
+        if head[4:6] in _LONG_VRS:
+            extended = fp.read(4)
+            if len(extended) < 4:
+                return None
+            position += 12 + int.from_bytes(extended, "little")
+        else:
+            position += 8 + int.from_bytes(head[6:8], "little")
     return None
 
 
