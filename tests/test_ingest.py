@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import LoadedArchive
 from pydicom import Dataset, dcmread
+from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian
 from reference import (
     BROKEN_FILES,
@@ -242,3 +243,11 @@ def test_a_wrong_file_meta_group_length_is_not_trusted(empty_archive: LoadedArch
     ct[140:144] = (length + 2).to_bytes(4, "little")  # now it points at 00 00, the element number of (0008,0000)
     result = empty_archive.app.state.archive.ingest.store(io.BytesIO(bytes(ct)))
     assert result.outcome is Outcome.STORED, result.reason
+
+
+def test_an_unreadable_image_pixel_attribute_is_named(empty_archive: LoadedArchive) -> None:
+    """pydicom's badVR.dcm has Number of Frames '1A': the refusal says so, not that attributes are missing."""
+    data = Path(str(get_testdata_file("badVR.dcm"))).read_bytes()
+    result = empty_archive.app.state.archive.ingest.store(io.BytesIO(data))
+    assert result.outcome is Outcome.FAILED
+    assert result.reason == "Pixel Data with an unreadable NumberOfFrames: '1A'"

@@ -122,6 +122,13 @@ def test_invalid_entries_do_not_hide_a_valid_refusal() -> None:
         check_charset([], "\xff, iso-8859-1")
 
 
+@pytest.mark.parametrize("header", ['multipart/related; type="image/jls", image/png', "image/png, image/dicom-rle"])
+def test_bulk_data_only_types_with_rendered_types_are_a_bad_request(header: str) -> None:
+    """§8.7.5: JPEG-LS and RLE are never rendered types; mixing them with rendered ones is a 400."""
+    with pytest.raises(BadRequest, match="together"):
+        acceptable_media_types(header, [])
+
+
 def test_an_unclosed_quote_makes_a_media_range_invalid() -> None:
     assert parse_media_range('multipart/related; type="application/dicom+xml') is None
     with pytest.raises(BadRequest, match="invalid media type"):

@@ -360,6 +360,7 @@ async def test_a_body_that_stops_arriving_is_408(tmp_path: Any) -> None:
     with anyio.fail_after(10):
         await app(scope, receive, send)
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 408
+    assert (b"connection", b"close") in sent[0]["headers"]
 
 
 async def test_several_gzip_members_are_one_body(empty_client: httpx.AsyncClient) -> None:
@@ -407,3 +408,10 @@ async def test_an_accept_header_that_retrieve_would_refuse_gets_the_default_resp
                                                                          "Accept": accept})
     assert response.status_code == 200
     assert media_params(response.headers["content-type"])[0] == "application/dicom+json"
+
+
+async def test_a_refused_store_points_at_no_study(empty_client: httpx.AsyncClient) -> None:
+    """Annex I: RetrieveURL names the study the instances went to; with none stored it is empty (Type 2)."""
+    response, module = await stow(empty_client, [prepared_bytes("CT_small")], study="1.2.3.4")
+    assert response.status_code == 409
+    assert module[RETRIEVE_URL] == {"vr": "UR"}

@@ -416,7 +416,7 @@ def test_float_pixels_only_native() -> None:
 
 # Run in a child process so that a crash fails this test instead of killing the test worker.
 # A switch interval of a microsecond makes threads interleave inside the codecs' Python callbacks:
-# without the codec lock, pylibjpeg-openjpeg's logging helper crashed this script every time.
+# without the process-wide lock, pylibjpeg-openjpeg's logging helper crashed this script every time.
 _CONCURRENT_SCRIPT = """
 import sys, threading
 sys.setswitchinterval(1e-6)
@@ -436,12 +436,17 @@ def there_and_back(i, target):
     back = tc.transcode_frame(out.data, target, tc.EXPLICIT_VR_LE, out.pixel, source_lossy=False)
     return out.data, back.data
 expected = {(i, t): there_and_back(i, t) for i in range(len(sources)) for t in targets}
+# ... and pydicom used directly, as any other code in the process may: the lock is process-wide
+j2k = [get_testdata_file(name) for name in ("MR_small_jp2klossless.dcm", "emri_small_jpeg_2k_lossless.dcm")]
+pixels = [dcmread(path).pixel_array.tobytes() for path in j2k]
 mismatches = []
 def work(k):
     for n in range(60):
         i, t = (n + k) % len(sources), targets[(n + k) % len(targets)]
         if there_and_back(i, t) != expected[(i, t)]:
             mismatches.append((i, t))
+        if dcmread(j2k[n % 2]).pixel_array.tobytes() != pixels[n % 2]:
+            mismatches.append(j2k[n % 2])
 threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
 for thread in threads: thread.start()
 for thread in threads: thread.join()
@@ -454,3 +459,16 @@ def test_concurrent_jpeg2000_transcodes_neither_crash_nor_differ() -> None:
     done = subprocess.run([sys.executable, "-c", _CONCURRENT_SCRIPT], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["mismatches", "0"]
+
+
+@pytest.mark.parametrize(("name", "first_method"), [("examples_ybr_color.dcm", "ISO_10918_1"),
+                                                    ("US1_J2KI.dcm", "ISO_15444_1")])
+def test_lossy_ratio_and_method_values_correspond(name: str, first_method: str) -> None:
+    """PS3.3 C.7.6.1.1.5: one Method per Ratio; a source's missing Method is its lossy syntax's."""
+    source = dcmread(_data_file(name))
+    assert "LossyImageCompressionMethod" not in source  # only a Ratio, as received
+    out = dcmread(io.BytesIO(tc.transcode_instance(open(_data_file(name), "rb").read(), tc.JPEG_LS_NEAR)))
+    ratios, methods = list(out.LossyImageCompressionRatio), list(out.LossyImageCompressionMethod)
+    assert len(ratios) == len(methods) == 2
+    assert methods == [first_method, "ISO_14495_1"]
+    assert out.LossyImageCompression == "01"

@@ -216,23 +216,22 @@ def _digest(stream: BinaryIO) -> str:
     return digest.hexdigest()
 
 
-def store_response(results: list[StoreResult], root: str, study_uid: str | None) -> tuple[int, dict[str, object]]:
+def store_response(results: list[StoreResult], root: str) -> tuple[int, dict[str, object]]:
     """The Store Instances Response Module (PS3.18 Annex I) and the status of Table 10.5.3-1.
 
     200 when every instance is stored (or already was), 202 when some failed, 409 when none was
     stored although the request was well-formed.
     """
     response: dict[str, object] = {}
-    if study_uid is not None:
-        response["00081190"] = {"vr": "UR", "Value": [f"{root}/studies/{study_uid}"]}
-    else:
-        studies = {r.record.study_uid for r in results if r.record is not None}
-        if len(studies) == 1:
-            response["00081190"] = {"vr": "UR", "Value": [f"{root}/studies/{studies.pop()}"]}
-        else:
-            response["00081190"] = {"vr": "UR"}
     failed = [r for r in results if r.outcome is Outcome.FAILED]
     stored = [r for r in results if r.outcome is not Outcome.FAILED]
+    # RetrieveURL (Type 2): the one study the stored instances are in; empty when none was stored
+    # (a refused POST /studies/{study} must not point at a study that may not exist).
+    studies = {r.record.study_uid for r in stored if r.record is not None}
+    if len(studies) == 1:
+        response["00081190"] = {"vr": "UR", "Value": [f"{root}/studies/{studies.pop()}"]}
+    else:
+        response["00081190"] = {"vr": "UR"}
     if failed:
         response["00081198"] = {"vr": "SQ", "Value": [_reference(r) | {
             "00081197": {"vr": "US", "Value": [r.failure_reason or PROCESSING_FAILURE]},

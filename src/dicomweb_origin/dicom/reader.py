@@ -370,8 +370,6 @@ def _scan_pixel_data(
     length = struct.unpack("<I", header[8:12])[0]
     value_start = start + 12
     pixel = _pixel_description(dataset, tag)
-    if pixel is None:
-        raise IngestError("Pixel Data without the Image Pixel attributes (Rows, Columns, Bits Allocated, ...)")
     count = pixel.number_of_frames
     if length != 0xFFFFFFFF and value_start + length > fp.seek(0, io.SEEK_END):
         raise IngestError(f"the file is truncated: Pixel Data declares {length} bytes past the end of the file")
@@ -429,22 +427,34 @@ def _read_trailing(fp: BinaryIO, dataset: Dataset, threshold: int) -> None:
 
 
 
-def _pixel_description(dataset: Dataset, tag: int) -> PixelDescription | None:
+def _pixel_description(dataset: Dataset, tag: int) -> PixelDescription:
+    """The Image Pixel attributes that describe Pixel Data; IngestError naming what is missing or unreadable."""
+    fixed = None if tag == 0x7FE00010 else (32 if tag == 0x7FE00008 else 64)  # Float / Double Float Pixel Data
+    allocated = fixed or _pixel_int(dataset, "BitsAllocated", None)
+    return PixelDescription(
+        rows=_pixel_int(dataset, "Rows", None),
+        columns=_pixel_int(dataset, "Columns", None),
+        samples_per_pixel=_pixel_int(dataset, "SamplesPerPixel", 1),
+        bits_allocated=allocated,
+        bits_stored=_pixel_int(dataset, "BitsStored", allocated),
+        pixel_representation=_pixel_int(dataset, "PixelRepresentation", 0),
+        photometric_interpretation=str(dataset.get("PhotometricInterpretation") or "MONOCHROME2").strip(),
+        planar_configuration=_pixel_int(dataset, "PlanarConfiguration", 0),
+        number_of_frames=max(_pixel_int(dataset, "NumberOfFrames", 1), 1),
+    )
+
+
+def _pixel_int(dataset: Dataset, keyword: str, default: int | None) -> int:
+    """One integer attribute of the Image Pixel module; ``default`` when absent or empty (None: required)."""
+    value = dataset.get(keyword)
+    if value is None or value == "":
+        if default is None:
+            raise IngestError(f"Pixel Data without {keyword}, which the Image Pixel module requires")
+        return default
     try:
-        frames = int(dataset.get("NumberOfFrames") or 1)
-        return PixelDescription(
-            rows=int(dataset.Rows),
-            columns=int(dataset.Columns),
-            samples_per_pixel=int(dataset.get("SamplesPerPixel") or 1),
-            bits_allocated=int(dataset.BitsAllocated) if tag == 0x7FE00010 else (32 if tag == 0x7FE00008 else 64),
-            bits_stored=int(dataset.get("BitsStored") or dataset.BitsAllocated),
-            pixel_representation=int(dataset.get("PixelRepresentation") or 0),
-            photometric_interpretation=str(dataset.get("PhotometricInterpretation") or "MONOCHROME2").strip(),
-            planar_configuration=int(dataset.get("PlanarConfiguration") or 0),
-            number_of_frames=max(frames, 1),
-        )
-    except (AttributeError, TypeError, ValueError):
-        return None
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise IngestError(f"Pixel Data with an unreadable {keyword}: {str(value)[:40]!r}") from exc
 
 
 def _fragments(fp: BinaryIO, value_start: int) -> tuple[list[tuple[int, int]], list[int]]:

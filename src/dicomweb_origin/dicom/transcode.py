@@ -23,11 +23,11 @@ left unchanged.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO, cast
 
@@ -100,18 +100,45 @@ LOSSY_PSNR_DB = 50.0  # J2K rate control target, relative to the frame's value r
 HTJ2K_STEPS_PER_RANGE = 128  # HTJ2K quantisation step = range / this (at least 1 grey level)
 
 
-# pylibjpeg-openjpeg (pydicom's JPEG 2000 and HTJ2K plugin) is not thread-safe: its C logging
-# helper keeps the message it is logging in static variables and calls Python's logging while
-# holding them, so a second thread can swap and free them under the first (a segfault, seen in
-# CI). It holds the GIL throughout anyway, so running its calls one at a time costs nothing.
-_OPENJPEG_SYNTAXES = frozenset({J2K_LOSSLESS, J2K, J2K_PART2_LOSSLESS, J2K_PART2,
-                                HTJ2K_LOSSLESS, HTJ2K_RPCL, HTJ2K})
 _OPENJPEG_LOCK = threading.Lock()
 
 
-def _codec_lock(uid: str) -> AbstractContextManager[Any]:
-    """Return the lock that a pydicom codec call for ``uid`` must hold (a no-op for thread-safe ones)."""
-    return _OPENJPEG_LOCK if uid in _OPENJPEG_SYNTAXES else nullcontext()
+def _serialize_openjpeg() -> None:
+    """Make every call into pylibjpeg-openjpeg, through pydicom, run one at a time, process-wide.
+
+    pylibjpeg-openjpeg (pydicom's JPEG 2000 and HTJ2K plugin) is not thread-safe: its C logging
+    helper keeps the message it logs in static variables and calls Python's logging while holding
+    them, so a second thread, encoding or decoding, swaps and frees them under the first (segfaults
+    and failed decodes, seen in CI). It holds the GIL throughout anyway, so serialising costs no
+    parallelism. The plugin functions are wrapped where pydicom keeps them, so that every caller in
+    the process (this module, and anything else that decodes with pydicom) takes the same lock.
+    """
+    try:
+        from pydicom.pixels.decoders import pylibjpeg as decoders
+        from pydicom.pixels.encoders import pylibjpeg as encoders
+    except ImportError:  # pragma: no cover - pylibjpeg is a declared dependency
+        return
+    for plugins in getattr(decoders, "_DECODERS", {}).values():
+        for name, function in plugins.items():
+            plugins[name] = _locked(function)
+    table = getattr(encoders, "_ENCODERS", {})
+    for uid, function in table.items():
+        table[uid] = _locked(function)
+
+
+def _locked(function: Callable[..., Any]) -> Callable[..., Any]:
+    if not str(getattr(function, "__module__", "")).startswith("openjpeg") or hasattr(function, "__wrapped__"):
+        return function
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with _OPENJPEG_LOCK:
+            return function(*args, **kwargs)
+
+    return call
+
+
+_serialize_openjpeg()
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,8 +189,7 @@ def _encode_native(arr: Array, pixel: PixelDescription, pi: str) -> bytes:
 def _pydicom_encoder(uid: str, **fixed: Any) -> EncodeFunction:
     def encode(arr: Array, pixel: PixelDescription, pi: str) -> bytes:
         options = _options(replace(pixel, planar_configuration=0), pi) | fixed
-        with _codec_lock(uid):
-            return bytes(get_encoder(uid).encode(arr, **options))
+        return bytes(get_encoder(uid).encode(arr, **options))
 
     return encode
 
@@ -447,8 +473,7 @@ def decode_frame(
             return _decoded(fast, {}, pixel)
         decoder, src = get_decoder(uid), encapsulate([data], has_bot=False)
     try:
-        with _codec_lock(uid):
-            arr, properties = decoder.as_array(src, index=0, raw=_raw(uid), **options)
+        arr, properties = decoder.as_array(src, index=0, raw=_raw(uid), **options)
     except BaseException as exc:
         if not _codec_failure(exc):
             raise
@@ -460,7 +485,7 @@ def _decode_j2k_grey(data: bytes, uid: str, pixel: PixelDescription) -> Array | 
     """Decode greyscale JPEG 2000 and HTJ2K with imagecodecs, which releases the GIL while it works.
 
     pydicom's plugin (pylibjpeg-openjpeg) holds the GIL for a whole decode and runs one decode at a
-    time (see ``_codec_lock``), stalling every other request; this path is taken only when its result
+    time (see ``_serialize_openjpeg``), stalling every other request; this path is taken only when its result
     is unambiguous (shape, width and signedness as the dataset says), otherwise pydicom's decoder
     (with its sign corrections) does the work. HTJ2K goes through OpenJPH, the library that encodes it.
     """
@@ -595,14 +620,22 @@ def _set_pixels(ds: Dataset, encoded: list[EncodedFrame], dst_uid: str) -> None:
         ds.PlanarConfiguration = 0
 
 
-def _set_lossy(ds: Dataset, encoded: list[EncodedFrame], source_lossy: bool) -> None:
-    """Record lossy compression (PS3.3 C.7.6.1.1.5): once "01", always "01"; append this step."""
+def _set_lossy(ds: Dataset, encoded: list[EncodedFrame], source_lossy: bool, src_uid: str) -> None:
+    """Record lossy compression (PS3.3 C.7.6.1.1.5): once "01", always "01"; append this step.
+
+    Ratio and Method values correspond one to one; a source that gave earlier ratios without their
+    methods gets the method of its own lossy syntax filled in first, when there is one.
+    """
     steps = [frame for frame in encoded if frame.lossy_method]
     if steps:
         raw = sum(replace(frame.pixel, number_of_frames=1).frame_length for frame in steps)
         ratio = raw / max(sum(len(frame.data) for frame in steps), 1)
-        ds.LossyImageCompressionRatio = [*_values(ds, "LossyImageCompressionRatio"), f"{ratio:.2f}"]
-        ds.LossyImageCompressionMethod = [*_values(ds, "LossyImageCompressionMethod"), steps[0].lossy_method]
+        ratios, methods = _values(ds, "LossyImageCompressionRatio"), _values(ds, "LossyImageCompressionMethod")
+        source_method = ENCODERS[src_uid].lossy_method if src_uid in ENCODERS else None
+        if len(methods) < len(ratios) and source_method is not None:
+            methods += [source_method] * (len(ratios) - len(methods))
+        ds.LossyImageCompressionRatio = [*ratios, f"{ratio:.2f}"]
+        ds.LossyImageCompressionMethod = [*methods, steps[0].lossy_method]
     if steps or source_lossy or any(frame.lossy for frame in encoded):
         ds.LossyImageCompression = "01"
 
@@ -681,7 +714,7 @@ def _transcode_instance(src: bytes | BinaryIO, dst_uid: str) -> bytes:
             _set_pixels(ds, encoded, dst_uid)
         else:
             setattr(ds, keyword, b"".join(frame.data for frame in encoded))
-        _set_lossy(ds, encoded, source_lossy)
+        _set_lossy(ds, encoded, source_lossy, src_uid)
 
     meta.TransferSyntaxUID = UID(dst_uid)
     if "SOPClassUID" in ds:

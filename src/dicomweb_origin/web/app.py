@@ -31,7 +31,9 @@ async def dicomweb_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DicomWebError)
     if exc.status >= 500:
         log.error("%s %s: %s", request.method, request.url.path, exc.message)
-    return PlainTextResponse(f"{exc.status} {exc.message}\n", status_code=exc.status)
+    # A request body cut short (408) or refused unread (413) leaves the connection unusable (RFC 9110 §15.5.9).
+    headers = {"Connection": "close"} if exc.status in (408, 413) else None
+    return PlainTextResponse(f"{exc.status} {exc.message}\n", status_code=exc.status, headers=headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

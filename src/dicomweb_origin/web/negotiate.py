@@ -22,7 +22,7 @@ _Q = re.compile(r"^(0(\.\d{0,3})?|1(\.0{0,3})?)$")
 _RENDERED_ONLY = frozenset({"image/png", "image/gif", "text/html", "text/plain", "text/xml", "text/rtf",
                             "application/pdf", "image/jxl"})
 _DICOM_ONLY = frozenset({"application/dicom", "application/dicom+json", "application/dicom+xml",
-                         "application/octet-stream"})
+                         "application/octet-stream", "image/jls", "image/dicom-rle"})  # never rendered types
 MAX_MEDIA_RANGES = 64  # selection weighs every range against every instance: keep it bounded
 UTF8_NAMES = frozenset({"utf-8", "utf8", "iso_ir 192", "iso-ir-192"})
 

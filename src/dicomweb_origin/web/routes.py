@@ -214,7 +214,7 @@ class Endpoints:
             results = await run_in_threadpool(self._store_parts, spool, boundary, study_uid)
         finally:
             spool.close()
-        status, body = store_response(results, self.root(request), study_uid)
+        status, body = store_response(results, self.root(request))
         headers = {}
         reasons = [f"{r.instance_uid or 'part'}: {r.reason}" for r in results if r.reason]
         if reasons:
