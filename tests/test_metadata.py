@@ -421,3 +421,12 @@ async def test_gzip_is_computed_once_per_representation(client: httpx.AsyncClien
     assert cache.hits == hits + 1
     assert bodies[0] == bodies[1] == third
     assert json.loads(gzip.decompress(third)) == (await client.get(url, headers={"Accept": DICOM_JSON})).json()
+
+
+@pytest.mark.parametrize("level", ["study", "series", "instance"])
+async def test_json_metadata_names_its_resource(client: httpx.AsyncClient, level: str) -> None:
+    """§8.6 / errors.md: a payload that represents a resource says which, in Content-Location."""
+    url = f"{path_of('CT_small', level)}/metadata"
+    response = await client.get(url, headers={"Accept": DICOM_JSON})
+    assert response.status_code == 200
+    assert response.headers["content-location"] == absolute(url)

@@ -59,6 +59,14 @@ class Target:
     def single(self) -> bool:
         return self.instance_uid is not None
 
+    @property
+    def path(self) -> str:
+        """The resource path below the DICOMweb root."""
+        path = f"/studies/{self.study_uid}"
+        if self.series_uid is not None:
+            path += f"/series/{self.series_uid}"
+        return path + (f"/instances/{self.instance_uid}" if self.instance_uid is not None else "")
+
 
 @dataclass(slots=True)
 class Part:
@@ -263,7 +271,8 @@ class Retrieve:
         vary = ("Accept", "Accept-Encoding")
         if kind == "json":
             json_body = _lazy_body(lambda: dicom_metadata.json_array(stored(), root))
-            return Payload([Part("application/dicom+json", None, None, json_body)], None, etag, vary=vary)
+            part = Part("application/dicom+json", f"{target.path}/metadata", None, json_body)
+            return Payload([part], None, etag, vary=vary)
 
         def xml_body(position: int) -> Body:
             return _lazy_body(lambda: json_to_xml(orjson.loads(dicom_metadata.absolutize(stored()[position], root))))
