@@ -468,9 +468,10 @@ def decode_frame(
         decoder, src = get_decoder(uid), data
         options["pixel_vr"] = "OW" if pixel.bits_allocated > 8 else "OB"
     else:
-        fast = _decode_j2k_grey(data, uid, pixel)
+        fast = _decode_j2k_fast(data, uid, pixel)
         if fast is not None:
-            return _decoded(fast, {}, pixel)
+            colour = decoded_description(uid, pixel).photometric_interpretation
+            return _decoded(fast, {"photometric_interpretation": colour}, pixel)
         decoder, src = get_decoder(uid), encapsulate([data], has_bot=False)
     try:
         arr, properties = decoder.as_array(src, index=0, raw=_raw(uid), **options)
@@ -481,23 +482,25 @@ def decode_frame(
     return _decoded(arr, properties, pixel)
 
 
-def _decode_j2k_grey(data: bytes, uid: str, pixel: PixelDescription) -> Array | None:
-    """Decode greyscale JPEG 2000 and HTJ2K with imagecodecs, which releases the GIL while it works.
+def _decode_j2k_fast(data: bytes, uid: str, pixel: PixelDescription) -> Array | None:
+    """Decode JPEG 2000 and HTJ2K with imagecodecs, which releases the GIL while it works.
 
     pydicom's plugin (pylibjpeg-openjpeg) holds the GIL for a whole decode and runs one decode at a
-    time (see ``_serialize_openjpeg``), stalling every other request; this path is taken only when its result
-    is unambiguous (shape, width and signedness as the dataset says), otherwise pydicom's decoder
-    (with its sign corrections) does the work. HTJ2K goes through OpenJPH, the library that encodes it.
+    time (see ``_serialize_openjpeg``), stalling every other request; this path is taken only when its
+    result is unambiguous (shape, width and signedness as the dataset says), otherwise pydicom's decoder
+    (with its sign corrections) does the work. Both undo a codestream's colour transform (YBR_RCT/ICT
+    become RGB, as ``decoded_description`` says). HTJ2K goes through OpenJPH, the library that encodes it.
     """
     decoder = _J2K_FAST.get(uid)
-    if decoder is None or pixel.samples_per_pixel != 1 or pixel.bits_allocated not in (8, 16):
+    if decoder is None or pixel.samples_per_pixel not in (1, 3) or pixel.bits_allocated not in (8, 16):
         return None
     try:
         arr = getattr(_imagecodecs(), decoder)(data)
     except Exception:
         return None
     signed = arr.dtype.kind == "i"
-    if arr.shape != (pixel.rows, pixel.columns) or arr.dtype.itemsize * 8 != pixel.bits_allocated:
+    shape = (pixel.rows, pixel.columns) + ((3,) if pixel.samples_per_pixel == 3 else ())
+    if arr.shape != shape or arr.dtype.itemsize * 8 != pixel.bits_allocated:
         return None
     if signed != bool(pixel.pixel_representation):
         return None
