@@ -192,6 +192,15 @@ async def test_negotiation_and_conditional_request(bare: tuple[Starlette, httpx.
     assert again.status_code == 304 and again.headers["etag"] == etag and not again.content
 
 
+@pytest.mark.parametrize("path", ["studies/abc", "studies/1.2.3/series/1..2", f"studies/1.2/series/3/instances/{'9' * 65}"])
+async def test_a_malformed_uid_is_400_for_options_too(bare: tuple[Starlette, httpx.AsyncClient], path: str) -> None:
+    """The resource's own methods answer 400 for a malformed UID; describing it would be odd."""
+    _, client = bare
+    response = await client.options(f"{ROOT}/{path}")
+    assert response.status_code == 400
+    assert "UID" in response.text
+
+
 async def test_unknown_paths_are_404(bare: tuple[Starlette, httpx.AsyncClient]) -> None:
     _, client = bare
     for path in ("nothing", "studies/1.2.3/nothing", "studies/1.2.3/series/4.5/instances/6.7/frames",

@@ -33,7 +33,7 @@ from starlette.routing import BaseRoute, Match, Mount, Route, compile_path
 from starlette.types import Scope
 
 from ..errors import NotAcceptable, NotFound
-from ..model import EXPLICIT_VR_LE, TRANSFER_SYNTAXES
+from ..model import EXPLICIT_VR_LE, TRANSFER_SYNTAXES, check_uid
 from ..retrieve import Part, Payload, bytes_body
 from .negotiate import acceptable_media_types, header_field
 from .routes import Endpoints
@@ -361,6 +361,9 @@ class Capabilities:
             match = found.regex.match(path)
             assert match is not None
             target, fixed = found.segments, match.groupdict()
+            for name, what in (("study", "Study Instance"), ("series", "Series Instance"), ("instance", "SOP Instance")):
+                if name in fixed:
+                    check_uid(fixed[name], what)  # as the resource's own methods would: 400, not a description
         tree = _tree(entries)
         if target:
             node = tree
