@@ -329,7 +329,11 @@ def _codec_failure(exc: BaseException) -> bool:
     Codecs written in Rust (pylibjpeg-rle, through pyo3) turn a panic on malformed data into
     ``PanicException``, which derives from BaseException so that ``except Exception`` misses it.
     """
-    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+    return isinstance(exc, Exception) or _is_panic(exc)
+
+
+def _is_panic(exc: BaseException) -> bool:
+    return type(exc).__name__ == "PanicException"
 
 
 def _message(exc: BaseException) -> str:
@@ -678,7 +682,7 @@ def transcode_instance(src: bytes | BinaryIO, dst_uid: str) -> bytes:
     except _INSTANCE_ERRORS as exc:
         raise DecodeError(f"cannot transcode the instance: {_message(exc)}") from exc
     except BaseException as exc:
-        if type(exc).__name__ != "PanicException":
+        if not _is_panic(exc):
             raise
         raise DecodeError(f"cannot transcode the instance: {_message(exc)}") from exc
 
