@@ -65,8 +65,8 @@ async def test_one_frame_is_one_ranged_read(empty_archive: LoadedArchive, empty_
     archive = empty_archive.app.state.archive
     result = archive.ingest.store(io.BytesIO(data))
     assert result.record is not None, result.reason
-    counting = CountingBlobs(archive.retrieve.blobs)
-    archive.retrieve.blobs = counting
+    counting = CountingBlobs(archive.retrieve.sources.blobs)
+    archive.retrieve.sources.blobs = counting
     frame_bytes = ROWS * COLUMNS * 2
     pixel_start = data.index(pixels[0].tobytes())
 

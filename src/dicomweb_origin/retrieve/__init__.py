@@ -1,0 +1,63 @@
+"""The Retrieve use case (PS3.18 §10.4): from a target and the Acceptable Media Types to parts.
+
+One module per family of resources, so the file list shows where each lives:
+
+    payload.py    Target, Part, Payload and their helpers (ETag, bodies)
+    sources.py    records, blob ranges, stored / transcoded / decoded frames, the CPU executor
+    instances.py  Study, Series and Instance resources (Table 10.4.1-1)
+    metadata.py   Metadata resources (Table 10.4.1-2)
+    bulk.py       Bulkdata, Pixel Data and Frames resources (Tables 10.4.1.5-1, 10.4.1.6-1)
+
+``Retrieve`` is the one object the web layer calls.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+
+from ..cache import BytesCache
+from ..model import Acceptable
+from ..storage.base import BlobStore, Index
+from . import bulk, instances, metadata
+from .bulk import parse_frame_list
+from .metadata import metadata_kind
+from .payload import Body, Part, Payload, Target, bytes_body, etag
+from .sources import Sources
+
+__all__ = ["Body", "Part", "Payload", "Retrieve", "Target", "bytes_body", "etag", "metadata_kind",
+           "parse_frame_list"]
+
+
+class Retrieve:
+    """Answers every Retrieve resource from the index and the blob store."""
+
+    def __init__(self, index: Index, blobs: BlobStore, frame_cache: BytesCache, executor: Executor | None = None,
+                 workers: int | None = None) -> None:
+        self.workers = workers or os.cpu_count() or 2
+        self.executor = executor or ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="cpu")
+        self.sources = Sources(index, blobs, frame_cache, self.executor, self.workers)
+
+    def produce(self, parts: Sequence[Part]) -> Iterator[Part]:
+        return self.sources.produce(parts)
+
+    def instances(self, target: Target, accept: Sequence[Acceptable]) -> Payload:
+        if instances.wants_bulkdata(accept):
+            return bulk.bulkdata(self.sources, target, accept)
+        return instances.instances(self.sources, target, accept)
+
+    def metadata(self, target: Target, accept: Sequence[Acceptable], root: str) -> Payload:
+        return metadata.metadata(self.sources, target, accept, root)
+
+    def bulkdata(self, target: Target, accept: Sequence[Acceptable]) -> Payload:
+        return bulk.bulkdata(self.sources, target, accept)
+
+    def bulk_element(self, target: Target, path: str, accept: Sequence[Acceptable]) -> Payload:
+        return bulk.bulk_element(self.sources, target, path, accept)
+
+    def pixeldata(self, target: Target, accept: Sequence[Acceptable]) -> Payload:
+        return bulk.pixeldata(self.sources, target, accept)
+
+    def frames(self, target: Target, frame_list: str, accept: Sequence[Acceptable]) -> Payload:
+        return bulk.frames(self.sources, target, frame_list, accept)

@@ -1,0 +1,56 @@
+"""Metadata resources (PS3.18 Table 10.4.1-2): the stored DICOM JSON, as JSON or Native XML."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+
+from ..dicom import metadata as dicom_metadata
+from ..dicom.xml import json_to_xml
+from ..errors import NotAcceptable
+from ..model import EXPLICIT_VR_LE, Acceptable, quality
+from .payload import Body, Once, Part, Payload, Target, etag, lazy_body
+from .sources import Sources
+
+_METADATA_TYPES = (("json", "application/dicom+json", False), ("xml", "application/dicom+xml", True))
+
+
+def metadata(sources: Sources, target: Target, accept: Sequence[Acceptable], root: str) -> Payload:
+    """The stored DICOM JSON of the target, as one JSON array or one XML document per instance.
+
+    Parts are produced only when sent, so a conditional request answered 304 reads nothing.
+    """
+    records = sources.records(target)
+    kind = metadata_kind(accept)
+    tag = etag("metadata", kind, root, *(r.digest for r in records))
+    stored = Once(lambda: sources.index.metadata(records))
+    vary = ("Accept", "Accept-Encoding")
+    if kind == "json":
+        json_body = lazy_body(lambda: dicom_metadata.json_array(stored(), root))
+        part = Part("application/dicom+json", f"{target.path}/metadata", None, json_body)
+        return Payload([part], None, tag, vary=vary)
+
+    def xml_body(position: int) -> Body:
+        return lazy_body(lambda: json_to_xml(orjson.loads(dicom_metadata.absolutize(stored()[position], root))))
+
+    parts = [Part("application/dicom+xml; charset=utf-8", f"{record.path}/metadata", None, xml_body(position))
+             for position, record in enumerate(records)]
+    return Payload(parts, "application/dicom+xml", tag, vary=vary)
+
+
+def metadata_kind(accept: Sequence[Acceptable]) -> str:
+    """JSON (the default) or XML (multipart), in the client's order of preference (Table 10.4.4-1)."""
+    for acceptable in accept:
+        if acceptable.q <= 0:
+            continue
+        if acceptable.media_type == "application/json" and acceptable.multipart is not True:
+            return "json"  # a common alias, honoured only when named
+        for kind, media_type, multipart in _METADATA_TYPES:
+            if acceptable.specificity(media_type, EXPLICIT_VR_LE, multipart) >= 0 and quality(
+                accept, media_type, EXPLICIT_VR_LE, multipart
+            ) > 0:
+                return kind
+    raise NotAcceptable(
+        "metadata is served as application/dicom+json or multipart/related; type=\"application/dicom+xml\""
+    )

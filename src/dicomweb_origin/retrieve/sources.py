@@ -1,0 +1,170 @@
+"""Where every Retrieve resource gets its bytes: records from the index, ranges of blobs, frames.
+
+One ``Sources`` per application holds the index, the blob store, the cache of produced frames and
+the one executor that bounds all CPU work (transcoding, rendering): parts are produced there, in
+parallel with their neighbours, never on the event loop nor in an unbounded pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, Future
+from typing import Any
+
+from ..cache import BytesCache
+from ..dicom import transcode
+from ..errors import DicomWebError, NotFound
+from ..model import (
+    DEFLATED_EXPLICIT_VR_LE,
+    EXPLICIT_VR_LE,
+    TRANSFER_SYNTAXES,
+    InstanceRecord,
+    PixelDescription,
+)
+from ..storage.base import BlobStore, Index
+from .payload import Body, Part, Target
+
+FrameKey = tuple[str, str, int, str]
+
+
+class Sources:
+    """The index, the blobs, the frame cache and the CPU executor, with the reads resources share."""
+
+    def __init__(self, index: Index, blobs: BlobStore, cache: BytesCache, executor: Executor, workers: int) -> None:
+        self.index = index
+        self.blobs = blobs
+        self.cache = cache
+        self.executor = executor
+        self.workers = workers
+
+    # -- lookup ------------------------------------------------------------------------------
+
+    def records(self, target: Target) -> list[InstanceRecord]:
+        """The instances of the target, or 404 naming what does not exist."""
+        if target.instance_uid is not None:
+            record = self.index.get(target.instance_uid)
+            if record is None or record.study_uid != target.study_uid or record.series_uid != target.series_uid:
+                raise NotFound(
+                    f"instance {target.instance_uid} not found in series {target.series_uid}"
+                    f" of study {target.study_uid}"
+                )
+            return [record]
+        found = self.index.instances(target.study_uid, target.series_uid)
+        if not found:
+            if target.series_uid is not None:
+                raise NotFound(f"series {target.series_uid} not found in study {target.study_uid}")
+            raise NotFound(f"study {target.study_uid} not found")
+        return found
+
+    # -- producing parts ---------------------------------------------------------------------
+
+    def produce(self, parts: Sequence[Part]) -> Iterator[Part]:
+        """Yield the parts in order while the next few are produced in parallel on the executor.
+
+        At most ``workers`` parts are produced ahead of the one being sent, which bounds memory.
+        A part that fails keeps ``length`` None; the consumer meets the error when it reads it.
+        Never call this from the executor's own threads (it waits on them).
+        """
+        pending: dict[int, Future[None]] = {}
+        for position, part in enumerate(parts):
+            for ahead in range(position, min(len(parts), position + self.workers + 1)):
+                if parts[ahead].length is None and ahead not in pending:
+                    pending[ahead] = self.executor.submit(_materialize_quietly, parts[ahead])
+            if position in pending:
+                pending.pop(position).result()
+            yield part
+
+    # -- blobs -------------------------------------------------------------------------------
+
+    def blob_body(self, key: str, start: int, size: int) -> Body:
+        def body(offset: int, length: int | None) -> Iterator[bytes]:
+            available = size - offset
+            yield from self.blobs.stream(key, start + offset, available if length is None else min(length, available))
+
+        return body
+
+    def fragments_body(self, key: str, fragments: Sequence[tuple[int, int]], total: int) -> Body:
+        def body(offset: int, length: int | None) -> Iterator[bytes]:
+            remaining = total - offset if length is None else min(length, total - offset)
+            skip = offset
+            for start, size in fragments:
+                if remaining <= 0:
+                    break
+                if skip >= size:
+                    skip -= size
+                    continue
+                take = min(size - skip, remaining)
+                yield from self.blobs.stream(key, start + skip, take)
+                remaining -= take
+                skip = 0
+
+        return body
+
+    def bulk_bytes(self, record: InstanceRecord, path: str) -> bytes | None:
+        """The value of one bulk element of the stored blob (e.g. an ICC profile), or None."""
+        element = record.bulk_element(path)
+        return None if element is None else self.blobs.read(record.blob_key, element.offset, element.length)
+
+    # -- frames ------------------------------------------------------------------------------
+
+    def stored_frame(self, record: InstanceRecord, index: int) -> bytes:
+        """The bytes of one stored frame (a bitstream, or native pixels starting on a byte boundary)."""
+        data = b"".join(self.blobs.read(record.blob_key, o, n) for o, n in record.frames[index])
+        if record.pixel is not None and record.pixel.packed_unaligned and not record.syntax.encapsulated:
+            bits = record.pixel.frame_bits
+            data = transcode.repack_bits(data, index * bits % 8, bits)
+        return data
+
+    @staticmethod
+    def frame_key(record: InstanceRecord, index: int, syntax: str) -> FrameKey:
+        return (record.instance_uid, record.digest, index, syntax)
+
+    def transcoded_frame(self, record: InstanceRecord, index: int, syntax: str) -> bytes:
+        pixel = record.pixel
+        assert pixel is not None
+
+        def make() -> bytes:
+            source = self.stored_frame(record, index)
+            return transcode.transcode_frame(source, record.transfer_syntax_uid, syntax, pixel,
+                                             source_lossy=record.lossy).data
+
+        return self.cache.get_or_make(self.frame_key(record, index, syntax), make)
+
+    def decoded_frame(self, record: InstanceRecord, index: int) -> tuple[Any, PixelDescription]:
+        """One frame decoded to an array, through the same decoder frames and transcoding use."""
+        assert record.pixel is not None
+        return transcode.decode_frame(self.stored_frame(record, index), record.transfer_syntax_uid, record.pixel)
+
+    # -- what an instance can become -----------------------------------------------------------
+
+    @staticmethod
+    def can_transcode(record: InstanceRecord, requested: str) -> bool:
+        target = TRANSFER_SYNTAXES[requested]
+        if record.pixel is None:
+            return False
+        if record.syntax.encapsulated and not transcode.can_decode(record.transfer_syntax_uid):
+            return False
+        if target.encapsulated and record.lossy and not target.lossy:
+            return False  # a lossy source is never passed off as lossless compressed data
+        if requested in (EXPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE):
+            return True
+        return transcode.can_transcode(record.transfer_syntax_uid, requested, record.pixel)
+
+    def can_transcode_frames(self, record: InstanceRecord, syntax: str) -> bool:
+        target = TRANSFER_SYNTAXES[syntax]
+        if not target.web or target.video or syntax == DEFLATED_EXPLICIT_VR_LE:
+            return False
+        return self.can_transcode(record, syntax)
+
+
+def _materialize_quietly(part: Part) -> None:
+    try:
+        part.materialize()
+    except DicomWebError:
+        pass  # left for the consumer, which decides what a failed part means
+
+
+def not_acceptable_message(records: Sequence[InstanceRecord], what: str) -> str:
+    stored = sorted({r.transfer_syntax_uid for r in records})
+    return (f"none of the acceptable media types can be produced for the {what} of this target"
+            f" (stored as {', '.join(stored)}); see docs/conformance.md for what each resource serves")
