@@ -13,16 +13,19 @@ its descriptor, a position with two numbers) is dropped, never an ingest failure
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
+import pydicom
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import _expand_segmented_lut
 
-from ..model import Display, FrameDisplay, Lut, Window
+from ..model import BulkElement, Display, FrameDisplay, Lut, Window
+from .reader import bulk_offsets
 
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 ICC_PROFILE = "00282000"
@@ -59,6 +62,19 @@ def extract_display(ds: Dataset) -> Display | None:
             modality=_text(ds, "Modality"),
             frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
         )
+
+
+def display_of_stored(head: bytes, threshold: int) -> tuple[Display | None, dict[str, BulkElement]]:
+    """The display and the bulk elements of a stored blob, from its bytes up to its pixel data.
+
+    For records stored before ingest extracted the display (the schema 4 migration): the ICC
+    Profile then becomes a bulk element even when it is under the bulk threshold.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(io.BytesIO(head), stop_before_pixels=True, force=True)
+    bulk = bulk_offsets(ds, threshold)  # before any value is read: reading one forgets its offset
+    return extract_display(ds), bulk
 
 
 # -- per frame: rescale / Modality LUT, windows / VOI LUTs, geometry ------------------------------
