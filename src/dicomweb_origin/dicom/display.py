@@ -140,7 +140,7 @@ def _rescale(ds: Dataset) -> tuple[float, float]:
 
 def _windows(ds: Dataset) -> tuple[Window, ...]:
     """One Window per Window Center / Width pair (PS3.3 C.11.2.1.2); invalid pairs are dropped."""
-    centers, widths = _values(_get(ds, "WindowCenter")), _values(_get(ds, "WindowWidth"))
+    centers, widths = _raw_values(ds, "WindowCenter"), _raw_values(ds, "WindowWidth")
     function = (_text(ds, "VOILUTFunction") or "LINEAR").upper()
     if function not in _MIN_WIDTH:
         function = "LINEAR"  # an unknown function: the default one (C.11.2.1.3)
@@ -297,6 +297,18 @@ def _values(value: Any) -> list[Any]:
     if isinstance(value, str | bytes | bytearray) or not isinstance(value, Sequence):
         return [value]
     return list(value)
+
+
+def _raw_values(ds: Dataset, keyword: str) -> list[Any]:
+    """The values of a multi-valued string attribute, each on its own: one malformed value loses only itself."""
+    try:
+        return _values(ds[keyword].value) if keyword in ds else []
+    except Exception:  # noqa: BLE001 - pydicom converts all values at once and fails on one bad one
+        raw = ds.get_item(keyword)
+    value = getattr(raw, "value", None)
+    if not isinstance(value, bytes):
+        return []
+    return value.decode("latin-1").split("\\")
 
 
 def _number(value: Any) -> float | None:
