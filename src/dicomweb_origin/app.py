@@ -25,6 +25,7 @@ class Archive:
         self.index = SqliteIndex(settings.index_path)
         self.blobs = FileBlobStore(settings.blob_dir)
         self.ingest = Ingest(self.index, self.blobs, settings)
+        self.ingest.fill_missing_display()  # archives written before records kept the display
         self.retrieve = Retrieve(self.index, self.blobs, BytesCache(settings.frame_cache_bytes))
         self.search = Search(self.index)
 

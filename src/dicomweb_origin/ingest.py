@@ -20,9 +20,10 @@ from typing import BinaryIO
 import orjson
 
 from .dicom import metadata, reader
+from .dicom.display import ICC_PROFILE, display_of_stored, extract_display
 from .dicom.xml import json_to_xml
 from .errors import IngestError, NotDicom
-from .model import InstanceRecord, StoredInstance, is_valid_uid, transfer_syntax
+from .model import Display, InstanceRecord, StoredInstance, is_valid_uid, transfer_syntax
 from .settings import Settings
 from .storage.base import BlobStore, Index
 
@@ -72,6 +73,32 @@ class Ingest:
             log.exception("cannot store an instance")
             return StoreResult(Outcome.FAILED, reason=one_line(f"processing failure: {exc}"),
                                failure_reason=PROCESSING_FAILURE)
+
+    def fill_missing_display(self, batch: int = 100) -> int:
+        """Extract the display of instances stored before ingest did (index schema 4); return how many.
+
+        Reads each blob up to its pixel data once. A blob that cannot be read stays pending for
+        the next start; a malformed value only leaves out what it would have given.
+        """
+        after, filled = "", 0
+        while records := self.index.records_missing_display(after, batch):
+            for record in records:
+                after = record.instance_uid
+                starts = [offset for offset, _ in record.frames[0]] if record.frames else []
+                try:
+                    head = self.blobs.read(record.blob_key, 0, min(starts) if starts else None)
+                    display, bulk = display_of_stored(head, self.settings.bulk_threshold)
+                except reader.READ_ERRORS as exc:  # KeyError too: a missing blob
+                    log.warning("cannot extract the display of %s: %s", record.instance_uid, exc)
+                    continue
+                known = {b.path for b in record.bulk}
+                added = tuple(b for path, b in bulk.items() if path not in known and path.endswith(ICC_PROFILE))
+                self.index.set_display(dataclasses.replace(
+                    record, display=display or Display(), bulk=record.bulk + added))
+                filled += 1
+        if filled:
+            log.info("extracted the display of %d stored instance(s)", filled)
+        return filled
 
     def _store(self, source: BinaryIO, study_uid: str | None) -> StoreResult:
         with _reading():
@@ -166,6 +193,7 @@ class Ingest:
             frames=parsed.frames,
             bulk=tuple(parsed.bulk.values()),
             lossy=lossy,
+            display=extract_display(ds) if parsed.pixel else None,  # once, never per request
             blob_key="",
             size=0,
             digest="",

@@ -175,6 +175,7 @@ class InstanceRecord:
     frames: tuple[Frame, ...] = ()
     bulk: tuple[BulkElement, ...] = field(default=())
     lossy: bool = False
+    display: Display | None = None  # None: no pixel data (or stored before display was extracted)
 
     @property
     def syntax(self) -> TransferSyntax:

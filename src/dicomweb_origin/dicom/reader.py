@@ -41,6 +41,8 @@ from ..model import (
 # VRs whose values ingest moves out of the metadata into bulk data (PS3.18 §F.2.6 allows more; binary
 # VRs are what pydicom externalizes and what clients expect as BulkDataURI).
 BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+# Bulk elements whatever their size: rendering reads the ICC Profile (PS3.3 C.11.15) by its offset.
+ALWAYS_BULK = frozenset({0x00282000})
 PIXEL_TAGS = {0x7FE00010: "7FE00010", 0x7FE00008: "7FE00008", 0x7FE00009: "7FE00009"}
 VIDEO_SYNTAXES = frozenset(uid for uid, ts in TRANSFER_SYNTAXES.items() if ts.video)
 NORMALIZED_SYNTAXES = {IMPLICIT_VR_LE, EXPLICIT_VR_BE, DEFLATED_EXPLICIT_VR_LE}
@@ -329,6 +331,11 @@ def _swap_words(dataset: Dataset) -> None:
             element.value = np.frombuffer(element.value, dtype=f">u{width}").astype(f"<u{width}").tobytes()
 
 
+def bulk_offsets(dataset: Dataset, threshold: int) -> dict[str, BulkElement]:
+    """Offsets of the bulk elements of a data set read from the start of a stored blob."""
+    return _bulk_offsets(dataset, threshold, "")
+
+
 def _bulk_offsets(dataset: Dataset, threshold: int, prefix: str, base: int = 0) -> dict[str, BulkElement]:
     """Offsets of every bulk-data-sized binary value, including those inside sequences.
 
@@ -347,7 +354,9 @@ def _bulk_offsets(dataset: Dataset, threshold: int, prefix: str, base: int = 0) 
             nested = base + tell if isinstance(raw, RawDataElement) else base
             for number, item in enumerate(dataset[tag].value, start=1):
                 found.update(_bulk_offsets(item, threshold, f"{path}/{number}/", nested))
-        elif vr in BULK_VRS and length != 0xFFFFFFFF and length > threshold and tell >= 0:
+        elif vr in BULK_VRS and length != 0xFFFFFFFF and tell >= 0 and (
+            length > threshold or int(tag) in ALWAYS_BULK and length > 0
+        ):
             found[path] = BulkElement(path, vr, base + tell, length)
     return found
 

@@ -59,6 +59,17 @@ class Index(Protocol):
         """Number of stored instances."""
         ...
 
+    def records_missing_display(self, after: str = "", limit: int = 100) -> list[InstanceRecord]:
+        """Records with pixel data but no ``display`` (stored before ingest extracted it), UIDs after ``after``.
+
+        The caller (the Ingest use case) reads their blobs: storage never parses DICOM.
+        """
+        ...
+
+    def set_display(self, record: InstanceRecord) -> None:
+        """Replace a stored record by the same one with its ``display`` (and bulk elements) filled in."""
+        ...
+
     def close(self) -> None: ...
 
 

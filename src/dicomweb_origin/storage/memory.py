@@ -67,5 +67,15 @@ class MemoryIndex:
     def count(self) -> int:
         return len(self._records)
 
+    def records_missing_display(self, after: str = "", limit: int = 100) -> list[InstanceRecord]:
+        missing = sorted((r for r in self._records.values() if r.pixel is not None and r.display is None
+                          and r.instance_uid > after), key=lambda r: r.instance_uid)
+        return missing[:limit]
+
+    def set_display(self, record: InstanceRecord) -> None:
+        with self._lock:
+            if record.instance_uid in self._records:
+                self._records[record.instance_uid] = record
+
     def close(self) -> None:
         pass

@@ -14,8 +14,12 @@ Study and series rows maintain their instance and series counts, so Search never
 
 from __future__ import annotations
 
+import array
+import base64
+import dataclasses
 import re
 import sqlite3
+import sys
 import threading
 import time
 import unicodedata
@@ -26,7 +30,16 @@ from typing import Any
 
 import orjson
 
-from ..model import BulkElement, InstanceRecord, PixelDescription, StoredInstance
+from ..model import (
+    BulkElement,
+    Display,
+    FrameDisplay,
+    InstanceRecord,
+    Lut,
+    PixelDescription,
+    StoredInstance,
+    Window,
+)
 from .base import Condition, ItemCondition, SearchPage, SearchQuery
 
 # Each entry migrates the schema from version i to i + 1.
@@ -101,6 +114,14 @@ MIGRATIONS: list[str] = [
     CREATE INDEX series_by_modality ON series(modality, study_uid);
     DROP INDEX instance_by_class;
     CREATE INDEX instance_by_class ON instance(sop_class_uid, study_uid);
+    """,
+    # 4: records gain the display pipeline (model.Display). Rows with pixel data stored before it wait
+    # here until the Ingest use case reads their blobs (storage never parses DICOM): see set_display.
+    """
+    CREATE TABLE display_pending (instance_uid TEXT PRIMARY KEY);
+    INSERT INTO display_pending SELECT instance_uid FROM instance
+        WHERE json_type(CAST(record AS TEXT), '$.pixel') = 'object'
+        AND coalesce(json_type(CAST(record AS TEXT), '$.display'), 'null') = 'null';
     """,
 ]
 
@@ -324,6 +345,28 @@ class SqliteIndex:
     def count(self) -> int:
         return int(self._connection().execute("SELECT count(*) FROM instance").fetchone()[0])
 
+    def records_missing_display(self, after: str = "", limit: int = 100) -> list[InstanceRecord]:
+        rows = self._connection().execute(
+            "SELECT i.record FROM display_pending p JOIN instance i ON i.instance_uid = p.instance_uid"
+            " WHERE p.instance_uid > ? ORDER BY p.instance_uid LIMIT ?", (after, limit),
+        )
+        return [record_from_json(blob) for (blob,) in rows]
+
+    def set_display(self, record: InstanceRecord) -> None:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("UPDATE instance SET record = ? WHERE instance_uid = ?",
+                         (record_to_json(record), record.instance_uid))
+            conn.execute("DELETE FROM display_pending WHERE instance_uid = ?", (record.instance_uid,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        with self._cache_lock:
+            if record.instance_uid in self._cache:
+                self._cache[record.instance_uid] = record
+
     # -- Search (PS3.18 §10.6) ----------------------------------------------------------------------
 
     def search(self, query: SearchQuery) -> SearchPage:
@@ -523,7 +566,90 @@ def _predicate(expr: str, condition: Condition) -> tuple[str, list[Any]]:
 
 
 def record_to_json(record: InstanceRecord) -> bytes:
-    return orjson.dumps(record)
+    return orjson.dumps(record, default=_encode, option=orjson.OPT_PASSTHROUGH_DATACLASS)
+
+
+def _encode(value: Any) -> Any:
+    """Dataclasses as objects of their fields; LUT data as base64 of little-endian uint16.
+
+    A 16-bit palette (3 x 65536 entries) as JSON integers makes a 1.1 MB record; as base64 0.5 MB.
+    """
+    if isinstance(value, Lut):
+        return {"first_mapped": value.first_mapped, "bits": value.bits, "data": _pack(value.data)}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _pack(data: tuple[int, ...]) -> str | tuple[int, ...]:
+    if all(0 <= v <= 0xFFFF for v in data):
+        table = array.array("H", data)
+        if sys.byteorder == "big":
+            table.byteswap()
+        return base64.b64encode(table.tobytes()).decode("ascii")
+    return data  # not 16-bit entries: kept as integers
+
+
+# Identical LUTs (every instance of a series with one palette) share one tuple in memory.
+_LUT_DATA: OrderedDict[str, tuple[int, ...]] = OrderedDict()
+_LUT_DATA_SIZE = 64
+_LUT_LOCK = threading.Lock()
+
+
+def _unpack(data: str | list[int]) -> tuple[int, ...]:
+    if not isinstance(data, str):
+        return tuple(data)
+    with _LUT_LOCK:
+        cached = _LUT_DATA.get(data)
+        if cached is not None:
+            _LUT_DATA.move_to_end(data)
+            return cached
+    table = array.array("H", base64.b64decode(data))
+    if sys.byteorder == "big":
+        table.byteswap()
+    values = tuple(table)
+    with _LUT_LOCK:
+        _LUT_DATA[data] = values
+        while len(_LUT_DATA) > _LUT_DATA_SIZE:
+            _LUT_DATA.popitem(last=False)
+    return values
+
+
+def _lut(raw: dict[str, Any] | None) -> Lut | None:
+    return Lut(raw["first_mapped"], raw["bits"], _unpack(raw["data"])) if raw else None
+
+
+def _floats(raw: list[float] | None) -> Any:
+    return tuple(float(v) for v in raw) if raw is not None else None
+
+
+def _frame_display(raw: dict[str, Any]) -> FrameDisplay:
+    return FrameDisplay(
+        rescale_slope=raw.get("rescale_slope", 1.0),
+        rescale_intercept=raw.get("rescale_intercept", 0.0),
+        modality_lut=_lut(raw.get("modality_lut")),
+        windows=tuple(Window(**w) for w in raw.get("windows", ())),
+        voi_luts=tuple(lut for lut in map(_lut, raw.get("voi_luts", ())) if lut is not None),
+        position=_floats(raw.get("position")),
+        orientation=_floats(raw.get("orientation")),
+        pixel_spacing=_floats(raw.get("pixel_spacing")),
+    )
+
+
+def _display(raw: dict[str, Any] | None) -> Display | None:
+    if raw is None:
+        return None
+    palette = [_lut(p) for p in raw.get("palette") or ()]
+    return Display(
+        frames=tuple(_frame_display(f) for f in raw.get("frames", ())) or (FrameDisplay(),),
+        presentation_lut_shape=raw.get("presentation_lut_shape"),
+        presentation_lut=_lut(raw.get("presentation_lut")),
+        palette=(palette[0], palette[1], palette[2]) if len(palette) == 3 and all(palette) else None,  # type: ignore[arg-type]
+        icc_profile_path=raw.get("icc_profile_path"),
+        frame_time_ms=raw.get("frame_time_ms"),
+        modality=raw.get("modality"),
+        frame_of_reference_uid=raw.get("frame_of_reference_uid"),
+    )
 
 
 def record_from_json(data: bytes) -> InstanceRecord:
@@ -546,4 +672,5 @@ def record_from_json(data: bytes) -> InstanceRecord:
         frames=tuple(tuple((int(o), int(n)) for o, n in frame) for frame in raw.get("frames", ())),
         bulk=tuple(BulkElement(**b) for b in raw.get("bulk", ())),
         lossy=raw.get("lossy", False),
+        display=_display(raw.get("display")),
     )
