@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -26,7 +28,11 @@ class Archive:
         self.blobs = FileBlobStore(settings.blob_dir)
         self.ingest = Ingest(self.index, self.blobs, settings)
         self.ingest.fill_missing_display()  # archives written before records kept the display
-        self.retrieve = Retrieve(self.index, self.blobs, BytesCache(settings.frame_cache_bytes))
+        workers = settings.workers or os.cpu_count() or 2
+        # One executor bounds all CPU work (transcoding, rendering): built here, once, and shared.
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cpu")
+        self.retrieve = Retrieve(self.index, self.blobs, BytesCache(settings.frame_cache_bytes), self.executor,
+                                 workers, BytesCache(settings.rendered_cache_bytes))
         self.search = Search(self.index)
 
     def is_empty(self) -> bool:

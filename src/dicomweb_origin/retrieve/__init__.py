@@ -7,6 +7,7 @@ One module per family of resources, so the file list shows where each lives:
     instances.py  Study, Series and Instance resources (Table 10.4.1-1)
     metadata.py   Metadata resources (Table 10.4.1-2)
     bulk.py       Bulkdata, Pixel Data and Frames resources (Tables 10.4.1.5-1, 10.4.1.6-1)
+    rendered.py   Rendered and Thumbnail resources (Tables 10.4.1-3, 10.4.1-4)
 
 ``Retrieve`` is the one object the web layer calls.
 """
@@ -18,9 +19,9 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 from ..cache import BytesCache
-from ..model import Acceptable
+from ..model import Acceptable, RenderParams
 from ..storage.base import BlobStore, Index
-from . import bulk, instances, metadata
+from . import bulk, instances, metadata, rendered
 from .bulk import parse_frame_list
 from .metadata import metadata_kind
 from .payload import Body, Part, Payload, Target, bytes_body, etag
@@ -34,10 +35,11 @@ class Retrieve:
     """Answers every Retrieve resource from the index and the blob store."""
 
     def __init__(self, index: Index, blobs: BlobStore, frame_cache: BytesCache, executor: Executor | None = None,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, rendered_cache: BytesCache | None = None) -> None:
         self.workers = workers or os.cpu_count() or 2
         self.executor = executor or ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="cpu")
         self.sources = Sources(index, blobs, frame_cache, self.executor, self.workers)
+        self.rendered_cache = rendered_cache or BytesCache(64 << 20)  # rendered images and thumbnails
 
     def produce(self, parts: Sequence[Part]) -> Iterator[Part]:
         return self.sources.produce(parts)
@@ -61,3 +63,11 @@ class Retrieve:
 
     def frames(self, target: Target, frame_list: str, accept: Sequence[Acceptable]) -> Payload:
         return bulk.frames(self.sources, target, frame_list, accept)
+
+    def rendered(self, target: Target, frame_list: str | None, accept: Sequence[Acceptable],
+                 params: RenderParams) -> Payload:
+        return rendered.rendered(self.sources, self.rendered_cache, target, frame_list, accept, params)
+
+    def thumbnail(self, target: Target, frame_list: str | None, accept: Sequence[Acceptable],
+                  params: RenderParams) -> Payload:
+        return rendered.thumbnail(self.sources, self.rendered_cache, target, frame_list, accept, params)

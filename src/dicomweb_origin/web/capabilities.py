@@ -174,6 +174,33 @@ def _search(title: str) -> Method:
                   failure="400 404 406 413", doc=MATCH_KEYS_DOC)
 
 
+# Rendered and Thumbnail resources (Tables 10.4.1-3/-4) and their query parameters (Table 10.4.1-5).
+RENDERED_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/gif", "image/jp2", "video/mp4", "video/mpeg",
+                                   "video/H265", "application/pdf", "text/html", "text/plain", "text/xml",
+                                   *(_multipart(t) for t in ("image/jpeg", "image/png", "image/gif", "image/jp2")))
+THUMBNAIL_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/gif", "image/jp2")
+RENDERED_PARAMETERS: tuple[Param, ...] = (
+    Param("annotation", "query", "burn in 'patient' and/or 'technique' text (§8.3.5.1.1); others are ignored"
+          " with a Warning", repeating=True),
+    Param("quality", "query", "1-100: the JPEG quality (libjpeg scale; default 90), MP4 constant quality"
+          " (§8.3.5.1.2)", type="xsd:unsignedInt"),
+    Param("viewport", "query", "vw,vh[,sx,sy,sw,sh]: crop to the source region, flip for negative sw/sh, fit"
+          " inside vw x vh keeping the aspect ratio (§8.3.5.1.3)"),
+    Param("window", "query", "center,width,function with function linear, linear-exact or sigmoid (§8.3.5.1.4)"),
+    Param("iccprofile", "query", "no, yes, srgb, adobergb or rommrgb (§8.3.5.1.5)"),
+)
+THUMBNAIL_PARAMETERS: tuple[Param, ...] = (
+    Param("viewport", "query", "vw,vh: fit inside vw x vh (default 128 x 128; §8.3.5.2)"),
+)
+
+
+def _rendered(title: str, thumbnail: bool) -> Method:
+    options = THUMBNAIL_TYPES if thumbnail else RENDERED_TYPES
+    params = _negotiated(options, charset=True) + (THUMBNAIL_PARAMETERS if thumbnail else RENDERED_PARAMETERS)
+    return Method("GET", title, "PS3.18 §10.4.1.1.4" if thumbnail else "PS3.18 §10.4.1.1.3", params,
+                  response_types=options, success="200" if thumbnail else "200 206")
+
+
 def describe(segments: Sequence[str], method: str) -> Method | None:
     """What ``method`` on the resource with these path template segments does; None if unknown."""
     if method == "HEAD":
@@ -185,6 +212,7 @@ def describe(segments: Sequence[str], method: str) -> Method | None:
     levels = [_LEVELS[s] for s in segments if s in _LEVELS]
     level = levels[-1] if levels else ""
     last, parent = segments[-1], segments[-2] if len(segments) > 1 else ""
+    framed = "Frames" if "frames" in segments else ""
     key = (method, "uid" if last in _LEVELS else "collection" if last in _COLLECTIONS else
            "bulkdata" if parent == "bulkdata" and last.startswith("{") else
            "frames" if parent == "frames" else last)
@@ -199,6 +227,8 @@ def describe(segments: Sequence[str], method: str) -> Method | None:
             _pixel_options(video=True, bulk=True)),
         ("GET", "pixeldata"): lambda: _retrieve(f"Retrieve {level} Pixel Data", _pixel_options(video=True, bulk=False)),
         ("GET", "frames"): lambda: _retrieve("Retrieve Frames", _pixel_options(video=False, bulk=False)),
+        ("GET", "rendered"): lambda: _rendered(f"Retrieve Rendered {framed or level}", thumbnail=False),
+        ("GET", "thumbnail"): lambda: _rendered(f"Retrieve {framed or level} Thumbnail", thumbnail=True),
     }
     build = builders.get(key)
     return build() if build is not None else None

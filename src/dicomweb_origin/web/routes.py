@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import logging
 import re
@@ -22,6 +23,7 @@ from ..retrieve import Payload, Retrieve, Target
 from ..settings import Settings
 from . import multipart
 from .encoding import ContentDecoder, content_decoder
+from .params import render_params
 from .negotiate import (
     acceptable_media_types,
     check_charset,
@@ -89,15 +91,18 @@ class Endpoints:
             return Response(status_code=304, headers=headers | {"ETag": matched})
         if payload.multipart_type is not None and any(p.length is None for p in payload.parts):
             await run_in_threadpool(_produce_ahead, self.retrieve, payload)
+        warnings = list(payload.warnings)
         if payload.omitted:
-            headers["Warning"] = (f'299 dicomweb-origin "{payload.omitted} of the items of the target could not be'
-                                  ' represented in an acceptable media type and were omitted"')
+            warnings.append(f"{payload.omitted} of the items of the target could not be represented in an acceptable"
+                            " media type and were omitted")
+        if warnings:
+            headers["Warning"] = ", ".join(f'299 dicomweb-origin "{text}"' for text in warnings)
         status = 206 if payload.omitted else 200
         root = self.root(request)
         if payload.multipart_type is None:
             part = payload.parts[0]
-            if part.length is None:
-                await run_in_threadpool(part.materialize)
+            if part.length is None:  # transcoding or rendering: CPU work, on the one bounded executor
+                await asyncio.wrap_future(self.retrieve.executor.submit(part.materialize))
             if not compressible and part.length is not None:  # a single representation: Range applies (RFC 9110 §14)
                 headers["Accept-Ranges"] = "bytes"
                 # If-Range that does not match means "send it all" (RFC 9110 §13.1.5), before any 416.
@@ -178,6 +183,25 @@ class Endpoints:
         target, accept = self.target(request), self.accept(request)
         frame_list = request.path_params["frames"]
         payload = await run_in_threadpool(self.retrieve.frames, target, frame_list, accept)
+        return await self.send(request, payload)
+
+    async def rendered(self, request: Request) -> Response:
+        return await self._rendered(request, thumbnail=False)
+
+    async def thumbnail(self, request: Request) -> Response:
+        return await self._rendered(request, thumbnail=True)
+
+    async def _rendered(self, request: Request, thumbnail: bool) -> Response:
+        """Rendered and Thumbnail resources (§10.4.1.1.3-4): parameters parsed once into a frozen value."""
+        target, accept = self.target(request), self.accept(request)
+        # Rendered text is UTF-8, the one charset this server renders in (§8.8.5: otherwise 406).
+        check_charset(request.query_params.getlist("charset"), header_field(request.headers, "accept-charset"))
+        params, unsupported = render_params(request.query_params, thumbnail=thumbnail)
+        frame_list = request.path_params.get("frames")
+        use = self.retrieve.thumbnail if thumbnail else self.retrieve.rendered
+        payload = await run_in_threadpool(use, target, frame_list, accept, params)
+        if unsupported:  # §8.3.5.1.1
+            payload.warnings += (f"The following annotation values are not supported: {', '.join(unsupported)}",)
         return await self.send(request, payload)
 
     # -- Store (STOW-RS) -------------------------------------------------------------------------
@@ -374,6 +398,14 @@ def routes(endpoints: Endpoints) -> list[BaseRoute]:
         (series + "/pixeldata", {"GET": e.pixeldata}),
         (instance + "/pixeldata", {"GET": e.pixeldata}),
         (instance + "/frames/{frames}", {"GET": e.frames}),
+        (study + "/rendered", {"GET": e.rendered}),
+        (series + "/rendered", {"GET": e.rendered}),
+        (instance + "/rendered", {"GET": e.rendered}),
+        (instance + "/frames/{frames}/rendered", {"GET": e.rendered}),
+        (study + "/thumbnail", {"GET": e.thumbnail}),
+        (series + "/thumbnail", {"GET": e.thumbnail}),
+        (instance + "/thumbnail", {"GET": e.thumbnail}),
+        (instance + "/frames/{frames}/thumbnail", {"GET": e.thumbnail}),
     ]
     return [Route(path, by_method(handlers), methods=list(handlers)) for path, handlers in table]
 

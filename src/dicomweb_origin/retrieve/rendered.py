@@ -1,0 +1,383 @@
+"""Rendered and Thumbnail resources (PS3.18 §10.4.1.1.3-4, Tables 10.4.1-3 and 10.4.1-4).
+
+Each instance falls in a category of Table 8.7.4-1 (single-frame image, multi-frame image,
+video, text, PDF, presentation state) that says which rendered media types it can become; the
+first acceptable one wins (§8.7.8), a wildcard meaning the category's default. Images go through
+the one decoding path frames and transcoding use (``Sources.decoded_frame``), then the pure
+functions of ``render/`` (display pipeline, viewport, annotation, encoders). Every rendered part is
+produced on the CPU executor and kept in a bounded cache keyed like its ETag, so a viewer's study
+browser costs one rendering per thumbnail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+
+from .. import render
+from ..cache import BytesCache
+from ..dicom.xml import json_to_xml
+from ..errors import BadRequest, DicomWebError, NotAcceptable
+from ..model import Acceptable, Display, InstanceRecord, RenderParams, Viewport, excluded
+from ..render import document, icons, presentation, report, video
+from .bulk import parse_frame_list
+from .payload import Part, Payload, Target, bytes_body, etag
+from .sources import Sources
+
+THUMBNAIL_SIZE = 128  # the default thumbnail fits in 128 x 128 (§8.3.5.2: the server chooses)
+
+# SOP classes by what they render as (PS3.4 Annex B).
+ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
+_SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
+_PRESENTATION_STATES = frozenset(f"1.2.840.10008.5.1.4.1.1.11.{n}" for n in (1, 2))  # grayscale, color
+
+# Rendered media types each category can become, its default first (Table 8.7.4-1; a wildcard
+# matches the first type it covers, §8.7.7). Multi-frame images have no default: a wildcard gets
+# the animated GIF, the one image type that carries every frame.
+STILL = ("image/jpeg", "image/png", "image/gif", "image/jp2")
+CATEGORY_TYPES: dict[str, tuple[str, ...]] = {
+    "single-frame": STILL,
+    "multi-frame": ("image/gif", "video/mp4", "image/jpeg", "image/png", "image/jp2"),
+    "video": ("video/mp4", "video/mpeg", "video/H265", "image/jpeg", "image/png", "image/gif"),
+    "pdf": ("application/pdf", "image/jpeg", "image/png"),
+    "text": ("text/html", "text/plain", "text/xml"),
+    "presentation": STILL,
+}
+ANIMATED = frozenset({"image/gif", "video/mp4"})  # one part holds every frame
+ICC_TYPES = frozenset({"image/jpeg", "image/png", "image/jp2"})  # media types that can embed a profile
+LOSSY = frozenset({"image/jpeg", "video/mp4"})
+_STORED_VIDEO_TYPES = {"video/mpeg", "video/H265", "video/mp4"}
+
+
+def category(record: InstanceRecord) -> str | None:
+    """The rendered category of an instance (Table 8.7.2-1), or None when nothing renders it."""
+    sop = record.sop_class_uid
+    if sop in _PRESENTATION_STATES:
+        return "presentation"
+    if sop == ENCAPSULATED_PDF:
+        return "pdf"
+    if sop.startswith(_SR_PREFIX):
+        return "text"
+    if record.pixel is None or not record.frames:
+        return None
+    if record.syntax.video:
+        return "video"
+    return "multi-frame" if len(record.frames) > 1 else "single-frame"
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    media_type: str
+    multipart: bool
+
+
+def choose(kind: str, record: InstanceRecord, accept: Sequence[Acceptable], single_item: bool) -> Choice | None:
+    """The first acceptable rendered media type this instance can become (§8.7.8.1), or None."""
+    types = CATEGORY_TYPES[kind]
+    if kind == "video":  # the stored stream as it is, under its own type, or H.264 in MP4
+        types = tuple(t for t in types if t not in _STORED_VIDEO_TYPES or t in ("video/mp4", record.syntax.media_type))
+    for acceptable in accept:
+        if acceptable.q <= 0 or acceptable.transfer_syntax is not None:
+            continue  # no transfer-syntax on rendered media types (§8.7.4)
+        if acceptable.multipart is False and not single_item:
+            continue  # single-part types only for a single response item (Table 10.4.4-1 note 3)
+        for media_type in types:
+            if not acceptable.matches(media_type):
+                continue
+            multipart = acceptable.multipart is True or (acceptable.multipart is None and not single_item)
+            if not excluded(accept, media_type, None, multipart):
+                return Choice(media_type, multipart)
+            break
+    return None
+
+
+class Renderer:
+    """Builds the parts of one Rendered or Thumbnail request."""
+
+    def __init__(self, sources: Sources, cache: BytesCache, params: RenderParams, thumbnail: bool) -> None:
+        self.sources = sources
+        self.cache = cache
+        self.params = params
+        self.thumbnail = thumbnail
+
+    # -- parts -----------------------------------------------------------------------------
+
+    def part(self, record: InstanceRecord, media_type: str, indexes: Sequence[int] | None,
+             location: str, produce: Callable[[], bytes]) -> Part:
+        key = ("rendered", self.thumbnail, record.digest, media_type, tuple(indexes or ()), self.params)
+        cached = self.cache.get(key)
+        content_type = media_type + ("; charset=utf-8" if media_type.startswith("text/") else "")
+        if cached is not None:
+            return Part(content_type, location, len(cached), bytes_body(cached))
+
+        def body(offset: int, length: int | None) -> Iterator[bytes]:
+            yield from bytes_body(self.cache.get_or_make(key, produce))(offset, length)
+
+        return Part(content_type, location, None, body)
+
+    def instance_parts(self, record: InstanceRecord, kind: str, choice: Choice,
+                       indexes: Sequence[int] | None) -> list[Part]:
+        """The parts of one instance: one per frame for still types, one for animations and documents."""
+        media_type = choice.media_type
+        if kind == "presentation":
+            return self.presentation_parts(record, media_type, choice.multipart)
+        base = record.path
+        if kind in ("text", "pdf") and media_type in ("text/html", "text/plain", "text/xml", "application/pdf"):
+            return [self.part(record, media_type, None, f"{base}/rendered", lambda: self.document(record, media_type))]
+        if kind == "video":
+            if media_type.startswith("video/"):
+                return [self.part(record, media_type, None, f"{base}/rendered",
+                                  lambda: self.video(record, media_type))]
+            return [self.part(record, media_type, (0,), f"{base}/rendered",
+                              lambda: self.still(self.video_image(record), media_type, record))]
+        if kind == "pdf":
+            return [self.part(record, media_type, (0,), f"{base}/rendered",
+                              lambda: self.still(document.pdf_page_image(self.pdf(record)), media_type, record))]
+        frames = list(indexes) if indexes is not None else list(range(len(record.frames)))
+        if media_type in ANIMATED:
+            location = f"{base}/frames/{_frame_list(frames)}/rendered" if indexes is not None else f"{base}/rendered"
+            return [self.part(record, media_type, frames, location, lambda: self.animation(record, frames, media_type))]
+        if not choice.multipart:
+            frames = frames[:1]  # a bare still of a multi-frame instance: its first frame (see conformance.md)
+        multi = len(record.frames) > 1
+        return [self.part(record, media_type, (index,),
+                          f"{base}/frames/{index + 1}/rendered" if multi else f"{base}/rendered",
+                          lambda index=index: self.still(self.image(record, index), media_type, record, index))
+                for index in frames]
+
+    # -- producing -------------------------------------------------------------------------
+
+    @staticmethod
+    def display(record: InstanceRecord) -> Display | None:
+        return record.display
+
+    def image(self, record: InstanceRecord, index: int, ps: presentation.PresentationState | None = None) -> Any:
+        """One frame through the display pipeline (PS3.4 N.2): modality, VOI, presentation LUTs."""
+        pixels, described = self.sources.decoded_frame(record, index)
+        display = self.display(record)
+        window = self.params.window
+        if ps is not None and display is not None:
+            display = ps.display_for(record.instance_uid, index + 1, display)
+            window = None
+        image = render.display_image(pixels, described, display, index, window)
+        if ps is not None:
+            image = presentation.apply_presentation(image, ps, record.instance_uid, index + 1)
+        return image
+
+    def finish(self, image: Any, media_type: str, record: InstanceRecord, index: int | None = None,
+               viewport: Viewport | None = None) -> tuple[Any, bytes | None]:
+        """Colour management, viewport and annotation, in that order (annotation last, §8.3.5.1.1)."""
+        profile: bytes | None = None
+        if media_type in ICC_TYPES:
+            display = self.display(record)
+            source = None
+            if display is not None and display.icc_profile_path:
+                source = self.sources.bulk_bytes(record, display.icc_profile_path)
+            if image.ndim == 3 or self.params.iccprofile not in (None, "no"):
+                image, profile = render.apply_icc(image, source, self.params.iccprofile)
+        image = render.apply_viewport(image, viewport if viewport is not None else self.viewport_for())
+        if self.params.annotation and not self.thumbnail:
+            metadata = orjson.loads(self.sources.index.metadata([record])[0])
+            lines = render.annotation_lines(metadata, self.params.annotation, frame=None if index is None else index + 1,
+                                            window=self.params.window)
+            image = render.annotate(image, lines)
+        return image, profile
+
+    def viewport_for(self) -> Viewport | None:
+        if self.params.viewport is not None or not self.thumbnail:
+            return self.params.viewport
+        return Viewport(THUMBNAIL_SIZE, THUMBNAIL_SIZE)
+
+    def still(self, image: Any, media_type: str, record: InstanceRecord, index: int | None = None) -> bytes:
+        image, profile = self.finish(image, media_type, record, index)
+        return render.encode([image], media_type, quality=self.params.quality, icc_profile=profile)
+
+    def animation(self, record: InstanceRecord, frames: Sequence[int], media_type: str) -> bytes:
+        images = [self.finish(self.image(record, index), media_type, record, index)[0] for index in frames]
+        display = self.display(record)
+        frame_time = (display.frame_time_ms if display is not None else None) or 100.0  # 10 frames/s unless told
+        if media_type == "video/mp4":
+            return video.frames_to_mp4(images, frame_time, self.params.quality)
+        return render.encode(images, media_type, quality=self.params.quality, frame_time_ms=frame_time)
+
+    def stream(self, record: InstanceRecord) -> bytes:
+        return b"".join(self.sources.stored_frame(record, index) for index in range(len(record.frames)))
+
+    def video(self, record: InstanceRecord, media_type: str) -> bytes:
+        stream = self.stream(record)
+        if media_type == "video/mp4":
+            return video.to_mp4(stream, record.transfer_syntax_uid)
+        return stream  # the stored stream under its own media type (§8.7.4)
+
+    def video_image(self, record: InstanceRecord) -> Any:
+        return video.video_frame(self.stream(record), record.transfer_syntax_uid, 0 if not self.thumbnail else None)
+
+    def pdf(self, record: InstanceRecord) -> bytes:
+        data = self.sources.bulk_bytes(record, "00420011")
+        if data is None:
+            raise NotAcceptable(f"instance {record.instance_uid} holds no Encapsulated Document")
+        return document.pdf_bytes(data)
+
+    def document(self, record: InstanceRecord, media_type: str) -> bytes:
+        if media_type == "application/pdf":
+            return self.pdf(record)
+        metadata = orjson.loads(self.sources.index.metadata([record])[0])
+        if media_type == "text/html":
+            return report.sr_html(metadata).encode()
+        if media_type == "text/plain":
+            return report.sr_text(metadata).encode()
+        return json_to_xml(metadata)  # text/xml: the Native DICOM Model (PS3.19 Annex A)
+
+    # -- presentation states ---------------------------------------------------------------
+
+    def presentation_state(self, record: InstanceRecord) -> presentation.PresentationState:
+        metadata = orjson.loads(self.sources.index.metadata([record])[0])
+        return presentation.parse_presentation(metadata)
+
+    def presentation_parts(self, record: InstanceRecord, media_type: str, multipart: bool) -> list[Part]:
+        """The images a presentation state references, rendered with it applied (PS3.4 N.2)."""
+        if self.params.window is not None:
+            raise BadRequest("window is not allowed with a presentation state target (PS3.18 §8.3.5.1.4)")
+        if self.params.viewport is not None and self.params.viewport.has_region:
+            raise BadRequest("a presentation state target takes viewport=vw,vh only (PS3.18 §8.3.5.1.3)")
+        ps = self.presentation_state(record)
+        parts: list[Part] = []
+        for series_uid, instance_uid, frame_numbers in ps.images:
+            image_record = self.sources.index.get(instance_uid)
+            if image_record is None or image_record.series_uid != series_uid or image_record.pixel is None:
+                continue
+            numbers = list(frame_numbers) or list(range(1, len(image_record.frames) + 1))
+            for number in numbers:
+                if not 1 <= number <= len(image_record.frames):
+                    continue
+                parts.append(self.part(
+                    image_record, media_type, (number - 1, record.digest),  # type: ignore[arg-type]
+                    f"{record.path}/rendered",
+                    lambda r=image_record, i=number - 1: self.still(self.image(r, i, ps), media_type, r, i)))
+        if not parts:
+            raise NotAcceptable(f"presentation state {record.instance_uid} references no stored image")
+        return parts if multipart else parts[:1]
+
+
+def rendered(sources: Sources, cache: BytesCache, target: Target, frame_list: str | None,
+             accept: Sequence[Acceptable], params: RenderParams) -> Payload:
+    """A Rendered resource: one part per rendered instance or frame, 206 for what cannot be rendered."""
+    records = sources.records(target)
+    renderer = Renderer(sources, cache, params, thumbnail=False)
+    indexes = None
+    if frame_list is not None:
+        record = records[0]
+        if record.pixel is None or not record.frames:
+            raise NotAcceptable(f"instance {record.instance_uid} has no frames to render")
+        indexes = parse_frame_list(frame_list, len(record.frames))
+    single_item = target.single and (indexes is None or len(indexes) == 1)
+    parts: list[Part] = []
+    omitted = 0
+    choices: list[str] = []
+    multipart = False
+    for record in records:
+        kind = category(record)
+        if kind == "multi-frame" and indexes is not None and len(indexes) == 1:
+            kind = "single-frame"
+        choice = None if kind is None else choose(kind, record, accept, single_item)
+        if kind is None or choice is None:
+            omitted += 1
+            continue
+        if choice.media_type not in ICC_TYPES and params.iccprofile not in (None, "no"):
+            # §8.3.5.1.5: a profile asked for with a media type that cannot carry one
+            raise BadRequest(f"iccprofile={params.iccprofile} cannot be honoured: {choice.media_type} carries no ICC"
+                             " profile")
+        produced = renderer.instance_parts(record, kind, choice, indexes)
+        parts += produced
+        choices += [choice.media_type] * len(produced)
+        multipart = choice.multipart
+    if not parts:
+        raise NotAcceptable(_not_renderable(records, accept))
+    bare = len(parts) == 1 and not multipart
+    return Payload(parts, None if bare else choices[0],
+                   etag("rendered", frame_list, params, bare, *(r.digest for r in records), *choices),
+                   omitted=omitted)
+
+
+def thumbnail(sources: Sources, cache: BytesCache, target: Target, frame_list: str | None,
+              accept: Sequence[Acceptable], params: RenderParams) -> Payload:
+    """A Thumbnail resource: exactly one image, no patient information (§10.4.1.1.4, §8.3.5.2)."""
+    if params.viewport is not None and params.viewport.has_region:
+        raise BadRequest("a thumbnail takes viewport=vw,vh only (PS3.18 §8.3.5.2)")
+    records = sources.records(target)
+    record = _representative(sources, records)
+    params = replace(params, annotation=(), window=None)
+    renderer = Renderer(sources, cache, params, thumbnail=True)
+    choice = choose("single-frame", record, accept, single_item=True)
+    if choice is None:
+        raise NotAcceptable("a thumbnail is served as image/jpeg (the default), image/png, image/gif or image/jp2")
+    media_type = choice.media_type
+    kind = category(record)
+    if frame_list is not None:
+        if record.pixel is None or not record.frames or kind == "video":
+            raise NotAcceptable(f"instance {record.instance_uid} has no frames to show")
+        index = parse_frame_list(frame_list, len(record.frames))[0]
+    else:
+        index = len(record.frames) // 2 if record.frames else 0  # the middle frame
+    location = f"{target.path}/frames/{frame_list}/thumbnail" if frame_list else f"{target.path}/thumbnail"
+
+    def make() -> bytes:
+        return renderer.still(_thumbnail_image(renderer, record, kind, index), media_type, record)
+
+    part = renderer.part(record, media_type, (index,), location, make)
+    if choice.multipart:
+        raise NotAcceptable("a thumbnail is a single image, not a multipart response (§10.4.1.1.4)")
+    return Payload([part], None, etag("thumbnail", target.path, frame_list, params, record.digest, media_type))
+
+
+def _thumbnail_image(renderer: Renderer, record: InstanceRecord, kind: str | None, index: int) -> Any:
+    """A picture of any instance: a frame, a video frame, a PDF page, or an icon; never an error."""
+    size = THUMBNAIL_SIZE
+    try:
+        if kind in ("single-frame", "multi-frame"):
+            return renderer.image(record, index)
+        if kind == "video":
+            return renderer.video_image(record)
+        if kind == "pdf":
+            return document.pdf_page_image(renderer.pdf(record), 0, size)
+        if kind == "presentation":
+            ps = renderer.presentation_state(record)
+            for series_uid, instance_uid, _ in ps.images:
+                image_record = renderer.sources.index.get(instance_uid)
+                if image_record is not None and image_record.series_uid == series_uid and image_record.pixel:
+                    return renderer.image(image_record, 0, ps)
+    except DicomWebError:
+        pass  # an instance that cannot be pictured gets its icon, not an error
+    return icons.icon({"text": "sr", "pdf": "pdf"}.get(kind or "", "other"), (size, size))
+
+
+def _representative(sources: Sources, records: Sequence[InstanceRecord]) -> InstanceRecord:
+    """Study → the middle instance of its largest image series; series → its middle instance.
+
+    The largest series (most frames) is the one a reader opens first: a localizer or a dose report
+    beside a CT series is never chosen over it. Records come sorted by Instance Number.
+    """
+    images = [r for r in records if category(r) in ("single-frame", "multi-frame")]
+    pool = images or list(records)
+    by_series: dict[str, list[InstanceRecord]] = {}
+    for record in pool:
+        by_series.setdefault(record.series_uid, []).append(record)
+    series = max(by_series.values(), key=lambda rs: (sum(len(r.frames) for r in rs), len(rs)))
+    return series[len(series) // 2]
+
+
+def _frame_list(indexes: Sequence[int]) -> str:
+    return ",".join(str(index + 1) for index in indexes)
+
+
+def _not_renderable(records: Sequence[InstanceRecord], accept: Sequence[Acceptable]) -> str:
+    kinds = sorted({category(r) or "not renderable" for r in records})
+    offered = sorted({t for k in kinds if k in CATEGORY_TYPES for t in CATEGORY_TYPES[k]})
+    return (f"none of the acceptable media types can be rendered for this target ({', '.join(kinds)});"
+            f" it can be rendered as {', '.join(offered) or 'nothing'}")
+
+
+__all__ = ["category", "choose", "rendered", "thumbnail"]
