@@ -1,14 +1,17 @@
 """Decode one stored frame to a numpy array: the one decoding function retrieve, rendering and volumes use.
 
 Frames are stored as they arrived: native little-endian bytes, or one bare compressed bitstream
-per frame. JPEG 2000 and HTJ2K decode through imagecodecs (OpenJPEG, OpenJPH), which releases
-the GIL; pydicom's plugins (pylibjpeg, pyjpegls, its own RLE and native readers) do the rest.
+per frame. Which library decodes which bitstream is a table (``DECODERS``), not a chain of
+branches: imagecodecs' OpenJPEG and OpenJPH release the GIL while they work, pydicom's plugins
+(pylibjpeg, pyjpegls, its own RLE and native readers) are the default for everything else.
 
 Rules kept here:
 
 * Decoded colour frames are interleaved (Planar Configuration 0); lossy JPEG YCbCr decodes to
   RGB; native YBR_FULL_422 decodes to full-resolution YBR_FULL (no rounding of native data).
 * JPEG 2000 / HTJ2K undo their multi-component transform: YBR_ICT and YBR_RCT decode to RGB.
+* Float Pixel Data (7FE0,0008) and Double Float Pixel Data (7FE0,0009) decode to float32 and
+  float64 arrays (PS3.3 C.7.6.24), never to their integer bit patterns.
 """
 
 from __future__ import annotations
@@ -39,9 +42,12 @@ except ImportError:  # pragma: no cover - a declared dependency
     imagecodecs = None  # type: ignore[assignment]
 
 __all__ = [
+    "DECODERS",
     "can_decode",
     "decode_frame",
     "decoded_description",
+    "decoder_for",
+    "pixel_keyword",
     "repack_bits",
 ]
 
@@ -71,6 +77,62 @@ ALWAYS_LOSSY = frozenset({JPEG_BASELINE, JPEG_EXTENDED})
 # Part 2 codestreams that use only Part 1 tools decode with the Part 1 decoder (openjpeg);
 # ones that use Part 2 extensions fail and raise DecodeError.
 DECODE_AS = {J2K_PART2_LOSSLESS: J2K_LOSSLESS, J2K_PART2: J2K}
+
+# The pixel data element a record's ``pixel_path`` names (PS3.3 C.7.6.3, C.7.6.24).
+PIXEL_KEYWORDS = {"7FE00010": "PixelData", "7FE00008": "FloatPixelData", "7FE00009": "DoubleFloatPixelData"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Which decoder serves which bitstream
+
+PYDICOM = "pydicom"  # pydicom's plugins: pylibjpeg-libjpeg/-openjpeg/-rle, pyjpegls, native reader
+OPENJPEG = "openjpeg"  # imagecodecs.jpeg2k_decode (OpenJPEG 2.5, decodes HTJ2K too), GIL released
+OPENJPH = "openjph"  # imagecodecs.htj2k_decode (OpenJPH, the library that encodes HTJ2K), GIL released
+_FAST = {OPENJPEG: "jpeg2k_decode", OPENJPH: "htj2k_decode"}
+
+_GREY = ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR")
+_COLOUR = ("RGB", "YBR_FULL", "YBR_ICT", "YBR_RCT")
+_J2K_FAMILY = (J2K_LOSSLESS, J2K)
+_HT_FAMILY = (HTJ2K_LOSSLESS, HTJ2K_RPCL, HTJ2K)
+
+# (transfer syntax, photometric interpretation, lossy codestream) -> decoder; PYDICOM otherwise.
+# "Lossy" is the codestream's own wavelet (irreversible 9-7, read from its COD marker), not the
+# syntax's name: .203 and .91 may hold reversible codestreams too.
+# OpenJPH decodes irreversible multi-component HTJ2K wrongly (issue 7: ~16-20 dB PSNR against the
+# source where OpenJPEG gives ~55-62 dB, with or without the ICT), so lossy colour HTJ2K goes to
+# OpenJPEG; greyscale and reversible colour HTJ2K decode identically (within one grey level for
+# lossy greyscale, exactly for reversible) in both, and OpenJPH is the faster of the two.
+DECODERS: dict[tuple[str, str, bool], str] = {
+    **{(uid, pi, lossy): OPENJPEG for uid in _J2K_FAMILY for pi in (*_GREY, *_COLOUR) for lossy in (False, True)},
+    **{(uid, pi, lossy): OPENJPH for uid in _HT_FAMILY for pi in _GREY for lossy in (False, True)},
+    **{(uid, pi, False): OPENJPH for uid in _HT_FAMILY for pi in _COLOUR},
+    **{(uid, pi, True): OPENJPEG for uid in _HT_FAMILY for pi in _COLOUR},
+}
+
+
+def decoder_for(transfer_syntax_uid: str, photometric_interpretation: str, lossy: bool) -> str:
+    """Return the name of the decoder ``decode_frame`` uses for such a bitstream."""
+    return DECODERS.get((transfer_syntax_uid, photometric_interpretation, lossy), PYDICOM)
+
+
+def irreversible(codestream: bytes) -> bool:
+    """Whether a JPEG 2000 / HTJ2K codestream uses the irreversible 9-7 wavelet (is lossy).
+
+    Walks the main header's marker segments to COD (PS3.5 A.4.4 / ISO 15444-1 A.6.1: SPcod's
+    last byte is the transformation, 0 = 9-7 irreversible, 1 = 5-3 reversible). A codestream
+    that cannot be read counts as lossy, which picks the decoder that is right in both cases.
+    """
+    position = 2 if codestream[:2] == b"\xff\x4f" else -1
+    while 0 <= position <= len(codestream) - 4:
+        marker = codestream[position:position + 2]
+        length = int.from_bytes(codestream[position + 2:position + 4], "big")
+        if marker == b"\xff\x52":  # COD: Lcod, Scod, SGcod (4 bytes), levels, xcb, ycb, style, transform
+            offset = position + 13
+            return offset >= len(codestream) or codestream[offset] == 0
+        if marker in (b"\xff\x90", b"\xff\x93") or marker[:1] != b"\xff":  # SOT/SOD: no COD
+            break
+        position += 2 + length
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,6 +233,11 @@ def runner_options(pixel: PixelDescription, photometric: str | None = None) -> d
     }
 
 
+def pixel_keyword(pixel_path: str | None) -> str:
+    """Return the keyword of the pixel data element a record's ``pixel_path`` names."""
+    return PIXEL_KEYWORDS.get(pixel_path or "", "PixelData")
+
+
 # ---------------------------------------------------------------------------------------------
 # Capability
 
@@ -210,23 +277,27 @@ def repack_bits(data: bytes, shift: int, bits: int) -> bytes:
 
 
 def decode_frame(
-    data: bytes, transfer_syntax_uid: str, pixel: PixelDescription
+    data: bytes, transfer_syntax_uid: str, pixel: PixelDescription, pixel_keyword: str = "PixelData"
 ) -> tuple[Array, PixelDescription]:
     """Decode one stored frame; return the pixels and a description of them.
 
     The array is shaped (rows, columns[, samples]), interleaved, little-endian, with a dtype of
-    Bits Allocated. Colour may change: JPEG YBR becomes RGB, J2K YBR_ICT/YBR_RCT becomes RGB.
+    Bits Allocated (float32 / float64 for Float / Double Float Pixel Data). Colour may change:
+    JPEG YBR becomes RGB, J2K YBR_ICT/YBR_RCT becomes RGB.
     """
     uid = DECODE_AS.get(transfer_syntax_uid, transfer_syntax_uid)
     if not can_decode(uid):
         reason = video_reason(uid) or "no decoder is available"
         raise NotAcceptable(f"cannot decode frames stored as {syntax_name(transfer_syntax_uid)}: {reason}")
-    options = runner_options(pixel) | {"pixel_keyword": "PixelData"}
+    options = runner_options(pixel) | {"pixel_keyword": pixel_keyword}
+    if pixel_keyword != "PixelData":  # float samples use all their bits (PS3.3 C.7.6.24)
+        options |= {"bits_stored": pixel.bits_allocated, "pixel_representation": 0}
     if uid in NATIVE_SYNTAXES:
         decoder, src = get_decoder(EXPLICIT_VR_LE), data
     elif uid == EXPLICIT_VR_BE:  # retired; only a frame cut from such a file would be big endian
         decoder, src = get_decoder(uid), data
-        options["pixel_vr"] = "OW" if pixel.bits_allocated > 8 else "OB"
+        options["pixel_vr"] = {"PixelData": "OW" if pixel.bits_allocated > 8 else "OB",
+                               "FloatPixelData": "OF", "DoubleFloatPixelData": "OD"}[pixel_keyword]
     else:
         fast = _decode_fast(data, uid, pixel)
         if fast is not None:
@@ -260,16 +331,19 @@ def _decode_fast(data: bytes, uid: str, pixel: PixelDescription) -> Array | None
 
     pydicom's plugin (pylibjpeg-openjpeg) holds the GIL for a whole decode and runs one decode at a
     time (see ``_serialize_openjpeg``), stalling every other request; this path is taken only when
-    its result is unambiguous (shape, width and signedness as the dataset says), otherwise pydicom's decoder (with its sign corrections) does the work. Both
+    ``DECODERS`` names a fast decoder and its result is unambiguous (shape, width and signedness as
+    the dataset says), otherwise pydicom's decoder (with its sign corrections) does the work. Both
     undo a codestream's colour transform (YBR_RCT/ICT become RGB, as ``decoded_description`` says).
     """
-    decoder = _J2K_FAST.get(uid)
-    if decoder is None or imagecodecs is None:
+    if uid not in _J2K_FAMILY and uid not in _HT_FAMILY:
+        return None
+    decoder = decoder_for(uid, pixel.photometric_interpretation, irreversible(data))
+    if decoder not in _FAST or imagecodecs is None:
         return None
     if pixel.samples_per_pixel not in (1, 3) or pixel.bits_allocated not in (8, 16):
         return None
     try:
-        arr = getattr(imagecodecs, decoder)(data)
+        arr = getattr(imagecodecs, _FAST[decoder])(data)
     except Exception:
         return None
     signed = arr.dtype.kind == "i"
@@ -279,7 +353,3 @@ def _decode_fast(data: bytes, uid: str, pixel: PixelDescription) -> Array | None
     if signed != bool(pixel.pixel_representation):
         return None
     return cast(Array, arr)
-
-
-_J2K_FAST = {J2K_LOSSLESS: "jpeg2k_decode", J2K: "jpeg2k_decode",
-             HTJ2K_LOSSLESS: "htj2k_decode", HTJ2K_RPCL: "htj2k_decode", HTJ2K: "htj2k_decode"}

@@ -111,12 +111,12 @@ def can_transcode(src_uid: str, dst_uid: str, pixel: PixelDescription) -> bool:
 
 
 def transcode_frame(data: bytes, src_uid: str, dst_uid: str, pixel: PixelDescription, *,
-                    source_lossy: bool) -> EncodedFrame:
+                    source_lossy: bool, pixel_keyword: str = "PixelData") -> EncodedFrame:
     """Convert one stored frame from ``src_uid`` to ``dst_uid``; pass it through when no change is needed."""
     source_lossy = source_lossy or src_uid in ALWAYS_LOSSY
     if src_uid == dst_uid or (src_uid in NATIVE_SYNTAXES and dst_uid in NATIVE_SYNTAXES):
         return EncodedFrame(bytes(data), dst_uid, replace(pixel, number_of_frames=1), lossy=source_lossy)
-    array, decoded = decode_frame(data, src_uid, pixel)
+    array, decoded = decode_frame(data, src_uid, pixel, pixel_keyword)
     return encode_frame(array, decoded, dst_uid, source_lossy=source_lossy)
 
 
