@@ -47,6 +47,7 @@ __all__ = [
     "decode_frame",
     "decoded_description",
     "decoder_for",
+    "irreversible",
     "pixel_keyword",
     "repack_bits",
 ]
@@ -89,6 +90,7 @@ PYDICOM = "pydicom"  # pydicom's plugins: pylibjpeg-libjpeg/-openjpeg/-rle, pyjp
 OPENJPEG = "openjpeg"  # imagecodecs.jpeg2k_decode (OpenJPEG 2.5, decodes HTJ2K too), GIL released
 OPENJPH = "openjph"  # imagecodecs.htj2k_decode (OpenJPH, the library that encodes HTJ2K), GIL released
 _FAST = {OPENJPEG: "jpeg2k_decode", OPENJPH: "htj2k_decode"}
+DECODER_NAMES = {PYDICOM: "pydicom", OPENJPEG: "OpenJPEG (imagecodecs)", OPENJPH: "OpenJPH (imagecodecs)"}
 
 _GREY = ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR")
 _COLOUR = ("RGB", "YBR_FULL", "YBR_ICT", "YBR_RCT")
@@ -112,7 +114,19 @@ DECODERS: dict[tuple[str, str, bool], str] = {
 
 def decoder_for(transfer_syntax_uid: str, photometric_interpretation: str, lossy: bool) -> str:
     """Return the name of the decoder ``decode_frame`` uses for such a bitstream."""
-    return DECODERS.get((transfer_syntax_uid, photometric_interpretation, lossy), PYDICOM)
+    uid = DECODE_AS.get(transfer_syntax_uid, transfer_syntax_uid)
+    return DECODERS.get((uid, photometric_interpretation, lossy), PYDICOM)
+
+
+def pydicom_plugins(transfer_syntax_uid: str) -> tuple[str, ...]:
+    """Return pydicom's decoding plugins available for a syntax, in the order it tries them."""
+    uid = DECODE_AS.get(transfer_syntax_uid, transfer_syntax_uid)
+    if uid in NATIVE_SYNTAXES or uid == EXPLICIT_VR_BE:
+        return ("native",)
+    try:
+        return tuple(get_decoder(uid).available_plugins)
+    except NotImplementedError:
+        return ()
 
 
 def irreversible(codestream: bytes) -> bool:
