@@ -27,7 +27,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "retrieve": ("starlette", "dicomweb_origin.web"),
     "search": ("starlette", "dicomweb_origin.web"),
     "web": ("pydicom", "numpy", "dicomweb_origin.storage", "dicomweb_origin.dicom.reader",
-            "dicomweb_origin.dicom.transcode"),
+            "dicomweb_origin.dicom.transcode", "dicomweb_origin.dicom.pixels", "dicomweb_origin.dicom.codecs"),
 }
 # Nothing imports the composition root.
 COMPOSITION = ("dicomweb_origin.app", "dicomweb_origin.cli")

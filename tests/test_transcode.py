@@ -26,6 +26,7 @@ from pydicom.pixels import get_decoder
 from pydicom.pixels.processing import convert_color_space
 
 from dicomweb_origin.dicom import transcode as tc
+from dicomweb_origin.dicom.pixels import runner_options
 from dicomweb_origin.errors import DecodeError, NotAcceptable
 from dicomweb_origin.model import TRANSFER_SYNTAXES, PixelDescription
 
@@ -152,7 +153,7 @@ def _decode_independently(frame: tc.EncodedFrame) -> np.ndarray:
     """Decode an output frame with pydicom alone, YBR shown as RGB like ``pixel_array``."""
     uid = frame.transfer_syntax_uid
     src = frame.data if uid in tc.NATIVE_SYNTAXES else encapsulate([frame.data])
-    options: dict[str, Any] = dict(tc._options(frame.pixel), pixel_keyword="PixelData")
+    options: dict[str, Any] = dict(runner_options(frame.pixel), pixel_keyword="PixelData")
     arr, properties = get_decoder(uid).as_array(src, index=0, raw=True, **options)
     return _as_rgb(arr, str(properties["photometric_interpretation"]))
 

@@ -10,7 +10,7 @@ import re
 import sys
 from pathlib import Path
 
-from .dicom import transcode
+from .dicom import pixels, transcode
 from .dicom.reader import NORMALIZED_SYNTAXES
 from .model import TRANSFER_SYNTAXES, PixelDescription
 
@@ -43,7 +43,28 @@ def transfer_syntax_table() -> str:
     return "\n".join(lines)
 
 
-GENERATED = {"transfer-syntaxes": transfer_syntax_table}
+def _decoder_name(uid: str, pi: str, lossy: bool) -> str:
+    name = pixels.decoder_for(uid, pi, lossy)
+    if name != pixels.PYDICOM:
+        return pixels.DECODER_NAMES[name]
+    plugins = pixels.pydicom_plugins(uid)
+    return f"pydicom ({', '.join(plugins)})" if plugins else "pydicom"
+
+
+def decoder_table() -> str:
+    """Which library decodes which stored bitstream (``dicom.pixels.DECODERS``)."""
+    lines = ["| Transfer syntax | Greyscale | Colour, reversible codestream | Colour, irreversible codestream |",
+             "|---|---|---|---|"]
+    for ts in TRANSFER_SYNTAXES.values():
+        if not pixels.can_decode(ts.uid):
+            continue
+        grey = {_decoder_name(ts.uid, "MONOCHROME2", lossy) for lossy in (False, True)}
+        cells = [" / ".join(sorted(grey)), _decoder_name(ts.uid, "YBR_RCT", False), _decoder_name(ts.uid, "YBR_ICT", True)]
+        lines.append(f"| {ts.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+GENERATED = {"transfer-syntaxes": transfer_syntax_table, "decoders": decoder_table}
 
 
 def render(text: str) -> str:

@@ -291,7 +291,7 @@ def _normalize(source: BinaryIO, source_ts: str) -> BinaryIO:
                 pass
             big_endian = source_ts == EXPLICIT_VR_BE
             if big_endian:
-                _swap_words(dataset)
+                swap_to_little_endian(dataset)
             dataset.ensure_file_meta()
             meta = dataset.file_meta
             keep = TRANSFER_SYNTAXES.get(source_ts)
@@ -313,16 +313,19 @@ def _normalize(source: BinaryIO, source_ts: str) -> BinaryIO:
     return out
 
 
-def _swap_words(dataset: Dataset) -> None:
+def swap_to_little_endian(dataset: Dataset, *, pixels: bool = True) -> None:
     """Byte-swap multi-byte binary values read from Big Endian; pydicom decodes the numeric VRs itself.
 
     OW Pixel Data holds one value per pixel sample: 32- and 64-bit samples swap as wholes, like
     pydicom's own reading of such files (e.g. ``rtdose_expb.dcm``), not as pairs of 16-bit words.
+    ``pixels=False`` leaves the top-level pixel data alone (a caller that re-encoded it already).
     """
     for element in dataset:
         if element.VR == "SQ":
             for item in element.value:
-                _swap_words(item)
+                swap_to_little_endian(item)
+            continue
+        if not pixels and element.tag in PIXEL_TAGS:
             continue
         width = _SWAP_WIDTH.get(element.VR) or (2 if element.VR == "US or OW" else 0)
         if element.tag == 0x7FE00010 and width == 2 and dataset.get("BitsAllocated") in (32, 64):

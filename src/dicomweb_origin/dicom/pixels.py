@@ -1,0 +1,369 @@
+"""Decode one stored frame to a numpy array: the one decoding function retrieve, rendering and volumes use.
+
+Frames are stored as they arrived: native little-endian bytes, or one bare compressed bitstream
+per frame. Which library decodes which bitstream is a table (``DECODERS``), not a chain of
+branches: imagecodecs' OpenJPEG and OpenJPH release the GIL while they work, pydicom's plugins
+(pylibjpeg, pyjpegls, its own RLE and native readers) are the default for everything else.
+
+Rules kept here:
+
+* Decoded colour frames are interleaved (Planar Configuration 0); lossy JPEG YCbCr decodes to
+  RGB; native YBR_FULL_422 decodes to full-resolution YBR_FULL (no rounding of native data).
+* JPEG 2000 / HTJ2K undo their multi-component transform: YBR_ICT and YBR_RCT decode to RGB.
+* Float Pixel Data (7FE0,0008) and Double Float Pixel Data (7FE0,0009) decode to float32 and
+  float64 arrays (PS3.3 C.7.6.24), never to their integer bit patterns.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, cast
+
+import numpy as np
+from pydicom.encaps import encapsulate
+from pydicom.pixels import get_decoder  # type: ignore[attr-defined]
+
+from ..errors import DecodeError, NotAcceptable
+from ..model import (
+    DEFLATED_EXPLICIT_VR_LE,
+    EXPLICIT_VR_BE,
+    EXPLICIT_VR_LE,
+    IMPLICIT_VR_LE,
+    TRANSFER_SYNTAXES,
+    PixelDescription,
+)
+
+try:  # OpenJPEG and OpenJPH with the GIL released; JPEG and HTJ2K encoders
+    import imagecodecs
+except ImportError:  # pragma: no cover - a declared dependency
+    imagecodecs = None  # type: ignore[assignment]
+
+__all__ = [
+    "DECODERS",
+    "can_decode",
+    "decode_frame",
+    "decoded_description",
+    "decoder_for",
+    "irreversible",
+    "pixel_keyword",
+    "repack_bits",
+]
+
+Array = np.ndarray[Any, np.dtype[Any]]
+
+# Frames reach this module little-endian: the dataset-level syntaxes differ only outside Pixel Data.
+NATIVE_SYNTAXES = frozenset({EXPLICIT_VR_LE, IMPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE})
+
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
+JPEG_LOSSLESS = "1.2.840.10008.1.2.4.57"
+JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
+JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"
+JPEG_LS_NEAR = "1.2.840.10008.1.2.4.81"
+J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
+J2K = "1.2.840.10008.1.2.4.91"
+J2K_PART2_LOSSLESS = "1.2.840.10008.1.2.4.92"
+J2K_PART2 = "1.2.840.10008.1.2.4.93"
+HTJ2K_LOSSLESS = "1.2.840.10008.1.2.4.201"
+HTJ2K_RPCL = "1.2.840.10008.1.2.4.202"
+HTJ2K = "1.2.840.10008.1.2.4.203"
+RLE_LOSSLESS = "1.2.840.10008.1.2.5"
+
+# Syntaxes whose bitstreams can only be lossy (PS3.5 §8.2.1), whatever the caller says.
+ALWAYS_LOSSY = frozenset({JPEG_BASELINE, JPEG_EXTENDED})
+
+# Part 2 codestreams that use only Part 1 tools decode with the Part 1 decoder (openjpeg);
+# ones that use Part 2 extensions fail and raise DecodeError.
+DECODE_AS = {J2K_PART2_LOSSLESS: J2K_LOSSLESS, J2K_PART2: J2K}
+
+# The pixel data element a record's ``pixel_path`` names (PS3.3 C.7.6.3, C.7.6.24).
+PIXEL_KEYWORDS = {"7FE00010": "PixelData", "7FE00008": "FloatPixelData", "7FE00009": "DoubleFloatPixelData"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Which decoder serves which bitstream
+
+PYDICOM = "pydicom"  # pydicom's plugins: pylibjpeg-libjpeg/-openjpeg/-rle, pyjpegls, native reader
+OPENJPEG = "openjpeg"  # imagecodecs.jpeg2k_decode (OpenJPEG 2.5, decodes HTJ2K too), GIL released
+OPENJPH = "openjph"  # imagecodecs.htj2k_decode (OpenJPH, the library that encodes HTJ2K), GIL released
+_FAST = {OPENJPEG: "jpeg2k_decode", OPENJPH: "htj2k_decode"}
+DECODER_NAMES = {PYDICOM: "pydicom", OPENJPEG: "OpenJPEG (imagecodecs)", OPENJPH: "OpenJPH (imagecodecs)"}
+
+_GREY = ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR")
+_COLOUR = ("RGB", "YBR_FULL", "YBR_ICT", "YBR_RCT")
+_J2K_FAMILY = (J2K_LOSSLESS, J2K)
+_HT_FAMILY = (HTJ2K_LOSSLESS, HTJ2K_RPCL, HTJ2K)
+
+# (transfer syntax, photometric interpretation, lossy codestream) -> decoder; PYDICOM otherwise.
+# "Lossy" is the codestream's own wavelet (irreversible 9-7, read from its COD marker), not the
+# syntax's name: .203 and .91 may hold reversible codestreams too.
+# OpenJPH decodes irreversible multi-component HTJ2K wrongly (issue 7: ~16-20 dB PSNR against the
+# source where OpenJPEG gives ~55-62 dB, with or without the ICT), so lossy colour HTJ2K goes to
+# OpenJPEG; greyscale and reversible colour HTJ2K decode identically (within one grey level for
+# lossy greyscale, exactly for reversible) in both, and OpenJPH is the faster of the two.
+DECODERS: dict[tuple[str, str, bool], str] = {
+    **{(uid, pi, lossy): OPENJPEG for uid in _J2K_FAMILY for pi in (*_GREY, *_COLOUR) for lossy in (False, True)},
+    **{(uid, pi, lossy): OPENJPH for uid in _HT_FAMILY for pi in _GREY for lossy in (False, True)},
+    **{(uid, pi, False): OPENJPH for uid in _HT_FAMILY for pi in _COLOUR},
+    **{(uid, pi, True): OPENJPEG for uid in _HT_FAMILY for pi in _COLOUR},
+}
+
+
+def decoder_for(transfer_syntax_uid: str, photometric_interpretation: str, lossy: bool) -> str:
+    """Return the name of the decoder ``decode_frame`` uses for such a bitstream."""
+    uid = DECODE_AS.get(transfer_syntax_uid, transfer_syntax_uid)
+    return DECODERS.get((uid, photometric_interpretation, lossy), PYDICOM)
+
+
+def pydicom_plugins(transfer_syntax_uid: str) -> tuple[str, ...]:
+    """Return pydicom's decoding plugins available for a syntax, in the order it tries them."""
+    uid = DECODE_AS.get(transfer_syntax_uid, transfer_syntax_uid)
+    if uid in NATIVE_SYNTAXES or uid == EXPLICIT_VR_BE:
+        return ("native",)
+    try:
+        return tuple(get_decoder(uid).available_plugins)
+    except NotImplementedError:
+        return ()
+
+
+def irreversible(codestream: bytes) -> bool:
+    """Whether a JPEG 2000 / HTJ2K codestream uses the irreversible 9-7 wavelet (is lossy).
+
+    Walks the main header's marker segments to COD (PS3.5 A.4.4 / ISO 15444-1 A.6.1: SPcod's
+    last byte is the transformation, 0 = 9-7 irreversible, 1 = 5-3 reversible). A codestream
+    that cannot be read counts as lossy, which picks the decoder that is right in both cases.
+    """
+    position = 2 if codestream[:2] == b"\xff\x4f" else -1
+    while 0 <= position <= len(codestream) - 4:
+        marker = codestream[position:position + 2]
+        length = int.from_bytes(codestream[position + 2:position + 4], "big")
+        if marker == b"\xff\x52":  # COD: Lcod, Scod, SGcod (4 bytes), levels, xcb, ycb, style, transform
+            offset = position + 13
+            return offset >= len(codestream) or codestream[offset] == 0
+        if marker in (b"\xff\x90", b"\xff\x93") or marker[:1] != b"\xff":  # SOT/SOD: no COD
+            break
+        position += 2 + length
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# pylibjpeg-openjpeg is not thread-safe
+
+_OPENJPEG_LOCK = threading.Lock()
+
+
+def _serialize_openjpeg() -> None:
+    """Make every call into pylibjpeg-openjpeg, through pydicom, run one at a time, process-wide.
+
+    pylibjpeg-openjpeg (pydicom's JPEG 2000 and HTJ2K plugin) is not thread-safe: its C logging
+    helper keeps the message it logs in static variables and calls Python's logging while holding
+    them, so a second thread, encoding or decoding, swaps and frees them under the first (segfaults
+    and failed decodes, seen in CI). It holds the GIL throughout anyway, so serialising costs no
+    parallelism. The plugin functions are wrapped where pydicom keeps them, so that every caller in
+    the process (this module, and anything else that decodes with pydicom) takes the same lock.
+    """
+    try:
+        from pydicom.pixels.decoders import pylibjpeg as decoders
+        from pydicom.pixels.encoders import pylibjpeg as encoders
+    except ImportError:  # pragma: no cover - pylibjpeg is a declared dependency
+        return
+    for plugins in getattr(decoders, "_DECODERS", {}).values():
+        for name, function in plugins.items():
+            plugins[name] = _locked(function)
+    table = getattr(encoders, "_ENCODERS", {})
+    for uid, function in table.items():
+        table[uid] = _locked(function)
+
+
+def _locked(function: Callable[..., Any]) -> Callable[..., Any]:
+    if not str(getattr(function, "__module__", "")).startswith("openjpeg") or hasattr(function, "__wrapped__"):
+        return function
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with _OPENJPEG_LOCK:
+            return function(*args, **kwargs)
+
+    return call
+
+
+_serialize_openjpeg()
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers shared with the encoders
+
+
+def syntax_name(uid: str) -> str:
+    """Return the transfer syntax's name for messages, or the UID when it is unknown."""
+    ts = TRANSFER_SYNTAXES.get(uid)
+    return ts.name if ts else uid
+
+
+def codec_failure(exc: BaseException) -> bool:
+    """Whether a codec's exception means "this data cannot be coded" rather than "stop".
+
+    Codecs written in Rust (pylibjpeg-rle, through pyo3) turn a panic on malformed data into
+    ``PanicException``, which derives from BaseException so that ``except Exception`` misses it.
+    """
+    return isinstance(exc, Exception) or is_panic(exc)
+
+
+def is_panic(exc: BaseException) -> bool:
+    """Whether ``exc`` is a Rust codec's panic (pyo3 ``PanicException``)."""
+    return type(exc).__name__ == "PanicException"
+
+
+def short_message(exc: BaseException) -> str:
+    """Return a codec exception as one short line (pydicom lists every plugin's failure)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[-1] if lines else type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def video_reason(uid: str) -> str | None:
+    """Return why a video syntax is not transcoded, or None for any other syntax."""
+    ts = TRANSFER_SYNTAXES.get(uid)
+    if ts is not None and ts.video:
+        return "video transfer syntaxes are not transcoded by this server"
+    return None
+
+
+def runner_options(pixel: PixelDescription, photometric: str | None = None) -> dict[str, Any]:
+    """Return pydicom runner options for one frame described by ``pixel``."""
+    return {
+        "rows": pixel.rows,
+        "columns": pixel.columns,
+        "samples_per_pixel": pixel.samples_per_pixel,
+        "bits_allocated": pixel.bits_allocated,
+        "bits_stored": pixel.bits_stored,
+        "pixel_representation": pixel.pixel_representation,
+        "photometric_interpretation": photometric or pixel.photometric_interpretation,
+        "planar_configuration": pixel.planar_configuration,
+        "number_of_frames": 1,
+    }
+
+
+def pixel_keyword(pixel_path: str | None) -> str:
+    """Return the keyword of the pixel data element a record's ``pixel_path`` names."""
+    return PIXEL_KEYWORDS.get(pixel_path or "", "PixelData")
+
+
+# ---------------------------------------------------------------------------------------------
+# Capability
+
+
+def can_decode(transfer_syntax_uid: str) -> bool:
+    """Return True when frames stored in this syntax can be decoded here."""
+    if transfer_syntax_uid in NATIVE_SYNTAXES:
+        return True
+    if video_reason(transfer_syntax_uid):
+        return False
+    try:
+        return bool(get_decoder(DECODE_AS.get(transfer_syntax_uid, transfer_syntax_uid)).is_available)
+    except NotImplementedError:
+        return False
+
+
+def decoded_description(transfer_syntax_uid: str, pixel: PixelDescription) -> PixelDescription:
+    """What ``decode_frame`` will say of pixels stored like ``pixel``, without decoding them."""
+    pi = pixel.photometric_interpretation
+    if pi in ("YBR_ICT", "YBR_RCT"):  # the codestream's colour transform is undone by the decoder
+        pi = "RGB"
+    elif pi.startswith("YBR_FULL") and transfer_syntax_uid in ALWAYS_LOSSY:
+        pi = "RGB"
+    elif pi == "YBR_FULL_422":
+        pi = "YBR_FULL"
+    return replace(pixel, photometric_interpretation=pi, planar_configuration=0, number_of_frames=1)
+
+
+def repack_bits(data: bytes, shift: int, bits: int) -> bytes:
+    """Cut ``bits`` bits starting ``shift`` bits into ``data`` and pack them from bit 0 (PS3.5 §8.1.1)."""
+    unpacked = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")
+    return np.packbits(unpacked[shift:shift + bits], bitorder="little").tobytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+
+
+def decode_frame(
+    data: bytes, transfer_syntax_uid: str, pixel: PixelDescription, pixel_keyword: str = "PixelData"
+) -> tuple[Array, PixelDescription]:
+    """Decode one stored frame; return the pixels and a description of them.
+
+    The array is shaped (rows, columns[, samples]), interleaved, little-endian, with a dtype of
+    Bits Allocated (float32 / float64 for Float / Double Float Pixel Data). Colour may change:
+    JPEG YBR becomes RGB, J2K YBR_ICT/YBR_RCT becomes RGB.
+    """
+    uid = DECODE_AS.get(transfer_syntax_uid, transfer_syntax_uid)
+    if not can_decode(uid):
+        reason = video_reason(uid) or "no decoder is available"
+        raise NotAcceptable(f"cannot decode frames stored as {syntax_name(transfer_syntax_uid)}: {reason}")
+    options = runner_options(pixel) | {"pixel_keyword": pixel_keyword}
+    if pixel_keyword != "PixelData":  # float samples use all their bits (PS3.3 C.7.6.24)
+        options |= {"bits_stored": pixel.bits_allocated, "pixel_representation": 0}
+    if uid in NATIVE_SYNTAXES:
+        decoder, src = get_decoder(EXPLICIT_VR_LE), data
+    elif uid == EXPLICIT_VR_BE:  # retired; only a frame cut from such a file would be big endian
+        decoder, src = get_decoder(uid), data
+        options["pixel_vr"] = {"PixelData": "OW" if pixel.bits_allocated > 8 else "OB",
+                               "FloatPixelData": "OF", "DoubleFloatPixelData": "OD"}[pixel_keyword]
+    else:
+        fast = _decode_fast(data, uid, pixel)
+        if fast is not None:
+            colour = decoded_description(uid, pixel).photometric_interpretation
+            return normalize_decoded(fast, {"photometric_interpretation": colour}, pixel)
+        decoder, src = get_decoder(uid), encapsulate([data], has_bot=False)
+    try:
+        arr, properties = decoder.as_array(src, index=0, raw=uid not in ALWAYS_LOSSY, **options)
+    except BaseException as exc:
+        if not codec_failure(exc):
+            raise
+        raise DecodeError(f"cannot decode frame: {short_message(exc)}") from exc
+    # YCbCr from lossy JPEG goes to RGB (``raw=False``: its precision is gone anyway); everything
+    # else is returned as stored so that a lossless transcode never rounds through a colour transform.
+    return normalize_decoded(arr, properties, pixel)
+
+
+def normalize_decoded(
+    arr: Array, properties: dict[str, Any], pixel: PixelDescription
+) -> tuple[Array, PixelDescription]:
+    """Normalise one decoded frame: little-endian, contiguous, Bits Allocated unchanged."""
+    pi = str(properties.get("photometric_interpretation", pixel.photometric_interpretation))
+    if pi == "YBR_FULL_422":  # pydicom upsamples; the array is full resolution
+        pi = "YBR_FULL"
+    arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+    return arr, replace(pixel, photometric_interpretation=pi, planar_configuration=0, number_of_frames=1)
+
+
+def _decode_fast(data: bytes, uid: str, pixel: PixelDescription) -> Array | None:
+    """Decode JPEG 2000 and HTJ2K with imagecodecs, which releases the GIL while it works.
+
+    pydicom's plugin (pylibjpeg-openjpeg) holds the GIL for a whole decode and runs one decode at a
+    time (see ``_serialize_openjpeg``), stalling every other request; this path is taken only when
+    ``DECODERS`` names a fast decoder and its result is unambiguous (shape, width and signedness as
+    the dataset says), otherwise pydicom's decoder (with its sign corrections) does the work. Both
+    undo a codestream's colour transform (YBR_RCT/ICT become RGB, as ``decoded_description`` says).
+    """
+    if uid not in _J2K_FAMILY and uid not in _HT_FAMILY:
+        return None
+    decoder = decoder_for(uid, pixel.photometric_interpretation, irreversible(data))
+    if decoder not in _FAST or imagecodecs is None:
+        return None
+    if pixel.samples_per_pixel not in (1, 3) or pixel.bits_allocated not in (8, 16):
+        return None
+    try:
+        arr = getattr(imagecodecs, _FAST[decoder])(data)
+    except Exception:
+        return None
+    signed = arr.dtype.kind == "i"
+    shape = (pixel.rows, pixel.columns) + ((3,) if pixel.samples_per_pixel == 3 else ())
+    if arr.shape != shape or arr.dtype.itemsize * 8 != pixel.bits_allocated:
+        return None
+    if signed != bool(pixel.pixel_representation):
+        return None
+    return cast(Array, arr)
