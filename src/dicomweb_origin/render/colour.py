@@ -75,7 +75,8 @@ def rgb(pixels: Array, pixel: PixelDescription) -> Array:
     if pixels.ndim != 3 or pixels.shape[-1] != 3:
         raise DecodeError(f"{photometric} frame has shape {pixels.shape}, not (rows, columns, 3)")
     bits = pixel.bits_stored
-    stored = stored_values(pixels, pixel)
+    # YBR_RCT chroma (B - G, R - G) needs one bit more than Bits Stored: keep the array's values
+    stored = pixels if photometric == "YBR_RCT" else stored_values(pixels, pixel)
     if convert is _identity:
         return to_8bit(stored, bits)
     return to_8bit(np.clip(convert(stored, bits), 0, (1 << bits) - 1), bits)
