@@ -22,6 +22,11 @@ from dicomweb_origin.render import display_image, encode, render_frame
 def _voi(x: np.ndarray, c: float, w: float, function: str) -> np.ndarray:
     """PS3.3 C.11.2.1.2.1 (LINEAR), C.11.2.1.3.2 (LINEAR_EXACT), C.11.2.1.3.1 (SIGMOID), y in 0..255."""
     x = x.astype(np.float64)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        return _voi_formula(x, c, w, function)
+
+
+def _voi_formula(x: np.ndarray, c: float, w: float, function: str) -> np.ndarray:
     if function == "LINEAR":
         y = ((x - (c - 0.5)) / (w - 1) + 0.5) * 255
         return np.where(x <= c - 0.5 - (w - 1) / 2, 0, np.where(x > c - 0.5 + (w - 1) / 2, 255, y))
@@ -257,3 +262,17 @@ def test_ct_frame_renders_and_encodes_in_a_few_milliseconds() -> None:
         best = min(best, time.perf_counter() - start)
     print(f"512x512 int16 CT: display_image + JPEG {best * 1000:.1f} ms")
     assert best < 0.05
+
+
+@pytest.mark.parametrize("function", ["LINEAR", "LINEAR_EXACT", "SIGMOID"])
+@pytest.mark.parametrize("width", [1, 2, 5])
+def test_narrow_windows_tell_the_functions_apart(function: str, width: float) -> None:
+    """Narrow windows on CT: LINEAR's c - 0.5 and w - 1 (C.11.2.1.2.1) differ visibly from LINEAR_EXACT."""
+    ds = read("CT_small.dcm")
+    arr = decoded_frame(ds)
+    hu = apply_modality_lut(arr, ds)
+    centre = float(np.median(hu)) + 0.25
+    if function != "LINEAR" and width == 1:
+        width = 0.5
+    actual = display_image(arr, pixel_of(ds), display_of(ds), 0, Window(centre, width, function))
+    _close(actual, _voi(hu, centre, width, function))

@@ -2,8 +2,9 @@
 
 Text is drawn with Noto Sans CJK JP (package ``noto-cjk-sans-jp-regular``, SIL OFL), which covers
 Latin, Greek, Cyrillic, kana, Han ideographs and Hangul, so person names in any of the specific
-character sets render as written. The font size follows the image (about 1/28 of its smaller
-side, shrunk so the longest line fits); white glyphs with a black outline read on any background.
+character sets render as written. The font size follows the image (about 1/24 of its smaller
+side, at least 12 px, shrunk so the longest line fits; a line still too long is shortened with an
+ellipsis, and lines beyond half the height are dropped, the less important last); white glyphs with a black outline read on any background.
 """
 
 from __future__ import annotations
@@ -32,6 +33,15 @@ def _font(size: int) -> ImageFont.FreeTypeFont:
         return ImageFont.truetype(file, size, layout_engine=ImageFont.Layout.BASIC)
 
 
+MIN_FONT_PX = 12  # below this, lines are dropped or shortened rather than drawn illegibly small
+
+
+def _fitted(font: ImageFont.FreeTypeFont, line: str, room: float) -> str:
+    while len(line) > 1 and font.getlength(line) > room:
+        line = line[:-2] + "…"
+    return line
+
+
 def annotate(image: Array, lines: Sequence[str], corner: str = "top-left") -> Array:
     """Burn ``lines`` of text into a uint8 (rows, cols[, 3]) image at one of its corners."""
     if corner not in CORNERS:
@@ -41,12 +51,14 @@ def annotate(image: Array, lines: Sequence[str], corner: str = "top-left") -> Ar
         return image
     rows, columns = image.shape[:2]
     margin = max(2, min(rows, columns) // 64)
-    size = max(8, round(min(rows, columns) / 28))
-    size = max(6, min(size, int((rows / 2 - margin) / (1.25 * len(lines)))))  # two corners share a side
+    room = columns - 2 * margin
+    size = max(MIN_FONT_PX, round(min(rows, columns) / 24))
     widest = max(_font(size).getlength(line) for line in lines)
-    if widest > columns - 2 * margin:
-        size = max(6, int(size * (columns - 2 * margin) / widest))
+    if widest > room:
+        size = max(MIN_FONT_PX, int(size * room / widest))
     font = _font(size)
+    # two corners share each side: keep the lines that fit in half the height, most important first
+    lines = [_fitted(font, line, room) for line in lines[:max(1, int((rows / 2 - margin) / (1.25 * size)))]]
     stroke = max(1, round(size / 9))
     step = round(size * 1.25)
     picture = Image.fromarray(np.ascontiguousarray(image))
