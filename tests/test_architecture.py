@@ -26,6 +26,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "ingest": ("starlette", "dicomweb_origin.web"),
     "retrieve": ("starlette", "dicomweb_origin.web"),
     "search": ("starlette", "dicomweb_origin.web"),
+    "render": ("pydicom", "starlette", *(f"dicomweb_origin.{m}" for m in (
+        "storage", "web", "dicom", "ingest", "retrieve", "search"))),
     "web": ("pydicom", "numpy", "dicomweb_origin.storage", "dicomweb_origin.dicom.reader",
             "dicomweb_origin.dicom.transcode", "dicomweb_origin.dicom.pixels", "dicomweb_origin.dicom.codecs"),
 }
