@@ -145,11 +145,11 @@ async def test_routes_are_read_at_request_time(bare: tuple[Starlette, httpx.Asyn
     app, client = bare
     mount = next(r for r in app.routes if isinstance(r, Mount) and r.path == ROOT)
 
-    async def rendered(request: Any) -> Any:
+    async def unknown(request: Any) -> Any:
         raise AssertionError("not called")
 
-    mount.routes.insert(0, Route("/studies/{study}/rendered", rendered, methods=["GET"]))
-    response = await client.options(f"{ROOT}/studies/1.2.3/rendered")
+    mount.routes.insert(0, Route("/studies/{study}/annotations", unknown, methods=["GET"]))
+    response = await client.options(f"{ROOT}/studies/1.2.3/annotations")
     assert response.headers["allow"] == "GET, HEAD, OPTIONS"
     resources = parse(response).find(f"{W}resources")
     assert resources is not None

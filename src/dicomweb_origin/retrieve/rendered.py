@@ -22,7 +22,11 @@ from ..cache import BytesCache
 from ..dicom.xml import json_to_xml
 from ..errors import BadRequest, DicomWebError, NotAcceptable
 from ..model import Acceptable, Display, InstanceRecord, RenderParams, Viewport, excluded
-from ..render import document, icons, presentation, report, video
+import importlib
+
+
+def _lazy(name: str) -> Any:  # TEMPORARY until the document and presentation modules land
+    return importlib.import_module(f"dicomweb_origin.render.{name}")
 from .bulk import parse_frame_list
 from .payload import Part, Payload, Target, bytes_body, etag
 from .sources import Sources
@@ -47,7 +51,7 @@ CATEGORY_TYPES: dict[str, tuple[str, ...]] = {
     "presentation": STILL,
 }
 ANIMATED = frozenset({"image/gif", "video/mp4"})  # one part holds every frame
-ICC_TYPES = frozenset({"image/jpeg", "image/png", "image/jp2"})  # media types that can embed a profile
+ICC_TYPES = frozenset(t for t, e in render.ENCODERS.items() if e.icc)  # media types that can embed a profile
 LOSSY = frozenset({"image/jpeg", "video/mp4"})
 _STORED_VIDEO_TYPES = {"video/mpeg", "video/H265", "video/mp4"}
 
@@ -135,7 +139,7 @@ class Renderer:
                               lambda: self.still(self.video_image(record), media_type, record))]
         if kind == "pdf":
             return [self.part(record, media_type, (0,), f"{base}/rendered",
-                              lambda: self.still(document.pdf_page_image(self.pdf(record)), media_type, record))]
+                              lambda: self.still(_lazy("document").pdf_page_image(self.pdf(record)), media_type, record))]
         frames = list(indexes) if indexes is not None else list(range(len(record.frames)))
         if media_type in ANIMATED:
             location = f"{base}/frames/{_frame_list(frames)}/rendered" if indexes is not None else f"{base}/rendered"
@@ -154,7 +158,7 @@ class Renderer:
     def display(record: InstanceRecord) -> Display | None:
         return record.display
 
-    def image(self, record: InstanceRecord, index: int, ps: presentation.PresentationState | None = None) -> Any:
+    def image(self, record: InstanceRecord, index: int, ps: Any = None) -> Any:
         """One frame through the display pipeline (PS3.4 N.2): modality, VOI, presentation LUTs."""
         pixels, described = self.sources.decoded_frame(record, index)
         display = self.display(record)
@@ -164,7 +168,7 @@ class Renderer:
             window = None
         image = render.display_image(pixels, described, display, index, window)
         if ps is not None:
-            image = presentation.apply_presentation(image, ps, record.instance_uid, index + 1)
+            image = _lazy("presentation").apply_presentation(image, ps, record.instance_uid, index + 1)
         return image
 
     def finish(self, image: Any, media_type: str, record: InstanceRecord, index: int | None = None,
@@ -176,14 +180,12 @@ class Renderer:
             source = None
             if display is not None and display.icc_profile_path:
                 source = self.sources.bulk_bytes(record, display.icc_profile_path)
-            if image.ndim == 3 or self.params.iccprofile not in (None, "no"):
-                image, profile = render.apply_icc(image, source, self.params.iccprofile)
+            image, profile = render.apply_icc(image, source, self.params.iccprofile)
         image = render.apply_viewport(image, viewport if viewport is not None else self.viewport_for())
         if self.params.annotation and not self.thumbnail:
             metadata = orjson.loads(self.sources.index.metadata([record])[0])
-            lines = render.annotation_lines(metadata, self.params.annotation, frame=None if index is None else index + 1,
-                                            window=self.params.window)
-            image = render.annotate(image, lines)
+            image = render.burn_in(image, metadata, self.params.annotation,
+                                   frame_number=None if index is None else index + 1, window=self.params.window)
         return image, profile
 
     def viewport_for(self) -> Viewport | None:
@@ -213,29 +215,29 @@ class Renderer:
         return stream  # the stored stream under its own media type (§8.7.4)
 
     def video_image(self, record: InstanceRecord) -> Any:
-        return video.video_frame(self.stream(record), record.transfer_syntax_uid, 0 if not self.thumbnail else None)
+        return _lazy("video").video_frame(self.stream(record), record.transfer_syntax_uid, 0 if not self.thumbnail else None)
 
     def pdf(self, record: InstanceRecord) -> bytes:
         data = self.sources.bulk_bytes(record, "00420011")
         if data is None:
             raise NotAcceptable(f"instance {record.instance_uid} holds no Encapsulated Document")
-        return document.pdf_bytes(data)
+        return _lazy("document").pdf_bytes(data)
 
     def document(self, record: InstanceRecord, media_type: str) -> bytes:
         if media_type == "application/pdf":
             return self.pdf(record)
         metadata = orjson.loads(self.sources.index.metadata([record])[0])
         if media_type == "text/html":
-            return report.sr_html(metadata).encode()
+            return _lazy("report").sr_html(metadata).encode()
         if media_type == "text/plain":
-            return report.sr_text(metadata).encode()
+            return _lazy("report").sr_text(metadata).encode()
         return json_to_xml(metadata)  # text/xml: the Native DICOM Model (PS3.19 Annex A)
 
     # -- presentation states ---------------------------------------------------------------
 
-    def presentation_state(self, record: InstanceRecord) -> presentation.PresentationState:
+    def presentation_state(self, record: InstanceRecord) -> Any:
         metadata = orjson.loads(self.sources.index.metadata([record])[0])
-        return presentation.parse_presentation(metadata)
+        return _lazy("presentation").parse_presentation(metadata)
 
     def presentation_parts(self, record: InstanceRecord, media_type: str, multipart: bool) -> list[Part]:
         """The images a presentation state references, rendered with it applied (PS3.4 N.2)."""
@@ -342,7 +344,7 @@ def _thumbnail_image(renderer: Renderer, record: InstanceRecord, kind: str | Non
         if kind == "video":
             return renderer.video_image(record)
         if kind == "pdf":
-            return document.pdf_page_image(renderer.pdf(record), 0, size)
+            return _lazy("document").pdf_page_image(renderer.pdf(record), 0, size)
         if kind == "presentation":
             ps = renderer.presentation_state(record)
             for series_uid, instance_uid, _ in ps.images:
@@ -351,7 +353,7 @@ def _thumbnail_image(renderer: Renderer, record: InstanceRecord, kind: str | Non
                     return renderer.image(image_record, 0, ps)
     except DicomWebError:
         pass  # an instance that cannot be pictured gets its icon, not an error
-    return icons.icon({"text": "sr", "pdf": "pdf"}.get(kind or "", "other"), (size, size))
+    return _lazy("icons").icon({"text": "sr", "pdf": "pdf"}.get(kind or "", "other"), (size, size))
 
 
 def _representative(sources: Sources, records: Sequence[InstanceRecord]) -> InstanceRecord:

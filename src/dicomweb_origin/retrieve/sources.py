@@ -12,7 +12,7 @@ from concurrent.futures import Executor, Future
 from typing import Any
 
 from ..cache import BytesCache
-from ..dicom import transcode
+from ..dicom import pixels, transcode
 from ..errors import DicomWebError, NotFound
 from ..model import (
     DEFLATED_EXPLICIT_VR_LE,
@@ -126,14 +126,16 @@ class Sources:
         def make() -> bytes:
             source = self.stored_frame(record, index)
             return transcode.transcode_frame(source, record.transfer_syntax_uid, syntax, pixel,
-                                             source_lossy=record.lossy).data
+                                             source_lossy=record.lossy,
+                                             pixel_keyword=pixels.pixel_keyword(record.pixel_path)).data
 
         return self.cache.get_or_make(self.frame_key(record, index, syntax), make)
 
     def decoded_frame(self, record: InstanceRecord, index: int) -> tuple[Any, PixelDescription]:
         """One frame decoded to an array, through the same decoder frames and transcoding use."""
         assert record.pixel is not None
-        return transcode.decode_frame(self.stored_frame(record, index), record.transfer_syntax_uid, record.pixel)
+        keyword = pixels.pixel_keyword(record.pixel_path)  # Float and Double Float Pixel Data decode as floats
+        return pixels.decode_frame(self.stored_frame(record, index), record.transfer_syntax_uid, record.pixel, keyword)
 
     # -- what an instance can become -----------------------------------------------------------
 

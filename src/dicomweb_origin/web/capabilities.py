@@ -175,9 +175,12 @@ def _search(title: str) -> Method:
 
 
 # Rendered and Thumbnail resources (Tables 10.4.1-3/-4) and their query parameters (Table 10.4.1-5).
+# Single-part types only for a single response item (Table 10.4.4-1 note 3): an instance or one frame.
+RENDERED_MULTIPART: tuple[str, ...] = tuple(_multipart(t) for t in (
+    "image/jpeg", "image/png", "image/gif", "image/jp2", "video/mp4", "application/pdf", "text/html", "text/plain"))
 RENDERED_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/gif", "image/jp2", "video/mp4", "video/mpeg",
                                    "video/H265", "application/pdf", "text/html", "text/plain", "text/xml",
-                                   *(_multipart(t) for t in ("image/jpeg", "image/png", "image/gif", "image/jp2")))
+                                   *RENDERED_MULTIPART)
 THUMBNAIL_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/gif", "image/jp2")
 RENDERED_PARAMETERS: tuple[Param, ...] = (
     Param("annotation", "query", "burn in 'patient' and/or 'technique' text (§8.3.5.1.1); others are ignored"
@@ -194,8 +197,8 @@ THUMBNAIL_PARAMETERS: tuple[Param, ...] = (
 )
 
 
-def _rendered(title: str, thumbnail: bool) -> Method:
-    options = THUMBNAIL_TYPES if thumbnail else RENDERED_TYPES
+def _rendered(title: str, thumbnail: bool, single: bool = True) -> Method:
+    options = THUMBNAIL_TYPES if thumbnail else RENDERED_TYPES if single else RENDERED_MULTIPART
     params = _negotiated(options, charset=True) + (THUMBNAIL_PARAMETERS if thumbnail else RENDERED_PARAMETERS)
     return Method("GET", title, "PS3.18 §10.4.1.1.4" if thumbnail else "PS3.18 §10.4.1.1.3", params,
                   response_types=options, success="200" if thumbnail else "200 206")
@@ -227,7 +230,8 @@ def describe(segments: Sequence[str], method: str) -> Method | None:
             _pixel_options(video=True, bulk=True)),
         ("GET", "pixeldata"): lambda: _retrieve(f"Retrieve {level} Pixel Data", _pixel_options(video=True, bulk=False)),
         ("GET", "frames"): lambda: _retrieve("Retrieve Frames", _pixel_options(video=False, bulk=False)),
-        ("GET", "rendered"): lambda: _rendered(f"Retrieve Rendered {framed or level}", thumbnail=False),
+        ("GET", "rendered"): lambda: _rendered(f"Retrieve Rendered {framed or level}", thumbnail=False,
+                                               single=level == "Instance"),
         ("GET", "thumbnail"): lambda: _rendered(f"Retrieve {framed or level} Thumbnail", thumbnail=True),
     }
     build = builders.get(key)
