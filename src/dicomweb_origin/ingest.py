@@ -23,7 +23,7 @@ from .dicom import metadata, reader
 from .dicom.display import ICC_PROFILE, display_of_stored, extract_display
 from .dicom.xml import json_to_xml
 from .errors import IngestError, NotDicom
-from .model import Display, InstanceRecord, StoredInstance, is_valid_uid, transfer_syntax
+from .model import Display, InstanceRecord, StoredInstance, counts_as_lossy, is_valid_uid
 from .settings import Settings
 from .storage.base import BlobStore, Index
 
@@ -170,11 +170,7 @@ class Ingest:
     def _record(self, parsed: reader.ParsedFile, uids: dict[str, str], sop_class: str) -> InstanceRecord:
         """The record of the instance, but for where its blob will be."""
         ds = parsed.dataset
-        ts = transfer_syntax(parsed.transfer_syntax_uid)
-        declared = str(ds.get("LossyImageCompression", "")).strip()
-        # A syntax that allows lossy coding counts as lossy unless the dataset declares "00"; one that
-        # is only lossy (JPEG baseline/extended, video) counts as lossy whatever the dataset says.
-        lossy = declared == "01" or bool(ts and (ts.always_lossy or ts.lossy and declared != "00"))
+        lossy = counts_as_lossy(parsed.transfer_syntax_uid, str(ds.get("LossyImageCompression", "")).strip())
         try:
             number = int(ds.get("InstanceNumber")) if ds.get("InstanceNumber") not in (None, "") else None
         except (TypeError, ValueError):

@@ -80,6 +80,16 @@ def transfer_syntax(uid: str) -> TransferSyntax | None:
     return TRANSFER_SYNTAXES.get(uid)
 
 
+def counts_as_lossy(transfer_syntax_uid: str, declared: str) -> bool:
+    """Whether pixels went through lossy compression (PS3.3 C.7.6.1.1.5), given Lossy Image Compression.
+
+    A syntax that allows lossy coding counts as lossy unless the data set declares "00"; one that is
+    only lossy (JPEG baseline / extended, video) counts as lossy whatever the data set says.
+    """
+    ts = TRANSFER_SYNTAXES.get(transfer_syntax_uid)
+    return declared == "01" or bool(ts and (ts.always_lossy or ts.lossy and declared != "00"))
+
+
 def default_syntax_for(media_type: str) -> str | None:
     """The transfer syntax a media type means when it carries no transfer-syntax parameter."""
     for ts in TRANSFER_SYNTAXES.values():

@@ -26,8 +26,8 @@ from ..model import (
     EXPLICIT_VR_BE,
     EXPLICIT_VR_LE,
     IMPLICIT_VR_LE,
-    TRANSFER_SYNTAXES,
     PixelDescription,
+    counts_as_lossy,
 )
 from .codecs import (
     ENCODERS,
@@ -257,11 +257,7 @@ def _transcode_instance(src: bytes | BinaryIO, dst_uid: str) -> bytes:
         what = "a non-image instance" if keyword is None else keyword
         raise NotAcceptable(f"cannot encode {what} as {syntax_name(dst_uid)}: only native syntaxes can hold it")
 
-    # A syntax that allows lossy coding (.81, .91, .203) counts as lossy unless the dataset says "00".
-    declared = str(ds.get("LossyImageCompression", "")).strip()
-    source_lossy = declared == "01" or src_uid in ALWAYS_LOSSY or (
-        declared != "00" and src_uid in TRANSFER_SYNTAXES and TRANSFER_SYNTAXES[src_uid].lossy
-    )
+    source_lossy = counts_as_lossy(src_uid, str(ds.get("LossyImageCompression", "")).strip())
     native_to_native = src_uid in NATIVE_SYNTAXES and dst_uid in NATIVE_SYNTAXES
     if keyword is not None and not native_to_native:
         try:

@@ -34,7 +34,7 @@ from starlette.types import Scope
 
 from ..errors import NotAcceptable, NotFound
 from ..model import EXPLICIT_VR_LE, TRANSFER_SYNTAXES, check_uid
-from ..retrieve import Part, Payload, bytes_body
+from ..retrieve import Part, Payload, bytes_body, etag
 from .negotiate import acceptable_media_types, header_field
 from .routes import Endpoints
 
@@ -406,8 +406,8 @@ class Capabilities:
             allowed |= node.methods
         media_type = _choose(header_field(request.headers, "accept"))
         body = render(wadl(self.endpoints.root(request) + "/", tree, target, fixed), media_type)
-        etag = '"' + hashlib.sha256(media_type.encode() + b"\0" + body).hexdigest()[:32] + '"'
-        payload = Payload([Part(media_type, None, len(body), bytes_body(body))], None, etag)
+        tag = etag("capabilities", media_type, hashlib.sha256(body).hexdigest())
+        payload = Payload([Part(media_type, None, len(body), bytes_body(body))], None, tag)
         response = await self.endpoints.send(request, payload, compressible=True)
         response.headers["Allow"] = ", ".join(_ordered(allowed))
         return response

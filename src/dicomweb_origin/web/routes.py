@@ -23,7 +23,6 @@ from ..retrieve import Payload, Retrieve, Target
 from ..settings import Settings
 from . import multipart
 from .encoding import ContentDecoder, content_decoder
-from .params import render_params
 from .negotiate import (
     acceptable_media_types,
     check_charset,
@@ -32,6 +31,7 @@ from .negotiate import (
     parse_media_range,
     token_quality,
 )
+from .params import render_params
 
 log = logging.getLogger(__name__)
 
