@@ -64,7 +64,20 @@ def decoder_table() -> str:
     return "\n".join(lines)
 
 
-GENERATED = {"transfer-syntaxes": transfer_syntax_table, "decoders": decoder_table}
+def rendered_types_table() -> str:
+    """Which rendered media types each category of instance can become (Table 8.7.4-1), default first."""
+    from .retrieve.rendered import CATEGORY_TYPES
+
+    names = {"single-frame": "Single-frame image", "multi-frame": "Multi-frame image",
+             "video": "Video (MPEG-2, H.264, HEVC)", "pdf": "Encapsulated PDF", "text": "Structured Report",
+             "presentation": "Grayscale / Color Softcopy Presentation State (the images it references)"}
+    lines = ["| Category | Rendered media types (first = what a wildcard gets) |", "|---|---|"]
+    for kind, types in CATEGORY_TYPES.items():
+        lines.append(f"| {names.get(kind, kind)} | " + ", ".join(f"`{t}`" for t in types) + " |")
+    return "\n".join(lines)
+
+
+GENERATED = {"rendered-types": rendered_types_table, "transfer-syntaxes": transfer_syntax_table, "decoders": decoder_table}
 
 
 def render(text: str) -> str:
