@@ -363,7 +363,7 @@ def _html_item(item: Item, level: int) -> str:
     if item.value_type == "CONTAINER":
         tag = f"h{min(level, 6)}"
         return (f"<li class=\"container\" id=\"item-{e(item.identifier)}\"><section>"
-                f"<{tag} title=\"{e(item.concept_code)}\">{relationship}{e(item.concept or 'Section')}</{tag}>"
+                f"{relationship}<{tag} title=\"{e(item.concept_code)}\">{e(item.concept or 'Section')}</{tag}>"
                 f"{nested}</section></li>")
     concept = (f"<span class=\"concept\" title=\"{e(item.concept_code)}\">{e(item.concept)}</span>: "
                if item.concept else "")
