@@ -303,3 +303,59 @@ async def test_every_decodable_reference_renders(client: httpx.AsyncClient, ref:
     assert response.status_code == 200, (name, response.text)
     image = _image(response.content)
     assert image.size == (ref.columns, ref.rows)  # type: ignore[attr-defined]
+
+
+# -- video and Encapsulated PDF instances, stored through ingest ---------------------------------------------
+
+
+def _store(archive: LoadedArchive, data: bytes) -> str:
+    result = archive.app.state.archive.ingest.store(io.BytesIO(data))
+    assert result.record is not None, result.reason
+    return result.record.path.lstrip("/")
+
+
+async def test_video_renders_as_mp4_and_as_a_frame(empty_archive: LoadedArchive,
+                                                   empty_client: httpx.AsyncClient) -> None:
+    from test_render_documents import H264_HP41, decode, encode, moving_pattern, video_instance
+
+    frames = moving_pattern()
+    path = _store(empty_archive, video_instance(encode("libx264", "mpegts", frames), H264_HP41))
+    mp4 = await empty_client.get(f"{path}/rendered", headers={"Accept": "*/*"})
+    assert mp4.status_code == 200, mp4.text
+    assert mp4.headers["content-type"] == "video/mp4" and mp4.content[4:8] == b"ftyp"
+    assert len(decode(mp4.content)) == len(frames)
+    still = await empty_client.get(f"{path}/rendered", headers={"Accept": "image/png"})
+    assert still.status_code == 200, still.text
+    assert _image(still.content).size == (frames[0].shape[1], frames[0].shape[0])
+    thumb = await empty_client.get(f"{path}/thumbnail", headers={"Accept": "image/jpeg"})
+    assert thumb.status_code == 200 and max(_image(thumb.content).size) == 128
+
+
+async def test_multi_frame_image_as_mp4(client: httpx.AsyncClient) -> None:
+    from test_render_documents import decode
+
+    response = await client.get(f"{path_of('emri_small')}/rendered", headers={"Accept": "video/mp4"})
+    assert response.status_code == 200, response.text
+    assert len(decode(response.content)) == 10
+
+
+async def test_encapsulated_pdf_is_served_as_the_document_and_pictured(empty_archive: LoadedArchive,
+                                                                       empty_client: httpx.AsyncClient) -> None:
+    from test_render_documents import encapsulated_pdf_instance, handmade_pdf
+
+    pdf = handmade_pdf([(1.0, 0.0, 0.0)])
+    ds = encapsulated_pdf_instance(pdf)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.3.4.5.6", "1.2.3.4.5.6.7"
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    path = _store(empty_archive, buffer.getvalue())
+    document = await empty_client.get(f"{path}/rendered", headers={"Accept": "*/*"})
+    assert document.status_code == 200, document.text
+    assert document.headers["content-type"] == "application/pdf"
+    assert document.content == pdf
+    page = await empty_client.get(f"{path}/rendered", headers={"Accept": "image/png"})
+    assert page.status_code == 200, page.text
+    red = np.asarray(_image(page.content).convert("RGB"))
+    assert (red[..., 0] > 200).mean() > 0.05 and red.shape[0] > 10
+    thumb = await empty_client.get(f"{path}/thumbnail", headers={"Accept": "image/jpeg"})
+    assert thumb.status_code == 200

@@ -41,8 +41,9 @@ from ..model import (
 # VRs whose values ingest moves out of the metadata into bulk data (PS3.18 §F.2.6 allows more; binary
 # VRs are what pydicom externalizes and what clients expect as BulkDataURI).
 BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
-# Bulk elements whatever their size: rendering reads the ICC Profile (PS3.3 C.11.15) by its offset.
-ALWAYS_BULK = frozenset({0x00282000})
+# Bulk elements whatever their size: rendering reads the ICC Profile (PS3.3 C.11.15) and the
+# Encapsulated Document (PS3.3 C.24.2) by their offsets.
+ALWAYS_BULK = frozenset({0x00282000, 0x00420011})
 PIXEL_TAGS = {0x7FE00010: "7FE00010", 0x7FE00008: "7FE00008", 0x7FE00009: "7FE00009"}
 VIDEO_SYNTAXES = frozenset(uid for uid, ts in TRANSFER_SYNTAXES.items() if ts.video)
 NORMALIZED_SYNTAXES = {IMPLICIT_VR_LE, EXPLICIT_VR_BE, DEFLATED_EXPLICIT_VR_LE}

@@ -11,6 +11,8 @@ browser costs one rendering per thumbnail.
 
 from __future__ import annotations
 
+import base64
+import importlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -22,7 +24,7 @@ from ..cache import BytesCache
 from ..dicom.xml import json_to_xml
 from ..errors import BadRequest, DicomWebError, NotAcceptable
 from ..model import Acceptable, Display, InstanceRecord, RenderParams, Viewport, excluded
-import importlib
+from ..render import document, icons, report, video
 
 
 def _lazy(name: str) -> Any:  # TEMPORARY until the document and presentation modules land
@@ -35,6 +37,7 @@ THUMBNAIL_SIZE = 128  # the default thumbnail fits in 128 x 128 (§8.3.5.2: the 
 
 # SOP classes by what they render as (PS3.4 Annex B).
 ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
+ENCAPSULATED_DOCUMENT = "00420011"
 _SR_PREFIX = "1.2.840.10008.5.1.4.1.1.88."
 _PRESENTATION_STATES = frozenset(f"1.2.840.10008.5.1.4.1.1.11.{n}" for n in (1, 2))  # grayscale, color
 
@@ -139,7 +142,7 @@ class Renderer:
                               lambda: self.still(self.video_image(record), media_type, record))]
         if kind == "pdf":
             return [self.part(record, media_type, (0,), f"{base}/rendered",
-                              lambda: self.still(_lazy("document").pdf_page_image(self.pdf(record)), media_type, record))]
+                              lambda: self.still(document.pdf_page_image(self.pdf(record)), media_type, record))]
         frames = list(indexes) if indexes is not None else list(range(len(record.frames)))
         if media_type in ANIMATED:
             location = f"{base}/frames/{_frame_list(frames)}/rendered" if indexes is not None else f"{base}/rendered"
@@ -211,26 +214,32 @@ class Renderer:
     def video(self, record: InstanceRecord, media_type: str) -> bytes:
         stream = self.stream(record)
         if media_type == "video/mp4":
-            return video.to_mp4(stream, record.transfer_syntax_uid)
+            display = self.display(record)
+            return video.to_mp4(stream, record.transfer_syntax_uid, display.frame_time_ms if display else None)
         return stream  # the stored stream under its own media type (§8.7.4)
 
     def video_image(self, record: InstanceRecord) -> Any:
-        return _lazy("video").video_frame(self.stream(record), record.transfer_syntax_uid, 0 if not self.thumbnail else None)
+        return video.video_frame(self.stream(record), record.transfer_syntax_uid, 0 if not self.thumbnail else None)
 
     def pdf(self, record: InstanceRecord) -> bytes:
-        data = self.sources.bulk_bytes(record, "00420011")
-        if data is None:
-            raise NotAcceptable(f"instance {record.instance_uid} holds no Encapsulated Document")
-        return _lazy("document").pdf_bytes(data)
+        data = self.sources.bulk_bytes(record, ENCAPSULATED_DOCUMENT)
+        metadata = orjson.loads(self.sources.index.metadata([record])[0])
+        if data is None:  # stored before ingest made it a bulk element whatever its size
+            inline = metadata.get(ENCAPSULATED_DOCUMENT, {}).get("InlineBinary")
+            if not inline:
+                raise NotAcceptable(f"instance {record.instance_uid} holds no Encapsulated Document")
+            data = base64.b64decode(inline)
+        length = metadata.get("00420015", {}).get("Value", [None])[0]  # Encapsulated Document Length
+        return document.pdf_bytes(data, length if isinstance(length, int) else None)
 
     def document(self, record: InstanceRecord, media_type: str) -> bytes:
         if media_type == "application/pdf":
             return self.pdf(record)
         metadata = orjson.loads(self.sources.index.metadata([record])[0])
         if media_type == "text/html":
-            return _lazy("report").sr_html(metadata).encode()
+            return report.sr_html(metadata).encode()
         if media_type == "text/plain":
-            return _lazy("report").sr_text(metadata).encode()
+            return report.sr_text(metadata).encode()
         return json_to_xml(metadata)  # text/xml: the Native DICOM Model (PS3.19 Annex A)
 
     # -- presentation states ---------------------------------------------------------------
@@ -344,7 +353,7 @@ def _thumbnail_image(renderer: Renderer, record: InstanceRecord, kind: str | Non
         if kind == "video":
             return renderer.video_image(record)
         if kind == "pdf":
-            return _lazy("document").pdf_page_image(renderer.pdf(record), 0, size)
+            return document.pdf_page_image(renderer.pdf(record), 0, size)
         if kind == "presentation":
             ps = renderer.presentation_state(record)
             for series_uid, instance_uid, _ in ps.images:
@@ -353,7 +362,7 @@ def _thumbnail_image(renderer: Renderer, record: InstanceRecord, kind: str | Non
                     return renderer.image(image_record, 0, ps)
     except DicomWebError:
         pass  # an instance that cannot be pictured gets its icon, not an error
-    return _lazy("icons").icon({"text": "sr", "pdf": "pdf"}.get(kind or "", "other"), (size, size))
+    return icons.icon({"text": "sr", "pdf": "pdf"}.get(kind or "", "other"), (size, size))
 
 
 def _representative(sources: Sources, records: Sequence[InstanceRecord]) -> InstanceRecord:
