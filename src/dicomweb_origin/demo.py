@@ -373,7 +373,8 @@ def _write_leading_zero_study(out_dir: Path) -> Path:
         ds = pydicom.dcmread(source)
         ds.StudyInstanceUID = leading_zero_uid(LEADING_ZERO.key, "study")
         ds.SeriesInstanceUID = leading_zero_uid(LEADING_ZERO.key, "series")
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = leading_zero_uid(LEADING_ZERO.key, "instance")
+        ds.SOPInstanceUID = instance = UID(leading_zero_uid(LEADING_ZERO.key, "instance"))
+        ds.file_meta.MediaStorageSOPInstanceUID = instance
         ds.SpecificCharacterSet = "ISO_IR 192"  # as every demo study (MR_small.dcm is ASCII)
         for keyword, value in PATIENT:
             setattr(ds, keyword, value)
