@@ -38,9 +38,9 @@ def _series(root: Path, folder: str) -> list[Dataset]:
 
 def test_every_file_is_part10_and_decodes(small: tuple[Path, list[Path]]) -> None:
     root, paths = small
-    assert len(paths) == SLICES + SLICES + 1 + len(PYDICOM_FILES)
+    assert len(paths) == SLICES + SLICES + 1 + 1 + len(PYDICOM_FILES)
     assert all(p.is_relative_to(root) and p.is_file() for p in paths)
-    assert {p.parent.name for p in paths} == {"ct", "ct-j2k", "enhanced-ct", "pydicom"}
+    assert {p.parent.name for p in paths} == {"ct", "ct-j2k", "enhanced-ct", "leading-zero", "pydicom"}
     for path in paths:
         assert path.read_bytes()[128:132] == b"DICM", path
         ds = dcmread(path)
@@ -61,7 +61,8 @@ def test_uids_are_valid_and_distinct(small: tuple[Path, list[Path]]) -> None:
     datasets = [dcmread(p, stop_before_pixels=True) for p in paths]
     sop_uids = [ds.SOPInstanceUID for ds in datasets]
     assert len(set(sop_uids)) == len(sop_uids)
-    assert all(uid.is_valid for uid in sop_uids)
+    # pydicom's UID.is_valid is PS3.5 §9.1 to the letter; only the leading-zero study breaks its no-leading-zero rule.
+    assert all(uid.is_valid for uid, p in zip(sop_uids, paths, strict=True) if p.parent.name != "leading-zero")
     generated = [ds for p, ds in zip(paths, datasets, strict=True) if p.parent.name != "pydicom"]
     studies = {ds.StudyInstanceUID: ds.StudyDescription for ds in generated}
     assert sorted(studies.values()) == sorted(s.description for s in DEMO_STUDIES)
@@ -136,6 +137,22 @@ def test_pydicom_files_are_verbatim_with_distinct_uids(small: tuple[Path, list[P
     assert max(frames) > 1  # at least one multi-frame file
 
 
+def test_one_study_has_leading_zero_components_in_every_uid(small: tuple[Path, list[Path]]) -> None:
+    """Real modalities write components such as ``0000217`` (forbidden by PS3.5 §9.1); the demo carries one."""
+    root, _ = small
+    (path,) = (root / "leading-zero").iterdir()
+    ds = dcmread(path)
+    source = dcmread(str(pydicom.data.get_testdata_file("MR_small.dcm", download=False)))
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+        uid = str(ds[keyword].value)
+        assert len(uid) <= 64 and set(uid) <= set("0123456789.")
+        assert any(len(c) > 1 and c.startswith("0") for c in uid.split(".")), uid
+    assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert len({ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID}) == 3
+    assert ds.StudyDescription == "Demo leading-zero UIDs"
+    assert np.array_equal(ds.pixel_array, source.pixel_array)  # the real pixels of MR_small.dcm
+
+
 def test_rejects_degenerate_sizes(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         generate_demo(tmp_path, slices=0)
@@ -148,7 +165,7 @@ def test_default_size_ct_phantom(tmp_path: Path) -> None:
     ct = _series(tmp_path, "ct")
     assert len(ct) == 128
     assert len(list((tmp_path / "ct-j2k").glob("*.dcm"))) == 32
-    assert len(paths) == 128 + 32 + 1 + len(PYDICOM_FILES)
+    assert len(paths) == 128 + 32 + 1 + 1 + len(PYDICOM_FILES)
 
     first = ct[0]
     assert first.SOPClassUID == CTImageStorage

@@ -279,10 +279,13 @@ async def test_an_instance_under_the_wrong_series_or_study_is_404(client: httpx.
         assert response.status_code == 404, path
 
 
-@pytest.mark.parametrize("bad", ["abc", "1.2.x", "1..2", "1.2.", "1.02.3", "1" * 65, "1.2.3.4.5.6.7.8.9." + "1" * 50])
+@pytest.mark.parametrize("bad", ["abc", "1.2.x", "1..2", "1.2.", "1" * 65, "1.2.3.4.5.6.7.8.9." + "1" * 50])
 @pytest.mark.parametrize("level", LEVELS)
 async def test_malformed_uids_are_400(client: httpx.AsyncClient, level: str, bad: str) -> None:
-    """PS3.5 §9.1: digits and dots, no leading zeros, at most 64 characters; otherwise 400 (Table 10.4.3-1)."""
+    """PS3.5 §9.1: digits and dots, at most 64 characters; otherwise 400 (Table 10.4.3-1).
+
+    Leading zeros in a component are accepted (tests/test_uids.py): real modalities write them.
+    """
     u = uids("CT_small")
     paths = {
         "study": f"studies/{bad}",

@@ -1,7 +1,7 @@
 """Search (QIDO-RS, PS3.18 §10.6) through the real ASGI application, over real DICOM files.
 
-The archive holds the demo generator's output (three CT studies of one patient, eight pydicom test
-files, each its own study) and four studies written here from pydicom's ``CT_small.dcm`` with the
+The archive holds the demo generator's output (three CT studies and an MR with leading-zero UIDs, all
+of one patient; eight pydicom test files, each its own study) and four studies written here from pydicom's ``CT_small.dcm`` with the
 attributes the matching rules need: a CT+PT study with a RequestAttributesSequence, accented and
 differently cased names, dates around a combined date-time range, and a study without a Modality.
 """
@@ -138,7 +138,7 @@ async def client(loaded: Loaded) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-STUDY_COUNT = 3 + 8 + 4  # demo CT studies, pydicom test files, crafted here
+STUDY_COUNT = 4 + 8 + 4  # demo studies (3 CT, 1 with leading-zero UIDs), pydicom test files, crafted here
 
 
 async def search(client: httpx.AsyncClient, url: str, **headers: str) -> list[dict[str, Any]]:
@@ -303,9 +303,9 @@ async def test_universal_matching_returns_the_attribute(client: httpx.AsyncClien
 
 async def test_wildcard_matching(client: httpx.AsyncClient) -> None:
     assert sorted(values(await search(client, "studies?AccessionNumber=DEMO000?"), "00080050")) == [
-        "DEMO0001", "DEMO0002", "DEMO0003"]
+        "DEMO0001", "DEMO0002", "DEMO0003", "DEMO0004"]
     assert sorted(values(await search(client, "studies?PatientID=*CT?"), "00100020")) == ["1CT1"]
-    assert len(await search(client, "studies?StudyDescription=Demo*")) == 3
+    assert len(await search(client, "studies?StudyDescription=Demo*")) == 4
     assert await search(client, "studies?StudyDescription=demo*") == []  # case-sensitive for LO
     assert await search(client, "studies?PatientID=%5B*") == []  # '[' is a literal character
 
@@ -340,9 +340,9 @@ async def test_date_single_value_and_ranges(client: httpx.AsyncClient) -> None:
     between = await search(client, "studies?StudyDate=20040101-20041231")
     assert sorted(values(between, "00100020")) == ["1CT1", "4MR1", "8NM1"]
     assert values(await search(client, "studies?StudyDate=-20031231"), "00100020") == ["id11111"]
-    assert len(await search(client, "studies?StudyDate=20160101-")) == 2 + 3
+    assert len(await search(client, "studies?StudyDate=20160101-")) == 2 + 4
     assert sorted(values(await search(client, "studies?PatientBirthDate=19700101"), "00100020")) == [
-        "DEMO-PHANTOM-1"] * 3
+        "DEMO-PHANTOM-1"] * 4
 
 
 async def test_time_ranges_and_truncated_times(client: httpx.AsyncClient) -> None:
@@ -373,7 +373,7 @@ async def test_modalities_in_study_matches_any_series(client: httpx.AsyncClient)
     assert values(results, "00200010") == ["X"]
     assert results[0]["00080061"]["Value"] == ["CT", "PT"]  # C.2.2.3: all values returned
     either = await search(client, "studies?ModalitiesInStudy=PT%5CMR")
-    assert sorted(values(either, "00100020")) == ["4MR1", "MUE-1"]
+    assert sorted(values(either, "00100020")) == ["4MR1", "DEMO-PHANTOM-1", "MUE-1"]  # the leading-zero MR
     both = await search(client, "studies?ModalitiesInStudy=PT%5CCT&multiplevaluematching=true")
     assert values(both, "00200010") == ["X"]  # C.2.2.2.8: every value present
 
@@ -594,7 +594,7 @@ async def test_ohif_study_by_uid_and_by_patient_id(client: httpx.AsyncClient) ->
     (by_uid,) = (await client.get(f"{OHIF_STUDY_LIST}&StudyInstanceUID={uid('X')}", headers=OHIF)).json()
     assert value(by_uid, "00081030") == "Two modalities"
     results = (await client.get(f"{OHIF_STUDY_LIST}&00100020=DEMO-PHANTOM-1", headers=OHIF)).json()
-    assert len(results) == 3 and set(values(results, "00100020")) == {"DEMO-PHANTOM-1"}
+    assert len(results) == 4 and set(values(results, "00100020")) == {"DEMO-PHANTOM-1"}
 
 
 async def test_ohif_series_and_first_instance(client: httpx.AsyncClient) -> None:

@@ -8,6 +8,7 @@ UIDs and identical pixels; nothing is downloaded (pydicom's bundled test files o
 from __future__ import annotations
 
 import shutil
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from pydicom import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    PYDICOM_ROOT_UID,
     UID,
     CTImageStorage,
     EnhancedCTImageStorage,
@@ -29,7 +31,8 @@ from pydicom.uid import (
     generate_uid,
 )
 
-__all__ = ["DEMO_STUDIES", "PYDICOM_FILES", "DemoStudy", "generate_demo", "phantom_volume", "demo_uid"]
+__all__ = ["DEMO_STUDIES", "PYDICOM_FILES", "DemoStudy", "generate_demo", "phantom_volume", "demo_uid",
+           "leading_zero_uid"]
 
 # Phantom geometry in patient millimetres: the same object is sampled at any matrix size / slice count.
 FOV_MM: Final = 358.4  # 512 px x 0.7 mm
@@ -57,7 +60,12 @@ CT_J2K: Final = DemoStudy("ct-j2k", "ct-j2k", "Demo CT phantom, JPEG 2000", "DEM
 ENHANCED: Final = DemoStudy(
     "enhanced-ct", "enhanced-ct", "Demo enhanced multi-frame", "DEMO0003", "3", "110000"
 )
-DEMO_STUDIES: Final[tuple[DemoStudy, ...]] = (CT, CT_J2K, ENHANCED)
+# pydicom's MR_small.dcm under UIDs with zero-padded components, as some modalities write them.
+LEADING_ZERO: Final = DemoStudy(
+    "leading-zero", "leading-zero", "Demo leading-zero UIDs", "DEMO0004", "4", "120000"
+)
+LEADING_ZERO_SOURCE: Final = "MR_small.dcm"
+DEMO_STUDIES: Final[tuple[DemoStudy, ...]] = (CT, CT_J2K, ENHANCED, LEADING_ZERO)
 STUDY_DATE: Final = "20240115"
 
 # Upper bounds for the smaller copies; they shrink with generate_demo's arguments so tests stay fast.
@@ -345,6 +353,39 @@ def _enhanced_ct(geometry: _Geometry) -> Dataset:
     return ds
 
 
+def leading_zero_uid(*parts: object) -> str:
+    """A deterministic UID with zero-padded components (``...498.0000217.<digits>.00<digits>``).
+
+    PS3.5 §9.1 forbids leading zeros in a component, yet real files carry them; the demo has one such
+    study so that a viewer's study list shows it.
+    """
+    digits = demo_uid(*parts).rsplit(".", 1)[1]
+    return f"{PYDICOM_ROOT_UID}0000217.{digits[:14]}.00{digits[14:20]}"
+
+
+def _write_leading_zero_study(out_dir: Path) -> Path:
+    """Write pydicom's MR_small.dcm as a demo study whose Study, Series and SOP Instance UIDs have leading zeros."""
+    source = pydicom.data.get_testdata_file(LEADING_ZERO_SOURCE, download=False)
+    if not isinstance(source, str):
+        raise FileNotFoundError(f"pydicom test file {LEADING_ZERO_SOURCE!r} is not bundled with this pydicom")
+    with warnings.catch_warnings():  # pydicom warns on every copy of such a UID; they are the point here
+        warnings.filterwarnings("ignore", "Invalid value for VR UI", UserWarning)
+        ds = pydicom.dcmread(source)
+        ds.StudyInstanceUID = leading_zero_uid(LEADING_ZERO.key, "study")
+        ds.SeriesInstanceUID = leading_zero_uid(LEADING_ZERO.key, "series")
+        ds.SOPInstanceUID = instance = UID(leading_zero_uid(LEADING_ZERO.key, "instance"))
+        ds.file_meta.MediaStorageSOPInstanceUID = instance
+        ds.SpecificCharacterSet = "ISO_IR 192"  # as every demo study (MR_small.dcm is ASCII)
+        for keyword, value in PATIENT:
+            setattr(ds, keyword, value)
+        ds.StudyDescription = LEADING_ZERO.description
+        ds.AccessionNumber = LEADING_ZERO.accession
+        ds.StudyID = LEADING_ZERO.study_id
+        ds.StudyDate, ds.StudyTime = STUDY_DATE, LEADING_ZERO.study_time
+        ds.SeriesDescription = f"{LEADING_ZERO_SOURCE}, leading-zero UIDs"
+        return _write(ds, out_dir / LEADING_ZERO.folder / "0001.dcm")
+
+
 def _copy_pydicom_files(out_dir: Path) -> list[Path]:
     """Copy pydicom's bundled files byte for byte; never download (download=False)."""
     paths: list[Path] = []
@@ -373,5 +414,6 @@ def generate_demo(out_dir: Path, *, slices: int = 128, size: int = 512) -> list[
     paths += _write_ct_series(out_dir, CT_J2K, j2k, j2k=True)
     enhanced = _Geometry(min(slices, ENHANCED_FRAMES), min(size, ENHANCED_SIZE))
     paths.append(_write(_enhanced_ct(enhanced), out_dir / ENHANCED.folder / "0001.dcm"))
+    paths.append(_write_leading_zero_study(out_dir))
     paths += _copy_pydicom_files(out_dir)
     return paths

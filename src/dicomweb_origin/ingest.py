@@ -23,7 +23,7 @@ from .dicom import metadata, reader
 from .dicom.display import ICC_PROFILE, display_of_stored, extract_display
 from .dicom.xml import json_to_xml
 from .errors import IngestError, NotDicom
-from .model import Display, InstanceRecord, StoredInstance, counts_as_lossy, is_valid_uid
+from .model import Display, InstanceRecord, StoredInstance, counts_as_lossy, uid_error
 from .settings import Settings
 from .storage.base import BlobStore, Index
 
@@ -113,15 +113,15 @@ class Ingest:
         ds = parsed.dataset
         with _reading():  # pydicom converts values when they are first read
             sop_class = str(ds.get("SOPClassUID", "")).strip()
-            uids = {
-                "SOP Instance": str(ds.get("SOPInstanceUID", "")).strip("\0 "),
-                "Study Instance": str(ds.get("StudyInstanceUID", "")).strip("\0 "),
-                "Series Instance": str(ds.get("SeriesInstanceUID", "")).strip("\0 "),
+            uids = {  # PS3.5 §6.2: a UI value is padded to even length with a trailing NUL
+                "SOP Instance": str(ds.get("SOPInstanceUID", "")).rstrip("\0 "),
+                "Study Instance": str(ds.get("StudyInstanceUID", "")).rstrip("\0 "),
+                "Series Instance": str(ds.get("SeriesInstanceUID", "")).rstrip("\0 "),
             }
         instance_uid = uids["SOP Instance"]
         for what, uid in uids.items():
-            if not is_valid_uid(uid):
-                return self._failed(f"invalid {what} UID {uid!r}", CANNOT_UNDERSTAND, sop_class, instance_uid)
+            if (error := uid_error(uid, f"{what} UID")) is not None:
+                return self._failed(error, CANNOT_UNDERSTAND, sop_class, instance_uid)
         if study_uid is not None and uids["Study Instance"] != study_uid:
             return self._failed(
                 f"StudyInstanceUID {uids['Study Instance']} differs from the study {study_uid} of the request",

@@ -26,7 +26,7 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from .dicom import metadata as dicom_metadata
 from .dicom.xml import json_to_xml
 from .errors import BadRequest
-from .model import Acceptable, is_valid_uid
+from .model import Acceptable, uid_error
 from .retrieve import Part, Payload, bytes_body, metadata_kind  # one rule for metadata media types
 from .storage.base import Condition, ItemCondition, Level, SearchIndex, SearchQuery
 
@@ -248,8 +248,11 @@ def _match(name: str, tag: str, level: Level, vr: str, value: str, flags: dict[s
         raise BadRequest(f"{name}: a sequence is matched through its item attributes ({name}.Keyword=value)")
     if vr == "UI":  # C.2.2.2.2 List of UID matching: commas in QIDO, backslashes in DIMSE
         uids = [uid.strip() for uid in re.split(r"[,\\]", value) if uid.strip()]
-        if not uids or not all(is_valid_uid(uid) for uid in uids):
-            raise BadRequest(f"{name}: {value!r} is not a UID or a list of UIDs")
+        if not uids:
+            raise BadRequest(f"{name}: {value!r} holds no UID")
+        for uid in uids:  # PS3.5 §9.1, as for the UIDs of a path
+            if (error := uid_error(uid, name)) is not None:
+                raise BadRequest(error)
         return [Condition(tag, level, "equal", tuple(uids))]
     if vr in ("DA", "TM", "DT"):
         low, high = _temporal(name, vr, value)

@@ -3,7 +3,8 @@
 The test fetches the viewer (`scripts/fetch_ohif.py`, npm pack, cached in `.ohif/`), generates and imports the demo
 archive, starts `dicomweb-origin serve --viewer DIST` on a free loopback port, and drives Debian's Chromium with
 playwright (never `playwright install`). It opens the study list, opens the demo CT, checks that the viewport canvas
-shows an image (not a black canvas), scrolls 40 slices, then opens the JPEG 2000 and enhanced multi-frame studies.
+shows an image (not a black canvas), scrolls 40 slices, then opens the JPEG 2000 and enhanced multi-frame studies
+and the study whose UIDs have leading-zero components (listed in the study list too).
 No DICOMweb request may fail (thumbnails may answer 404) and the page may raise no error. Screenshots and a summary
 go to `artifacts/ohif/`.
 
@@ -43,7 +44,8 @@ CHROMIUM_ARGS = [
     "--enable-unsafe-swiftshader",
 ]
 VIEWPORT = {"width": 1280, "height": 900}
-DESCRIPTIONS = {"ct": "Demo CT phantom", "j2k": "Demo CT phantom, JPEG 2000", "enhanced": "Demo enhanced multi-frame"}
+DESCRIPTIONS = {"ct": "Demo CT phantom", "j2k": "Demo CT phantom, JPEG 2000", "enhanced": "Demo enhanced multi-frame",
+                "leading-zero": "Demo leading-zero UIDs"}  # UIDs such as 1.2...0000217... (PS3.5 §9.1 says no)
 CANVAS = "canvas.cornerstone-canvas"
 INDEX_OVERLAY = '[data-cy="viewport-overlay-bottom-right"] [title="Instance Number"]'
 TIMEOUT_S = 90  # per wait; CI runs this beside the rest of the suite on 2 cores, with software WebGL
@@ -369,6 +371,12 @@ def test_ohif_displays_and_scrolls_the_demo_studies(
                 row = page.get_by_text(DESCRIPTIONS["ct"], exact=True)
                 row.wait_for()
                 result["study_list_s"] = round(time.monotonic() - started, 2)
+                leading_zero = page.get_by_text(DESCRIPTIONS["leading-zero"], exact=True)
+                try:  # the study whose UIDs have leading-zero components is listed too
+                    leading_zero.wait_for(timeout=15_000)
+                except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError
+                    raise AssertionError(f"the study list lacks {DESCRIPTIONS['leading-zero']!r}") from exc
+                result["leading_zero_listed"] = True
                 assert page.evaluate("crossOriginIsolated"), "the viewer page is not cross-origin isolated"
                 click_if_shown(page, page.get_by_role("button", name="Confirm and hide"), 5)
                 page.screenshot(path=str(ARTIFACTS / "study-list.png"))
@@ -400,9 +408,19 @@ def test_ohif_displays_and_scrolls_the_demo_studies(
                     page.screenshot(path=str(ARTIFACTS / f"{key}-scrolled.png"))
                 return steps
 
+            def shown(key: str) -> Callable[[dict[str, Any]], None]:
+                def steps(result: dict[str, Any]) -> None:
+                    started = time.monotonic()
+                    page.goto(f"{server.url}/viewer?StudyInstanceUIDs={uids[key]}")
+                    result["first_image"] = wait_for_image(page, f"the {key} study's image")
+                    result["first_image_s"] = round(time.monotonic() - started, 2)
+                    page.screenshot(path=str(ARTIFACTS / f"{key}.png"))
+                return steps
+
             case("ct", ct)
             case("j2k", by_url("j2k", 10))
             case("enhanced", by_url("enhanced", 10))
+            case("leading-zero", shown("leading-zero"))
         finally:
             context.close()
 
