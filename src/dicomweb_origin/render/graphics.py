@@ -174,17 +174,24 @@ def shutter_mask(shutter: Shutter, rows: int, columns: int) -> Array:
 
 
 def _inside(vertices: Sequence[Point], r: Array, c: Array) -> Array:
-    """Even-odd rule: a ray to the right of each point crosses the polygon's edges an odd number of times."""
+    """Even-odd rule (a ray to the right crosses the edges an odd number of times); edges count as inside.
+
+    The boundary is kept visible as the rectangle's edges and the circle's circumference are.
+    """
     inside = np.zeros(r.shape, bool)
+    edge = np.zeros(r.shape, bool)
     count = len(vertices)
     for index in range(count):
         (r1, c1), (r2, c2) = vertices[index], vertices[(index + 1) % count]
+        cross = (r2 - r1) * (c - c1) - (c2 - c1) * (r - r1)
+        edge |= (np.abs(cross) < 1e-9) & (np.minimum(r1, r2) <= r) & (r <= np.maximum(r1, r2)) \
+            & (np.minimum(c1, c2) <= c) & (c <= np.maximum(c1, c2))
         if r1 == r2:
             continue
         spans = (r1 > r) != (r2 > r)
         crossing = c1 + (r - r1) * (c2 - c1) / (r2 - r1)
         inside ^= spans & (c < crossing)
-    return inside
+    return inside | edge
 
 
 def paint(image: Array, mask: Array, ink: Ink) -> Array:

@@ -323,7 +323,7 @@ def parse_presentation(metadata: Mapping[str, object], bulk: Mapping[str, bytes]
     return PresentationState(
         sop_class_uid=dj.text(ds, "00080016") or "",
         instance_uid=dj.text(ds, "00080018") or "",
-        label=dj.text(ds, "00701080"),
+        label=dj.text(ds, "00700080"),
         images=_referenced_series(ds),
         modality=(slope, intercept) if slope is not None and intercept is not None and slope != 0 else None,
         modality_lut=next((lut for item in dj.items(ds, "00283000") if (lut := dj.lut(item))), None),
