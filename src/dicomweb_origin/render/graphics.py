@@ -191,7 +191,8 @@ def _inside(vertices: Sequence[Point], r: Array, c: Array) -> Array:
         spans = (r1 > r) != (r2 > r)
         crossing = c1 + (r - r1) * (c2 - c1) / (r2 - r1)
         inside ^= spans & (c < crossing)
-    return inside | edge
+    result: Array = inside | edge
+    return result
 
 
 def paint(image: Array, mask: Array, ink: Ink) -> Array:
