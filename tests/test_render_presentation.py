@@ -94,12 +94,12 @@ def test_a_rectangular_shutter_keeps_columns_left_to_right_and_rows_upper_to_low
 
 
 def test_a_circular_shutter_keeps_pixels_within_its_radius_in_its_presentation_value() -> None:
-    ps = _state(_frame(), circle=((24, 50), 15), shutter_value=0x8000)
+    ps = _state(_frame(), circle=((24, 50), 15), shutter_value=0xC000)
     out = apply_presentation(_grey(), ps, "x", 1)
     r, c = _centres()
     visible = (r - 24) ** 2 + (c - 50) ** 2 <= 15 ** 2  # centre given as row\column
     assert np.array_equal(out == 100, visible)
-    assert np.all(out[~visible] == round(0x8000 * 255 / 0xFFFF))  # a 16-bit P-Value as 8 bits
+    assert np.all(out[~visible] == round(0xC000 * 255 / 0xFFFF))  # a 16-bit P-Value as 8 bits
 
 
 def test_a_polygonal_shutter_keeps_the_inside_of_its_row_column_vertices() -> None:
@@ -133,7 +133,7 @@ def test_a_bitmap_shutter_from_an_overlay_given_as_bulk_data() -> None:
     ds.ShutterPresentationValue = 0
     ds.ShutterOverlayGroup = 0x6000
     bits = np.zeros((ROWS, COLUMNS), np.uint8)
-    bits[:, :8] = 1  # the eight leftmost columns
+    bits[:, :3] = 1  # the three leftmost columns: bits 0-2 of each row's first byte (PS3.5 8.1.2)
     ds.add_new(0x60000010, "US", ROWS)
     ds.add_new(0x60000011, "US", COLUMNS)
     ds.add_new(0x60000040, "CS", "G")
@@ -146,7 +146,7 @@ def test_a_bitmap_shutter_from_an_overlay_given_as_bulk_data() -> None:
     stored["60003000"] = {"vr": "OW", "BulkDataURI": "http://origin/bulk/60003000"}  # as over the threshold
     ps = parse_presentation(stored, {"60003000": packed})
     out = apply_presentation(_grey(), ps, "x", 1)
-    assert np.all(out[:, :8] == 0) and np.all(out[:, 8:] == 100)
+    assert np.all(out[:, :3] == 0) and np.all(out[:, 3:] == 100)
     assert np.array_equal(base64.b64decode(metadata(ds)["60003000"]["InlineBinary"]), packed)
 
 
@@ -161,6 +161,15 @@ def test_a_polyline_colours_the_pixels_along_it() -> None:
     expected = np.zeros((ROWS, COLUMNS), bool)
     expected[20, 10:41] = True  # the horizontal segment
     expected[20:36, 40] = True  # the vertical one
+    assert np.array_equal(out == 255, expected)
+
+
+def test_a_polyline_point_belongs_to_the_pixel_it_falls_in() -> None:
+    """Pixel (r, c) spans c..c+1 and r..r+1 in image relative coordinates, whatever the fraction."""
+    line = graphic("POLYLINE", [(10.1, 20.9), (40.9, 20.1)])
+    out = apply_presentation(_grey(0), _state(_frame(), graphics=[line]), "x", 1)
+    expected = np.zeros((ROWS, COLUMNS), bool)
+    expected[20, 10:41] = True
     assert np.array_equal(out == 255, expected)
 
 

@@ -307,9 +307,9 @@ def _spline(points: Sequence[Point]) -> list[Point]:
     return path
 
 
-def _pil(point: Point) -> Point:
-    """An image relative point as Pillow's pixel coordinates, whose integers are pixel centres."""
-    return point[0] - 0.5, point[1] - 0.5
+def _pil(point: Point) -> tuple[int, int]:
+    """The pixel an image relative point lies in: pixel (r, c) spans [c, c + 1) x [r, r + 1) (C.10.5.1.2)."""
+    return math.floor(point[0]), math.floor(point[1])
 
 
 def draw_graphic(draw: ImageDraw.ImageDraw, graphic: Graphic, points: Sequence[Point], ink: Ink) -> None:
@@ -320,7 +320,6 @@ def draw_graphic(draw: ImageDraw.ImageDraw, graphic: Graphic, points: Sequence[P
         return
     if graphic.kind == "POINT" or len(path) == 1:
         for x, y in path:
-            x, y = round(x), round(y)
             draw.point([(x, y), (x - 1, y), (x + 1, y), (x, y - 1), (x, y + 1)], fill=ink)
         return
     if graphic.filled and len(path) >= 3:
