@@ -359,3 +359,54 @@ async def test_encapsulated_pdf_is_served_as_the_document_and_pictured(empty_arc
     assert (red[..., 0] > 200).mean() > 0.05 and red.shape[0] > 10
     thumb = await empty_client.get(f"{path}/thumbnail", headers={"Accept": "image/jpeg"})
     assert thumb.status_code == 200
+
+
+# -- presentation states as targets (a GSPS applies itself to the images it references) ----------------------
+
+
+def _part10(ds: object) -> bytes:
+    from pydicom import Dataset, FileMetaDataset
+    from pydicom.uid import generate_uid
+
+    assert isinstance(ds, Dataset)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.TransferSyntaxUID = ds.SOPClassUID, "1.2.840.10008.1.2.1"
+    ds.SOPInstanceUID = ds.get("SOPInstanceUID") or generate_uid()
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta = meta
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+async def test_a_presentation_state_renders_its_image_with_its_window_rotation_and_shutter(
+        empty_archive: LoadedArchive, empty_client: httpx.AsyncClient) -> None:
+    from presentation_states import make_gsps
+
+    image = dcmread(io.BytesIO(prepared_bytes("CT_small")))
+    image_path = _store(empty_archive, prepared_bytes("CT_small"))
+    gsps = make_gsps(image, window=(40.0, 400.0), rotation=90, rectangle=(1, 64, 1, 128))
+    ps_path = _store(empty_archive, _part10(gsps))
+
+    windowed = await empty_client.get(f"{image_path}/rendered?window=40,400,linear", headers={"Accept": "image/png"})
+    expected = np.rot90(np.asarray(_image(windowed.content).convert("L"), dtype=np.int16), k=-1)  # 90° clockwise
+    response = await empty_client.get(f"{ps_path}/rendered", headers={"Accept": "image/png"})
+    assert response.status_code == 200, response.text
+    got = np.asarray(_image(response.content).convert("L"), dtype=np.int16)
+    assert got.shape == expected.shape
+    # The shutter keeps columns 1-64 (1-based) of the source; after a clockwise rotation those are rows 1-64.
+    assert np.abs(got[:64] - expected[:64]).max() <= 1
+    assert (got[64:] == 0).all()
+
+
+@pytest.mark.parametrize("query", ["window=40,400,linear", "viewport=64,64,0,0,32,32"])
+async def test_window_or_a_source_region_with_a_presentation_state_target_is_400(
+        empty_archive: LoadedArchive, empty_client: httpx.AsyncClient, query: str) -> None:
+    from presentation_states import make_gsps
+
+    image = dcmread(io.BytesIO(prepared_bytes("CT_small")))
+    _store(empty_archive, prepared_bytes("CT_small"))
+    ps_path = _store(empty_archive, _part10(make_gsps(image)))
+    response = await empty_client.get(f"{ps_path}/rendered?{query}", headers={"Accept": "image/png"})
+    assert response.status_code == 400, response.text
+    assert "presentation state" in response.text

@@ -12,9 +12,9 @@ browser costs one rendering per thumbnail.
 from __future__ import annotations
 
 import base64
-import importlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import orjson
@@ -24,11 +24,7 @@ from ..cache import BytesCache
 from ..dicom.xml import json_to_xml
 from ..errors import BadRequest, DicomWebError, NotAcceptable
 from ..model import Acceptable, Display, InstanceRecord, RenderParams, Viewport, excluded
-from ..render import document, icons, report, video
-
-
-def _lazy(name: str) -> Any:  # TEMPORARY until the document and presentation modules land
-    return importlib.import_module(f"dicomweb_origin.render.{name}")
+from ..render import document, icons, presentation, report, video
 from .bulk import parse_frame_list
 from .payload import Part, Payload, Target, bytes_body, etag
 from .sources import Sources
@@ -112,9 +108,10 @@ class Renderer:
 
     # -- parts -----------------------------------------------------------------------------
 
-    def part(self, record: InstanceRecord, media_type: str, indexes: Sequence[int] | None,
+    def part(self, record: InstanceRecord, media_type: str, variant: Sequence[object] | None,
              location: str, produce: Callable[[], bytes]) -> Part:
-        key = ("rendered", self.thumbnail, record.digest, media_type, tuple(indexes or ()), self.params)
+        """A part produced when sent (on the executor) and kept in the cache under everything that shapes it."""
+        key = ("rendered", self.thumbnail, record.digest, media_type, tuple(variant or ()), self.params)
         cached = self.cache.get(key)
         content_type = media_type + ("; charset=utf-8" if media_type.startswith("text/") else "")
         if cached is not None:
@@ -152,7 +149,7 @@ class Renderer:
         multi = len(record.frames) > 1
         return [self.part(record, media_type, (index,),
                           f"{base}/frames/{index + 1}/rendered" if multi else f"{base}/rendered",
-                          lambda index=index: self.still(self.image(record, index), media_type, record, index))
+                          partial(self.frame_still, record, index, media_type))
                 for index in frames]
 
     # -- producing -------------------------------------------------------------------------
@@ -161,7 +158,7 @@ class Renderer:
     def display(record: InstanceRecord) -> Display | None:
         return record.display
 
-    def image(self, record: InstanceRecord, index: int, ps: Any = None) -> Any:
+    def image(self, record: InstanceRecord, index: int, ps: presentation.PresentationState | None = None) -> Any:
         """One frame through the display pipeline (PS3.4 N.2): modality, VOI, presentation LUTs."""
         pixels, described = self.sources.decoded_frame(record, index)
         display = self.display(record)
@@ -171,7 +168,7 @@ class Renderer:
             window = None
         image = render.display_image(pixels, described, display, index, window)
         if ps is not None:
-            image = _lazy("presentation").apply_presentation(image, ps, record.instance_uid, index + 1)
+            image = presentation.apply_presentation(image, ps, record.instance_uid, index + 1)
         return image
 
     def finish(self, image: Any, media_type: str, record: InstanceRecord, index: int | None = None,
@@ -199,6 +196,10 @@ class Renderer:
     def still(self, image: Any, media_type: str, record: InstanceRecord, index: int | None = None) -> bytes:
         image, profile = self.finish(image, media_type, record, index)
         return render.encode([image], media_type, quality=self.params.quality, icc_profile=profile)
+
+    def frame_still(self, record: InstanceRecord, index: int, media_type: str,
+                    ps: presentation.PresentationState | None = None) -> bytes:
+        return self.still(self.image(record, index, ps), media_type, record, index)
 
     def animation(self, record: InstanceRecord, frames: Sequence[int], media_type: str) -> bytes:
         images = [self.finish(self.image(record, index), media_type, record, index)[0] for index in frames]
@@ -244,9 +245,12 @@ class Renderer:
 
     # -- presentation states ---------------------------------------------------------------
 
-    def presentation_state(self, record: InstanceRecord) -> Any:
+    def presentation_state(self, record: InstanceRecord) -> presentation.PresentationState:
+        """The state from its stored DICOM JSON, with the bulk values it draws (overlays, ICC profile)."""
         metadata = orjson.loads(self.sources.index.metadata([record])[0])
-        return _lazy("presentation").parse_presentation(metadata)
+        bulk = {element.path: self.sources.blobs.read(record.blob_key, element.offset, element.length)
+                for element in record.bulk if element.path.startswith("60") or element.path.endswith("00282000")}
+        return presentation.parse_presentation(metadata, bulk)
 
     def presentation_parts(self, record: InstanceRecord, media_type: str, multipart: bool) -> list[Part]:
         """The images a presentation state references, rendered with it applied (PS3.4 N.2)."""
@@ -264,10 +268,8 @@ class Renderer:
             for number in numbers:
                 if not 1 <= number <= len(image_record.frames):
                     continue
-                parts.append(self.part(
-                    image_record, media_type, (number - 1, record.digest),  # type: ignore[arg-type]
-                    f"{record.path}/rendered",
-                    lambda r=image_record, i=number - 1: self.still(self.image(r, i, ps), media_type, r, i)))
+                parts.append(self.part(image_record, media_type, (number - 1, record.digest), f"{record.path}/rendered",
+                                       partial(self.frame_still, image_record, number - 1, media_type, ps)))
         if not parts:
             raise NotAcceptable(f"presentation state {record.instance_uid} references no stored image")
         return parts if multipart else parts[:1]
