@@ -262,7 +262,7 @@ def test_tables_follow_the_server() -> None:
     advertised = {name for name, *_ in capabilities.SEARCH_PARAMETERS}
     assert advertised == search_module._RESERVED - {"accept", "charset", "emptyvaluematching"}
     web = {ts.uid for ts in TRANSFER_SYNTAXES.values() if ts.web}
-    options = capabilities.describe(["studies", "{study}"], "GET")
+    options = capabilities.describe(["studies", "{study}"], "GET", "uid")
     assert options is not None
     syntaxes = {m.group(1) for o in options.params[0].options if (m := re.search(r"transfer-syntax=([\d.]+)$", o))}
     assert syntaxes == web

@@ -204,21 +204,22 @@ def _rendered(title: str, thumbnail: bool, single: bool = True) -> Method:
                   response_types=options, success="200" if thumbnail else "200 206")
 
 
-def describe(segments: Sequence[str], method: str) -> Method | None:
-    """What ``method`` on the resource with these path template segments does; None if unknown."""
+def describe(segments: Sequence[str], method: str, resource: str | None) -> Method | None:
+    """What ``method`` does on a resource of the route table (its kind, ``ResourceRoute.resource``).
+
+    None for a route the table does not know (no ``resource``) or a method it has no row for.
+    """
     if method == "HEAD":
-        get = describe(segments, "GET")
+        get = describe(segments, "GET", resource)
         if get is None:
             return None
         return Method("HEAD", get.title, get.section, success=get.success, failure=get.failure,
                       doc="The headers GET would answer, without its payload.")
     levels = [_LEVELS[s] for s in segments if s in _LEVELS]
     level = levels[-1] if levels else ""
-    last, parent = segments[-1], segments[-2] if len(segments) > 1 else ""
+    last = segments[-1]
     framed = "Frames" if "frames" in segments else ""
-    key = (method, "uid" if last in _LEVELS else "collection" if last in _COLLECTIONS else
-           "bulkdata" if parent == "bulkdata" and last.startswith("{") else
-           "frames" if parent == "frames" else last)
+    key = (method, resource or "")
     builders: dict[tuple[str, str], Callable[[], Method]] = {
         ("GET", "uid"): lambda: _retrieve(f"Retrieve {level}", _dicom_options(level)),
         ("POST", "uid"): lambda: _store(f"Store {level} Instances"),
@@ -246,12 +247,14 @@ class _Entry:
     segments: tuple[str, ...]  # the template, ``{name:convertor}`` written ``{name}``
     methods: frozenset[str]
     regex: re.Pattern[str]
+    resource: str | None  # the route table's kind of resource (``ResourceRoute.resource``)
 
 
 @dataclass(slots=True)
 class _Node:
     methods: set[str] = field(default_factory=set)
     children: dict[str, _Node] = field(default_factory=dict)
+    resource: str | None = None
 
 
 def _entries(routes: Iterable[BaseRoute], skip: Callable[[Route], bool], prefix: str = "") -> list[_Entry]:
@@ -263,7 +266,8 @@ def _entries(routes: Iterable[BaseRoute], skip: Callable[[Route], bool], prefix:
             template = prefix + route.path
             normal = re.sub(r"\{(\w+):\w+\}", r"{\1}", template)
             regex = compile_path(template)[0]
-            entries.append(_Entry(tuple(normal.strip("/").split("/")), frozenset(route.methods or ()), regex))
+            entries.append(_Entry(tuple(normal.strip("/").split("/")), frozenset(route.methods or ()), regex,
+                                  getattr(route, "resource", None)))
     return entries
 
 
@@ -274,6 +278,7 @@ def _tree(entries: Iterable[_Entry]) -> _Node:
         for segment in entry.segments:
             node = node.children.setdefault(segment, _Node())
         node.methods |= entry.methods  # two routes on one path: the router tries both
+        node.resource = node.resource or entry.resource
     return root
 
 
@@ -297,8 +302,8 @@ def _param(parent: ET.Element, param: Param, fixed: str | None = None) -> None:
         _sub(element, "option", value=option)
 
 
-def _method(parent: ET.Element, name: str, segments: Sequence[str]) -> None:
-    method = describe(segments, name)
+def _method(parent: ET.Element, name: str, segments: Sequence[str], resource: str | None) -> None:
+    method = describe(segments, name, resource)
     element = _sub(parent, "method", name=name, id=method.id if method else None)
     if method is None:
         _sub(element, "doc").text = "Not described: this resource is not one of PS3.18 Table H-1."
@@ -331,7 +336,7 @@ def _resource(parent: ET.Element, path: list[str], node: _Node, ancestors: tuple
             name = segment.strip("{}")
             _param(element, Param(name, "template", _TEMPLATE_DOCS.get(name, name)), fixed.get(name))
     for name in _ordered(node.methods):
-        _method(element, name, segments)
+        _method(element, name, segments, node.resource)
     for segment, child in node.children.items():
         _resource(element, [segment], child, segments, {})
 

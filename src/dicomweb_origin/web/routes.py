@@ -377,37 +377,44 @@ def _byte_range(header: str | None, length: int) -> tuple[int, int] | str | None
     return start, end
 
 
+class ResourceRoute(Route):
+    """One row of the resource table: a path, its handlers by method, and the kind of resource it is.
+
+    The kind (``uid``, ``collection``, ``metadata``, ``bulkdata``, ``pixeldata``, ``frames``,
+    ``rendered``, ``thumbnail``: the resources of PS3.18 Table H-1) is what the Retrieve Capabilities
+    description reads, so routing and description come from this one table.
+    """
+
+    def __init__(self, path: str, handlers: dict[str, Handler], resource: str) -> None:
+        super().__init__(path, by_method(handlers), methods=list(handlers))
+        self.resource = resource
+
+
 def routes(endpoints: Endpoints) -> list[BaseRoute]:
     """The resource table of PS3.18 §10.4.1 (and §10.5 for Store); search routes live in ``web/search.py``."""
     e = endpoints
     study = "/studies/{study}"
     series = study + "/series/{series}"
     instance = series + "/instances/{instance}"
-    table: list[tuple[str, dict[str, Handler]]] = [
-        (study, {"GET": e.instances, "POST": e.store}),
-        (series, {"GET": e.instances}),
-        (instance, {"GET": e.instances}),
-        (study + "/metadata", {"GET": e.metadata}),
-        (series + "/metadata", {"GET": e.metadata}),
-        (instance + "/metadata", {"GET": e.metadata}),
-        (study + "/bulkdata", {"GET": e.bulkdata}),
-        (series + "/bulkdata", {"GET": e.bulkdata}),
-        (instance + "/bulkdata", {"GET": e.bulkdata}),
-        (instance + "/bulkdata/{path:path}", {"GET": e.bulkdata}),
-        (study + "/pixeldata", {"GET": e.pixeldata}),
-        (series + "/pixeldata", {"GET": e.pixeldata}),
-        (instance + "/pixeldata", {"GET": e.pixeldata}),
-        (instance + "/frames/{frames}", {"GET": e.frames}),
-        (study + "/rendered", {"GET": e.rendered}),
-        (series + "/rendered", {"GET": e.rendered}),
-        (instance + "/rendered", {"GET": e.rendered}),
-        (instance + "/frames/{frames}/rendered", {"GET": e.rendered}),
-        (study + "/thumbnail", {"GET": e.thumbnail}),
-        (series + "/thumbnail", {"GET": e.thumbnail}),
-        (instance + "/thumbnail", {"GET": e.thumbnail}),
-        (instance + "/frames/{frames}/thumbnail", {"GET": e.thumbnail}),
+    table: list[tuple[str, dict[str, Handler], str]] = [
+        (study, {"GET": e.instances, "POST": e.store}, "uid"),
+        (series, _get(e.instances), "uid"),
+        (instance, _get(e.instances), "uid"),
+        *((level + "/metadata", _get(e.metadata), "metadata") for level in (study, series, instance)),
+        *((level + "/bulkdata", _get(e.bulkdata), "bulkdata") for level in (study, series, instance)),
+        (instance + "/bulkdata/{path:path}", _get(e.bulkdata), "bulkdata"),
+        *((level + "/pixeldata", _get(e.pixeldata), "pixeldata") for level in (study, series, instance)),
+        (instance + "/frames/{frames}", _get(e.frames), "frames"),
+        *((level + "/rendered", _get(e.rendered), "rendered")
+          for level in (study, series, instance, instance + "/frames/{frames}")),
+        *((level + "/thumbnail", _get(e.thumbnail), "thumbnail")
+          for level in (study, series, instance, instance + "/frames/{frames}")),
     ]
-    return [Route(path, by_method(handlers), methods=list(handlers)) for path, handlers in table]
+    return [ResourceRoute(path, handlers, resource) for path, handlers, resource in table]
+
+
+def _get(handler: Handler) -> dict[str, Handler]:
+    return {"GET": handler}
 
 
 def by_method(handlers: dict[str, Handler]) -> Handler:

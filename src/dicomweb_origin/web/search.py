@@ -10,12 +10,12 @@ from __future__ import annotations
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from ..retrieve import Target
 from ..search import Search
 from .negotiate import check_charset, header_field
-from .routes import Endpoints, Handler, by_method
+from .routes import Endpoints, Handler, ResourceRoute
 
 # Table 10.6.1-1: URI template -> resource of the Search use case.
 _RESOURCES: tuple[tuple[str, str], ...] = (
@@ -34,9 +34,9 @@ def search_routes(search: Search, endpoints: Endpoints) -> list[BaseRoute]:
     for path, resource in _RESOURCES:
         handler = _handler(search, endpoints, resource)
         if path == "/studies":  # one route, so 405 answers carry Allow: GET, HEAD, POST
-            result.append(Route(path, by_method({"GET": handler, "POST": endpoints.store}), methods=["GET", "POST"]))
+            result.append(ResourceRoute(path, {"GET": handler, "POST": endpoints.store}, "collection"))
         else:
-            result.append(Route(path, handler, methods=["GET"]))
+            result.append(ResourceRoute(path, {"GET": handler}, "collection"))
     return result
 
 
