@@ -167,3 +167,14 @@ def test_without_a_viewer_nothing_is_served_at_root(tmp_path: Path) -> None:
 def test_a_folder_without_index_html_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="index.html"):
         build_app(Settings(data_dir=tmp_path / "data"), viewer_dir=tmp_path)
+
+
+def test_app_config_lets_the_page_pick_ohifs_thumbnail_rendering() -> None:
+    """`?thumbnailRendering=` picks one of OHIF's own strategies; 'wadors' stays the default, anything else is ignored.
+
+    (tests/e2e_ohif runs the generated script in OHIF with 'thumbnail' and 'rendered'.)
+    """
+    text = app_config(Settings())
+    assert '"thumbnailRendering": "wadors"' in text
+    assert "new URLSearchParams(window.location.search).get('thumbnailRendering')" in text
+    assert '["wadors", "thumbnail", "rendered", "thumbnailDirect"].indexOf(thumbnails) >= 0' in text

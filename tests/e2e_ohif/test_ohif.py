@@ -5,6 +5,9 @@ archive, starts `dicomweb-origin serve --viewer DIST` on a free loopback port, a
 playwright (never `playwright install`). It opens the study list, opens the demo CT, checks that the viewport canvas
 shows an image (not a black canvas), scrolls 40 slices, then opens the JPEG 2000 and enhanced multi-frame studies
 and the study whose UIDs have leading-zero components (listed in the study list too).
+That run uses OHIF's `thumbnailRendering: 'wadors'` (it decodes a frame itself); two more open the CT with
+`'thumbnail'` and `'rendered'` (`?thumbnailRendering=` of the generated app-config.js) and check that the study
+browser's thumbnail is the JPEG this server rendered (the same browser and server).
 No DICOMweb request may fail (thumbnails may answer 404) and the page may raise no error. Screenshots and a summary
 go to `artifacts/ohif/`.
 
@@ -14,6 +17,7 @@ Nothing here skips: without Chromium, playwright or the npm registry the test fa
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import re
@@ -31,6 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from PIL import Image
 
 pytestmark = [pytest.mark.ohif, pytest.mark.e2e]
 
@@ -47,13 +52,15 @@ VIEWPORT = {"width": 1280, "height": 900}
 DESCRIPTIONS = {"ct": "Demo CT phantom", "j2k": "Demo CT phantom, JPEG 2000", "enhanced": "Demo enhanced multi-frame",
                 "leading-zero": "Demo leading-zero UIDs"}  # UIDs such as 1.2...0000217... (PS3.5 §9.1 says no)
 CANVAS = "canvas.cornerstone-canvas"
+THUMBNAIL_IMG = '[data-cy="study-browser-thumbnail"] img'  # the study browser's series thumbnails
 INDEX_OVERLAY = '[data-cy="viewport-overlay-bottom-right"] [title="Instance Number"]'
 TIMEOUT_S = 90  # per wait; CI runs this beside the rest of the suite on 2 cores, with software WebGL
 
 # Sample a grid of the canvas (copied onto a 2D canvas, so a WebGL canvas reads too) and describe it.
+# An <img> reads at its natural size, the same way.
 CANVAS_STATS_JS = """(canvas) => {
-  const w = canvas.width, h = canvas.height;
-  if (!w || !h) return {samples: 0, bright: 0, stddev: 0, levels: 0, width: w, height: h};
+  const w = canvas.naturalWidth || canvas.width, h = canvas.naturalHeight || canvas.height;
+  if (!w || !h) return {samples: 0, bright: 0, stddev: 0, levels: 0, mean: 0, width: w, height: h};
   const copy = document.createElement('canvas');
   copy.width = w; copy.height = h;
   const ctx = copy.getContext('2d');
@@ -67,7 +74,7 @@ CANVAS_STATS_JS = """(canvas) => {
   const mean = values.reduce((a, b) => a + b, 0) / values.length;
   const variance = values.reduce((a, b) => a + (b - mean) * (b - mean), 0) / values.length;
   return {samples: values.length, bright: values.filter(v => v > 8).length / values.length,
-          stddev: Math.sqrt(variance), levels: new Set(values).size, width: w, height: h};
+          stddev: Math.sqrt(variance), levels: new Set(values).size, mean: mean, width: w, height: h};
 }"""
 
 
@@ -332,9 +339,21 @@ def skip_tour(page: Any, timeout_s: float) -> bool:
 # -- the test ---------------------------------------------------------------------------------------
 
 
-def test_ohif_displays_and_scrolls_the_demo_studies(
-    server: Server, playwright_module: Any, timings: dict[str, float], tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def browser(playwright_module: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One headless Chromium (a persistent context, fresh profile) for every test of the module."""
+    with playwright_module.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+            headless=True, viewport=VIEWPORT,
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def test_ohif_displays_and_scrolls_the_demo_studies(server: Server, browser: Any, timings: dict[str, float]) -> None:
     uids = study_uids(server)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for old in ARTIFACTS.glob("*.png"):
@@ -344,85 +363,77 @@ def test_ohif_displays_and_scrolls_the_demo_studies(
     problems: list[str] = []
     started_all = time.monotonic()
 
-    with playwright_module.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-            viewport=VIEWPORT,
-        )
+    recorder.attach(browser)
+    page = browser.pages[0] if browser.pages else browser.new_page()
+    page.set_default_timeout(TIMEOUT_S * 1000)
+
+    def case(name: str, steps: Callable[[dict[str, Any]], None]) -> None:
+        result: dict[str, Any] = {}
+        results[name] = result
+        started = time.monotonic()
         try:
-            recorder.attach(context)
-            page = context.pages[0] if context.pages else context.new_page()
-            page.set_default_timeout(TIMEOUT_S * 1000)
+            steps(result)
+        except Exception as exc:  # noqa: BLE001 - keep going: each study gets its own verdict and screenshot
+            problems.append(f"{name}: {type(exc).__name__}: {exc}")
+            page.screenshot(path=str(ARTIFACTS / f"{name}-failure.png"))
+        result["seconds"] = round(time.monotonic() - started, 2)
 
-            def case(name: str, steps: Callable[[dict[str, Any]], None]) -> None:
-                result: dict[str, Any] = {}
-                results[name] = result
-                started = time.monotonic()
-                try:
-                    steps(result)
-                except Exception as exc:  # noqa: BLE001 - keep going: each study gets its own verdict and screenshot
-                    problems.append(f"{name}: {type(exc).__name__}: {exc}")
-                    page.screenshot(path=str(ARTIFACTS / f"{name}-failure.png"))
-                result["seconds"] = round(time.monotonic() - started, 2)
+    def ct(result: dict[str, Any]) -> None:
+        started = time.monotonic()
+        page.goto(server.url + "/")
+        row = page.get_by_text(DESCRIPTIONS["ct"], exact=True)
+        row.wait_for()
+        result["study_list_s"] = round(time.monotonic() - started, 2)
+        leading_zero = page.get_by_text(DESCRIPTIONS["leading-zero"], exact=True)
+        try:  # the study whose UIDs have leading-zero components is listed too
+            leading_zero.wait_for(timeout=15_000)
+        except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError
+            raise AssertionError(f"the study list lacks {DESCRIPTIONS['leading-zero']!r}") from exc
+        result["leading_zero_listed"] = True
+        assert page.evaluate("crossOriginIsolated"), "the viewer page is not cross-origin isolated"
+        click_if_shown(page, page.get_by_role("button", name="Confirm and hide"), 5)
+        page.screenshot(path=str(ARTIFACTS / "study-list.png"))
+        row.click()
+        started = time.monotonic()
+        page.get_by_role("button", name="Basic Viewer").click()
+        result["first_image"] = wait_for_image(page, "the CT's first image")
+        result["first_image_s"] = round(time.monotonic() - started, 2)
+        result["tour_skipped"] = skip_tour(page, 15)
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(ARTIFACTS / "ct.png"))
+        before, after = scroll(page, 40)
+        result["index_before"], result["index_after"] = before, after
+        result["scrolled_image"] = wait_for_image(page, "the CT image after scrolling")
+        page.screenshot(path=str(ARTIFACTS / "ct-scrolled.png"))
 
-            def ct(result: dict[str, Any]) -> None:
-                started = time.monotonic()
-                page.goto(server.url + "/")
-                row = page.get_by_text(DESCRIPTIONS["ct"], exact=True)
-                row.wait_for()
-                result["study_list_s"] = round(time.monotonic() - started, 2)
-                leading_zero = page.get_by_text(DESCRIPTIONS["leading-zero"], exact=True)
-                try:  # the study whose UIDs have leading-zero components is listed too
-                    leading_zero.wait_for(timeout=15_000)
-                except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError
-                    raise AssertionError(f"the study list lacks {DESCRIPTIONS['leading-zero']!r}") from exc
-                result["leading_zero_listed"] = True
-                assert page.evaluate("crossOriginIsolated"), "the viewer page is not cross-origin isolated"
-                click_if_shown(page, page.get_by_role("button", name="Confirm and hide"), 5)
-                page.screenshot(path=str(ARTIFACTS / "study-list.png"))
-                row.click()
-                started = time.monotonic()
-                page.get_by_role("button", name="Basic Viewer").click()
-                result["first_image"] = wait_for_image(page, "the CT's first image")
-                result["first_image_s"] = round(time.monotonic() - started, 2)
-                result["tour_skipped"] = skip_tour(page, 15)
-                page.wait_for_timeout(300)
-                page.screenshot(path=str(ARTIFACTS / "ct.png"))
-                before, after = scroll(page, 40)
-                result["index_before"], result["index_after"] = before, after
-                result["scrolled_image"] = wait_for_image(page, "the CT image after scrolling")
-                page.screenshot(path=str(ARTIFACTS / "ct-scrolled.png"))
+    def by_url(key: str, slices: int) -> Callable[[dict[str, Any]], None]:
+        def steps(result: dict[str, Any]) -> None:
+            started = time.monotonic()
+            page.goto(f"{server.url}/viewer?StudyInstanceUIDs={uids[key]}")
+            result["first_image"] = wait_for_image(page, f"the {key} study's first image")
+            result["first_image_s"] = round(time.monotonic() - started, 2)
+            result["tour_skipped"] = skip_tour(page, 3)
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(ARTIFACTS / f"{key}.png"))
+            before, after = scroll(page, slices)
+            result["index_before"], result["index_after"] = before, after
+            result["scrolled_image"] = wait_for_image(page, f"the {key} image after scrolling")
+            page.screenshot(path=str(ARTIFACTS / f"{key}-scrolled.png"))
+        return steps
 
-            def by_url(key: str, slices: int) -> Callable[[dict[str, Any]], None]:
-                def steps(result: dict[str, Any]) -> None:
-                    started = time.monotonic()
-                    page.goto(f"{server.url}/viewer?StudyInstanceUIDs={uids[key]}")
-                    result["first_image"] = wait_for_image(page, f"the {key} study's first image")
-                    result["first_image_s"] = round(time.monotonic() - started, 2)
-                    result["tour_skipped"] = skip_tour(page, 3)
-                    page.wait_for_timeout(300)
-                    page.screenshot(path=str(ARTIFACTS / f"{key}.png"))
-                    before, after = scroll(page, slices)
-                    result["index_before"], result["index_after"] = before, after
-                    result["scrolled_image"] = wait_for_image(page, f"the {key} image after scrolling")
-                    page.screenshot(path=str(ARTIFACTS / f"{key}-scrolled.png"))
-                return steps
+    def shown(key: str) -> Callable[[dict[str, Any]], None]:
+        def steps(result: dict[str, Any]) -> None:
+            started = time.monotonic()
+            page.goto(f"{server.url}/viewer?StudyInstanceUIDs={uids[key]}")
+            result["first_image"] = wait_for_image(page, f"the {key} study's image")
+            result["first_image_s"] = round(time.monotonic() - started, 2)
+            page.screenshot(path=str(ARTIFACTS / f"{key}.png"))
+        return steps
 
-            def shown(key: str) -> Callable[[dict[str, Any]], None]:
-                def steps(result: dict[str, Any]) -> None:
-                    started = time.monotonic()
-                    page.goto(f"{server.url}/viewer?StudyInstanceUIDs={uids[key]}")
-                    result["first_image"] = wait_for_image(page, f"the {key} study's image")
-                    result["first_image_s"] = round(time.monotonic() - started, 2)
-                    page.screenshot(path=str(ARTIFACTS / f"{key}.png"))
-                return steps
-
-            case("ct", ct)
-            case("j2k", by_url("j2k", 10))
-            case("enhanced", by_url("enhanced", 10))
-            case("leading-zero", shown("leading-zero"))
-        finally:
-            context.close()
+    case("ct", ct)
+    case("j2k", by_url("j2k", 10))
+    case("enhanced", by_url("enhanced", 10))
+    case("leading-zero", shown("leading-zero"))
 
     timings["browser_s"] = round(time.monotonic() - started_all, 2)
     summary = {
@@ -441,3 +452,100 @@ def test_ohif_displays_and_scrolls_the_demo_studies(
     for name, slices in (("ct", 40), ("j2k", 10), ("enhanced", 10)):  # one slice per wheel notch
         before, after = results[name]["index_before"], results[name]["index_after"]
         assert after[0] - before[0] >= slices, f"{name}: scrolled from {before} to {after}, not {slices} slices"
+
+
+# -- thumbnails this server renders (OHIF's thumbnailRendering 'thumbnail' and 'rendered') -----------
+
+
+def grid_stats(image: Any, n: int = 128) -> dict[str, float]:
+    """Luminance at the grid CANVAS_STATS_JS samples, computed from the JPEG decoded with Pillow."""
+    rgb = image.convert("RGB")
+    w, h = rgb.size
+    values = []
+    for j in range(n):
+        for i in range(n):
+            r, g, b = rgb.getpixel((int((i + 0.5) * w / n), int((j + 0.5) * h / n)))
+            values.append(round(0.299 * r + 0.587 * g + 0.114 * b))
+    return {"mean": sum(values) / len(values), "levels": len(set(values))}
+
+
+def dicom_json(server: Server, path: str) -> list[dict[str, Any]]:
+    request = urllib.request.Request(server.url + path, headers={"Accept": "application/dicom+json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("mode", ["thumbnail", "rendered"])
+def test_ohif_study_browser_shows_the_thumbnails_this_server_rendered(
+    server: Server, browser: Any, timings: dict[str, float], mode: str
+) -> None:
+    """OHIF with `thumbnailRendering: '{mode}'` shows, in its study browser, the JPEG this server rendered.
+
+    OHIF asks for the series' middle instance, `.../instances/{I}/{mode}?accept=image/jpeg`, with its bulk data
+    Accept header `multipart/related; type="application/octet-stream"`: the `accept` query parameter replaces the
+    header (PS3.18 §8.3.3.1), and the single-part image/jpeg answer (§10.4.1.1.3-4) becomes the `<img>` of the
+    thumbnail as a blob URL. The image in the page must be that JPEG (same size, same pixels) and not blank.
+    """
+    uid = study_uids(server)["ct"]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    seen: list[Any] = []
+    page_errors: list[str] = []
+    page = browser.new_page()
+    page.set_default_timeout(TIMEOUT_S * 1000)
+    page.on("response", lambda r: seen.append(r) if request_kind(urlsplit(r.url).path) in ("thumbnail", "rendered")
+            and urlsplit(r.url).path.startswith("/dicomweb/") else None)
+    page.on("pageerror", lambda error: page_errors.append(str(error)[:500]))
+    started = time.monotonic()
+    last: list[Any] = [None]
+    try:
+        page.goto(f"{server.url}/viewer?StudyInstanceUIDs={uid}&thumbnailRendering={mode}")
+        thumb = page.locator(THUMBNAIL_IMG).first
+
+        def shown() -> dict[str, Any] | None:
+            if thumb.count() == 0:
+                return None
+            try:
+                last[0] = thumb.evaluate(CANVAS_STATS_JS)
+            except Exception:  # noqa: BLE001 - not decoded yet, or replaced while reading it
+                return None
+            return last[0] if last[0]["width"] and non_blank(last[0]) else None
+
+        try:
+            stats = wait_until(shown, TIMEOUT_S, f"a non-blank thumbnail in the study browser ({mode})")
+        except AssertionError as exc:
+            page.screenshot(path=str(ARTIFACTS / f"thumbnails-{mode}-failure.png"))
+            raise AssertionError(f"{exc}; last sample: {last[0]}; responses: {[r.url for r in seen]}") from None
+        timings[f"thumbnail_{mode}_s"] = round(time.monotonic() - started, 2)
+        src = thumb.get_attribute("src") or ""
+        thumb.screenshot(path=str(ARTIFACTS / f"thumbnail-{mode}.png"))
+        page.screenshot(path=str(ARTIFACTS / f"thumbnails-{mode}.png"))
+        answers = [(r.url, r.status, r.headers.get("content-type", ""), r.request.headers.get("accept", ""),
+                    r.body() if r.status == 200 else b"") for r in seen]
+        (ARTIFACTS / f"thumbnails-{mode}.json").write_text(json.dumps({
+            "seconds": timings[f"thumbnail_{mode}_s"], "img": stats, "src": src[:80],
+            "responses": [{"url": a[0], "status": a[1], "content_type": a[2], "accept": a[3], "bytes": len(a[4])}
+                          for a in answers]}, indent=2))
+    finally:
+        page.close()
+
+    assert not page_errors, page_errors
+    asked = [a for a in answers if re.search(rf"/instances/[^/]+/{mode}$", urlsplit(a[0]).path)]
+    assert asked, f"OHIF asked for no instance {mode} resource: {[a[0] for a in answers]}"
+    for url, status, content_type, accept, _ in answers:
+        assert status == 200 and content_type == "image/jpeg", f"{url} (Accept: {accept}): {status} {content_type}"
+        assert "accept=image%2Fjpeg" in url, url
+    assert src.startswith("blob:"), f"the thumbnail is not the fetched image: {src[:80]}"
+    decoded = [Image.open(io.BytesIO(a[4])) for a in asked]
+    assert all(image.format == "JPEG" for image in decoded)
+    sizes = {image.size for image in decoded}
+    assert (stats["width"], stats["height"]) in sizes, f"the <img> is {stats['width']}x{stats['height']}, not {sizes}"
+    image = next(image for image in decoded if image.size == (stats["width"], stats["height"]))
+    expected = grid_stats(image)
+    assert abs(stats["mean"] - expected["mean"]) < 2, f"the <img> is not the served JPEG: {stats} vs {expected}"
+    path = re.sub(r"/(thumbnail|rendered)$", "/metadata", urlsplit(asked[0][0]).path)
+    (meta,) = dicom_json(server, path)
+    matrix = (meta["00280011"]["Value"][0], meta["00280010"]["Value"][0])  # Columns, Rows
+    if mode == "rendered":  # no viewport: the instance's own matrix (§8.3.5.1.3)
+        assert image.size == matrix
+    else:  # a thumbnail is smaller than the image (§8.3.5.2: the server chooses its size)
+        assert max(image.size) < max(matrix)

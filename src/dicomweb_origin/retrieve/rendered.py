@@ -77,7 +77,8 @@ class Choice:
     multipart: bool
 
 
-def choose(kind: str, record: InstanceRecord, accept: Sequence[Acceptable], single_item: bool) -> Choice | None:
+def choose(kind: str, record: InstanceRecord, accept: Sequence[Acceptable], single_item: bool,
+           one_instance: bool = False) -> Choice | None:
     """The first acceptable rendered media type this instance can become (§8.7.8.1), or None."""
     types = CATEGORY_TYPES[kind]
     if kind == "video":  # the stored stream as it is, under its own type, or H.264 in MP4
@@ -85,12 +86,14 @@ def choose(kind: str, record: InstanceRecord, accept: Sequence[Acceptable], sing
     for acceptable in accept:
         if acceptable.q <= 0 or acceptable.transfer_syntax is not None:
             continue  # no transfer-syntax on rendered media types (§8.7.4)
-        if acceptable.multipart is False and not single_item:
-            continue  # single-part types only for a single response item (Table 10.4.4-1 note 3)
         for media_type in types:
             if not acceptable.matches(media_type):
                 continue
-            multipart = acceptable.multipart is True or (acceptable.multipart is None and not single_item)
+            # An animation of one instance's frames is one item, whatever the frame list.
+            single = single_item or (one_instance and media_type in ANIMATED)
+            if acceptable.multipart is False and not single:
+                break  # single-part types only for a single response item (Table 10.4.4-1 note 3)
+            multipart = acceptable.multipart is True or (acceptable.multipart is None and not single)
             if not excluded(accept, media_type, None, multipart):
                 return Choice(media_type, multipart)
             break
@@ -295,7 +298,7 @@ def rendered(sources: Sources, cache: BytesCache, target: Target, frame_list: st
         kind = category(record)
         if kind == "multi-frame" and indexes is not None and len(indexes) == 1:
             kind = "single-frame"
-        choice = None if kind is None else choose(kind, record, accept, single_item)
+        choice = None if kind is None else choose(kind, record, accept, single_item, target.single)
         if kind is None or choice is None:
             omitted += 1
             continue

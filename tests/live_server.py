@@ -1,0 +1,110 @@
+"""A real server process over a small generated demo archive, for the end-to-end client tests.
+
+`demo_archive` writes the demo studies at a small size (`generate_demo(slices, size)`: a CT series, its JPEG 2000
+copy, an enhanced multi-frame CT and pydicom's bundled files) and stores them through the Store use case, as
+`dicomweb-origin import` does; `live_server` runs `python -m dicomweb_origin.cli serve` over it on a free loopback
+port and stops it (by its pid) afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dicomweb_origin.app import Archive
+from dicomweb_origin.demo import generate_demo
+from dicomweb_origin.settings import Settings
+
+ROOT = "/dicomweb"
+START_TIMEOUT_S = 60
+
+
+def demo_archive(root: Path, slices: int, size: int) -> tuple[Path, list[Path]]:
+    """Generate the demo at `slices` x `size`², store every file; return the data folder and the files."""
+    data = root / "data"
+    archive = Archive(Settings(data_dir=data))
+    paths = generate_demo(root / "demo", slices=slices, size=size)
+    try:
+        for path in paths:
+            with open(path, "rb") as fp:
+                result = archive.ingest.store(fp)
+            assert result.outcome.value != "failed", f"{path}: {result.reason}"
+    finally:
+        archive.index.close()
+    return data, paths
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    origin: str  # http://127.0.0.1:PORT
+    log: Path
+
+    @property
+    def url(self) -> str:
+        """The DICOMweb root."""
+        return self.origin + ROOT
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+    def json(self, path: str) -> list[dict[str, Any]]:
+        """A QIDO-RS or metadata answer (application/dicom+json) of a path under the DICOMweb root."""
+        request = urllib.request.Request(self.url + path, headers={"Accept": "application/dicom+json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"[]")  # type: ignore[no-any-return]
+
+    def studies(self) -> dict[str, str]:
+        """StudyInstanceUID by Study Description (the demo studies have one each)."""
+        return {s["00081030"]["Value"][0]: s["0020000D"]["Value"][0]
+                for s in self.json("/studies?includefield=00081030") if "00081030" in s}
+
+
+@contextlib.contextmanager
+def live_server(data: Path, *args: str) -> Iterator[LiveServer]:
+    """`dicomweb-origin serve --data DATA` as a process on a free port, until the block ends."""
+    port = _free_port()
+    log_path = data.parent / f"server-{port}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dicomweb_origin.cli", "serve", "--data", str(data), "--port", str(port), *args],
+            stdout=log, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    server = LiveServer(f"http://127.0.0.1:{port}", log_path)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited with {process.returncode}:\n{server.log_tail()}")
+            try:
+                urllib.request.urlopen(server.url + "/studies/1.2.3/metadata", timeout=2)
+            except urllib.error.HTTPError:
+                break  # any HTTP answer (404 here) means the application is up
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not answer within {START_TIMEOUT_S} s:\n{server.log_tail()}")
+            time.sleep(0.1)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
