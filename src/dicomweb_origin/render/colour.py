@@ -103,4 +103,4 @@ def palette(pixels: Array, pixel: PixelDescription, display: Display | None) -> 
     # C.7.6.3.1.5: values below the first mapped value take the first entry, above the range the last
     index = np.clip(stored.astype(np.int32) - first, 0, length - 1) if first or stored.dtype.kind == "i" \
         else np.minimum(stored, length - 1)
-    return np.asarray(table[index])
+    return np.take(table, index, axis=0)
