@@ -410,3 +410,53 @@ async def test_window_or_a_source_region_with_a_presentation_state_target_is_400
     response = await empty_client.get(f"{ps_path}/rendered?{query}", headers={"Accept": "image/png"})
     assert response.status_code == 400, response.text
     assert "presentation state" in response.text
+
+
+@pytest.mark.parametrize("query", ["window=40,400,linear&window=10,20,linear", "quality=50&quality=60",
+                                   "viewport=10,10&viewport=20,20", "charset="])
+async def test_single_valued_parameters_given_twice_and_empty_charset_are_400(client: httpx.AsyncClient,
+                                                                            query: str) -> None:
+    response = await client.get(f"{path_of('CT_small')}/rendered?{query}", headers={"Accept": "image/png"})
+    assert response.status_code == 400, (query, response.text)
+
+
+async def test_repeated_annotation_values_are_one_list(client: httpx.AsyncClient) -> None:
+    once = await client.get(f"{path_of('CT_small')}/rendered?annotation=patient,technique",
+                            headers={"Accept": "image/png"})
+    repeated = await client.get(f"{path_of('CT_small')}/rendered?annotation=patient&annotation=technique",
+                                headers={"Accept": "image/png"})
+    assert repeated.status_code == 200 and repeated.content == once.content
+
+
+async def test_technique_annotation_names_the_data_sets_own_window(client: httpx.AsyncClient) -> None:
+    """The window used is drawn even when it is the data set's (MR_small: 600/1600), not the request's."""
+    url = f"{path_of('MR_small')}/rendered?annotation=technique&viewport=512,512"
+    own = await client.get(url, headers={"Accept": "image/png"})
+    asked = await client.get(url + "&window=600,1600,linear", headers={"Accept": "image/png"})
+    other = await client.get(url + "&window=601,1600,linear", headers={"Accept": "image/png"})
+    assert own.status_code == asked.status_code == other.status_code == 200
+    assert np.array_equal(np.asarray(_image(own.content)), np.asarray(_image(asked.content)))
+    assert not np.array_equal(np.asarray(_image(own.content)), np.asarray(_image(other.content)))
+
+
+async def test_a_frame_asked_for_is_named_as_a_frame(client: httpx.AsyncClient) -> None:
+    response = await client.get(f"{path_of('CT_small')}/frames/1/rendered",
+                                headers={"Accept": 'multipart/related; type="image/png"'})
+    assert response.status_code == 200
+    [part] = parse_multipart(response, "image/png")
+    assert part.location is not None and part.location.endswith("/frames/1/rendered")
+
+
+async def test_a_presentation_state_inside_a_study_does_not_refuse_the_window(
+        empty_archive: LoadedArchive, empty_client: httpx.AsyncClient) -> None:
+    """§8.3.5.1.4 forbids window only when the target is the presentation state itself."""
+    from presentation_states import make_gsps
+
+    image = dcmread(io.BytesIO(prepared_bytes("CT_small")))
+    _store(empty_archive, prepared_bytes("CT_small"))
+    _store(empty_archive, _part10(make_gsps(image, rotation=90)))
+    response = await empty_client.get(f"studies/{image.StudyInstanceUID}/rendered?window=40,400,linear",
+                                      headers={"Accept": 'multipart/related; type="image/png"'})
+    assert response.status_code == 200, response.text
+    parts = parse_multipart(response, "image/png")
+    assert len(parts) == 2  # the CT with the window, and the CT as the state shows it

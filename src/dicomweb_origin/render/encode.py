@@ -63,9 +63,14 @@ def _palettized(image: Image.Image) -> Image.Image:
 
 def _gif(images: Sequence[Image.Image], _: int | None, frame_time_ms: float | None, __: bytes | None) -> bytes:
     frames = [_palettized(image) for image in images]
-    duration = round(frame_time_ms if frame_time_ms and frame_time_ms > 0 else DEFAULT_FRAME_TIME_MS)
+    step = frame_time_ms if frame_time_ms and frame_time_ms > 0 else DEFAULT_FRAME_TIME_MS
+    # GIF delays are centiseconds: round the cumulative times, so 33.3 ms frames play at 30/40/30 ms
+    # and the animation keeps the real rate. (Pillow folds identical consecutive frames into one
+    # frame of their summed delay: timing is kept, the frame count may be lower.)
+    ends = [round((n + 1) * step / 10) * 10 for n in range(len(frames))]
+    durations = [max(10, end - start) for start, end in zip([0, *ends[:-1]], ends, strict=True)]
     return _save(frames[0], "GIF", save_all=len(frames) > 1, append_images=frames[1:],
-                 duration=duration, loop=0, optimize=False, disposal=1)
+                 duration=durations if len(frames) > 1 else durations[0], loop=0, optimize=False, disposal=1)
 
 
 def _jp2_with_icc(jp2: bytes, icc: bytes) -> bytes:

@@ -164,6 +164,13 @@ def greyscale(
     window: Window | None = None,
 ) -> tuple[Array, Window | None]:
     """Render one greyscale frame to uint8 (rows, cols); also return the window that was used."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # extreme windows clamp, silently
+        return _greyscale(pixels, pixel, display, index, window)
+
+
+def _greyscale(
+    pixels: Array, pixel: PixelDescription, display: Display | None, index: int, window: Window | None,
+) -> tuple[Array, Window | None]:
     frame = display.frame(index) if display is not None else FrameDisplay()
     if pixels.dtype.kind == "f":
         finite = np.nan_to_num(pixels.astype(np.float32, copy=False))

@@ -23,7 +23,7 @@ from .. import render
 from ..cache import BytesCache
 from ..dicom.xml import json_to_xml
 from ..errors import BadRequest, DicomWebError, NotAcceptable
-from ..model import Acceptable, Display, InstanceRecord, RenderParams, Viewport, excluded
+from ..model import Acceptable, Display, InstanceRecord, RenderParams, Viewport, Window, excluded
 from ..render import document, icons, presentation, report, video
 from .bulk import parse_frame_list
 from .payload import Part, Payload, Target, bytes_body, etag
@@ -103,11 +103,13 @@ def choose(kind: str, record: InstanceRecord, accept: Sequence[Acceptable], sing
 class Renderer:
     """Builds the parts of one Rendered or Thumbnail request."""
 
-    def __init__(self, sources: Sources, cache: BytesCache, params: RenderParams, thumbnail: bool) -> None:
+    def __init__(self, sources: Sources, cache: BytesCache, params: RenderParams, thumbnail: bool,
+                 target: str = "") -> None:
         self.sources = sources
         self.cache = cache
         self.params = params
         self.thumbnail = thumbnail
+        self.target = target  # the resource path of the request's target
 
     # -- parts -----------------------------------------------------------------------------
 
@@ -130,7 +132,7 @@ class Renderer:
         """The parts of one instance: one per frame for still types, one for animations and documents."""
         media_type = choice.media_type
         if kind == "presentation":
-            return self.presentation_parts(record, media_type, choice.multipart)
+            return self.presentation_parts(record, media_type, choice.multipart, as_target=record.path == self.target)
         base = record.path
         if kind in ("text", "pdf") and media_type in ("text/html", "text/plain", "text/xml", "application/pdf"):
             return [self.part(record, media_type, None, f"{base}/rendered", lambda: self.document(record, media_type))]
@@ -149,9 +151,9 @@ class Renderer:
             return [self.part(record, media_type, frames, location, lambda: self.animation(record, frames, media_type))]
         if not choice.multipart:
             frames = frames[:1]  # a bare still of a multi-frame instance: its first frame (see conformance.md)
-        multi = len(record.frames) > 1
+        framed = len(record.frames) > 1 or indexes is not None  # a frame asked for is named as one
         return [self.part(record, media_type, (index,),
-                          f"{base}/frames/{index + 1}/rendered" if multi else f"{base}/rendered",
+                          f"{base}/frames/{index + 1}/rendered" if framed else f"{base}/rendered",
                           partial(self.frame_still, record, index, media_type))
                 for index in frames]
 
@@ -161,21 +163,22 @@ class Renderer:
     def display(record: InstanceRecord) -> Display | None:
         return record.display
 
-    def image(self, record: InstanceRecord, index: int, ps: presentation.PresentationState | None = None) -> Any:
-        """One frame through the display pipeline (PS3.4 N.2): modality, VOI, presentation LUTs."""
+    def image(self, record: InstanceRecord, index: int,
+              ps: presentation.PresentationState | None = None) -> tuple[Any, Window | None]:
+        """One frame through the display pipeline (PS3.4 N.2), and the VOI window it used."""
         pixels, described = self.sources.decoded_frame(record, index)
         display = self.display(record)
         window = self.params.window
         if ps is not None and display is not None:
             display = ps.display_for(record.instance_uid, index + 1, display)
             window = None
-        image = render.display_image(pixels, described, display, index, window)
+        image, used = render.render_frame(pixels, described, display, index, window)
         if ps is not None:
             image = presentation.apply_presentation(image, ps, record.instance_uid, index + 1)
-        return image
+        return image, used
 
     def finish(self, image: Any, media_type: str, record: InstanceRecord, index: int | None = None,
-               viewport: Viewport | None = None) -> tuple[Any, bytes | None]:
+               window: Window | None = None) -> tuple[Any, bytes | None]:
         """Colour management, viewport and annotation, in that order (annotation last, §8.3.5.1.1)."""
         profile: bytes | None = None
         if media_type in ICC_TYPES:
@@ -184,11 +187,11 @@ class Renderer:
             if display is not None and display.icc_profile_path:
                 source = self.sources.bulk_bytes(record, display.icc_profile_path)
             image, profile = render.apply_icc(image, source, self.params.iccprofile)
-        image = render.apply_viewport(image, viewport if viewport is not None else self.viewport_for())
+        image = render.apply_viewport(image, self.viewport_for())
         if self.params.annotation and not self.thumbnail:
             metadata = orjson.loads(self.sources.index.metadata([record])[0])
             image = render.burn_in(image, metadata, self.params.annotation,
-                                   frame_number=None if index is None else index + 1, window=self.params.window)
+                                   frame_number=None if index is None else index + 1, window=window)
         return image, profile
 
     def viewport_for(self) -> Viewport | None:
@@ -196,16 +199,21 @@ class Renderer:
             return self.params.viewport
         return Viewport(THUMBNAIL_SIZE, THUMBNAIL_SIZE)
 
-    def still(self, image: Any, media_type: str, record: InstanceRecord, index: int | None = None) -> bytes:
-        image, profile = self.finish(image, media_type, record, index)
+    def still(self, image: Any, media_type: str, record: InstanceRecord, index: int | None = None,
+              window: Window | None = None) -> bytes:
+        image, profile = self.finish(image, media_type, record, index, window)
         return render.encode([image], media_type, quality=self.params.quality, icc_profile=profile)
 
     def frame_still(self, record: InstanceRecord, index: int, media_type: str,
                     ps: presentation.PresentationState | None = None) -> bytes:
-        return self.still(self.image(record, index, ps), media_type, record, index)
+        image, window = self.image(record, index, ps)
+        return self.still(image, media_type, record, index, window)
 
     def animation(self, record: InstanceRecord, frames: Sequence[int], media_type: str) -> bytes:
-        images = [self.finish(self.image(record, index), media_type, record, index)[0] for index in frames]
+        images = []
+        for index in frames:
+            image, window = self.image(record, index)
+            images.append(self.finish(image, media_type, record, index, window)[0])
         display = self.display(record)
         frame_time = (display.frame_time_ms if display is not None else None) or 100.0  # 10 frames/s unless told
         if media_type == "video/mp4":
@@ -255,12 +263,23 @@ class Renderer:
                 for element in record.bulk if element.path.startswith("60") or element.path.endswith("00282000")}
         return presentation.parse_presentation(metadata, bulk)
 
-    def presentation_parts(self, record: InstanceRecord, media_type: str, multipart: bool) -> list[Part]:
-        """The images a presentation state references, rendered with it applied (PS3.4 N.2)."""
-        if self.params.window is not None:
+    def presentation_parts(self, record: InstanceRecord, media_type: str, multipart: bool,
+                           as_target: bool) -> list[Part]:
+        """The images a presentation state references, rendered with it applied (PS3.4 N.2).
+
+        As the target, ``window`` and a viewport source region are 400 (§8.3.5.1.3-4); inside a study
+        or series the state's own VOI and displayed area stand instead of them, for its images only.
+        """
+        viewport = self.params.viewport
+        if as_target and self.params.window is not None:
             raise BadRequest("window is not allowed with a presentation state target (PS3.18 §8.3.5.1.4)")
-        if self.params.viewport is not None and self.params.viewport.has_region:
+        if as_target and viewport is not None and viewport.has_region:
             raise BadRequest("a presentation state target takes viewport=vw,vh only (PS3.18 §8.3.5.1.3)")
+        renderer = self
+        if not as_target:
+            size = None if viewport is None else Viewport(viewport.width, viewport.height)
+            renderer = Renderer(self.sources, self.cache, replace(self.params, window=None, viewport=size),
+                                self.thumbnail, self.target)
         ps = self.presentation_state(record)
         parts: list[Part] = []
         for series_uid, instance_uid, frame_numbers in ps.images:
@@ -271,8 +290,9 @@ class Renderer:
             for number in numbers:
                 if not 1 <= number <= len(image_record.frames):
                     continue
-                parts.append(self.part(image_record, media_type, (number - 1, record.digest), f"{record.path}/rendered",
-                                       partial(self.frame_still, image_record, number - 1, media_type, ps)))
+                parts.append(renderer.part(image_record, media_type, (number - 1, record.digest),
+                                           f"{record.path}/rendered",
+                                           partial(renderer.frame_still, image_record, number - 1, media_type, ps)))
         if not parts:
             raise NotAcceptable(f"presentation state {record.instance_uid} references no stored image")
         return parts if multipart else parts[:1]
@@ -282,7 +302,7 @@ def rendered(sources: Sources, cache: BytesCache, target: Target, frame_list: st
              accept: Sequence[Acceptable], params: RenderParams) -> Payload:
     """A Rendered resource: one part per rendered instance or frame, 206 for what cannot be rendered."""
     records = sources.records(target)
-    renderer = Renderer(sources, cache, params, thumbnail=False)
+    renderer = Renderer(sources, cache, params, thumbnail=False, target=target.path)
     indexes = None
     if frame_list is not None:
         record = records[0]
@@ -311,7 +331,7 @@ def rendered(sources: Sources, cache: BytesCache, target: Target, frame_list: st
         choices += [choice.media_type] * len(produced)
         multipart = choice.multipart
     if not parts:
-        raise NotAcceptable(_not_renderable(records, accept))
+        raise NotAcceptable(_not_renderable(records, single_item))
     bare = len(parts) == 1 and not multipart
     return Payload(parts, None if bare else choices[0],
                    etag("rendered", frame_list, params, bare, *(r.digest for r in records), *choices),
@@ -354,7 +374,7 @@ def _thumbnail_image(renderer: Renderer, record: InstanceRecord, kind: str | Non
     size = THUMBNAIL_SIZE
     try:
         if kind in ("single-frame", "multi-frame"):
-            return renderer.image(record, index)
+            return renderer.image(record, index)[0]
         if kind == "video":
             return renderer.video_image(record)
         if kind == "pdf":
@@ -364,7 +384,7 @@ def _thumbnail_image(renderer: Renderer, record: InstanceRecord, kind: str | Non
             for series_uid, instance_uid, _ in ps.images:
                 image_record = renderer.sources.index.get(instance_uid)
                 if image_record is not None and image_record.series_uid == series_uid and image_record.pixel:
-                    return renderer.image(image_record, 0, ps)
+                    return renderer.image(image_record, 0, ps)[0]
     except DicomWebError:
         pass  # an instance that cannot be pictured gets its icon, not an error
     return icons.icon({"text": "sr", "pdf": "pdf"}.get(kind or "", "other"), (size, size))
@@ -389,11 +409,15 @@ def _frame_list(indexes: Sequence[int]) -> str:
     return ",".join(str(index + 1) for index in indexes)
 
 
-def _not_renderable(records: Sequence[InstanceRecord], accept: Sequence[Acceptable]) -> str:
+def _not_renderable(records: Sequence[InstanceRecord], single_item: bool) -> str:
     kinds = sorted({category(r) or "not renderable" for r in records})
     offered = sorted({t for k in kinds if k in CATEGORY_TYPES for t in CATEGORY_TYPES[k]})
+    if not offered:
+        return f"nothing in this target can be rendered ({', '.join(kinds)})"
+    if not single_item:  # Table 10.4.4-1 note 3: only multipart types for several items
+        offered = [f'multipart/related; type="{t}"' for t in offered]
     return (f"none of the acceptable media types can be rendered for this target ({', '.join(kinds)});"
-            f" it can be rendered as {', '.join(offered) or 'nothing'}")
+            f" it can be rendered as {', '.join(offered)}")
 
 
 __all__ = ["category", "choose", "rendered", "thumbnail"]

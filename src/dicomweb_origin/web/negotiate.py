@@ -139,6 +139,8 @@ def header_field(headers: Headers, name: str) -> str | None:
 def check_charset_parameter(query: list[str]) -> None:
     """Refuse a ``charset`` query parameter naming anything but UTF-8, on any resource (§8.3.3.2: 400)."""
     for value in query:
+        if not value.strip():
+            raise BadRequest("the charset query parameter is empty: name a charset such as UTF-8")
         for item in split_list(value):
             name = item.split(";")[0].strip().strip('"').lower()
             if name not in UTF8_NAMES:

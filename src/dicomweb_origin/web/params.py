@@ -2,7 +2,9 @@
 
 Every malformed value is a 400 naming the parameter; unsupported annotation keywords are ignored
 and reported in a Warning (§8.3.5.1.1). Values come percent-decoded (dicomweb-client sends
-``viewport=256%2C256``); a repeated parameter is read as one comma-separated list.
+``viewport=256%2C256``). List parameters (annotation, iccprofile, accept, charset) may be repeated
+and read as one comma-separated list; single-valued ones (window, quality, viewport) given twice
+are 400.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 
-def _values(query: QueryParams, name: str) -> str | None:
+def _values(query: QueryParams, name: str, single: bool = False) -> str | None:
+    """A parameter's value; a list parameter given several times is one list, a single-valued one is 400."""
     found = query.getlist(name)
+    if single and len(found) > 1:
+        raise BadRequest(f"{name} is given {len(found)} times: it takes one value")
     return None if not found else ",".join(found)
 
 
@@ -35,10 +40,10 @@ def render_params(query: QueryParams, *, thumbnail: bool = False) -> tuple[Rende
     window = quality = iccprofile = None
     if not thumbnail:  # thumbnails take accept, charset and viewport only (Table 8.3.5-2)
         annotation, unsupported = _annotation(_values(query, "annotation"))
-        window = _window(_values(query, "window"))
-        quality = _quality(_values(query, "quality"))
+        window = _window(_values(query, "window", single=True))
+        quality = _quality(_values(query, "quality", single=True))
         iccprofile = _iccprofile(_values(query, "iccprofile"))
-    viewport = _viewport(_values(query, "viewport"), thumbnail)
+    viewport = _viewport(_values(query, "viewport", single=True), thumbnail)
     return RenderParams(window, viewport, quality, annotation, iccprofile), unsupported
 
 
