@@ -199,7 +199,15 @@ class Endpoints:
         params, unsupported = render_params(request.query_params, thumbnail=thumbnail)
         frame_list = request.path_params.get("frames")
         use = self.retrieve.thumbnail if thumbnail else self.retrieve.rendered
-        payload = await run_in_threadpool(use, target, frame_list, accept, params)
+        conditional = "if-none-match" in request.headers  # a 304 must not pay for a rendering
+
+        def render() -> Payload:
+            payload = use(target, frame_list, accept, params)
+            if payload.multipart_type is None and not conditional:
+                payload.parts[0].materialize()  # one trip to the executor for a single image
+            return payload
+
+        payload = await asyncio.wrap_future(self.retrieve.executor.submit(render))
         if unsupported:  # §8.3.5.1.1
             payload.warnings += (f"The following annotation values are not supported: {', '.join(unsupported)}",)
         return await self.send(request, payload)
