@@ -108,3 +108,14 @@ def live_server(data: Path, *args: str) -> Iterator[LiveServer]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextlib.contextmanager
+def demo_server(root: Path, slices: int, size: int) -> Iterator[tuple[LiveServer, dict[str, list[Path]]]]:
+    """A live server over a small demo archive, with the demo files by folder (one folder per study)."""
+    data, paths = demo_archive(root, slices, size)
+    by_folder: dict[str, list[Path]] = {}
+    for path in sorted(paths):
+        by_folder.setdefault(path.parent.name, []).append(path)
+    with live_server(data) as server:
+        yield server, by_folder

@@ -21,7 +21,7 @@ import pytest
 import requests
 from conftest import parse_multipart
 from dicomweb_client import DICOMwebClient
-from live_server import LiveServer, demo_archive, live_server
+from live_server import LiveServer, demo_server
 from PIL import Image
 
 pytestmark = pytest.mark.e2e
@@ -32,13 +32,8 @@ LUNG = (-600.0, 1500.0)  # a window other than the stored 40/400, so the paramet
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, dict[str, list[Path]]]]:
-    root = tmp_path_factory.mktemp("e2e-rendered")
-    data, paths = demo_archive(root, SLICES, SIZE)
-    by_folder: dict[str, list[Path]] = {}
-    for path in sorted(paths):
-        by_folder.setdefault(path.parent.name, []).append(path)
-    with live_server(data) as server:
-        yield server, by_folder
+    with demo_server(tmp_path_factory.mktemp("e2e-rendered"), SLICES, SIZE) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pydicom
 import pytest
-from live_server import LiveServer, demo_archive, live_server
+from live_server import LiveServer, demo_server
 
 pytestmark = pytest.mark.e2e
 
@@ -36,13 +36,8 @@ THUMBNAIL_MAX = 128  # the server's default thumbnail fits in 128 x 128 (docs/co
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, dict[str, list[Path]]]]:
-    root = tmp_path_factory.mktemp("e2e-browser")
-    data, paths = demo_archive(root, SLICES, SIZE)
-    by_folder: dict[str, list[Path]] = {}
-    for path in sorted(paths):
-        by_folder.setdefault(path.parent.name, []).append(path)
-    with live_server(data) as server:
-        yield server, by_folder
+    with demo_server(tmp_path_factory.mktemp("e2e-browser"), SLICES, SIZE) as served:
+        yield served
 
 
 def _path(file: Path) -> tuple[str, str]:

@@ -110,6 +110,7 @@ class Renderer:
         self.params = params
         self.thumbnail = thumbnail
         self.target = target  # the resource path of the request's target
+        self._metadata: dict[str, dict[str, Any]] = {}
 
     # -- parts -----------------------------------------------------------------------------
 
@@ -159,6 +160,12 @@ class Renderer:
 
     # -- producing -------------------------------------------------------------------------
 
+    def metadata(self, record: InstanceRecord) -> dict[str, Any]:
+        """The stored DICOM JSON of an instance, read once per request (an animation annotates every frame)."""
+        if record.instance_uid not in self._metadata:
+            self._metadata[record.instance_uid] = orjson.loads(self.sources.index.metadata([record])[0])
+        return self._metadata[record.instance_uid]
+
     @staticmethod
     def display(record: InstanceRecord) -> Display | None:
         return record.display
@@ -189,7 +196,7 @@ class Renderer:
             image, profile = render.apply_icc(image, source, self.params.iccprofile)
         image = render.apply_viewport(image, self.viewport_for())
         if self.params.annotation and not self.thumbnail:
-            metadata = orjson.loads(self.sources.index.metadata([record])[0])
+            metadata = self.metadata(record)
             image = render.burn_in(image, metadata, self.params.annotation,
                                    frame_number=None if index is None else index + 1, window=window)
         return image, profile
@@ -235,7 +242,7 @@ class Renderer:
 
     def pdf(self, record: InstanceRecord) -> bytes:
         data = self.sources.bulk_bytes(record, ENCAPSULATED_DOCUMENT)
-        metadata = orjson.loads(self.sources.index.metadata([record])[0])
+        metadata = self.metadata(record)
         if data is None:  # stored before ingest made it a bulk element whatever its size
             inline = metadata.get(ENCAPSULATED_DOCUMENT, {}).get("InlineBinary")
             if not inline:
@@ -247,7 +254,7 @@ class Renderer:
     def document(self, record: InstanceRecord, media_type: str) -> bytes:
         if media_type == "application/pdf":
             return self.pdf(record)
-        metadata = orjson.loads(self.sources.index.metadata([record])[0])
+        metadata = self.metadata(record)
         if media_type == "text/html":
             return report.sr_html(metadata).encode()
         if media_type == "text/plain":
@@ -258,7 +265,7 @@ class Renderer:
 
     def presentation_state(self, record: InstanceRecord) -> presentation.PresentationState:
         """The state from its stored DICOM JSON, with the bulk values it draws (overlays, ICC profile)."""
-        metadata = orjson.loads(self.sources.index.metadata([record])[0])
+        metadata = self.metadata(record)
         bulk = {element.path: self.sources.blobs.read(record.blob_key, element.offset, element.length)
                 for element in record.bulk if element.path.startswith("60") or element.path.endswith("00282000")}
         return presentation.parse_presentation(metadata, bulk)
