@@ -37,6 +37,10 @@ class BlobStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def keys(self) -> Iterator[str]:
+        """Every durable blob's key (never a temporary upload), in no particular order: for check and copy."""
+        ...
+
 
 class Index(Protocol):
     """Study / series / instance records with their precomputed metadata."""

@@ -80,6 +80,15 @@ class FileBlobStore:
             pass
 
 
+    def keys(self) -> Iterator[str]:
+        """Walk the store; the ``.tmp`` folder holds uploads in progress (or left by a crash), never blobs."""
+        for root, dirs, names in os.walk(self.root):
+            if root == str(self.root):
+                dirs[:] = [d for d in dirs if d != ".tmp"]
+            for name in names:
+                yield os.path.relpath(os.path.join(root, name), self.root).replace(os.sep, "/")
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

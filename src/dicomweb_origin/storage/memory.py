@@ -33,6 +33,9 @@ class MemoryBlobStore:
     def delete(self, key: str) -> None:
         self._blobs.pop(key, None)
 
+    def keys(self) -> Iterator[str]:
+        return iter(list(self._blobs))
+
 
 class MemoryIndex:
     def __init__(self) -> None:
