@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -13,9 +16,11 @@ from .ingest import Ingest
 from .retrieve import Retrieve
 from .search import Search
 from .settings import Settings
+from .storage.base import SearchQuery
 from .storage.files import FileBlobStore
 from .storage.sqlite import SqliteIndex
 from .web.app import create_app
+from .web.ops import Probes
 
 
 class Archive:
@@ -38,9 +43,50 @@ class Archive:
     def is_empty(self) -> bool:
         return self.index.count() == 0
 
+    def counts(self) -> dict[str, int]:
+        """How many studies, series and instances the archive holds."""
+        return {name: self.index.search(SearchQuery(level, limit=0)).total  # type: ignore[arg-type]
+                for name, level in _LEVELS.items()}
+
+    def readiness(self) -> Mapping[str, Callable[[], object]]:
+        """The readiness checks of ``GET /ready``: each returns when that part of the archive answers."""
+        return {"index": self.index.count, "blob store": self._blobs_answer}
+
+    def _blobs_answer(self) -> None:
+        root = getattr(self.blobs, "root", None)
+        if isinstance(root, Path):  # a folder: it must be there and writable (STOW writes into it)
+            if not root.is_dir():
+                raise FileNotFoundError(f"the blob folder {root} is gone")
+            if not os.access(root, os.W_OK | os.X_OK):
+                raise PermissionError(f"the blob folder {root} is not writable")
+        else:
+            next(iter(self.blobs.keys()), None)
+
+
+_LEVELS = {"studies": "study", "series": "series", "instances": "instance"}
+
+
+def version() -> str:
+    """The installed package's version (what ``--version`` and the home page say)."""
+    try:
+        return metadata.version("dicomweb-origin")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def conformance_statement() -> Path | None:
+    """docs/conformance.md beside the source (a checkout, an editable install) or in the installed data files."""
+    for candidate in (Path(__file__).resolve().parents[2] / "docs" / "conformance.md",
+                      Path(sys.prefix) / "share" / "dicomweb-origin" / "conformance.md"):
+        if candidate.is_file():
+            return candidate
+    return None
+
 
 def build_app(settings: Settings, viewer_dir: Path | None = None) -> Starlette:
     archive = Archive(settings)
-    app = create_app(archive.retrieve, archive.ingest, archive.search, settings, viewer_dir)
+    probes = Probes(version=version(), checks=archive.readiness(), counts=archive.counts,
+                    conformance=conformance_statement())
+    app = create_app(archive.retrieve, archive.ingest, archive.search, settings, viewer_dir, probes)
     app.state.archive = archive
     return app

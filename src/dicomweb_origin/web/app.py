@@ -18,7 +18,10 @@ from ..ingest import Ingest
 from ..retrieve import Retrieve
 from ..search import Search
 from ..settings import Settings
+from .accesslog import AccessLog
 from .capabilities import capabilities_mount
+from .metrics import Metrics, Observed
+from .ops import Ops, Probes, ops_routes
 from .routes import Endpoints, routes
 from .search import search_routes
 from .viewer import Viewer
@@ -60,9 +63,14 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Settings,
-               viewer_dir: Path | None = None) -> Starlette:
+               viewer_dir: Path | None = None, probes: Probes | None = None) -> Starlette:
     endpoints = Endpoints(retrieve, ingest, settings)
-    middleware = []
+    metrics = Metrics(Observed(
+        caches={"frames": retrieve.sources.cache, "rendered": retrieve.rendered_cache, "gzip": endpoints.compressed},
+        outcomes=endpoints.outcomes, queue_depth=lambda: _queue_depth(retrieve.executor)))
+    ops = Ops(probes or Probes(), metrics, settings, viewer=viewer_dir is not None)
+    # Outermost (inside Starlette's error middleware): it sees every answer, the CORS ones included.
+    middleware = [Middleware(AccessLog, metrics=metrics)]
     if settings.cors_origins:
         middleware.append(Middleware(
             CORSMiddleware,
@@ -72,7 +80,7 @@ def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Set
             expose_headers=["ETag", "Content-Location", "Content-Range", "Warning", "Content-Length"],
             max_age=600,
         ))
-    mounts = capabilities_mount(settings.root_path, search_routes(search, endpoints) + routes(endpoints), endpoints)
+    mounts = ops_routes(ops) + capabilities_mount(settings.root_path, search_routes(search, endpoints) + routes(endpoints), endpoints)
     if viewer_dir is not None:  # after the DICOMweb root: the viewer answers every other path
         mounts.append(Mount("", app=Viewer(viewer_dir, settings)))
     app = Starlette(
@@ -82,4 +90,11 @@ def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Set
                             Exception: unexpected_error},
     )
     app.state.gzip_cache = endpoints.compressed  # observable: its hits and size
+    app.state.metrics = metrics
     return app
+
+
+def _queue_depth(executor: object) -> int:
+    """Jobs waiting in a ThreadPoolExecutor's queue (0 for an executor that does not say)."""
+    queue = getattr(executor, "_work_queue", None)
+    return int(queue.qsize()) if queue is not None else 0

@@ -7,6 +7,7 @@ import gzip
 import logging
 import re
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -50,6 +51,7 @@ class Endpoints:
         # gzip bodies by the ETag of what they compress (ETags name exact bytes): metadata is
         # compressed once, not on every request (a 500-instance series costs ~5 ms of gzip).
         self.compressed = BytesCache(settings.gzip_cache_bytes)
+        self.outcomes: Counter[str] = Counter()  # STOW-RS instances by Outcome value (read by the metrics)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -246,6 +248,7 @@ class Endpoints:
             results = await run_in_threadpool(self._store_parts, spool, boundary, study_uid)
         finally:
             spool.close()
+        self.outcomes.update(r.outcome.value for r in results)
         status, body = store_response(results, self.root(request))
         headers = {}
         reasons = [f"{r.instance_uid or 'part'}: {r.reason}" for r in results if r.reason]
