@@ -66,7 +66,19 @@ def load_demo(settings: Settings, slices: int = 128, size: int = 512) -> int:
         return import_paths(settings, paths, quiet=True)
 
 
-def serve(settings: Settings, demo: bool, viewer: Path | None = None) -> None:
+def startup_lines(settings: Settings, counts: dict[str, int], viewer: Path | None = None) -> list[str]:
+    """What ``serve`` prints before it listens: the archive, what it holds, and where to point a client."""
+    origin = f"http://{settings.host}:{settings.port}"
+    lines = [f"archive: {settings.data_dir.resolve()} ({counts.get('studies', 0)} studies,"
+             f" {counts.get('series', 0)} series, {counts.get('instances', 0)} instances)",
+             f"DICOMweb root: {origin}{settings.root_path}"]
+    if viewer is not None:
+        lines.append(f"viewer: {origin}/")
+    lines.append(f"health: {origin}/health  ready: {origin}/ready  metrics: {origin}/metrics")
+    return lines
+
+
+def serve(settings: Settings, demo: bool, viewer: Path | None = None, log_level: str = "info") -> None:
     import uvicorn
 
     from .app import Archive, build_app
@@ -75,39 +87,71 @@ def serve(settings: Settings, demo: bool, viewer: Path | None = None) -> None:
         print("archive is empty: loading the demo studies ...", file=sys.stderr)
         load_demo(settings)
     app = build_app(settings, viewer)
-    print(f"DICOMweb root: http://{settings.host}:{settings.port}{settings.root_path}", file=sys.stderr)
-    if viewer is not None:
-        print(f"viewer: http://{settings.host}:{settings.port}/", file=sys.stderr)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+    for line in startup_lines(settings, app.state.archive.counts(), viewer):
+        print(line, file=sys.stderr)
+    # log_config=None: uvicorn logs through the handler configure_logging installed; its access log stays off
+    # (web.accesslog writes one line per request, with the user and the bytes really sent).
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, access_log=False, log_config=None)
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default (none for flags and options without one)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, [], argparse.SUPPRESS) or "%(default)" in text or "(default" in text:
+            return text
+        return text + " (default: %(default)s)"
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line; every option says its default and its unit."""
+    from .app import version
+    from .logs import FORMATS, LEVELS
+
+    parser = argparse.ArgumentParser(prog="dicomweb-origin", description="DICOMweb origin server",
+                                     formatter_class=_Help)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve_p = sub.add_parser("serve", help="serve the archive over DICOMweb", formatter_class=_Help)
+    serve_p.add_argument("--data", type=Path, default=Path("data"), help="archive directory")
+    serve_p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve_p.add_argument("--port", type=int, default=8080, help="TCP port to listen on")
+    serve_p.add_argument("--demo", action="store_true", help="load the demo studies when the archive is empty")
+    serve_p.add_argument("--public-url", default=None,
+                         help="absolute DICOMweb root URL when behind a proxy (default: from the request's Host)")
+    serve_p.add_argument("--cors-origin", action="append", default=[],
+                         help="allowed CORS origin, repeatable (default: none, no CORS headers)")
+    serve_p.add_argument("--frame-cache-mb", type=int, default=256, help="transcoded frame cache size, in MiB")
+    serve_p.add_argument("--viewer", type=Path, default=None, metavar="DIR",
+                         help="serve this OHIF dist folder at / (python scripts/fetch_ohif.py prints it;"
+                              " default: no viewer)")
+    serve_p.add_argument("--log-level", choices=LEVELS, default="info", help="least severe log records written")
+    serve_p.add_argument("--log-format", choices=FORMATS, default="json",
+                         help="json: one JSON object per line (access log: time, method, path, query, status,"
+                              " bytes, duration_ms, client, user); text: one readable line")
+    import_p = sub.add_parser("import", help="import DICOM files or folders (recursive)", formatter_class=_Help)
+    import_p.add_argument("--data", type=Path, default=Path("data"), help="archive directory")
+    import_p.add_argument("paths", type=Path, nargs="+", help="DICOM files or folders (searched recursively)")
+    demo_p = sub.add_parser("demo", help="generate the demo studies and import them", formatter_class=_Help)
+    demo_p.add_argument("--data", type=Path, default=Path("data"), help="archive directory")
+    demo_p.add_argument("--out", type=Path, default=None,
+                        help="only write the demo files to this folder (default: import them into --data)")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dicomweb-origin", description="DICOMweb origin server")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve_p = sub.add_parser("serve", help="serve the archive over DICOMweb")
-    serve_p.add_argument("--data", type=Path, default=Path("data"), help="archive directory (default ./data)")
-    serve_p.add_argument("--host", default="127.0.0.1")
-    serve_p.add_argument("--port", type=int, default=8080)
-    serve_p.add_argument("--demo", action="store_true", help="load the demo studies when the archive is empty")
-    serve_p.add_argument("--public-url", default=None, help="absolute DICOMweb root URL when behind a proxy")
-    serve_p.add_argument("--cors-origin", action="append", default=[], help="allowed CORS origin (repeatable)")
-    serve_p.add_argument("--frame-cache-mb", type=int, default=256, help="transcoded frame cache size")
-    serve_p.add_argument("--viewer", type=Path, default=None, metavar="DIR",
-                         help="serve this OHIF dist folder at / (python scripts/fetch_ohif.py prints it)")
-    import_p = sub.add_parser("import", help="import DICOM files or folders (recursive)")
-    import_p.add_argument("--data", type=Path, default=Path("data"))
-    import_p.add_argument("paths", type=Path, nargs="+")
-    demo_p = sub.add_parser("demo", help="generate the demo studies and import them")
-    demo_p.add_argument("--data", type=Path, default=Path("data"))
-    demo_p.add_argument("--out", type=Path, default=None, help="only write the demo files to this folder")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from .logs import configure_logging
+
+    cli = parser()
+    args = cli.parse_args(argv)
+    configure_logging(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
     if args.command == "serve":
         if args.viewer is not None and not (args.viewer / "index.html").is_file():
-            parser.error(f"--viewer {args.viewer}: no index.html there (scripts/fetch_ohif.py prints the folder)")
+            cli.error(f"--viewer {args.viewer}: no index.html there (scripts/fetch_ohif.py prints the folder)")
         settings = Settings(data_dir=args.data, host=args.host, port=args.port, public_url=args.public_url,
                             cors_origins=tuple(args.cors_origin), frame_cache_bytes=args.frame_cache_mb << 20)
-        serve(settings, args.demo, args.viewer)
+        serve(settings, args.demo, args.viewer, args.log_level)
         return 0
     if args.command == "import":
         return 1 if import_paths(Settings(data_dir=args.data), args.paths) else 0
