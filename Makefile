@@ -2,23 +2,33 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8080
 
-.PHONY: install node browser serve viewer test bench clean
+.PHONY: install install-test node browser serve viewer test bench load clean
 
+# What serving needs (the package and its runtime dependencies); the test tools come with `make test`.
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+install-test: $(VENV)/.installed-test
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
 serve: install
-	$(VENV)/bin/dicomweb-origin serve --data data --demo
+	$(VENV)/bin/dicomweb-origin serve --data data --demo --host $(HOST) --port $(PORT)
 
 # Fetch the pinned OHIF viewer (npm pack, cached in .ohif/) and serve it at / beside the demo archive.
 viewer: install node
-	dist=$$($(PY) scripts/fetch_ohif.py) && $(VENV)/bin/dicomweb-origin serve --data data --demo --viewer "$$dist"
+	dist=$$($(PY) scripts/fetch_ohif.py) && $(VENV)/bin/dicomweb-origin serve --data data --demo --viewer "$$dist" \
+		--host $(HOST) --port $(PORT)
 
 # Debian packages a command needs, installed only when the machine lacks them: npm (`npm pack` fetches the
 # pinned OHIF viewer) and, for the OHIF end-to-end test, Chromium (playwright drives it; no browser download).
@@ -30,11 +40,17 @@ node:
 browser: node
 	@command -v chromium >/dev/null 2>&1 || { $(APT_INSTALL) chromium fonts-liberation >/dev/null; }
 
-test: install browser
+test: install-test browser
 	$(PY) -m pytest -n 2 -q
 
-bench: install
+bench: install-test
 	$(PY) benchmarks/retrieve.py && $(PY) benchmarks/frames.py && $(PY) benchmarks/search.py && $(PY) benchmarks/rendered.py
+
+# Mixed load: 32 clients for 300 s (CLIENTS=, DURATION= to change); prints requests/s, p50/p99 per kind, RSS.
+CLIENTS ?= 32
+DURATION ?= 300
+load: install-test
+	$(PY) benchmarks/load.py --clients $(CLIENTS) --seconds $(DURATION)
 
 clean:
 	rm -rf $(VENV) data
