@@ -418,3 +418,19 @@ def test_readme_frames_examples_name_the_enhanced_ct_of_the_default_demo(tmp_pat
     assert f"SE={ds.SeriesInstanceUID}\n" in readme
     assert f"I={ds.SOPInstanceUID}\n" in readme
     assert f"SOPClassUID={ds.SOPClassUID}" in readme
+
+
+def test_conformance_statement_has_the_ps32_shape_and_says_what_is_logged() -> None:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "conformance.md").read_text(encoding="utf-8")
+    headings = re.findall(r"^## (.+)$", text, re.M)
+    for heading in ("Product and implementation model", "SOP classes", "Roles and transactions", "Transfer syntaxes",
+                    "Logging and monitoring"):
+        assert heading in headings
+    assert "| dicomweb-origin | 0.1.0 |" in text
+    assert "`1.2.840.10008.5.1.4.1.1.104.1`" in text  # Encapsulated PDF, from the rendered category table
+    logging_section = text[text.index("## Logging and monitoring"):]
+    logging_section = logging_section[:logging_section.index("\n## ", 5)]
+    for field_name in ("time", "method", "path", "query", "status", "bytes", "duration_ms", "client", "user"):
+        assert f"`{field_name}`" in logging_section
+    for endpoint in ("/health", "/ready", "/metrics", "/conformance"):
+        assert f"`GET {endpoint}`" in logging_section
