@@ -7,6 +7,7 @@ checked once on a real ``serve`` process.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -15,6 +16,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from conftest import BASE_URL, MULTIPART_DICOM, LoadedArchive, path_of, prepared_bytes
@@ -434,3 +436,39 @@ def test_conformance_statement_has_the_ps32_shape_and_says_what_is_logged() -> N
         assert f"`{field_name}`" in logging_section
     for endpoint in ("/health", "/ready", "/metrics", "/conformance"):
         assert f"`GET {endpoint}`" in logging_section
+
+
+async def test_access_log_writes_the_line_when_the_client_goes_away(tmp_path: Path, access_lines: io.StringIO) -> None:
+    """A client that disconnects in the middle of a streamed study: one line, the bytes sent so far, not completed."""
+    data, _paths = demo_archive(tmp_path, slices=72, size=256)
+    app = build_app(Settings(data_dir=data))
+    async with _origin_client(app) as client:
+        studies = (await client.get("/dicomweb/studies?includefield=00201208",
+                                    headers={"Accept": "application/dicom+json"})).json()
+    biggest = max(studies, key=lambda s: s["00201208"]["Value"][0])["0020000D"]["Value"][0]
+    bodies: list[int] = []
+    gone = anyio.Event()
+
+    async def receive() -> dict[str, object]:
+        if not bodies and not gone.is_set():
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.body":
+            if len(bodies) == 3:
+                gone.set()
+                raise OSError("connection reset by peer")
+            bodies.append(len(message.get("body", b"")))  # type: ignore[arg-type]
+
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+             "method": "GET", "scheme": "http", "path": f"/dicomweb/studies/{biggest}", "raw_path": b"",
+             "query_string": b"", "root_path": "", "client": ("10.1.2.3", 4567), "server": ("127.0.0.1", 8080),
+             "headers": [(b"host", b"127.0.0.1:8080"), (b"accept", MULTIPART_DICOM.encode())]}
+    with contextlib.suppress(Exception):  # Starlette re-raises the disconnect once the response has started
+        await app(scope, receive, send)  # type: ignore[arg-type]
+    (line,) = [line for line in _lines(access_lines) if line["path"] == scope["path"]]
+    assert line["completed"] is False
+    assert line["bytes"] == sum(bodies) > 0
+    assert line["status"] == 200 and line["client"] == "10.1.2.3:4567"

@@ -51,13 +51,13 @@ class AccessLog:
         state: dict[str, Any] = {"status": 0, "bytes": 0, "done": False, "logged": False}
 
         async def counting_send(message: Message) -> None:
+            await send(message)  # counted once sent: a send that fails (the client left) sent nothing
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
             elif message["type"] == "http.response.body":
                 state["bytes"] += len(message.get("body", b""))
                 if not message.get("more_body", False):
                     state["done"] = True
-            await send(message)
 
         try:
             await self.app(scope, receive, counting_send)
