@@ -71,7 +71,7 @@ SEARCH_PARAMETERS: tuple[tuple[str, str, bool, str], ...] = (  # name, XSD type,
 )
 MATCH_KEYS_DOC = ("Match keys: {attributeID}={value}, the attribute by keyword or tag, a sequence item as"
                   " {sequence}.{attribute} (§8.3.4.1); the attributes and matching kinds are listed in"
-                  " conformance statement (GET /conformance on this server).")
+                  " the conformance statement (GET /conformance on this server).")
 
 _TEMPLATE_DOCS = {
     "study": "Study Instance UID",
