@@ -305,7 +305,7 @@ async def test_home_page_says_version_counts_and_links(archive: LoadedArchive) -
     for name in ("Studies", "Series", "Instances"):
         assert f"<tr><td>{name}</td><td>{counts[name.lower()]}</td></tr>" in page
     assert 'href="/conformance"' in page and 'href="/dicomweb/studies"' in page
-    assert "curl -X OPTIONS /dicomweb" in page  # the capabilities: an OPTIONS request, said, not linked
+    assert "curl -X OPTIONS http://testserver/dicomweb -H" in page  # the capabilities: an OPTIONS request
     assert 'href="/metrics"' in page and 'href="/ready"' in page
     assert "Viewer" not in page
     assert conformance.status_code == 200 and conformance.text.startswith("# dicomweb-origin")

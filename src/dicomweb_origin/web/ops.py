@@ -95,7 +95,9 @@ class Ops:
             problem = f"the index does not answer ({type(exc).__name__})"
         else:
             problem = ""
-        return HTMLResponse(home_page(self.probes.version, counts, self.settings.root_path, self.viewer, problem),
+        public = self.settings.public_url
+        url = public.rstrip("/") if public else str(request.base_url).rstrip("/") + self.settings.root_path
+        return HTMLResponse(home_page(self.probes.version, counts, self.settings.root_path, self.viewer, problem, url),
                             headers={"Cache-Control": "no-cache"})
 
 
@@ -110,7 +112,7 @@ code{{background:#f3f3f3;padding:0 .2em}}td{{padding:0 1em 0 0}}</style></head>
 <h2>Links</h2>
 <ul>
 <li><a href="{root}/studies">Studies</a> (QIDO-RS: <code>GET {root}/studies</code>, DICOM JSON)</li>
-<li>Capabilities: <code>curl -X OPTIONS {root} -H 'Accept: application/vnd.sun.wadl+xml'</code>
+<li>Capabilities: <code>curl -X OPTIONS {url} -H 'Accept: application/vnd.sun.wadl+xml'</code>
 (or <code>application/json</code>; the Retrieve Capabilities transaction is an OPTIONS request, PS3.18 §8.9)</li>
 <li><a href="/conformance">Conformance statement</a></li>
 {viewer}<li><a href="/health">Health</a>, <a href="/ready">readiness</a>, <a href="/metrics">metrics</a> (Prometheus)</li>
@@ -118,10 +120,12 @@ code{{background:#f3f3f3;padding:0 .2em}}td{{padding:0 1em 0 0}}</style></head>
 """
 
 
-def home_page(version: str, counts: Mapping[str, int], root: str, viewer: bool, problem: str = "") -> str:
+def home_page(version: str, counts: Mapping[str, int], root: str, viewer: bool, problem: str = "",
+              url: str = "") -> str:
+    """The page; ``url`` is the absolute DICOMweb root for the capabilities command (the path alone if empty)."""
     rows = "".join(f"<tr><td>{html.escape(name.capitalize())}</td><td>{value}</td></tr>"
                    for name, value in counts.items())
-    return PAGE.format(version=html.escape(version), root=html.escape(root), counts=rows,
+    return PAGE.format(version=html.escape(version), root=html.escape(root), url=html.escape(url or root), counts=rows,
                        problem=f"<p>{html.escape(problem)}</p>" if problem else "",
                        viewer='<li><a href="/">Viewer</a> (OHIF)</li>\n' if viewer else "")
 
