@@ -8,6 +8,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
+from .auth import Authenticator
 from .cache import BytesCache
 from .ingest import Ingest
 from .retrieve import Retrieve
@@ -41,6 +42,7 @@ class Archive:
 
 def build_app(settings: Settings, viewer_dir: Path | None = None) -> Starlette:
     archive = Archive(settings)
-    app = create_app(archive.retrieve, archive.ingest, archive.search, settings, viewer_dir)
+    app = create_app(archive.retrieve, archive.ingest, archive.search, settings, viewer_dir,
+                     authenticator=Authenticator.from_settings(settings))
     app.state.archive = archive
     return app

@@ -1,0 +1,78 @@
+"""Bearer authentication as a pure ASGI middleware: every request but the public ones needs a token and a scope.
+
+Public (no token): CORS pre-flights (OPTIONS with Origin and Access-Control-Request-Method: the browser sends
+them without credentials, Fetch §4.8), ``/health`` and ``/ready``, and, when an OHIF viewer is mounted, its static
+files (every path outside the DICOMweb root but ``/metrics``): they hold no patient data. Everything else needs
+``dicomweb.read`` (GET, HEAD, OPTIONS) or ``dicomweb.write`` (POST, DELETE); see ``auth.REQUIRED_SCOPE``.
+
+The caller's name and scopes go into ``scope["state"]`` (``user``, ``scopes``) for the access log. Failures are
+the ``errors`` classes, answered by the application's one error handler (passed in as ``error_response``), which
+sends their ``WWW-Authenticate`` header (RFC 6750 §3). Keys are fetched in a worker thread, never on the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..auth import Authenticator, bearer_token, require
+from ..errors import DicomWebError
+
+OPEN_PATHS: Final = frozenset({"/health", "/ready"})
+# Outside the DICOMweb root, these stay protected even when a viewer answers every other path.
+SERVER_PATHS: Final = frozenset({"/metrics"})
+
+ErrorResponse = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+class BearerAuth:
+    """Authenticate and authorise each HTTP request before the application sees it."""
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator, error_response: ErrorResponse,
+                 root_path: str, viewer: bool = False) -> None:
+        self.app = app
+        self.authenticator = authenticator
+        self.error_response = error_response
+        self.root_path = root_path.rstrip("/")
+        self.viewer = viewer
+
+    def is_public(self, scope: Scope) -> bool:
+        path: str = scope["path"]
+        if scope["method"] == "OPTIONS" and _header(scope, b"origin") is not None and \
+                _header(scope, b"access-control-request-method") is not None:
+            return True  # CORS pre-flight: never carries credentials
+        if path in OPEN_PATHS:
+            return True
+        under_root = path == self.root_path or path.startswith(self.root_path + "/")
+        return self.viewer and not under_root and path not in SERVER_PATHS
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.is_public(scope):
+            await self.app(scope, receive, send)
+            return
+        try:
+            token = bearer_token(_header(scope, b"authorization"))
+            if self.authenticator.needs_refresh(token):
+                await anyio.to_thread.run_sync(self.authenticator.refresh)
+            principal = self.authenticator.authenticate(token)
+            state = scope.setdefault("state", {})
+            state["user"] = principal.name
+            state["scopes"] = sorted(principal.scopes)
+            require(principal, scope["method"])
+        except DicomWebError as exc:
+            response = await self.error_response(Request(scope, receive), exc)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
