@@ -234,7 +234,7 @@ class OidcVerifier:
         self.issuer = issuer
         self.audience = audience
         self.jwks_source = jwks  # None: from the discovery document
-        self._clock = clock
+        self.clock = clock  # injectable: tests step time past the rate limit
         self._lock = threading.Lock()
         self._keys: dict[str | None, jwt.PyJWK] = {}
         self._fetched_at: float | None = None  # last successful fetch
@@ -264,7 +264,7 @@ class OidcVerifier:
             kid = self._header(token).get("kid")
         except Unauthorized:
             return False
-        now = self._clock()
+        now = self.clock()
         if self._tried_at is not None and now - self._tried_at < JWKS_MIN_INTERVAL_S:
             return False
         stale = self._fetched_at is None or now - self._fetched_at > JWKS_MAX_AGE_S
@@ -273,14 +273,14 @@ class OidcVerifier:
     def refresh(self) -> None:
         """Fetch the key set (blocking: run it in a thread); on failure keep the keys there are."""
         with self._lock:
-            now = self._clock()
+            now = self.clock()
             if self._tried_at is not None and now - self._tried_at < JWKS_MIN_INTERVAL_S:
                 return  # another request fetched (or failed to) just now
             self._tried_at = now
             self.fetches += 1
             try:
                 self._keys = self._load_keys()
-                self._fetched_at = self._clock()
+                self._fetched_at = self.clock()
                 self.last_error = None
             except (OSError, ValueError, KeyError, TypeError, jwt.PyJWKError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"

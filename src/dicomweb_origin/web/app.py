@@ -89,4 +89,5 @@ def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Set
                             Exception: unexpected_error},
     )
     app.state.gzip_cache = endpoints.compressed  # observable: its hits and size
+    app.state.authenticator = authenticator  # observable: the JWKS fetches (None: the server is open)
     return app
