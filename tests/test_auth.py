@@ -69,11 +69,13 @@ class Issuer:
     def __init__(self) -> None:
         self.keys: dict[str, Any] = {}
         self.hits: Counter[str] = Counter()
+        self.delay = 0.0  # seconds before each answer: a slow issuer
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 issuer.hits[self.path] += 1
+                time.sleep(issuer.delay)
                 if self.path == "/.well-known/openid-configuration":
                     body = {"issuer": issuer.url, "jwks_uri": issuer.url + "/jwks.json"}
                 elif self.path == "/jwks.json":
@@ -405,6 +407,44 @@ async def test_unknown_kid_refreshes_the_jwks_rate_limited_and_follows_rotation(
             assert verifier.fetches == 4 and verifier.last_error is not None
     finally:
         issuer.close()
+
+
+async def test_a_burst_of_first_requests_waits_for_one_fetch(tmp_path: Path) -> None:
+    issuer = Issuer()
+    try:
+        issuer.keys = {"ec-1": KEYS["ec-1"]}
+        issuer.delay = 0.3
+        app = _app(tmp_path, oidc_issuer=issuer.url, oidc_audience=AUDIENCE)
+        headers = bearer(token(issuer.url, "ec-1", scope=READ))
+
+        async def later(seconds: float) -> httpx.Response:
+            await asyncio.sleep(seconds)
+            return await c.get(SEARCH, headers=headers)
+
+        async with client(app) as c:  # the first starts the fetch; the others arrive while it is under way
+            answers = await asyncio.gather(later(0), *(later(0.1) for _ in range(15)))
+        assert [a.status_code for a in answers] == [200] * 16
+        assert issuer.hits["/jwks.json"] == 1 and issuer.hits["/.well-known/openid-configuration"] == 1
+    finally:
+        issuer.close()
+
+
+async def test_an_unreachable_issuer_is_said_to_be_a_server_side_problem(tmp_path: Path) -> None:
+    gone = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    app = _app(tmp_path, oidc_issuer=gone, oidc_audience=AUDIENCE)
+    async with client(app) as c:
+        response = await c.get(SEARCH, headers=bearer(token(gone)))
+    assert response.status_code == 401
+    assert "could not be fetched" in challenge(response)["error_description"]
+    assert app.state.authenticator.oidc.fetches == 1
+
+
+async def test_a_refused_stow_closes_the_connection_instead_of_reading_the_body(app: Any, issuer: Issuer) -> None:
+    async with client(app) as c:
+        for headers in ({}, bearer(token(issuer.url, scope=READ))):
+            response = await stow(c, headers)
+            assert response.status_code in (401, 403) and response.headers["connection"] == "close"
+        assert "connection" not in (await c.get(SEARCH)).headers
 
 
 async def test_jwks_from_a_file_or_a_url_instead_of_discovery(issuer: Issuer, tmp_path: Path) -> None:

@@ -270,6 +270,14 @@ class OidcVerifier:
         stale = self._fetched_at is None or now - self._fetched_at > JWKS_MAX_AGE_S
         return stale or (kid is not None and kid not in self._keys)
 
+    def has_key(self, token: str) -> bool:
+        """Whether the keys held now name this token's kid (or, without a kid, whether any keys are held)."""
+        try:
+            kid = self._header(token).get("kid")
+        except Unauthorized:
+            return True  # nothing to fetch for: verify refuses it
+        return kid in self._keys if kid is not None else bool(self._keys)
+
     def refresh(self) -> None:
         """Fetch the key set (blocking: run it in a thread); on failure keep the keys there are."""
         with self._lock:
@@ -310,6 +318,8 @@ class OidcVerifier:
         kid = header.get("kid")
         if kid is not None:
             key = self._keys.get(kid)
+            if key is None and not self._keys and self.last_error is not None:
+                raise Unauthorized("the issuer's keys could not be fetched (a server-side problem): try again later")
             if key is None:
                 raise Unauthorized("the token is signed with a key the issuer does not publish (kid)")
             candidates = [key]
@@ -363,6 +373,9 @@ class Authenticator:
 
     def needs_refresh(self, token: str) -> bool:
         return self.oidc is not None and self._is_jwt(token) and self.oidc.needs_refresh(token)
+
+    def has_key(self, token: str) -> bool:
+        return self.oidc is None or not self._is_jwt(token) or self.oidc.has_key(token)
 
     def refresh(self) -> None:
         if self.oidc is not None:

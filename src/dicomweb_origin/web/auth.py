@@ -7,11 +7,13 @@ files (every path outside the DICOMweb root but ``/metrics``): they hold no pati
 
 The caller's name and scopes go into ``scope["state"]`` (``user``, ``scopes``) for the access log. Failures are
 the ``errors`` classes, answered by the application's one error handler (passed in as ``error_response``), which
-sends their ``WWW-Authenticate`` header (RFC 6750 §3). Keys are fetched in a worker thread, never on the loop.
+sends their ``WWW-Authenticate`` header (RFC 6750 §3). Keys are fetched in a worker thread, never on the loop, one fetch at a time: requests whose key is
+not held yet wait for the fetch under way instead of being refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -47,6 +49,17 @@ class BearerAuth:
         self.error_response = error_response
         self.root_path = root_path.rstrip("/")
         self.viewer = viewer
+        self._refreshing: asyncio.Future[None] | None = None
+
+    async def _refresh(self) -> None:
+        """Fetch the keys in a worker thread; requests that arrive meanwhile wait for that one fetch."""
+        if self._refreshing is None:
+            self._refreshing = asyncio.ensure_future(anyio.to_thread.run_sync(self.authenticator.refresh))
+            self._refreshing.add_done_callback(self._refreshed)
+        await asyncio.shield(self._refreshing)
+
+    def _refreshed(self, future: asyncio.Future[None]) -> None:
+        self._refreshing = None
 
     def is_public(self, scope: Scope) -> bool:
         path: str = scope["path"]
@@ -64,14 +77,17 @@ class BearerAuth:
             return
         try:
             token = bearer_token(_header(scope, b"authorization"))
-            if self.authenticator.needs_refresh(token):
-                await anyio.to_thread.run_sync(self.authenticator.refresh)
+            auth = self.authenticator
+            if auth.needs_refresh(token) or (self._refreshing is not None and not auth.has_key(token)):
+                await self._refresh()
             principal = self.authenticator.authenticate(token)
             state = scope.setdefault("state", {})
             state["user"] = principal.name
             state["scopes"] = sorted(principal.scopes)
             require(principal, scope["method"])
         except DicomWebError as exc:
+            if _header(scope, b"content-length") not in (None, "0") or _header(scope, b"transfer-encoding"):
+                exc.headers["Connection"] = "close"  # refused unread: do not take in a whole STOW body to discard
             response = await self.error_response(Request(scope, receive), exc)
             await response(scope, receive, send)
             return
