@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import os
 import re
 import secrets
@@ -39,6 +40,8 @@ import jwt
 from .errors import Forbidden, InvalidAuthRequest, Unauthorized
 from .settings import Settings
 
+log = logging.getLogger("dicomweb_origin.auth")
+
 READ: Final = "dicomweb.read"
 WRITE: Final = "dicomweb.write"
 SCOPES: Final = (READ, WRITE)
@@ -53,6 +56,7 @@ JWKS_MIN_INTERVAL_S: Final = 30.0  # at most one JWKS fetch per this interval, w
 JWKS_MAX_AGE_S: Final = 3600.0  # a key set older than this is fetched again (keys the issuer withdrew go)
 FETCH_TIMEOUT_S: Final = 5.0
 VERIFIED_CACHE_SIZE: Final = 4096  # JWTs remembered as verified, until their exp
+MAX_NAME: Final = 256  # characters of a subject kept for the access log
 FETCH_MAX_BYTES: Final = 1 << 20
 
 # RFC 6750 §2.1 b64token
@@ -299,11 +303,12 @@ class OidcVerifier:
             self.fetches += 1
             try:
                 self._keys = self._load_keys()
-                self._verified.clear()  # a withdrawn key's tokens go with it
+                self._verified = {}  # a withdrawn key's tokens go with it (a new dict: the loop may be using the old)
                 self._fetched_at = self.clock()
                 self.last_error = None
-            except (OSError, ValueError, KeyError, TypeError, jwt.PyJWKError) as exc:
+            except Exception as exc:  # whatever the issuer sends (or not), the server keeps the keys it has
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("cannot fetch the signing keys of %s: %s", self.issuer, self.last_error)
 
     def _load_keys(self) -> dict[str | None, jwt.PyJWK]:
         source = self.jwks_source
@@ -320,7 +325,7 @@ class OidcVerifier:
                 continue
             try:
                 keys[jwk.get("kid")] = jwt.PyJWK(jwk)
-            except jwt.PyJWKError:
+            except (jwt.PyJWTError, ValueError, KeyError, TypeError):
                 continue  # a key of a kind we cannot use (another curve, ...) does not spoil the rest
         return keys
 
@@ -347,16 +352,17 @@ class OidcVerifier:
 
     def verify(self, token: str) -> Principal:
         digest = _token_digest(token)
-        known = self._verified.get(digest)
+        cache = self._verified  # refresh() may swap in a new one meanwhile
+        known = cache.get(digest)
         if known is not None:
             principal, not_before, expires = known
             if not_before - LEEWAY_S <= time.time() <= expires + LEEWAY_S:
                 return principal
-            del self._verified[digest]
+            cache.pop(digest, None)
         principal, not_before, expires = self._verify(token)
-        if len(self._verified) >= VERIFIED_CACHE_SIZE:
-            del self._verified[next(iter(self._verified))]  # the oldest entry
-        self._verified[digest] = (principal, not_before, expires)
+        if len(cache) >= VERIFIED_CACHE_SIZE:
+            cache.pop(next(iter(cache)), None)  # the oldest entry
+        cache[digest] = (principal, not_before, expires)
         return principal
 
     def _verify(self, token: str) -> tuple[Principal, float, float]:
@@ -371,7 +377,7 @@ class OidcVerifier:
         scope = claims.get("scope", "")
         scopes = scope.split() if isinstance(scope, str) else []
         name = claims.get("sub") or claims.get("client_id") or "unknown"
-        return Principal(str(name), frozenset(scopes)), float(claims.get("nbf", 0)), float(claims["exp"])
+        return Principal(str(name)[:MAX_NAME], frozenset(scopes)), float(claims.get("nbf", 0)), float(claims["exp"])
 
 
 # -- Both together ---------------------------------------------------------------------------------------
