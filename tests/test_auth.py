@@ -511,7 +511,7 @@ async def test_static_tokens_read_and_write_by_scope(app: Any, tokens_file: tupl
         assert wrong.status_code == 401 and challenge(wrong)["error"] == "invalid_token"
 
 
-async def test_a_token_added_while_serving_works_without_restart(tmp_path: Path) -> None:
+async def test_tokens_added_and_removed_while_serving_need_no_restart(tmp_path: Path) -> None:
     path = tmp_path / "tokens"
     first = _token_add("first", READ, path)
     app = _app(tmp_path, tokens_file=path)
@@ -519,6 +519,14 @@ async def test_a_token_added_while_serving_works_without_restart(tmp_path: Path)
         assert (await c.get(SEARCH, headers=bearer(first))).status_code == 200
         second = _token_add("second", READ, path)
         assert (await c.get(SEARCH, headers=bearer(second))).status_code == 200
+        # revoked with the CLI: refused on the next request, the other token still works
+        assert main(["token", "remove", "first", "--tokens", str(path)]) == 0
+        revoked = await c.get(SEARCH, headers=bearer(first))
+        assert revoked.status_code == 401 and challenge(revoked)["error"] == "invalid_token"
+        assert (await c.get(SEARCH, headers=bearer(second))).status_code == 200
+        assert [t.name for t in read_tokens(path)] == ["second"]
+        with pytest.raises(SystemExit):
+            main(["token", "remove", "first", "--tokens", str(path)])
         # a JWT to a server without an OIDC issuer is refused, not crashed on
         assert (await c.get(SEARCH, headers=bearer("a.b.c"))).status_code == 401
 

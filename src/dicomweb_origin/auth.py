@@ -186,18 +186,32 @@ def add_token(path: Path, name: str, scopes: Iterable[str]) -> str:
     return token
 
 
+def remove_token(path: Path, name: str) -> None:
+    """Drop the named token's line (revocation; a running server sees the change on its next request)."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for n, line in enumerate(lines, 1)
+            if (t := parse_token_line(line, f"{path}:{n}")) is None or t.name != name]
+    if len(kept) == len(lines):
+        raise ValueError(f"{path}: no token named {name!r}")
+    part = path.with_name(path.name + ".part")
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fp:
+        fp.writelines(kept)
+    os.replace(part, path)  # never a half-written file for the server to read
+
+
 class TokenFile:
     """The static tokens of a file, read again when the file changes (``token add`` needs no restart)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._tokens: list[StaticToken] = []
         self._reload()
 
     def _reload(self) -> None:
         stat = self.path.stat()
-        stamp = (stat.st_mtime_ns, stat.st_size)
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         if stamp != self._stamp:
             self._tokens = read_tokens(self.path)
             self._stamp = stamp

@@ -95,10 +95,14 @@ def warn_if_open(settings: Settings) -> None:
 
 
 def token_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """``token add NAME``: append a new static token to the file and print it, once."""
-    from .auth import add_token
+    """``token add NAME``: append a new static token to the file and print it, once; ``token remove NAME``."""
+    from .auth import add_token, remove_token
 
     try:
+        if args.token_command == "remove":
+            remove_token(args.tokens, args.name)
+            print(f"token {args.name!r} removed from {args.tokens}", file=sys.stderr)
+            return 0
         token = add_token(args.tokens, args.name, args.scopes.split(","))
     except (OSError, ValueError) as exc:
         parser.error(str(exc))
@@ -157,6 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     token_add.add_argument("--scopes", default="dicomweb.read",
                            help="comma-separated: dicomweb.read, dicomweb.write (default dicomweb.read)")
     token_add.add_argument("--tokens", type=Path, required=True, metavar="FILE", help="the token file (created 0600)")
+    token_remove = token_sub.add_parser("remove", help="remove (revoke) a token; a running server sees it at once")
+    token_remove.add_argument("name", help="the token's name")
+    token_remove.add_argument("--tokens", type=Path, required=True, metavar="FILE", help="the token file")
     import_p = sub.add_parser("import", help="import DICOM files or folders (recursive)")
     import_p.add_argument("--data", type=Path, default=Path("data"))
     import_p.add_argument("paths", type=Path, nargs="+")
