@@ -43,7 +43,7 @@ from reference import prepared_bytes, uids
 
 from dicomweb_origin.app import build_app
 from dicomweb_origin.auth import JWKS_MAX_AGE_S, JWKS_MIN_INTERVAL_S, LEEWAY_S, is_loopback, read_tokens
-from dicomweb_origin.cli import main
+from dicomweb_origin.cli import main, warn_if_open
 from dicomweb_origin.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -555,6 +555,21 @@ async def test_without_authentication_the_server_is_open(tmp_path: Path) -> None
     async with client(app) as c:
         assert (await c.get(SEARCH)).status_code == 200
         assert (await stow(c, {})).status_code == 200
+
+
+def test_start_up_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    def warnings(**settings: Any) -> list[str]:
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            warn_if_open(Settings(**settings))
+        return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    assert warnings(host="127.0.0.1") == [] and warnings(host="::1") == []
+    assert "anyone who reaches port 8080" in warnings(host="0.0.0.0")[0]
+    assert warnings(host="0.0.0.0", tokens_file=Path("tokens")) == []
+    assert warnings(host="0.0.0.0", oidc_issuer="https://id.example", oidc_audience="a") == []
+    assert "plain HTTP" in warnings(host="0.0.0.0", oidc_issuer="http://id.example", oidc_audience="a")[0]
+    assert warnings(oidc_issuer="http://127.0.0.1:9000", oidc_audience="a") == []
 
 
 def test_loopback_names() -> None:

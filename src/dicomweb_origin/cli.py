@@ -86,12 +86,18 @@ def serve(settings: Settings, demo: bool, viewer: Path | None = None) -> None:
 
 def warn_if_open(settings: Settings) -> None:
     """Say loudly that anyone who reaches a non-loopback port reads and writes everything."""
+    from urllib.parse import urlsplit
+
     from .auth import is_loopback
 
+    log = logging.getLogger("dicomweb_origin")
     if settings.oidc_issuer is None and settings.tokens_file is None and not is_loopback(settings.host):
-        logging.getLogger("dicomweb_origin").warning(
-            "no authentication configured (--oidc-issuer / --tokens) and listening on %s: anyone who reaches "
-            "port %d can read and write every study", settings.host, settings.port)
+        log.warning("no authentication configured (--oidc-issuer / --tokens) and listening on %s: anyone who "
+                    "reaches port %d can read and write every study", settings.host, settings.port)
+    for source in (settings.oidc_issuer, settings.oidc_jwks):
+        url = urlsplit(source or "")
+        if url.scheme == "http" and not is_loopback(url.hostname or ""):
+            log.warning("%s is plain HTTP: whoever can tamper with it can forge tokens (use https)", source)
 
 
 def token_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
