@@ -1,7 +1,8 @@
 """Bearer authentication as a pure ASGI middleware: every request but the public ones needs a token and a scope.
 
 Public (no token): CORS pre-flights (OPTIONS with Origin and Access-Control-Request-Method: the browser sends
-them without credentials, Fetch §4.8), ``/health`` and ``/ready``, and, when an OHIF viewer is mounted, its static
+them without credentials, Fetch §4.8; with CORS origins configured CORSMiddleware, outside this one, answers
+them, and without, only Capabilities would, which describes routes and holds no data), ``/health`` and ``/ready``, and, when an OHIF viewer is mounted, its static
 files (every path outside the DICOMweb root but ``/metrics``): they hold no patient data. Everything else needs
 ``dicomweb.read`` (GET, HEAD, OPTIONS) or ``dicomweb.write`` (POST, DELETE); see ``auth.REQUIRED_SCOPE``.
 
