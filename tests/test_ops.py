@@ -396,7 +396,7 @@ def test_a_real_serve_process_prints_its_archive_and_logs_json(tmp_path: Path) -
     assert len(access) >= 2 * len(studies) + 1
     assert {r["resource"] for r in access} >= {"collection", "rendered", "uid"}
     others = [r for r in records if "method" not in r]
-    assert not [r for r in others if r["level"] == "info" and not r["logger"].startswith(("dicomweb_origin",
+    assert not [r for r in others if r["level"] == "INFO" and not r["logger"].startswith(("dicomweb_origin",
                                                                                        "uvicorn"))], others
     assert not [line for line in lines if "INFO" in line and not line.startswith("{")]  # uvicorn's own format
     assert "dicomweb_requests_total" in metrics and len(paths) > 5
@@ -472,3 +472,21 @@ async def test_access_log_writes_the_line_when_the_client_goes_away(tmp_path: Pa
     assert line["completed"] is False
     assert line["bytes"] == sum(bodies) > 0
     assert line["status"] == 200 and line["client"] == "10.1.2.3:4567"
+
+
+async def test_access_log_names_the_token_of_a_real_authenticated_request(tmp_path: Path,
+                                                                           access_lines: io.StringIO) -> None:
+    """With --tokens, the token's name is the access log's user; a refused request is logged with its 401."""
+    from dicomweb_origin.auth import add_token
+
+    tokens = tmp_path / "tokens"
+    token = add_token(tokens, "night-shift", ["dicomweb.read"])
+    app = build_app(Settings(data_dir=tmp_path / "data", tokens_file=tokens))
+    async with _origin_client(app) as client:
+        ok = await client.get("/dicomweb/studies", headers={"Authorization": f"Bearer {token}",
+                                                            "Accept": "application/dicom+json"})
+        refused = await client.get("/dicomweb/studies")
+        health = await client.get("/health")
+    assert (ok.status_code, refused.status_code, health.status_code) == (200, 401, 200)
+    assert [(line["status"], line["user"]) for line in _lines(access_lines)] == [
+        (200, "night-shift"), (401, "-"), (200, "-")]

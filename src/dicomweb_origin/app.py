@@ -11,6 +11,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
+from .auth import Authenticator
 from .cache import BytesCache
 from .ingest import Ingest
 from .retrieve import Retrieve
@@ -87,6 +88,7 @@ def build_app(settings: Settings, viewer_dir: Path | None = None) -> Starlette:
     archive = Archive(settings)
     probes = Probes(version=version(), checks=archive.readiness(), counts=archive.counts,
                     conformance=conformance_statement())
-    app = create_app(archive.retrieve, archive.ingest, archive.search, settings, viewer_dir, probes)
+    app = create_app(archive.retrieve, archive.ingest, archive.search, settings, viewer_dir,
+                     authenticator=Authenticator.from_settings(settings), probes=probes)
     app.state.archive = archive
     return app

@@ -36,7 +36,7 @@ class JsonFormatter(logging.Formatter):
         access: dict[str, Any] | None = getattr(record, "access", None)
         if access is not None:
             return orjson.dumps(access).decode()
-        line: dict[str, Any] = {"time": _iso(record.created), "level": record.levelname.lower(),
+        line: dict[str, Any] = {"time": _iso(record.created), "level": record.levelname,
                                 "logger": record.name, "message": record.getMessage()}
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
