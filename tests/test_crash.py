@@ -177,7 +177,7 @@ def test_kill_the_server_during_concurrent_stow(tmp_path: Path, capsys: pytest.C
     kinds = _no_dangling_rows(data)
     assert set(kinds) <= {"orphan"}, kinds  # no unfinished upload survives the start-up
     print(f"server: {SERVER_KILLS} kills, {len(acknowledged)} acknowledged, all intact; .part left by kills:"
-          f" {uploads_left}, orphans seen after kills: {orphans_seen}, at the end: {len(kinds)}", file=sys.stderr)
+          f" {uploads_left}, orphans seen after kills: {orphans_seen}, at the end: {len(kinds)}", file=sys.__stderr__)
     _repair_leaves_nothing(data, capsys)
 
 
@@ -212,5 +212,5 @@ def test_kill_the_import_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     finally:
         index.close()
     print(f"import: {IMPORT_KILLS} kills ({completed} runs finished first); .part left by kills: {uploads_left},"
-          f" orphans seen after kills: {orphans_seen}, at the end: {len(kinds)}", file=sys.stderr)
+          f" orphans seen after kills: {orphans_seen}, at the end: {len(kinds)}", file=sys.__stderr__)
     _repair_leaves_nothing(data, capsys)

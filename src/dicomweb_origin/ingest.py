@@ -177,6 +177,8 @@ class Ingest:
                 self.blobs.delete(info.key)  # no orphan blob behind a failed index write
             raise
         if existing is not None:  # lost a race with a concurrent store of the same instance
+            if existing.digest != info.digest and self.settings.on_conflict == "replace":
+                return self._replace(stored, sop_class)
             if existing.blob_key != info.key:
                 self.blobs.delete(info.key)
             return self._already(existing, info.digest, sop_class)
