@@ -120,16 +120,15 @@ def _client(url: str, queue: list[tuple[str, bytes]], acknowledged: dict[str, by
             acknowledged.update((u, sent[u]) for u in uids)
 
 
-def _no_dangling_rows(data: Path) -> list[str]:
-    """Check without opening the archive (no start-up cleanup): the kinds of problem found."""
+def _no_dangling_rows(data: Path) -> list[tuple[str, str]]:
+    """Check without opening the archive (no start-up cleanup): the problems found, (kind, key)."""
     index = SqliteIndex(data / "index.sqlite")
     try:
         report = check(index, FileBlobStore(data / "blobs"), grace=0)
     finally:
         index.close()
-    kinds = [p.kind for p in report.problems]
     assert not [p for p in report.problems if p.kind in ("missing", "corrupt", "unreadable")], report.problems
-    return kinds
+    return [(p.kind, p.key) for p in report.problems]
 
 
 def _repair_leaves_nothing(data: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -141,15 +140,15 @@ def _repair_leaves_nothing(data: Path, capsys: pytest.CaptureFixture[str]) -> No
 def test_kill_the_server_during_concurrent_stow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rng = random.Random(SEED)
     data, log = tmp_path / "data", tmp_path / "server.log"
-    files = _instances(21, 600)
+    files = _instances(21, 1200)
     acknowledged: dict[str, bytes] = {}
     lock = threading.Lock()
-    uploads_left = orphans_seen = 0
+    uploads_left, orphans = 0, set()
     for _ in range(SERVER_KILLS):
         process, url = _start_server(data, log)
         # Not yet acknowledged first, plus a few acknowledged ones again (stored again: already present).
         queue = [(u, d) for u, d in files.items() if u not in acknowledged]
-        queue += rng.sample(sorted(acknowledged.items()), min(len(acknowledged), 10))
+        queue += rng.sample(sorted(acknowledged.items()), min(len(acknowledged), 20))
         rng.shuffle(queue)
         threads = [threading.Thread(target=_client, args=(url, queue, acknowledged, lock, random.Random(rng.random())))
                    for _ in range(CLIENTS)]
@@ -159,9 +158,9 @@ def test_kill_the_server_during_concurrent_stow(tmp_path: Path, capsys: pytest.C
         _kill(process)
         for thread in threads:
             thread.join(timeout=60)
-        kinds = _no_dangling_rows(data)
-        uploads_left += kinds.count("upload")
-        orphans_seen += kinds.count("orphan")
+        found = _no_dangling_rows(data)
+        uploads_left += sum(kind == "upload" for kind, _ in found)
+        orphans |= {key for kind, key in found if kind == "orphan"}
     assert len(acknowledged) > 50, "the kills came too early to test anything"
 
     process, url = _start_server(data, log)  # its start-up removes the unfinished uploads
@@ -174,10 +173,10 @@ def test_kill_the_server_during_concurrent_stow(tmp_path: Path, capsys: pytest.C
     finally:
         process.terminate()
         process.wait(timeout=30)
-    kinds = _no_dangling_rows(data)
-    assert set(kinds) <= {"orphan"}, kinds  # no unfinished upload survives the start-up
+    found = _no_dangling_rows(data)
+    assert {kind for kind, _ in found} <= {"orphan"}, found  # no unfinished upload survives the start-up
     print(f"server: {SERVER_KILLS} kills, {len(acknowledged)} acknowledged, all intact; .part left by kills:"
-          f" {uploads_left}, orphans seen after kills: {orphans_seen}, at the end: {len(kinds)}", file=sys.__stderr__)
+          f" {uploads_left}, orphans left by kills: {len(orphans)}, at the end: {len(found)}", file=sys.__stderr__)
     _repair_leaves_nothing(data, capsys)
 
 
@@ -189,20 +188,20 @@ def test_kill_the_import_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     for instance, content in files.items():
         (folder / f"{instance}.dcm").write_bytes(content)
     command = [sys.executable, "-m", "dicomweb_origin.cli", "import", "--data", str(data), str(folder)]
-    uploads_left = orphans_seen = completed = 0
+    uploads_left, orphans, completed = 0, set(), 0
     for _ in range(IMPORT_KILLS):
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.8, 2.5))  # the interpreter and its imports take most of a second
         completed += process.poll() == 0
         _kill(process)
-        kinds = _no_dangling_rows(data)
-        uploads_left += kinds.count("upload")
-        orphans_seen += kinds.count("orphan")
+        found = _no_dangling_rows(data)
+        uploads_left += sum(kind == "upload" for kind, _ in found)
+        orphans |= {key for kind, key in found if kind == "orphan"}
     assert completed < IMPORT_KILLS, "no kill landed during an import"
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stdout + finished.stderr
-    kinds = _no_dangling_rows(data)
-    assert set(kinds) <= {"orphan"}, kinds  # the last import's start-up removed the unfinished uploads
+    found = _no_dangling_rows(data)
+    assert {kind for kind, _ in found} <= {"orphan"}, found  # the last import's start-up removed the unfinished uploads
     index, blobs = SqliteIndex(data / "index.sqlite"), FileBlobStore(data / "blobs")
     try:
         assert index.count() == len(files)
@@ -212,5 +211,5 @@ def test_kill_the_import_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     finally:
         index.close()
     print(f"import: {IMPORT_KILLS} kills ({completed} runs finished first); .part left by kills: {uploads_left},"
-          f" orphans seen after kills: {orphans_seen}, at the end: {len(kinds)}", file=sys.__stderr__)
+          f" orphans left by kills: {len(orphans)}, at the end: {len(found)}", file=sys.__stderr__)
     _repair_leaves_nothing(data, capsys)
