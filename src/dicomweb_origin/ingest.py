@@ -211,7 +211,10 @@ class Ingest:
         """
         gone = self.index.remove(study_uid, series_uid, instance_uid)
         for record in gone:
-            self.blobs.delete(record.blob_key)
+            try:
+                self.blobs.delete(record.blob_key)
+            except OSError as exc:  # deleted all the same: what is left is an orphan for check --repair
+                log.warning("cannot delete blob %s of a deleted instance: %s", record.blob_key, exc)
         if gone:
             log.info("deleted %d instance(s) of %s", len(gone), "/".join(
                 u for u in (study_uid, series_uid, instance_uid) if u))
