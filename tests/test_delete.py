@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import BASE_URL, MULTIPART_DICOM, MULTIPART_OCTET, ROOT, LoadedArchive
+from live_server import live_server
 from synthetic import instance_bytes, uid
-from test_stow import FAILURE_REASON, failed, referenced, stow
+from test_stow import FAILURE_REASON, failed, multipart, referenced, stow
 
 from dicomweb_origin.app import build_app
 from dicomweb_origin.ingest import DIFFERENT_CONTENT
@@ -190,3 +191,22 @@ async def test_capabilities_list_delete(empty_client: httpx.AsyncClient) -> None
         assert 'method name="DELETE"' in response.text
     assert "DELETE" not in (await empty_client.options(_path(A1) + "/metadata")).headers["allow"]
     assert (await empty_client.delete(_path(A1) + "/metadata")).status_code == 405
+
+
+def test_a_real_server_deletes_and_replaces(tmp_path: Path) -> None:
+    """``serve --on-conflict replace`` as a process: STOW, correct, DELETE, 410, over a real socket."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with live_server(data, "--on-conflict", "replace") as server:
+        with httpx.Client(base_url=server.url + "/", timeout=30) as client:
+            for content in (_files()[A1], instance_bytes(STUDY, SERIES_A, A1, patient_name="ROE^JANE")):
+                body, content_type = multipart([content])
+                response = client.post("studies", content=body, headers={"Content-Type": content_type})
+                assert response.status_code == 200, response.text
+                back = client.get(_path(A1), headers={"Accept": DICOM_STORED})
+                assert back.status_code == 200 and back.content == content
+            assert client.delete(_path(A1)).status_code == 204
+            assert client.delete(_path(A1)).status_code == 204
+            assert client.get(_path(A1)).status_code == 410
+            assert client.delete(f"studies/{uid(8)}").status_code == 404
+    assert [p for p in (data / "blobs").rglob("*.dcm")] == []
