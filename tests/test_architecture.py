@@ -29,6 +29,9 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "check": ("starlette", "pydicom", "dicomweb_origin.web", "dicomweb_origin.dicom"),
     "render": ("pydicom", "starlette", *(f"dicomweb_origin.{m}" for m in (
         "storage", "web", "dicom", "ingest", "retrieve", "search"))),
+    # who is asking and may they: no HTTP objects, no archive
+    "auth": ("pydicom", "numpy", "starlette", *(f"dicomweb_origin.{m}" for m in (
+        "storage", "web", "dicom", "render", "ingest", "retrieve", "search", "cache"))),
     "web": ("pydicom", "numpy", "dicomweb_origin.storage", "dicomweb_origin.dicom.reader",
             "dicomweb_origin.dicom.transcode", "dicomweb_origin.dicom.pixels", "dicomweb_origin.dicom.codecs"),
 }

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
+from .auth import Authenticator
 from .cache import BytesCache
 from .ingest import Ingest
 from .retrieve import Retrieve
@@ -47,6 +48,7 @@ class Archive:
 
 def build_app(settings: Settings, viewer_dir: Path | None = None) -> Starlette:
     archive = Archive(settings)
-    app = create_app(archive.retrieve, archive.ingest, archive.search, settings, viewer_dir)
+    app = create_app(archive.retrieve, archive.ingest, archive.search, settings, viewer_dir,
+                     authenticator=Authenticator.from_settings(settings))
     app.state.archive = archive
     return app

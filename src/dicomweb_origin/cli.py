@@ -1,4 +1,4 @@
-"""Command line: ``dicomweb-origin serve | import | check | demo``."""
+"""Command line: ``dicomweb-origin serve | import | check | demo | token add``."""
 
 from __future__ import annotations
 
@@ -98,10 +98,66 @@ def serve(settings: Settings, demo: bool, viewer: Path | None = None) -> None:
         print("archive is empty: loading the demo studies ...", file=sys.stderr)
         load_demo(settings)
     app = build_app(settings, viewer)
-    print(f"DICOMweb root: http://{settings.host}:{settings.port}{settings.root_path}", file=sys.stderr)
+    scheme = "https" if settings.tls_cert is not None else "http"
+    print(f"DICOMweb root: {scheme}://{settings.host}:{settings.port}{settings.root_path}", file=sys.stderr)
     if viewer is not None:
-        print(f"viewer: http://{settings.host}:{settings.port}/", file=sys.stderr)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+        print(f"viewer: {scheme}://{settings.host}:{settings.port}/", file=sys.stderr)
+    warn_if_open(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False,
+                ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key)
+
+
+def warn_if_open(settings: Settings) -> None:
+    """Say loudly that anyone who reaches a non-loopback port reads and writes everything."""
+    from urllib.parse import urlsplit
+
+    from .auth import is_loopback
+
+    log = logging.getLogger("dicomweb_origin")
+    if settings.oidc_issuer is None and settings.tokens_file is None and not is_loopback(settings.host):
+        log.warning("no authentication configured (--oidc-issuer / --tokens) and listening on %s: anyone who "
+                    "reaches port %d can read and write every study", settings.host, settings.port)
+    for source in (settings.oidc_issuer, settings.oidc_jwks):
+        url = urlsplit(source or "")
+        if url.scheme == "http" and not is_loopback(url.hostname or ""):
+            log.warning("%s is plain HTTP: whoever can tamper with it can forge tokens (use https)", source)
+
+
+def token_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``token add NAME``: append a new static token to the file and print it, once; ``token remove NAME``."""
+    from .auth import add_token, remove_token
+
+    try:
+        if args.token_command == "remove":
+            remove_token(args.tokens, args.name)
+            print(f"token {args.name!r} removed from {args.tokens}", file=sys.stderr)
+            return 0
+        token = add_token(args.tokens, args.name, args.scopes.split(","))
+    except (OSError, ValueError) as exc:
+        parser.error(str(exc))
+    print(token)
+    print(f"token {args.name!r} added to {args.tokens}; it is shown only now (the file keeps a salted hash)",
+          file=sys.stderr)
+    return 0
+
+
+def _check_auth_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    if (args.oidc_audience or args.oidc_jwks) and not args.oidc_issuer:
+        parser.error("--oidc-audience and --oidc-jwks need --oidc-issuer")
+    if args.oidc_issuer and not args.oidc_audience:
+        parser.error("--oidc-issuer needs --oidc-audience (the aud the tokens must name)")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    for path in (args.tls_cert, args.tls_key):
+        if path is not None and not path.is_file():
+            parser.error(f"{path}: no such file")
+    if args.tokens is not None:
+        from .auth import read_tokens
+
+        try:
+            read_tokens(args.tokens)
+        except (OSError, ValueError) as exc:
+            parser.error(f"--tokens: {exc} (dicomweb-origin token add NAME --tokens FILE makes one)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,6 +184,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_p.add_argument("--grace", type=float, default=60.0, metavar="SECONDS",
                          help="orphans younger than this may be a STOW in progress: left alone (default 60 s;"
                               " 0 on an archive nothing writes to)")
+    auth_g = serve_p.add_argument_group("authentication (none: open to anyone who reaches the port)")
+    auth_g.add_argument("--oidc-issuer", default=None, metavar="URL",
+                        help="accept JWT bearer tokens of this OpenID Connect issuer (its iss)")
+    auth_g.add_argument("--oidc-audience", default=None, metavar="AUD", help="the aud the tokens must name")
+    auth_g.add_argument("--oidc-jwks", default=None, metavar="FILE_OR_URL",
+                        help="the issuer's JWKS (default: jwks_uri of URL/.well-known/openid-configuration)")
+    auth_g.add_argument("--tokens", type=Path, default=None, metavar="FILE",
+                        help="accept the static tokens of this file (dicomweb-origin token add makes them)")
+    auth_g.add_argument("--tls-cert", type=Path, default=None, metavar="FILE", help="serve HTTPS: certificate (PEM)")
+    auth_g.add_argument("--tls-key", type=Path, default=None, metavar="FILE", help="serve HTTPS: private key (PEM)")
+    token_p = sub.add_parser("token", help="manage the static tokens of a --tokens file")
+    token_sub = token_p.add_subparsers(dest="token_command", required=True)
+    token_add = token_sub.add_parser("add", help="add a token and print it (once)")
+    token_add.add_argument("name", help="who the token is for (one word; appears in the access log)")
+    token_add.add_argument("--scopes", default="dicomweb.read",
+                           help="comma-separated: dicomweb.read, dicomweb.write (default dicomweb.read)")
+    token_add.add_argument("--tokens", type=Path, required=True, metavar="FILE", help="the token file (created 0600)")
+    token_remove = token_sub.add_parser("remove", help="remove (revoke) a token; a running server sees it at once")
+    token_remove.add_argument("name", help="the token's name")
+    token_remove.add_argument("--tokens", type=Path, required=True, metavar="FILE", help="the token file")
     import_p = sub.add_parser("import", help="import DICOM files or folders (recursive)")
     import_p.add_argument("--data", type=Path, default=Path("data"))
     import_p.add_argument("paths", type=Path, nargs="+")
@@ -139,13 +215,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         if args.viewer is not None and not (args.viewer / "index.html").is_file():
             parser.error(f"--viewer {args.viewer}: no index.html there (scripts/fetch_ohif.py prints the folder)")
+        _check_auth_args(args, parser)
         settings = Settings(data_dir=args.data, host=args.host, port=args.port, public_url=args.public_url,
                             cors_origins=tuple(args.cors_origin), frame_cache_bytes=args.frame_cache_mb << 20,
-                            on_conflict=args.on_conflict)
+                            on_conflict=args.on_conflict,
+                            oidc_issuer=args.oidc_issuer, oidc_audience=args.oidc_audience,
+                            oidc_jwks=args.oidc_jwks, tokens_file=args.tokens, tls_cert=args.tls_cert,
+                            tls_key=args.tls_key)
         serve(settings, args.demo, args.viewer)
         return 0
     if args.command == "check":
         return 1 if check_archive(Settings(data_dir=args.data), args.repair, args.grace) else 0
+    if args.command == "token":
+        return token_command(args, parser)
     if args.command == "import":
         return 1 if import_paths(Settings(data_dir=args.data), args.paths) else 0
     if args.out is not None:

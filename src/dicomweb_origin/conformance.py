@@ -77,7 +77,17 @@ def rendered_types_table() -> str:
     return "\n".join(lines)
 
 
-GENERATED = {"rendered-types": rendered_types_table, "transfer-syntaxes": transfer_syntax_table, "decoders": decoder_table}
+def scope_table() -> str:
+    """The scope each HTTP method needs (``auth.REQUIRED_SCOPE``)."""
+    from .auth import REQUIRED_SCOPE
+
+    lines = ["| Method | Scope needed |", "|---|---|"]
+    lines += [f"| {method} | `{scope}` |" for method, scope in REQUIRED_SCOPE.items()]
+    return "\n".join(lines)
+
+
+GENERATED = {"rendered-types": rendered_types_table, "transfer-syntaxes": transfer_syntax_table, "decoders": decoder_table,
+             "scopes": scope_table}
 
 
 def render(text: str) -> str:

@@ -25,6 +25,13 @@ class Settings:
     gzip_cache_bytes: int = 64 << 20  # bounded LRU of gzip-compressed metadata and search bodies
     # STOW of a stored SOP Instance UID with different content: refused (409, 0xC410) or replacing it.
     on_conflict: Literal["refuse", "replace"] = "refuse"
+    # Authentication (auth.py): with neither an OIDC issuer nor a token file the server is open to anyone.
+    oidc_issuer: str | None = None  # JWT bearer tokens of this issuer (its discovery document gives the JWKS)
+    oidc_audience: str | None = None  # the aud the tokens must name
+    oidc_jwks: str | None = None  # a JWKS file or URL instead of the discovery document's jwks_uri
+    tokens_file: Path | None = None  # static tokens: "sha256$SALT$HASH NAME SCOPES" lines
+    tls_cert: Path | None = None  # serve HTTPS with this certificate (PEM) ...
+    tls_key: Path | None = None  # ... and its private key (PEM)
 
     @property
     def index_path(self) -> Path:
