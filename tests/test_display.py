@@ -28,7 +28,7 @@ from test_stow import stow
 from dicomweb_origin.app import build_app
 from dicomweb_origin.dicom.display import extract_display
 from dicomweb_origin.model import Display, Lut, Window
-from dicomweb_origin.storage.sqlite import SqliteIndex, record_from_json, record_to_json
+from dicomweb_origin.storage.sqlite import MIGRATIONS, SqliteIndex, record_from_json, record_to_json
 
 
 def _read(name: str) -> Dataset:
@@ -315,6 +315,7 @@ def _make_old(index_path: Path, icc_path: str = "00282000") -> int:
     """
     conn = sqlite3.connect(index_path, isolation_level=None)
     conn.execute("DROP TABLE display_pending")
+    conn.execute("DROP TABLE IF EXISTS tombstone")  # schema 5
     rows = conn.execute("SELECT instance_uid, record FROM instance").fetchall()
     for uid, blob in rows:
         raw = orjson.loads(blob)
@@ -350,6 +351,6 @@ def test_opening_an_older_archive_fills_the_display_of_its_records(empty_archive
     assert element is not None and app.state.archive.blobs.read(icc.blob_key, element.offset, element.length) == profile
     assert index.records_missing_display() == []
     conn = sqlite3.connect(empty_archive.settings.index_path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     assert conn.execute("SELECT count(*) FROM display_pending").fetchone()[0] == 0
     conn.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -23,6 +24,8 @@ from .storage.sqlite import SqliteIndex
 from .web.app import create_app
 from .web.ops import Probes
 
+log = logging.getLogger(__name__)
+
 
 class Archive:
     """The embedded archive: SQLite index and filesystem blobs under one data directory."""
@@ -32,6 +35,9 @@ class Archive:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.index = SqliteIndex(settings.index_path)
         self.blobs = FileBlobStore(settings.blob_dir)
+        # Uploads a crash cut short (never indexed); those a live writer (another process) holds stay.
+        if removed := self.blobs.remove_stale_uploads():
+            log.info("removed %d unfinished upload(s) left by a crash", removed)
         self.ingest = Ingest(self.index, self.blobs, settings)
         self.ingest.fill_missing_display()  # archives written before records kept the display
         workers = settings.workers or os.cpu_count() or 2

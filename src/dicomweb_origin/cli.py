@@ -1,4 +1,4 @@
-"""Command line: ``dicomweb-origin serve | import | demo | token add``."""
+"""Command line: ``dicomweb-origin serve | import | check | demo | token add``."""
 
 from __future__ import annotations
 
@@ -56,6 +56,29 @@ def import_paths(settings: Settings, paths: Sequence[Path], quiet: bool = False)
     for path, reason in failures:
         print(f"failed: {path}: {reason}")
     return counts["failed"]
+
+
+def check_archive(settings: Settings, repair: bool, grace: float, quiet: bool = False) -> int:
+    """Verify index <-> blobs (``check.py``); print what is wrong; return how many problems remain."""
+    from tqdm import tqdm
+
+    from .app import Archive
+    from .check import check
+
+    archive = Archive(settings)  # opening it removes unfinished uploads no live writer holds
+    with tqdm(total=archive.index.count(), unit="instance", disable=quiet, file=sys.stderr) as bar:
+        report = check(archive.index, archive.blobs, repair=repair, grace=grace, progress=bar.update)
+    for problem in report.problems:
+        state = "repaired" if problem.repaired else "found"
+        uid = f" (instance {problem.instance_uid})" if problem.instance_uid else ""
+        print(f"{state}: {problem.kind}: {problem.key}{uid}: {problem.detail}")
+    for key in report.in_flight:
+        print(f"in flight: orphan younger than {grace:g} s, left alone: {key}")
+    remaining = report.remaining
+    print(f"checked: {report.instances} instances, {report.blobs} blobs, {report.bytes / 1e6:.1f} MB  "
+          f"problems: {len(report.problems)}  repaired: {len(report.problems) - len(remaining)}  "
+          f"remaining: {len(remaining)}  in flight: {len(report.in_flight)}")
+    return len(remaining)
 
 
 def load_demo(settings: Settings, slices: int = 128, size: int = 512) -> int:
@@ -185,6 +208,18 @@ def parser() -> argparse.ArgumentParser:
     serve_p.add_argument("--log-format", choices=FORMATS, default="json",
                          help="json: one JSON object per line (access log: time, method, path, query, status,"
                               " bytes, duration_ms, client, user); text: one readable line")
+    serve_p.add_argument("--on-conflict", choices=("refuse", "replace"), default="refuse",
+                         help="STOW of a stored SOP Instance UID with different content: refuse it (409, the"
+                              " default) or replace the stored instance")
+    check_p = sub.add_parser("check", help="verify the index against the stored files (digests, orphans)",
+                             formatter_class=_Help)
+    check_p.add_argument("--data", type=Path, default=Path("data"), help="archive directory")
+    check_p.add_argument("--repair", action="store_true",
+                         help="delete orphan files and unfinished uploads; unindex instances whose file is"
+                              " missing or corrupt")
+    check_p.add_argument("--grace", type=float, default=60.0, metavar="SECONDS",
+                         help="orphans younger than this may be a STOW in progress: left alone"
+                              " (0 on an archive nothing writes to)")
     auth_g = serve_p.add_argument_group("authentication (none: open to anyone who reaches the port)")
     auth_g.add_argument("--oidc-issuer", default=None, metavar="URL",
                         help="accept JWT bearer tokens of this OpenID Connect issuer (its iss)")
@@ -228,11 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_auth_args(args, cli)
         settings = Settings(data_dir=args.data, host=args.host, port=args.port, public_url=args.public_url,
                             cors_origins=tuple(args.cors_origin), frame_cache_bytes=args.frame_cache_mb << 20,
+                            on_conflict=args.on_conflict,
                             oidc_issuer=args.oidc_issuer, oidc_audience=args.oidc_audience,
                             oidc_jwks=args.oidc_jwks, tokens_file=args.tokens, tls_cert=args.tls_cert,
                             tls_key=args.tls_key)
         serve(settings, args.demo, args.viewer, args.log_level)
         return 0
+    if args.command == "check":
+        return 1 if check_archive(Settings(data_dir=args.data), args.repair, args.grace) else 0
     if args.command == "token":
         return token_command(args, cli)
     if args.command == "import":

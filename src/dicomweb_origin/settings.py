@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,8 @@ class Settings:
     cors_origins: tuple[str, ...] = field(default=())
     gzip_min_bytes: int = 1024
     gzip_cache_bytes: int = 64 << 20  # bounded LRU of gzip-compressed metadata and search bodies
+    # STOW of a stored SOP Instance UID with different content: refused (409, 0xC410) or replacing it.
+    on_conflict: Literal["refuse", "replace"] = "refuse"
     # Authentication (auth.py): with neither an OIDC issuer nor a token file the server is open to anyone.
     oidc_issuer: str | None = None  # JWT bearer tokens of this issuer (its discovery document gives the JWKS)
     oidc_audience: str | None = None  # the aud the tokens must name
