@@ -224,13 +224,9 @@ class Endpoints:
         check_charset(request.query_params.getlist("charset"), header_field(request.headers, "accept-charset"))
         params, unsupported = volume_params(request.query_params)
         frame_list = request.path_params.get("frames")
-
-        def render() -> Payload:
-            payload = self.retrieve.volume(kind, target, frame_list, accept, params)
-            payload.parts[0].materialize()  # the rendering runs in this one executor job
-            return payload
-
-        payload = await asyncio.wrap_future(self.retrieve.executor.submit(render))
+        # In the thread pool, not the executor: assembly decodes frames on the executor and waits for
+        # them; the rendering itself runs on the executor when ``send`` produces the part.
+        payload = await run_in_threadpool(self.retrieve.volume, kind, target, frame_list, accept, params)
         if unsupported:  # §8.3.5.1.1
             payload.warnings += (f"The following annotation values are not supported: {', '.join(unsupported)}",)
         return await self.send(request, payload)
