@@ -87,7 +87,7 @@ class Volume:
         inv = self.derived.get("inverse")
         if inv is None:
             inv = self.derived["inverse"] = np.linalg.inv(self.affine)
-        return inv  # type: ignore[no-any-return]
+        return inv
 
     @property
     def centre(self) -> np.ndarray:
@@ -98,13 +98,15 @@ class Volume:
     def to_patient(self, ijk: np.ndarray) -> np.ndarray:
         """Voxel indices (..., 3) as (i, j, k) -> LPS mm (..., 3)."""
         ijk = np.asarray(ijk, dtype=np.float64)
-        return ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
+        out: np.ndarray = ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
+        return out
 
     def to_index(self, lps: np.ndarray) -> np.ndarray:
         """LPS mm (..., 3) -> voxel indices (..., 3) as (i, j, k)."""
         lps = np.asarray(lps, dtype=np.float64)
         inv = self.inverse
-        return lps @ inv[:3, :3].T + inv[:3, 3]
+        out: np.ndarray = lps @ inv[:3, :3].T + inv[:3, 3]
+        return out
 
     def corners(self) -> np.ndarray:
         """The 8 corners (8, 3) LPS of the box the voxels fill (half a voxel beyond the outer centres)."""
@@ -117,7 +119,7 @@ class Volume:
         found = self.derived.get("range")
         if found is None:
             found = self.derived["range"] = (float(self.data.min()), float(self.data.max()))
-        return found  # type: ignore[no-any-return]
+        return found
 
     def value_range(self) -> tuple[float, float]:
         """(min, max) modality values."""

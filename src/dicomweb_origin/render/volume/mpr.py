@@ -7,7 +7,8 @@ image centre. Samples outside the volume take its minimum value, so they are bla
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -16,7 +17,7 @@ from ...errors import BadRequest
 from .geometry import Camera, Volume, camera_from_triple, resolve_size
 
 # §8.3.5.3.3: how the samples across a slab combine; the numpy reduction of each.
-SLAB_METHODS = {"maximum_ip": np.max, "minimum_ip": np.min, "average_ip": np.mean}
+SLAB_METHODS: dict[str, Callable[..., Any]] = {"maximum_ip": np.max, "minimum_ip": np.min, "average_ip": np.mean}
 
 
 def sample(volume: Volume, ijk: np.ndarray) -> np.ndarray:
@@ -100,7 +101,7 @@ def _unit_up(up: Sequence[float] | np.ndarray) -> np.ndarray:
     u = np.asarray(up, dtype=np.float64).reshape(-1)
     if u.shape != (3,) or not np.all(np.isfinite(u)) or np.linalg.norm(u) < 1e-9:
         raise BadRequest("viewpointup needs three finite numbers, not all zero")
-    return u / np.linalg.norm(u)  # type: ignore[no-any-return]
+    return u / np.linalg.norm(u)
 
 
 def curved_mpr(volume: Volume, points: Sequence[Sequence[float]], up: Sequence[float] | np.ndarray, *,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from .shear import Shear, plan_for
 PROJECTIONS = ("maximum_ip", "minimum_ip", "average_ip")
 # numpy releases the GIL on whole-slice operations: two threads halve a projection on two cores.
 WORKERS = max(1, min(2, os.cpu_count() or 1))
+T = TypeVar("T")
 
 
 def _chunks(order: range, parts: int) -> list[range]:
@@ -27,7 +29,7 @@ def _chunks(order: range, parts: int) -> list[range]:
     return [order[bounds[p]:bounds[p + 1]] for p in range(parts) if bounds[p + 1] > bounds[p]]
 
 
-def run_chunks(shear: Shear, work: Callable[[range], object]) -> list[object]:
+def run_chunks(shear: Shear, work: Callable[[range], T]) -> list[T]:
     """``work`` over the slices front to back, split in WORKERS contiguous runs (results in front-to-back order)."""
     chunks = _chunks(shear.order(), WORKERS if shear.count >= 16 else 1)
     if len(chunks) == 1:
@@ -66,21 +68,23 @@ def _project(volume: Volume, shear: Shear, method: str) -> np.ndarray:
         return acc, count
 
     parts = run_chunks(shear, work)
-    acc, count = parts[0]  # type: ignore[misc]
-    for other, other_count in parts[1:]:  # type: ignore[misc]
+    acc, count = parts[0]
+    for other, other_count in parts[1:]:
         if method == "maximum_ip":
             np.maximum(acc, other, out=acc)
         elif method == "minimum_ip":
             np.minimum(acc, other, out=acc)
         else:
             acc += other
+            assert count is not None and other_count is not None
             count += other_count
     if method == "average_ip":
+        assert count is not None
         hit = count > 0
         acc = np.where(hit, acc / np.maximum(count, 1), lo).astype(np.float32)
     else:
         acc[~np.isfinite(acc)] = lo
-    return acc  # type: ignore[no-any-return]
+    return acc
 
 
 def project(volume: Volume, camera: Camera, method: str, *, size: tuple[int, int] | None = None,

@@ -187,8 +187,8 @@ def _composite(volume: Volume, data: np.ndarray, shear: Shear, tf: TransferFunct
         return colour, opacity
 
     parts = run_chunks(shear, work)
-    colour, opacity = parts[0]  # type: ignore[misc]
-    for c_back, a_back in parts[1:]:  # type: ignore[misc]
+    colour, opacity = parts[0]
+    for c_back, a_back in parts[1:]:
         # "over": the back run shows through what the front runs left transparent
         colour += (1.0 - opacity)[..., None] * c_back
         opacity += (1.0 - opacity) * a_back

@@ -40,7 +40,7 @@ class Shear:
         """The 2-D slice ``n`` along the principal axis (a view)."""
         index: list[int | slice] = [slice(None)] * 3
         index[self.axis] = n
-        return data[tuple(index)]  # type: ignore[no-any-return]
+        return data[tuple(index)]
 
     def resampled(self, data: np.ndarray, n: int) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
         """((u1 start, u1 stop, u2 start, u2 stop), float32 block) of slice ``n`` on the intermediate grid."""
