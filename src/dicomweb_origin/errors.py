@@ -5,7 +5,8 @@ Table 10.4.3-1). Nothing below ``web/`` knows about HTTP objects.
 
     DicomWebError (500)
      ├── BadRequest (400)            malformed UID, parameter or header value
-     │    └── InvalidFrameList (400) frame numbers not 1-based integers
+     │    ├── InvalidFrameList (400) frame numbers not 1-based integers
+ │    └── InvalidVolume (400)    frames that do not form a volume (PS3.3 C.11.23.1)
      ├── NotFound (404)              unknown study / series / instance / frame / bulk data
      ├── NotAcceptable (406)         none of the Acceptable Media Types can be served
      ├── RequestTimeout (408)        STOW: the request body stopped arriving
@@ -36,6 +37,10 @@ class BadRequest(DicomWebError):
 
 class InvalidFrameList(BadRequest):
     pass
+
+
+class InvalidVolume(BadRequest):
+    """The selected frames fail the Volume Input Requirements (PS3.3 C.11.23.1); the message names the reason."""
 
 
 class NotFound(DicomWebError):
