@@ -42,12 +42,12 @@ class Archive:
         ingest = self.app.state.archive.ingest
         self.ingest = ingest
         paths = generate_demo(root / "demo", slices=SLICES, size=SIZE)
-        self.ct = sorted(dcmread(p) for p in paths if p.parent.name == "ct")
+        self.ct = [dcmread(p) for p in paths if p.parent.name == "ct"]
         self.ct.sort(key=lambda ds: int(ds.InstanceNumber))
-        enhanced = [p for p in paths if p.parent.name == "enhanced"]
+        enhanced = [p for p in paths if p.parent.name == "enhanced-ct"]
         self.enhanced = dcmread(enhanced[0]) if enhanced else None
         for path in paths:
-            if path.parent.name in ("ct", "enhanced"):
+            if path.parent.name in ("ct", "enhanced-ct"):
                 self.store(path.read_bytes())
         first = self.ct[0]
         self.study, self.series = first.StudyInstanceUID, first.SeriesInstanceUID

@@ -71,7 +71,7 @@ def _input(images: Sequence[Dataset], window: tuple[float, float] | None, frames
     item.VolumetricPresentationInputNumber = 1
     item.PresentationInputType = "VOLUME"
     item.InputSequencePositionIndex = 1
-    item.CropFlag = "NO"
+    item.Crop = "NO"
     item.ReferencedImageSequence = [_reference(image, frames) for image in images]
     if window is not None:
         voi = Dataset()

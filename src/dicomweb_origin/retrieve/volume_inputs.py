@@ -16,19 +16,20 @@ viewer rotating a view pays for decoding and assembly once (concurrent requests 
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
+from pydicom.datadict import tag_for_keyword
 
 from ..cache import SizedCache
 from ..errors import BadRequest, DicomWebError
 from ..model import InstanceRecord, VolumeSelector, Window
 from ..render import lut
 from ..render.volume import Slice, Volume, assemble
-from ..search import _attribute_path  # QIDO attribute names (keyword, tag, or a sequence path)
 from .sources import Sources
 
 VOLUME_SOP_EXCLUDED = ("1.2.840.10008.5.1.4.1.1.11.",)  # presentation states hold no pixels
@@ -116,6 +117,23 @@ def candidates(records: Sequence[InstanceRecord]) -> list[Candidate]:
         if len(group) > 1:
             found.append(Candidate(tuple((r, 0) for r in group), group[0].series_uid, None))
     return sorted(found, key=lambda c: -len(c.frames))
+
+
+_HEX_TAG = re.compile(r"[0-9A-Fa-f]{8}")
+
+
+def _attribute_path(name: str) -> tuple[str, ...] | None:
+    """``SeriesDescription``, ``0008103E`` or ``00081140.00081155`` as tags, as QIDO names them (§8.3.4.1)."""
+    tags = []
+    for part in name.split("."):
+        if _HEX_TAG.fullmatch(part):
+            tags.append(part.upper())
+            continue
+        tag = tag_for_keyword(part) if part.isidentifier() else None
+        if tag is None:
+            return None
+        tags.append(f"{tag:08X}")
+    return tuple(tags)
 
 
 def _metadata(sources: Sources, records: Sequence[InstanceRecord]) -> list[dict[str, Any]]:
