@@ -325,11 +325,11 @@ async def test_annex_k_of_an_mpr_has_its_window_and_slab(client: httpx.AsyncClie
     assert _value(module, "00720510") == ["SLAB"]
     assert _value(module, "0070120D") == ["AVERAGE_IP"]
     assert _value(module, "00701503") == [10.0]
-    assert _value(module, "00281050") == ["40"] and _value(module, "00281051") == ["400"]  # the stored window
+    assert _value(module, "00281050") == [40] and _value(module, "00281051") == [400]  # the stored window (DS: numbers)
     assert np.allclose(_value(module, "00701605"), [0, -1, 0])  # default f: axial, anterior up
     asked = _json(await client.get(f"{volumes.series_path}/renderedmpr",
                                    params={"window": "100,200,sigmoid", "renderedvolumetricmetadata": "yes"}))
-    assert _value(asked, "00281056") == ["SIGMOID"] and _value(asked, "00281050") == ["100"]
+    assert _value(asked, "00281056") == ["SIGMOID"] and _value(asked, "00281050") == [100]
 
 
 # -- animations ------------------------------------------------------------------------------------------
@@ -397,7 +397,7 @@ async def test_planar_mpr_state_renders_its_geometry_and_voi(client: httpx.Async
     z_mid = (float(volumes.ct[0].ImagePositionPatient[2]) + float(volumes.ct[-1].ImagePositionPatient[2])) / 2
     same = _image(await client.get(f"{volumes.series_path}/renderedmpr", params={
         "viewpointposition": f"0,-300,{z_mid}", "viewpointlookat": f"0,0,{z_mid}", "viewpointup": "0,0,1",
-        "mprslab": "6", "window": "400,1800,linear", "viewport": f"{image.shape[1]},{image.shape[0]}"},
+        "mprslab": "6", "window": "400,1800,linear"},
         headers={"Accept": "image/png"}))
     assert half > 0
     rows = min(same.shape[0], image.shape[0])
