@@ -18,7 +18,7 @@ animation (10° for a swivel, the finest voxel spacing rounded up to 1 mm for a 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,8 +105,8 @@ def volume(sources: Sources, volumes: VolumeCache, cache: BytesCache, kind: str,
     tag = etag("volume", kind, target.path, frame_list, params, media_type, *digests)
     location = f"{target.path}{'/frames/' + frame_list if frame_list else ''}/{_resource(kind)}"
     if media_type in METADATA_TYPES:
-        body = annex_k(plan)
-        return Payload([Part("application/dicom+json", location, len(body), bytes_body(body))], None, tag)
+        module = annex_k(plan)
+        return Payload([Part("application/dicom+json", location, len(module), bytes_body(module))], None, tag)
     key = ("volume-part", tag)
     cached = cache.get(key)
     if cached is not None:
@@ -116,7 +116,7 @@ def volume(sources: Sources, volumes: VolumeCache, cache: BytesCache, kind: str,
     def produce() -> bytes:
         return _render(built, plan, params, media_type, metadata)
 
-    def body(offset: int, length: int | None) -> Any:
+    def body(offset: int, length: int | None) -> Iterator[bytes]:
         yield from bytes_body(cache.get_or_make(key, produce))(offset, length)
 
     return Payload([Part(media_type, location, None, body)], None, tag)
@@ -247,7 +247,8 @@ def _grey(values: np.ndarray, window: Window) -> np.ndarray:
     """VOI after projection (PS3.4 FF.2), then 8-bit P-Values (MONOCHROME2, identity Presentation LUT)."""
     with np.errstate(over="ignore", invalid="ignore"):
         y = lut.window_values(np.nan_to_num(values.astype(np.float32, copy=False)), window)
-        return np.rint(lut.presentation(y, None, False)).astype(np.uint8)
+        grey: np.ndarray = np.rint(lut.presentation(y, None, False)).astype(np.uint8)
+        return grey
 
 
 def _frame(built: Assembled, plan: Plan, camera: vr.Camera, still_curve: bool) -> np.ndarray:
@@ -260,8 +261,9 @@ def _frame(built: Assembled, plan: Plan, camera: vr.Camera, still_curve: bool) -
             values = vr.mpr(volume_, camera, size=plan.size, spacing=plan.spacing, slab=plan.slab or 0.0,
                             method=plan.method.lower())
     elif plan.method == "VOLUME_RENDERED":
-        return np.asarray(vr.volume_render(volume_, camera, modality=plan.modality, size=plan.size,
-                                           spacing=plan.spacing))
+        rgb: np.ndarray = vr.volume_render(volume_, camera, modality=plan.modality, size=plan.size,
+                                           spacing=plan.spacing)
+        return rgb
     else:
         values = vr.project(volume_, camera, plan.method.lower(), size=plan.size, spacing=plan.spacing)
     assert plan.window is not None

@@ -252,6 +252,9 @@ def describe(segments: Sequence[str], method: str, resource: str | None) -> Meth
     level = levels[-1] if levels else ""
     last = segments[-1]
     framed = "Frames" if "frames" in segments else ""
+    # Method ids are unique (xsd:ID): the camel-case aliases and the seed's study path say what they are.
+    variant = (" (seed path)" if len(segments) > 1 and segments[-2] == "series" else "") + (
+        " (alias)" if last in ("renderedMPR", "rendered3D") else "")
     key = (method, resource or "")
     builders: dict[tuple[str, str], Callable[[], Method]] = {
         ("GET", "uid"): lambda: _retrieve(f"Retrieve {level}", _dicom_options(level)),
@@ -267,8 +270,8 @@ def describe(segments: Sequence[str], method: str, resource: str | None) -> Meth
         ("GET", "rendered"): lambda: _rendered(f"Retrieve Rendered {framed or level}", thumbnail=False,
                                                single=level == "Instance"),
         ("GET", "thumbnail"): lambda: _rendered(f"Retrieve {framed or level} Thumbnail", thumbnail=True),
-        ("GET", "renderedmpr"): lambda: _volume(f"Retrieve Rendered MPR {framed or level}"),
-        ("GET", "rendered3d"): lambda: _volume(f"Retrieve Rendered 3D {framed or level}"),
+        ("GET", "renderedmpr"): lambda: _volume(f"Retrieve Rendered MPR {framed or level}{variant}"),
+        ("GET", "rendered3d"): lambda: _volume(f"Retrieve Rendered 3D {framed or level}{variant}"),
     }
     build = builders.get(key)
     return build() if build is not None else None
