@@ -80,7 +80,7 @@ def rendered_types_table() -> str:
 def volume_table() -> str:
     """What the Rendered MPR / 3D resources serve and choose when the request does not say (§10.4.1.1.7-8)."""
     from .retrieve import volumes
-    from .retrieve.vps import VOLUMETRIC_STATES
+    from .retrieve.vps import PLANAR_MPR_VPS, VOLUMETRIC_STATES
 
     names = {"mpr": "`/renderedmpr`", "3d": "`/rendered3d`"}
     lines = ["| Resource | Default renderingmethod | Default orientation | Reformatting Operation Type |", "|---|---|---|---|"]
@@ -94,7 +94,7 @@ def volume_table() -> str:
               "| renderedvolumetricmetadata=yes | " + ", ".join(f"`{t}`" for t in volumes.METADATA_TYPES) + " |",
               "", "| Volumetric Presentation State | SOP Class UID | Resources |", "|---|---|---|"]
     for uid, name in VOLUMETRIC_STATES.items():
-        where = "`/renderedmpr`, `/rendered3d`" if uid in volumes.PLANAR_MPR_VPS else "`/rendered3d`"
+        where = "`/renderedmpr`, `/rendered3d`" if uid in PLANAR_MPR_VPS else "`/rendered3d`"
         lines.append(f"| {name} | `{uid}` | {where} |")
     lines += ["", f"Animation defaults: step {volumes.DEFAULT_SWIVEL_STEP}° (swivel) or the finest voxel spacing rounded"
               f" up to whole mm (curve); rate {volumes.DEFAULT_RATE} steps per second; at most {volumes.MAX_FRAMES}"
