@@ -34,7 +34,7 @@ test: install browser
 	$(PY) -m pytest -n 2 -q
 
 bench: install
-	$(PY) benchmarks/retrieve.py && $(PY) benchmarks/frames.py && $(PY) benchmarks/search.py && $(PY) benchmarks/rendered.py
+	$(PY) benchmarks/retrieve.py && $(PY) benchmarks/frames.py && $(PY) benchmarks/search.py && $(PY) benchmarks/rendered.py && $(PY) benchmarks/volumes.py
 
 clean:
 	rm -rf $(VENV) data

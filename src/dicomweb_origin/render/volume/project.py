@@ -51,8 +51,9 @@ def _project(volume: Volume, shear: Shear, method: str) -> np.ndarray:
         else:
             acc = np.zeros(shear.shape, dtype=np.float32)
         count = np.zeros(shear.shape, dtype=np.int32) if method == "average_ip" else None
+        source = shear.reader(data)
         for n in slices:
-            found = shear.resampled(data, n)
+            found = shear.resampled(source, n)
             if found is None:
                 continue
             (a, b, c, d), block = found

@@ -139,13 +139,14 @@ def _composite(volume: Volume, data: np.ndarray, shear: Shear, tf: TransferFunct
         colour = np.zeros((*shear.shape, 3), dtype=np.float32)
         opacity = np.zeros(shear.shape, dtype=np.float32)
         buffers: dict[int, np.ndarray] = {}
+        source = shear.reader(data)
 
         def samples(n: int) -> np.ndarray:
             found = buffers.get(n)
             if found is None:
                 found = np.full(shear.shape, lo, dtype=np.float32)
                 if 0 <= n < shear.count:
-                    got = shear.resampled(data, n)
+                    got = shear.resampled(source, n)
                     if got is not None:
                         (a, b, c, d), block = got
                         found[a:b, c:d] = block

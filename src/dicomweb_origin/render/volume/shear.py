@@ -17,6 +17,9 @@ from scipy import ndimage
 
 from .geometry import Camera, Volume
 
+# Slices across the fastest-varying axis (i) are gathered this many at a time into a contiguous block: one strided
+# pass over the volume instead of one cache miss per voxel.
+_BLOCK = 32
 # A shift whose fractional part is closer to a whole voxel than this is taken as whole (no interpolation).
 _WHOLE = 1e-4
 
@@ -36,15 +39,12 @@ class Shear:
     to_intermediate: np.ndarray  # (2, 3): (u1, u2) = M @ (row, col, 1) for output pixel centres
     gradient: np.ndarray  # (3, 3): world gradient = G @ (d/du1, d/du2, d/dn) of the sheared samples
 
-    def slice(self, data: np.ndarray, n: int) -> np.ndarray:
-        """The 2-D slice ``n`` along the principal axis (a view)."""
-        index: list[int | slice] = [slice(None)] * 3
-        index[self.axis] = n
-        return data[tuple(index)]
+    def reader(self, data: np.ndarray) -> SliceReader:
+        return SliceReader(data, self.axis)
 
-    def resampled(self, data: np.ndarray, n: int) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    def resampled(self, source: SliceReader, n: int) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
         """((u1 start, u1 stop, u2 start, u2 stop), float32 block) of slice ``n`` on the intermediate grid."""
-        s = self.slice(data, n)
+        s = source.slice(n)
         lo: list[int] = []
         hi: list[int] = []
         src: list[int] = []
@@ -96,6 +96,26 @@ class Shear:
             ndimage.map_coordinates(np.ascontiguousarray(image[..., c]), coords, output=out, order=1,
                                     mode="constant", cval=background, prefilter=False)
         return np.stack(channels, axis=-1)
+
+
+class SliceReader:
+    """2-D slices of a (k, j, i) array along one axis; along i, from contiguous blocks of _BLOCK slices."""
+
+    def __init__(self, data: np.ndarray, axis: int) -> None:
+        self.data, self.axis = data, axis
+        self.block_start = -1
+        self.block: np.ndarray | None = None
+
+    def slice(self, n: int) -> np.ndarray:
+        if self.axis == 0:
+            return self.data[n]  # type: ignore[no-any-return]
+        if self.axis == 1:
+            return self.data[:, n, :]
+        start = n - n % _BLOCK
+        if start != self.block_start or self.block is None:
+            self.block = np.ascontiguousarray(np.moveaxis(self.data[:, :, start:start + _BLOCK], 2, 0))
+            self.block_start = start
+        return self.block[n - start]  # type: ignore[no-any-return]
 
 
 def plan(shape: tuple[int, int, int], affine: np.ndarray, camera: Camera, size: tuple[int, int],
