@@ -461,3 +461,41 @@ async def test_golden_images_of_the_demo_ct(client: httpx.AsyncClient, volumes: 
     want = np.asarray(Image.open(path).convert("RGB"), dtype=np.float64)
     assert got.shape == want.shape
     assert np.abs(got - want).mean() < 1.0, f"{name} differs from tests/golden/volumes/{name}.png"
+
+
+# -- multi-frame volumes ------------------------------------------------------------------------------------
+
+
+async def test_enhanced_ct_is_the_same_volume_as_the_series(client: httpx.AsyncClient, volumes: Archive) -> None:
+    """The demo's Enhanced CT samples the phantom as the CT series does: per-frame geometry, same picture."""
+    assert volumes.enhanced is not None and int(volumes.enhanced.NumberOfFrames) == SLICES
+    enhanced = volumes.instance_path(volumes.enhanced)
+    for params in ({"orientation": "a"}, {"orientation": "l", "mprslab": "10", "renderingmethod": "maximum_ip"}):
+        series = _image(await client.get(f"{volumes.series_path}/renderedmpr", params=params,
+                                         headers={"Accept": "image/png"}))
+        multi = _image(await client.get(f"{enhanced}/renderedmpr", params=params, headers={"Accept": "image/png"}))
+        assert np.array_equal(series, multi)
+
+
+async def test_frame_numbers_select_part_of_a_multi_frame_volume(client: httpx.AsyncClient,
+                                                                 volumes: Archive) -> None:
+    assert volumes.enhanced is not None
+    enhanced = volumes.instance_path(volumes.enhanced)
+    full = _json(await client.get(f"{enhanced}/renderedmpr", params={"renderedvolumetricmetadata": "yes",
+                                                                     "orientation": "a"}))
+    half = ",".join(str(n) for n in range(1, SLICES // 2 + 1))
+    by_reference = await client.get(f"{enhanced}/renderedmpr", params={"volumeinputreference": half,
+                                                                       "orientation": "a"},
+                                    headers={"Accept": "image/png"})
+    by_frames = await client.get(f"{enhanced}/frames/{half}/renderedmpr", params={"orientation": "a"},
+                                 headers={"Accept": "image/png"})
+    assert np.array_equal(_image(by_reference), _image(by_frames))
+    part = _json(await client.get(f"{enhanced}/frames/{half}/renderedmpr",
+                                  params={"renderedvolumetricmetadata": "yes", "orientation": "a"}))
+    assert _value(part, "00701604")[2] < _value(full, "00701604")[2]  # the look-at point: the lower half's centre
+    beyond = await client.get(f"{enhanced}/renderedmpr", params={"volumeinputreference": f"1,{SLICES + 1}"})
+    assert beyond.status_code == 400 and f"no frame {SLICES + 1}" in beyond.text
+    one = await client.get(f"{enhanced}/frames/3/renderedmpr")
+    assert one.status_code == 400
+    not_multi = await client.get(f"{volumes.series_path}/renderedmpr", params={"volumeinputreference": "1,2"})
+    assert not_multi.status_code == 400 and "multi-frame" in not_multi.text
