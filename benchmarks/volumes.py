@@ -138,8 +138,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=512)
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-http", action="store_true", help="skip the end-to-end section (volumes_http.py)")
     args = parser.parse_args()
     pure_figures(args.rows, args.slices, args.repeat)
+    if not args.no_http:
+        from volumes_http import http_figures
+
+        http_figures(args.rows, args.slices)
 
 
 if __name__ == "__main__":
