@@ -499,3 +499,19 @@ async def test_frame_numbers_select_part_of_a_multi_frame_volume(client: httpx.A
     assert one.status_code == 400
     not_multi = await client.get(f"{volumes.series_path}/renderedmpr", params={"volumeinputreference": "1,2"})
     assert not_multi.status_code == 400 and "multi-frame" in not_multi.text
+
+
+async def test_concurrent_requests_share_one_assembled_volume(client: httpx.AsyncClient, volumes: Archive) -> None:
+    import asyncio
+
+    cache = volumes.app.state.archive.retrieve.volumes
+    before = len(cache)
+    uids = ",".join(ds.SOPInstanceUID for ds in volumes.b_slices[volumes.series_b[0]][:5])  # asked nowhere else
+    responses = await asyncio.gather(*(
+        client.get(f"studies/{volumes.study_b}/renderedmpr", params={"volumeinputreference": uids,
+                                                                     "orientation": orientation})
+        for orientation in ("a", "a", "l", "h")))
+    assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
+    assert responses[0].content == responses[1].content
+    assert len(cache) == before + 1  # one volume for the four views
+    assert cache.size <= cache.max_bytes
