@@ -26,6 +26,7 @@ from volume_scenes import (
 
 from dicomweb_origin.errors import BadRequest
 from dicomweb_origin.render.volume import (
+    Volume,
     assemble,
     camera_for_orientation,
     camera_from_triple,
@@ -294,3 +295,44 @@ def test_volume_rendering_of_a_bone_sphere() -> None:
     # MR or unknown: a ramp over the value range still shows the brightest object
     generic = volume_render(AXIAL_VOLUME, camera, size=SIZE, spacing=SPACING)
     assert generic[row, col].max() > 100 and generic[0, 0].max() == 0
+
+
+def _plates() -> Volume:
+    """Air with a dense bone plate in front (y = -20, patient's right half) and a 200 HU plate behind (y = +20)."""
+    data = np.full((40, 40, 40), AIR, dtype=np.int16)  # (k, j, i) at 2 mm, centred on the origin
+    axis = (np.arange(40) - 19.5) * 2
+    z, y, x = np.meshgrid(axis, axis, axis, indexing="ij")
+    data[(np.abs(y + 20) < 3) & (x < 0)] = 2000
+    data[np.abs(y - 20) < 3] = 200
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = -39
+    return Volume(data, affine)
+
+
+def test_volume_rendering_composites_front_to_back() -> None:
+    volume = _plates()
+    front = volume_render(volume, camera_for_orientation("a", volume), modality="CT", size=(40, 40), spacing=2.0)
+    back = volume_render(volume, camera_for_orientation("p", volume), modality="CT", size=(40, 40), spacing=2.0)
+    # x = -20 (patient's right): column 9.5 from the front, 29.5 from behind; the bone plate is nearer the front
+    white, through = front[20, 9].astype(int), back[20, 30].astype(int)
+    assert white.min() > 150
+    assert through[0] > through[2] + 10  # the reddish 200 HU plate in front of the bone tints it
+    assert white[2] > through[2] + 20
+    # where there is only the back plate, both sides see the same reddish plate
+    assert abs(int(front[20, 30, 0]) - int(back[20, 9, 0])) < 40
+
+
+def test_threaded_runs_composite_like_one_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    project_module = importlib.import_module("dicomweb_origin.render.volume.project")
+
+    camera = camera_from_triple(SPHERE_CENTRE + (-60, -80, 40), SPHERE_CENTRE, (0.2, 0, 1))
+    volume = _plates()
+    results = []
+    for workers in (1, 2):
+        monkeypatch.setattr(project_module, "WORKERS", workers)
+        results.append((volume_render(volume, camera, modality="CT", size=(40, 40), spacing=2.0).astype(int),
+                        project(AXIAL_VOLUME, camera, "average_ip", size=SIZE, spacing=SPACING)))
+    assert np.abs(results[0][0] - results[1][0]).max() <= 2
+    assert np.allclose(results[0][1], results[1][1], atol=0.5)
