@@ -135,7 +135,7 @@ class Volume:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # arrays: compare the triples, not the objects
 class Camera:
     """An orthographic camera: where it stands, the point it looks at and the image's up (all LPS mm)."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from scipy import ndimage
 
 from ...errors import BadRequest
 from .geometry import Camera, Volume, camera_from_triple, resolve_size
+from .project import WORKERS
 
 # §8.3.5.3.3: how the samples across a slab combine; the numpy reduction of each.
 SLAB_METHODS: dict[str, Callable[..., Any]] = {"maximum_ip": np.max, "minimum_ip": np.min, "average_ip": np.mean}
@@ -68,10 +70,22 @@ def mpr(volume: Volume, camera: Camera, *, size: tuple[int, int] | None = None, 
     if len(offsets) == 1:
         values = sample(volume, _plane_indices(volume, camera, size, spacing, offsets)[0])
     else:
-        # One plane at a time keeps the coordinate arrays small; the reduction runs as they come.
-        planes = [sample(volume, _plane_indices(volume, camera, size, spacing, offsets[n:n + 1])[0])
-                  for n in range(len(offsets))]
-        values = reduce(np.stack(planes), axis=0).astype(np.float32, copy=False)
+        # One plane at a time keeps the coordinate arrays small; map_coordinates releases the GIL, so the planes
+        # are shared between WORKERS threads, each reducing its own and the partial results reduced once more.
+        def work(part: np.ndarray) -> np.ndarray:
+            planes = [sample(volume, _plane_indices(volume, camera, size, spacing, part[n:n + 1])[0])
+                      for n in range(len(part))]
+            if method == "average_ip":
+                return np.asarray(np.sum(planes, axis=0, dtype=np.float32))
+            return reduce(np.stack(planes), axis=0)  # type: ignore[no-any-return]
+
+        parts = np.array_split(offsets, min(WORKERS, len(offsets)))
+        with ThreadPoolExecutor(len(parts)) as pool:
+            partial = list(pool.map(work, parts))
+        if method == "average_ip":
+            values = (np.sum(partial, axis=0) / len(offsets)).astype(np.float32)
+        else:
+            values = reduce(np.stack(partial), axis=0).astype(np.float32, copy=False)
     return volume.to_modality(values)
 
 

@@ -43,7 +43,7 @@ CT_TRANSFER = TransferFunction(
 )
 
 # Lighting of the headlight (the light sits at the camera): ambient + diffuse |n.v| + specular |n.v|^shininess.
-AMBIENT, DIFFUSE, SPECULAR, SHININESS = 0.25, 0.75, 0.25, 24.0
+AMBIENT, DIFFUSE, SPECULAR, SHININESS = 0.2, 0.65, 0.2, 24.0  # at most ~1: facing white bone is white
 
 
 def generic_transfer(lo: float, hi: float) -> TransferFunction:
