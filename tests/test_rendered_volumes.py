@@ -4,6 +4,9 @@ One archive for the module: the demo studies (CT 40 x 128 x 128, the Enhanced CT
 localizer stored beside the CT, a study holding two CT series (several candidates), an invalid
 series (mixed orientation, a colour slice), and Volumetric Presentation States built with pydicom
 from the PS3.3 modules (tests/volumetric_states.py), all through the normal ingest.
+
+Golden images (tests/golden/volumes/) follow the maths of ``render/volume``: after a deliberate change there, run
+``REGENERATE_GOLDEN=1 .venv/bin/pytest tests/test_rendered_volumes.py -k golden``, look at every PNG, commit.
 """
 
 from __future__ import annotations
