@@ -260,6 +260,15 @@ async def test_3d_refuses_mpr_only_parameters(client: httpx.AsyncClient, volumes
     assert curve.status_code == 400 and "volumetriccurvepoint" in curve.text
 
 
+async def test_icc_profile_needs_a_type_that_carries_one(client: httpx.AsyncClient, volumes: Archive) -> None:
+    gif = await client.get(f"{volumes.series_path}/renderedmpr", params={"iccprofile": "srgb"},
+                           headers={"Accept": "image/gif"})
+    assert gif.status_code == 400 and "iccprofile" in gif.text
+    png = await client.get(f"{volumes.series_path}/renderedmpr", params={"iccprofile": "srgb"},
+                           headers={"Accept": "image/png"})
+    assert png.status_code == 200 and Image.open(io.BytesIO(png.content)).info.get("icc_profile")
+
+
 async def test_not_acceptable_is_406(client: httpx.AsyncClient, volumes: Archive) -> None:
     response = await client.get(f"{volumes.series_path}/renderedmpr", headers={"Accept": "application/pdf"})
     assert response.status_code == 406

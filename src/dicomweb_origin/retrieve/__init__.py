@@ -44,6 +44,7 @@ class Retrieve:
         self.sources = Sources(index, blobs, frame_cache, self.executor, self.workers)
         self.rendered_cache = rendered_cache or BytesCache(64 << 20)  # rendered images and thumbnails
         self.volumes = VolumeCache(volume_cache_bytes)  # assembled volumes (Rendered MPR / 3D)
+        self.volumetric_states = volumes.StateCache()  # parsed volumetric presentation states
 
     def produce(self, parts: Sequence[Part]) -> Iterator[Part]:
         return self.sources.produce(parts)
@@ -80,4 +81,4 @@ class Retrieve:
                params: VolumeParams) -> Payload:
         """Rendered MPR (``kind`` mpr) or 3D (``kind`` 3d); call from outside the executor (it decodes there)."""
         return volumes.volume(self.sources, self.volumes, self.rendered_cache, kind, target, frame_list, accept,
-                              params)
+                              params, self.volumetric_states)

@@ -27,7 +27,7 @@ import orjson
 from pydicom import Dataset
 
 from .. import render
-from ..cache import BytesCache
+from ..cache import BytesCache, SizedCache
 from ..errors import BadRequest, NotAcceptable
 from ..model import Acceptable, InstanceRecord, Vector, VolumeParams, VolumeSelector, Window, excluded
 from ..render import lut, video
@@ -75,11 +75,19 @@ class Plan:
     modality: str | None
 
 
+class StateCache(SizedCache[VolumetricState]):
+    """Parsed volumetric presentation states by the digest of their instance (a few hundred at most)."""
+
+    def __init__(self, entries: int = 256) -> None:
+        super().__init__(entries, lambda _: 1)
+
+
 def volume(sources: Sources, volumes: VolumeCache, cache: BytesCache, kind: str, target: Target,
-           frame_list: str | None, accept: Sequence[Acceptable], params: VolumeParams) -> Payload:
+           frame_list: str | None, accept: Sequence[Acceptable], params: VolumeParams,
+           states: StateCache | None = None) -> Payload:
     """A Rendered MPR (``kind`` mpr) or Rendered 3D (``kind`` 3d) resource: exactly one part."""
     records = sources.records(target)
-    state, state_record = _state(sources, kind, records, target, params)
+    state, state_record = _state(sources, kind, records, target, params, states or StateCache(1))
     media_type = _choose(accept, params)
     if params.render.iccprofile not in (None, "no") and media_type not in _ICC_TYPES:
         raise BadRequest(f"iccprofile={params.render.iccprofile} cannot be honoured: {media_type} carries no ICC"
@@ -130,7 +138,7 @@ def _resource(kind: str) -> str:
 
 
 def _state(sources: Sources, kind: str, records: Sequence[InstanceRecord], target: Target,
-           params: VolumeParams) -> tuple[VolumetricState | None, InstanceRecord | None]:
+           params: VolumeParams, states: StateCache) -> tuple[VolumetricState | None, InstanceRecord | None]:
     """The VPS when the target is one, with the parameters it refuses checked (Table 8.3.5-3)."""
     if not target.single or records[0].sop_class_uid not in VOLUMETRIC_STATES:
         return None, None
@@ -146,8 +154,11 @@ def _state(sources: Sources, kind: str, records: Sequence[InstanceRecord], targe
     if given:
         raise BadRequest(f"{', '.join(given)} not allowed with a volumetric presentation state target"
                          " (PS3.18 §8.3.5.3)")
-    metadata = orjson.loads(sources.index.metadata([record])[0])
-    return parse_state(record.sop_class_uid, metadata), record
+
+    def parse() -> VolumetricState:
+        return parse_state(record.sop_class_uid, orjson.loads(sources.index.metadata([record])[0]))
+
+    return states.get_or_make(("state", record.digest), parse), record
 
 
 def _check(kind: str, params: VolumeParams) -> None:
