@@ -394,6 +394,13 @@ async def test_curve_fly_through_and_curved_mpr(client: httpx.AsyncClient, volum
                                      "viewpointlookat": "0,0,0", "viewpointup": "0,0,1"},
                              headers={"Accept": "image/png"})
     assert _image(still).shape[1] >= int(length / 3)  # the curve unrolled along the image's width
+    module = _json(await client.get(f"{volumes.series_path}/renderedmpr", params={
+        "volumetriccurvepoint": points, "animationstepsize": "20", "renderedvolumetricmetadata": "yes"}))
+    assert _value(module, "00701A01") == ["CROSSCURVE"] and _value(module, "00701A05") == [20.0]
+    import base64
+
+    curve = np.frombuffer(base64.b64decode(module["0070150D"]["InlineBinary"]), dtype="<f8").reshape(-1, 3)
+    assert np.allclose(curve, np.array([float(v) for v in points.split(",")]).reshape(-1, 3))
 
 
 # -- volumetric presentation states -----------------------------------------------------------------------
