@@ -44,13 +44,21 @@ def _plane_indices(volume: Volume, camera: Camera, size: tuple[int, int], spacin
     return plane[None] + offsets[:, None, None, None] * forward  # type: ignore[no-any-return]
 
 
-def slab_offsets(volume: Volume, slab: float) -> np.ndarray:
-    """Offsets (mm) of the samples across a slab, about one finest voxel apart, centred on the plane."""
+def slab_offsets(volume: Volume, slab: float, direction: np.ndarray | None = None) -> np.ndarray:
+    """Offsets (mm) of the samples across a slab, centred on the plane, one per voxel crossed.
+
+    The step is the distance along ``direction`` (default: the finest spacing) that moves one voxel along the axis
+    it crosses fastest, as the projections sample one point per slice.
+    """
     if not (slab >= 0 and math.isfinite(slab)):
         raise BadRequest("mprslab must be a non-negative number of mm")
     if slab == 0:
         return np.zeros(1)
-    count = max(2, int(math.ceil(slab / volume.finest_spacing)) + 1)
+    step = volume.finest_spacing
+    if direction is not None:
+        per_mm = np.abs(volume.inverse[:3, :3] @ direction)  # voxels per mm along each index axis
+        step = 1.0 / float(np.max(per_mm))
+    count = max(2, int(math.ceil(slab / step - 1e-9)) + 1)
     return np.linspace(-slab / 2, slab / 2, count)
 
 
@@ -66,7 +74,7 @@ def mpr(volume: Volume, camera: Camera, *, size: tuple[int, int] | None = None, 
         raise BadRequest(f"renderingmethod {method!r} does not apply to an MPR slab; use one of "
                          f"{', '.join(SLAB_METHODS)}") from None
     size, spacing = resolve_size(volume, camera, "mpr", size, spacing)
-    offsets = slab_offsets(volume, slab)
+    offsets = slab_offsets(volume, slab, camera.direction)
     if len(offsets) == 1:
         values = sample(volume, _plane_indices(volume, camera, size, spacing, offsets)[0])
     else:
