@@ -336,3 +336,40 @@ def test_threaded_runs_composite_like_one_run(monkeypatch: pytest.MonkeyPatch) -
                         project(AXIAL_VOLUME, camera, "average_ip", size=SIZE, spacing=SPACING)))
     assert np.abs(results[0][0] - results[1][0]).max() <= 2
     assert np.allclose(results[0][1], results[1][1], atol=0.5)
+
+
+@pytest.mark.parametrize("method", ["maximum_ip", "minimum_ip", "average_ip"])
+def test_axis_aligned_reduction_agrees_with_the_sheared_path(method: str) -> None:
+    exact = camera_for_orientation("l", AXIAL_VOLUME)
+    tilted = camera_from_triple(exact.position + (0, 1e-3, 0), exact.lookat, exact.up)  # shear-warp, whole shifts
+    a = project(AXIAL_VOLUME, exact, method, size=SIZE, spacing=SPACING)
+    b = project(AXIAL_VOLUME, tilted, method, size=SIZE, spacing=SPACING)
+    assert np.allclose(a, b, atol=1.0)
+
+
+def test_slab_leaves_out_samples_outside_the_volume() -> None:
+    data = np.full((20, 20, 20), 100, dtype=np.int16)
+    data[0, 0, 0] = 0  # the volume's minimum, far from the slab's pixels
+    volume = Volume(data, np.diag([2.0, 2.0, 2.0, 1.0]))
+    lookat = volume.to_patient(np.array([10.0, 10.0, 17.0]))  # 6 mm inside the last slice
+    camera = camera_from_triple(lookat - (0, 0, 50), lookat, (0, -1, 0))
+    for method in ("minimum_ip", "average_ip", "maximum_ip"):
+        image = mpr(volume, camera, size=(8, 8), spacing=2.0, slab=40.0, method=method)
+        assert np.allclose(image, 100), method
+    # a slab far thicker than the volume costs no more than the volume's depth
+    huge = mpr(volume, camera, size=(8, 8), spacing=2.0, slab=1e7, method="average_ip")
+    assert np.allclose(huge, 100)
+
+
+def test_limits_on_output_size_and_animation_length() -> None:
+    from dicomweb_origin.errors import PayloadTooLarge
+
+    camera = camera_for_orientation("a", AXIAL_VOLUME)
+    with pytest.raises(PayloadTooLarge):
+        mpr(AXIAL_VOLUME, camera, size=(5000, 10))
+    with pytest.raises(PayloadTooLarge):
+        project(AXIAL_VOLUME, camera, "maximum_ip", spacing=0.001)
+    with pytest.raises(PayloadTooLarge):
+        swivel_cameras(camera, 3600, 1)
+    with pytest.raises(PayloadTooLarge):
+        curve_cameras([(0, 0, 0), (0, 0, 1000)], 0.5, (0, 1, 0))

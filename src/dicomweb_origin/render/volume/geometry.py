@@ -19,10 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import BadRequest
+from ...errors import BadRequest, PayloadTooLarge
 
 # The largest side of an image the server chooses by itself; a larger footprint gets coarser pixels.
 MAX_DEFAULT_SIDE = 1024
+# The largest image side and animation length this server renders at all (a bound on memory and time).
+MAX_SIDE = 4096
+MAX_FRAMES = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,10 +238,29 @@ def default_size(volume: Volume, camera: Camera, kind: str = "mpr") -> tuple[tup
     return (width, height), spacing
 
 
+def check_side(*sides: int) -> None:
+    if max(sides) > MAX_SIDE:
+        raise PayloadTooLarge(f"an output of {' x '.join(map(str, sides))} pixels is larger than this server "
+                              f"renders ({MAX_SIDE} a side)")
+
+
+def check_frames(count: int) -> None:
+    if count > MAX_FRAMES:
+        raise PayloadTooLarge(f"an animation of {count} frames is longer than this server renders ({MAX_FRAMES})")
+
+
 def resolve_size(
     volume: Volume, camera: Camera, kind: str, size: tuple[int, int] | None, spacing: float | None
 ) -> tuple[tuple[int, int], float]:
     """Fill in what the caller left out: a spacing alone keeps the footprint, a size alone fits it."""
+    resolved = _resolve_size(volume, camera, kind, size, spacing)
+    check_side(*resolved[0])
+    return resolved
+
+
+def _resolve_size(
+    volume: Volume, camera: Camera, kind: str, size: tuple[int, int] | None, spacing: float | None
+) -> tuple[tuple[int, int], float]:
     if spacing is not None and not (spacing > 0 and math.isfinite(spacing)):
         raise BadRequest("the output pixel spacing must be a positive number of mm")
     if size is not None and (len(size) != 2 or min(size) < 1):
@@ -272,6 +294,7 @@ def swivel_cameras(camera: Camera, range_deg: float, step_deg: float) -> list[Ca
     if not (step_deg > 0 and math.isfinite(step_deg)):
         raise BadRequest("animationstepsize must be a positive number")
     count = max(1, round(range_deg / step_deg))
+    check_frames(count)
     frames = []
     for n in range(count):
         angle = (n - (count - 1) / 2) * step_deg

@@ -15,19 +15,31 @@ import numpy as np
 from scipy import ndimage
 
 from ...errors import BadRequest
-from .geometry import Camera, Volume, camera_from_triple, resolve_size
+from .geometry import (
+    MAX_DEFAULT_SIDE,
+    Camera,
+    Volume,
+    camera_from_triple,
+    check_frames,
+    check_side,
+    resolve_size,
+)
 from .project import WORKERS
 
-# §8.3.5.3.3: how the samples across a slab combine; the numpy reduction of each.
-SLAB_METHODS: dict[str, Callable[..., Any]] = {"maximum_ip": np.max, "minimum_ip": np.min, "average_ip": np.mean}
+# §8.3.5.3.3: how the samples across a slab combine. Samples outside the volume are NaN and left out (fmax / fmin
+# skip NaN; the average counts only the samples inside), as the projections leave them out.
+SLAB_METHODS: dict[str, Callable[..., Any]] = {"maximum_ip": np.fmax, "minimum_ip": np.fmin, "average_ip": np.add}
 
 
-def sample(volume: Volume, ijk: np.ndarray) -> np.ndarray:
-    """Trilinear samples (float32, stored units) at voxel indices ``ijk`` (..., 3) as (i, j, k)."""
+def sample(volume: Volume, ijk: np.ndarray, outside: float | None = None) -> np.ndarray:
+    """Trilinear samples (float32, stored units) at voxel indices ``ijk`` (..., 3) as (i, j, k).
+
+    Samples outside the volume are ``outside`` (default: the volume's minimum).
+    """
     coords = np.moveaxis(np.asarray(ijk, dtype=np.float64)[..., ::-1], -1, 0)  # (k, j, i) first
-    lo = volume.stored_range()[0]
+    cval = volume.stored_range()[0] if outside is None else outside
     out = np.empty(coords.shape[1:], dtype=np.float32)
-    ndimage.map_coordinates(volume.data, coords, output=out, order=1, mode="constant", cval=lo, prefilter=False)
+    ndimage.map_coordinates(volume.data, coords, output=out, order=1, mode="constant", cval=cval, prefilter=False)
     return out
 
 
@@ -44,14 +56,26 @@ def _plane_indices(volume: Volume, camera: Camera, size: tuple[int, int], spacin
     return plane[None] + offsets[:, None, None, None] * forward  # type: ignore[no-any-return]
 
 
-def slab_offsets(volume: Volume, slab: float) -> np.ndarray:
-    """Offsets (mm) of the samples across a slab, about one finest voxel apart, centred on the plane."""
+def slab_offsets(volume: Volume, slab: float, camera: Camera | None = None) -> np.ndarray:
+    """Offsets (mm) along the view of the samples across a slab centred on the plane, one per voxel crossed.
+
+    The step is the distance along the view that moves one voxel along the axis it crosses fastest (as the
+    projections sample one point per slice); offsets where the slab has left the volume's box are dropped.
+    """
     if not (slab >= 0 and math.isfinite(slab)):
         raise BadRequest("mprslab must be a non-negative number of mm")
     if slab == 0:
         return np.zeros(1)
-    count = max(2, int(math.ceil(slab / volume.finest_spacing)) + 1)
-    return np.linspace(-slab / 2, slab / 2, count)
+    if camera is None:
+        return np.linspace(-slab / 2, slab / 2, max(2, int(math.ceil(slab / volume.finest_spacing)) + 1))
+    per_mm = np.abs(volume.inverse[:3, :3] @ camera.direction)  # voxels per mm along each index axis
+    step = 1.0 / float(np.max(per_mm))
+    count = max(2, int(math.ceil(slab / step - 1e-9)) + 1)
+    depth = (volume.corners() - camera.lookat) @ camera.direction
+    first = max(0, int(math.floor((float(depth.min()) + slab / 2) / (slab / (count - 1)))))
+    last = min(count - 1, int(math.ceil((float(depth.max()) + slab / 2) / (slab / (count - 1)))))
+    offsets = np.linspace(-slab / 2, slab / 2, count)
+    return offsets[first:last + 1] if last >= first else offsets[:0]
 
 
 def mpr(volume: Volume, camera: Camera, *, size: tuple[int, int] | None = None, spacing: float | None = None,
@@ -61,32 +85,46 @@ def mpr(volume: Volume, camera: Camera, *, size: tuple[int, int] | None = None, 
     A slab of ``slab`` mm (MPR Slab Thickness) combines samples across it by ``method`` (§8.3.5.3.3).
     """
     try:
-        reduce = SLAB_METHODS[method]
+        combine = SLAB_METHODS[method]
     except KeyError:
         raise BadRequest(f"renderingmethod {method!r} does not apply to an MPR slab; use one of "
                          f"{', '.join(SLAB_METHODS)}") from None
     size, spacing = resolve_size(volume, camera, "mpr", size, spacing)
-    offsets = slab_offsets(volume, slab)
-    if len(offsets) == 1:
-        values = sample(volume, _plane_indices(volume, camera, size, spacing, offsets)[0])
-    else:
-        # One plane at a time keeps the coordinate arrays small; map_coordinates releases the GIL, so the planes
-        # are shared between WORKERS threads, each reducing its own and the partial results reduced once more.
-        def work(part: np.ndarray) -> np.ndarray:
-            planes = [sample(volume, _plane_indices(volume, camera, size, spacing, part[n:n + 1])[0])
-                      for n in range(len(part))]
-            if method == "average_ip":
-                return np.asarray(np.sum(planes, axis=0, dtype=np.float32))
-            return reduce(np.stack(planes), axis=0)  # type: ignore[no-any-return]
+    lo = np.float32(volume.stored_range()[0])
+    offsets = slab_offsets(volume, slab, camera)
+    if slab == 0:
+        return volume.to_modality(sample(volume, _plane_indices(volume, camera, size, spacing, offsets)[0]))
+    width, height = size
 
-        parts = np.array_split(offsets, min(WORKERS, len(offsets)))
-        with ThreadPoolExecutor(len(parts)) as pool:
-            partial = list(pool.map(work, parts))
-        if method == "average_ip":
-            values = (np.sum(partial, axis=0) / len(offsets)).astype(np.float32)
-        else:
-            values = reduce(np.stack(partial), axis=0).astype(np.float32, copy=False)
-    return volume.to_modality(values)
+    # One plane at a time keeps the coordinate arrays small; map_coordinates releases the GIL, so the planes
+    # are shared between WORKERS threads, each combining its own, and the partial results combined once more.
+    def work(part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        acc = np.full((height, width), np.nan if method != "average_ip" else 0.0, dtype=np.float32)
+        count = np.zeros((height, width), dtype=np.float32)
+        for offset in part:
+            plane = sample(volume, _plane_indices(volume, camera, size, spacing, np.array([offset]))[0], np.nan)
+            if method == "average_ip":
+                inside = ~np.isnan(plane)
+                acc += np.where(inside, plane, np.float32(0))
+                count += inside
+            else:
+                combine(acc, plane, out=acc)
+        return acc, count
+
+    parts = [p for p in np.array_split(offsets, min(WORKERS, max(1, len(offsets)))) if len(p)]
+    if not parts:
+        return volume.to_modality(np.full((height, width), lo, dtype=np.float32))
+    with ThreadPoolExecutor(len(parts)) as pool:
+        partial = list(pool.map(work, parts))
+    acc, count = partial[0]
+    for other, other_count in partial[1:]:
+        combine(acc, other, out=acc)
+        count += other_count
+    if method == "average_ip":
+        acc = np.where(count > 0, acc / np.maximum(count, 1), lo).astype(np.float32)
+    else:
+        acc[np.isnan(acc)] = lo
+    return volume.to_modality(acc)
 
 
 def _polyline(points: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
@@ -127,15 +165,21 @@ def curved_mpr(volume: Volume, points: Sequence[Sequence[float]], up: Sequence[f
     """
     pts, arc = _polyline(points)
     u = _unit_up(up)
-    step = volume.finest_spacing if spacing is None else float(spacing)
-    if not (step > 0 and math.isfinite(step)):
-        raise BadRequest("the output pixel spacing must be a positive number of mm")
     if width is None:
         extent = volume.corners() @ u
         centre = float(np.mean(pts @ u))
         width = 2 * float(np.max(np.abs(extent - centre)))
+    if not (width > 0 and math.isfinite(width)):
+        raise BadRequest("the curved MPR's width must be a positive number of mm")
+    if spacing is None:  # the finest spacing, coarser when the curve would be wider than the default limit
+        step = max(volume.finest_spacing, max(float(arc[-1]), width) / MAX_DEFAULT_SIDE)
+    else:
+        step = float(spacing)
+    if not (step > 0 and math.isfinite(step)):
+        raise BadRequest("the output pixel spacing must be a positive number of mm")
     cols = max(1, int(math.ceil(arc[-1] / step)))
     rows = max(1, int(math.ceil(width / step - 1e-6)))
+    check_side(cols, rows)
     at = np.minimum((np.arange(cols) + 0.5) * step, arc[-1])
     centres, _ = _along(pts, arc, at)
     heights = ((np.arange(rows) + 0.5) - rows / 2) * step
@@ -155,6 +199,7 @@ def curve_cameras(points: Sequence[Sequence[float]], step_mm: float,
     pts, arc = _polyline(points)
     u0 = _unit_up(up)
     count = int(math.floor(arc[-1] / step_mm + 1e-9)) + 1
+    check_frames(count)
     centres, tangents = _along(pts, arc, np.minimum(np.arange(count) * step_mm, arc[-1]))
     cameras: list[Camera] = []
     previous = u0

@@ -19,7 +19,8 @@ from .geometry import Camera, Volume
 
 # Slices across the fastest-varying axis (i) are gathered this many at a time into a contiguous block: one strided
 # pass over the volume instead of one cache miss per voxel.
-_BLOCK = 16
+_BLOCK = 32
+_TILE = 16
 # A shift whose fractional part is closer to a whole voxel than this is taken as whole (no interpolation).
 _WHOLE = 1e-4
 
@@ -142,10 +143,15 @@ class SliceReader:
             return self.data[:, n, :]
         start = n - n % _BLOCK
         if start != self.block_start or self.block is None:
-            # Two plain copies (a contiguous gather, then a 2-D transpose) beat one 3-D transposed copy by 10x.
-            gathered = np.ascontiguousarray(self.data[:, :, start:start + _BLOCK])
-            k, j, width = gathered.shape
-            self.block = np.ascontiguousarray(gathered.reshape(-1, width).T).reshape(width, k, j)
+            # Tiles of _TILE slices, each gathered contiguously and transposed as a 2-D array while it is in cache:
+            # several times faster than one 3-D transposed copy.
+            k, j = self.data.shape[:2]
+            width = min(_BLOCK, self.data.shape[2] - start)
+            if self.block is None or self.block.shape[0] != width:
+                self.block = np.empty((width, k, j), dtype=self.data.dtype)
+            for t in range(0, k, _TILE):
+                tile = np.ascontiguousarray(self.data[t:t + _TILE, :, start:start + width])
+                self.block[:, t:t + tile.shape[0], :] = tile.reshape(-1, width).T.reshape(width, -1, j)
             self.block_start = start
         return self.block[n - start]  # type: ignore[no-any-return]
 
