@@ -44,7 +44,7 @@ test: install-test browser
 	$(PY) -m pytest -n 2 -q
 
 bench: install-test
-	$(PY) benchmarks/retrieve.py && $(PY) benchmarks/frames.py && $(PY) benchmarks/search.py && $(PY) benchmarks/rendered.py
+	$(PY) benchmarks/retrieve.py && $(PY) benchmarks/frames.py && $(PY) benchmarks/search.py && $(PY) benchmarks/rendered.py && $(PY) benchmarks/volumes.py
 
 # Mixed load: 32 clients for 300 s (CLIENTS=, DURATION= to change); prints requests/s, p50/p99 per kind, RSS.
 CLIENTS ?= 32

@@ -77,6 +77,32 @@ def rendered_types_table() -> str:
     return "\n".join(lines)
 
 
+def volume_table() -> str:
+    """What the Rendered MPR / 3D resources serve and choose when the request does not say (§10.4.1.1.7-8)."""
+    from .retrieve import volumes
+    from .retrieve.vps import PLANAR_MPR_VPS, VOLUMETRIC_STATES
+
+    names = {"mpr": "`/renderedmpr`", "3d": "`/rendered3d`"}
+    lines = ["| Resource | Default renderingmethod | Default orientation | Reformatting Operation Type |", "|---|---|---|---|"]
+    for kind in ("mpr", "3d"):
+        lines.append(f"| {names[kind]} | `{volumes.DEFAULT_METHOD[kind]}` | `{volumes.DEFAULT_ORIENTATION[kind]}` |"
+                     f" `{volumes.OPERATION[kind]}`{' (`SLAB` with mprslab)' if kind == 'mpr' else ''} |")
+    lines += ["", "| Request | Media types (first = the default) |", "|---|---|",
+              "| a view | " + ", ".join(f"`{t}`" for t in volumes.STILL_TYPES) + " |",
+              "| an animation (swivelrange, volumetriccurvepoint) | "
+              + ", ".join(f"`{t}`" for t in volumes.ANIMATION_TYPES) + " (a still type: the first frame) |",
+              "| renderedvolumetricmetadata=yes | " + ", ".join(f"`{t}`" for t in volumes.METADATA_TYPES) + " |",
+              "", "| Volumetric Presentation State | SOP Class UID | Resources |", "|---|---|---|"]
+    for uid, name in VOLUMETRIC_STATES.items():
+        where = "`/renderedmpr`, `/rendered3d`" if uid in PLANAR_MPR_VPS else "`/rendered3d`"
+        lines.append(f"| {name} | `{uid}` | {where} |")
+    lines += ["", f"Animation defaults: step {volumes.DEFAULT_SWIVEL_STEP}° (swivel) or the finest voxel spacing rounded"
+              f" up to whole mm (curve); rate {volumes.DEFAULT_RATE} steps per second; at most {volumes.MAX_FRAMES}"
+              " frames."]
+    return "\n".join(lines)
+
+
+
 def product_table() -> str:
     """PS3.2 §A.1-style identification: the product, its version and its implementation model."""
     from importlib import metadata
@@ -131,7 +157,7 @@ def scope_table() -> str:
     return "\n".join(lines)
 
 
-GENERATED = {"product": product_table, "sop-classes": sop_class_table, "rendered-types": rendered_types_table,
+GENERATED = {"product": product_table, "volumes": volume_table, "sop-classes": sop_class_table, "rendered-types": rendered_types_table,
              "transfer-syntaxes": transfer_syntax_table, "decoders": decoder_table, "scopes": scope_table}
 
 

@@ -7,7 +7,8 @@ header (the authentication errors' ``WWW-Authenticate``) carries it in ``headers
     DicomWebError (500)
      ├── BadRequest (400)            malformed UID, parameter or header value
      │    ├── InvalidFrameList (400) frame numbers not 1-based integers
-     │    └── InvalidAuthRequest (400) malformed Authorization: Bearer header (RFC 6750 §3.1 invalid_request)
+     │    ├── InvalidAuthRequest (400) malformed Authorization: Bearer header (RFC 6750 §3.1 invalid_request)
+     │    └── InvalidVolume (400)    frames that do not form a volume (PS3.3 C.11.23.1)
      ├── Unauthorized (401)          no or no valid credentials (RFC 6750 §3: WWW-Authenticate: Bearer)
      ├── Forbidden (403)             valid credentials without the scope the request needs (insufficient_scope)
      ├── NotFound (404)              unknown study / series / instance / frame / bulk data
@@ -80,6 +81,10 @@ class Forbidden(DicomWebError):
     def __init__(self, message: str, scope: str) -> None:
         super().__init__(message)
         self.headers["WWW-Authenticate"] = _bearer_challenge("insufficient_scope", message, scope)
+
+
+class InvalidVolume(BadRequest):
+    """The selected frames fail the Volume Input Requirements (PS3.3 C.11.23.1); the message names the reason."""
 
 
 class NotFound(DicomWebError):

@@ -17,6 +17,7 @@ class Settings:
     bulk_threshold: int = 1024  # binary values longer than this become BulkDataURIs (bytes)
     frame_cache_bytes: int = 256 << 20  # bounded LRU of transcoded frames
     rendered_cache_bytes: int = 128 << 20  # bounded LRU of rendered images and thumbnails
+    volume_cache_bytes: int = 1 << 30  # bounded LRU of assembled volumes (Rendered MPR / 3D)
     workers: int = 0  # threads of the one CPU executor (transcoding, rendering); 0: one per core
     max_request_bytes: int = 4 << 30  # STOW request bodies above this get 413
     body_idle_seconds: float = 60.0  # a STOW body that sends nothing for this long gets 408
