@@ -100,8 +100,11 @@ class PostgresServer:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
 
     def psql(self, sql: str) -> str:
+        return self.psql_db("postgres", sql)
+
+    def psql_db(self, database: str, sql: str) -> str:
         done = subprocess.run([str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user,
-                               "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-Atc", sql],
+                               "-d", database, "-v", "ON_ERROR_STOP=1", "-Atc", sql],
                               check=True, capture_output=True, text=True)
         return done.stdout
 

@@ -20,16 +20,16 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
-from ..errors import Conflict, DicomWebError
+from ..errors import DicomWebError, SeriesInOtherStudy
 from ..model import InstanceRecord, StoredInstance
 from .base import Condition, ItemCondition, SearchPage, SearchQuery
-from .sqlite import _STUDY_COLUMNS, _SERIES_COLUMNS, column_value, fold, record_from_json, record_to_json
+from .sqlite import _SERIES_COLUMNS, _STUDY_COLUMNS, column_value, fold, record_from_json, record_to_json
 
 try:
     import psycopg
@@ -43,6 +43,8 @@ class SchemaOutdated(DicomWebError):
 
     status = 503
 
+
+_T = TypeVar("_T")
 
 # One advisory lock key for every schema change ("DWOM" as an integer).
 _LOCK_KEY = 0x44574F4D
@@ -90,6 +92,12 @@ MIGRATIONS: list[str] = [
         attributes bytea NOT NULL,
         keys jsonb NOT NULL,
         stored_at double precision NOT NULL
+    );
+    CREATE TABLE tombstone (
+        study_uid text COLLATE "C" NOT NULL, series_uid text COLLATE "C" NOT NULL DEFAULT '',
+        instance_uid text COLLATE "C" NOT NULL DEFAULT '',
+        removed_at double precision NOT NULL,
+        PRIMARY KEY (study_uid, series_uid, instance_uid)
     );
     CREATE SEQUENCE record_revision;
     CREATE INDEX series_by_study ON series(study_uid, series_number, series_uid);
@@ -214,25 +222,60 @@ class PostgresIndex:
         return record
 
     def add(self, stored: StoredInstance) -> InstanceRecord | None:
+        def insert(conn: psycopg.Connection[Any]) -> InstanceRecord | None:
+            existing = self._insert(conn, stored, update_levels=False)
+            if existing is not None:
+                raise _Rollback(existing)  # nothing of this instance's study or series stays either
+            return None
+
         try:
-            with self._conn() as conn, conn.transaction():
-                existing = self._insert(conn, stored)
-                if existing is not None:
-                    raise _Rollback(existing)  # nothing of this instance's study or series stays either
+            return self._write(insert)
         except _Rollback as taken:
             return taken.record
-        return None
 
-    def _insert(self, conn: psycopg.Connection[Any], stored: StoredInstance) -> InstanceRecord | None:
-        """Insert one instance (and its study and series when new); the stored record when the UID is taken."""
+    def replace(self, stored: StoredInstance) -> InstanceRecord | None:
+        def replace(conn: psycopg.Connection[Any]) -> InstanceRecord | None:
+            row = conn.execute("SELECT instance_uid, revision, record FROM instance WHERE instance_uid = %s"
+                               " FOR UPDATE", (stored.record.instance_uid,)).fetchone()
+            old = self._record(row[0], row[1], row[2]) if row is not None else None
+            if old is not None:
+                self._delete_rows(conn, [old.instance_uid])
+            # The corrected instance's study and series attributes win (a corrected PatientName, say).
+            if self._insert(conn, stored, update_levels=True) is not None:  # a concurrent replace inserted it
+                raise _Retry(stored.record.instance_uid)
+            return old
+
+        return self._write(replace)
+
+    def _write(self, work: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        """Run ``work(conn)`` in one transaction; again when it lost a race (deadlock, a parent row deleted)."""
+        for attempt in range(5):
+            try:
+                with self._conn() as conn, conn.transaction():
+                    return work(conn)
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure,
+                    psycopg.errors.ForeignKeyViolation, _Retry):
+                if attempt == 4:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _insert(self, conn: psycopg.Connection[Any], stored: StoredInstance,
+                update_levels: bool) -> InstanceRecord | None:
+        """Insert one instance (and its study and series when new); the stored record when the UID is taken.
+
+        ``update_levels``: the study and series rows take this instance's attributes (replace).
+        """
         record = stored.record
         now = time.time()
         study = stored.study_attributes
+        study_columns = [*_STUDY_COLUMNS.values(), "patient_name_folded", "referring_physician_name_folded",
+                         "attributes", "keys"]
+        on_study = (f"DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in study_columns)}"
+                    if update_levels else "DO NOTHING")
         conn.execute(
-            f"INSERT INTO study (study_uid, {', '.join(_STUDY_COLUMNS.values())}, patient_name_folded,"
-            " referring_physician_name_folded, attributes, keys, created_at)"
-            f" VALUES (%s, {', '.join(['%s'] * len(_STUDY_COLUMNS))}, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (study_uid) DO NOTHING",
+            f"INSERT INTO study (study_uid, {', '.join(study_columns)}, created_at)"
+            f" VALUES (%s, {', '.join(['%s'] * len(study_columns))}, %s) ON CONFLICT (study_uid) {on_study}",
             (record.study_uid, *(_text(column_value(study, t)) for t in _STUDY_COLUMNS),
              fold(_text(column_value(study, "00100010"))), fold(_text(column_value(study, "00080090"))),
              orjson.dumps(study), _json(match_keys(study)), now),
@@ -245,6 +288,12 @@ class PostgresIndex:
             (record.series_uid, record.study_uid, *(_series_value(series, t) for t in _SERIES_COLUMNS),
              orjson.dumps(series), _json(match_keys(series)), now),
         ).fetchone() is not None
+        if not new_series and update_levels:
+            columns = [*_SERIES_COLUMNS.values(), "attributes", "keys"]
+            conn.execute(f"UPDATE series SET {', '.join(c + ' = %s' for c in columns)}"
+                         " WHERE series_uid = %s AND study_uid = %s",
+                         (*(_series_value(series, t) for t in _SERIES_COLUMNS), orjson.dumps(series),
+                          _json(match_keys(series)), record.series_uid, record.study_uid))
         if not new_series:
             owner = conn.execute("SELECT study_uid FROM series WHERE series_uid = %s", (record.series_uid,)).fetchone()
             if owner is not None and owner[0] != record.study_uid:
@@ -263,6 +312,8 @@ class PostgresIndex:
         if inserted is None:
             row = conn.execute("SELECT instance_uid, revision, record FROM instance WHERE instance_uid = %s",
                                (record.instance_uid,)).fetchone()
+            if row is None:  # removed since the conflict was seen: try again
+                raise _Retry(record.instance_uid)
             return self._record(row[0], row[1], row[2])
         # Counts for Search (NumberOfStudyRelatedSeries/Instances, NumberOfSeriesRelatedInstances).
         conn.execute("UPDATE series SET number_of_instances = number_of_instances + 1 WHERE series_uid = %s",
@@ -271,6 +322,77 @@ class PostgresIndex:
                      " number_of_series = number_of_series + %s WHERE study_uid = %s",
                      (1 if new_series else 0, record.study_uid))
         return None
+
+    def remove(self, study_uid: str, series_uid: str | None = None,
+               instance_uid: str | None = None) -> list[InstanceRecord]:
+        sql, args = "SELECT instance_uid, revision, record FROM instance WHERE study_uid = %s", [study_uid]
+        if series_uid is not None:
+            sql, args = sql + " AND series_uid = %s", [*args, series_uid]
+        if instance_uid is not None:
+            sql, args = sql + " AND instance_uid = %s", [*args, instance_uid]
+
+        def remove(conn: psycopg.Connection[Any]) -> list[InstanceRecord]:
+            rows = conn.execute(sql + " ORDER BY instance_uid FOR UPDATE", args).fetchall()
+            gone = [self._record(uid, revision, blob) for uid, revision, blob in rows]
+            self._delete_rows(conn, [r.instance_uid for r in gone])
+            tombstones = {(study_uid, "", "")} if gone else set()
+            for r in gone:
+                tombstones |= {(r.study_uid, r.series_uid, ""), (r.study_uid, r.series_uid, r.instance_uid)}
+            now = time.time()
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO tombstone (study_uid, series_uid, instance_uid, removed_at)"
+                                " VALUES (%s, %s, %s, %s) ON CONFLICT (study_uid, series_uid, instance_uid)"
+                                " DO UPDATE SET removed_at = EXCLUDED.removed_at",
+                                [(*t, now) for t in sorted(tombstones)])
+            return gone
+
+        result: list[InstanceRecord] = self._write(remove)
+        return result
+
+    def _delete_rows(self, conn: psycopg.Connection[Any], instance_uids: list[str]) -> None:
+        """Delete instance rows, keep the counts, drop series and studies left empty (caller's transaction)."""
+        if not instance_uids:
+            return
+        deleted = conn.execute("DELETE FROM instance WHERE instance_uid = ANY(%s) RETURNING series_uid, study_uid",
+                               (instance_uids,)).fetchall()
+        per_series: dict[tuple[str, str], int] = {}
+        for series_uid, study_uid in deleted:
+            per_series[(series_uid, study_uid)] = per_series.get((series_uid, study_uid), 0) + 1
+        for (series_uid, _study), n in sorted(per_series.items()):  # series before study, as add locks them
+            conn.execute("UPDATE series SET number_of_instances = number_of_instances - %s WHERE series_uid = %s",
+                         (n, series_uid))
+        per_study: dict[str, int] = {}
+        for (_series, study_uid), n in per_series.items():
+            per_study[study_uid] = per_study.get(study_uid, 0) + n
+        for study_uid, n in sorted(per_study.items()):
+            conn.execute("UPDATE study SET number_of_instances = number_of_instances - %s WHERE study_uid = %s",
+                         (n, study_uid))
+        for series_uid, study_uid in sorted(per_series):
+            if conn.execute("DELETE FROM series WHERE series_uid = %s AND number_of_instances <= 0",
+                            (series_uid,)).rowcount:
+                conn.execute("UPDATE study SET number_of_series = number_of_series - 1 WHERE study_uid = %s",
+                             (study_uid,))
+        for study_uid in sorted(per_study):
+            conn.execute("DELETE FROM study WHERE study_uid = %s AND number_of_series <= 0", (study_uid,))
+
+    def removed(self, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None) -> bool:
+        if instance_uid is not None:
+            live = "SELECT 1 FROM instance WHERE instance_uid = %s", (instance_uid,)
+        elif series_uid is not None:
+            live = "SELECT 1 FROM series WHERE series_uid = %s", (series_uid,)
+        else:
+            live = "SELECT 1 FROM study WHERE study_uid = %s", (study_uid,)
+        with self._conn() as conn:
+            if conn.execute("SELECT 1 FROM tombstone WHERE study_uid = %s AND series_uid = %s AND instance_uid = %s",
+                            (study_uid, series_uid or "", instance_uid or "")).fetchone() is None:
+                return False
+            return conn.execute(*live).fetchone() is None
+
+    def records(self, after: str = "", limit: int = 1000) -> list[InstanceRecord]:
+        with self._conn() as conn:
+            rows = conn.execute("SELECT instance_uid, revision, record FROM instance WHERE instance_uid > %s"
+                                " ORDER BY instance_uid LIMIT %s", (after, limit)).fetchall()
+        return [self._record(uid, revision, blob) for uid, revision, blob in rows]
 
     def get(self, instance_uid: str) -> InstanceRecord | None:
         with self._conn() as conn:
@@ -370,11 +492,8 @@ class PostgresIndex:
         return SearchPage(matches, total)
 
 
-class SeriesInOtherStudy(Conflict):
-    """A Series Instance UID already stored under another study (PS3.3 C.7.3.1: a series is in one study)."""
-
-    def __init__(self, series_uid: str, owner: str, study_uid: str) -> None:
-        super().__init__(f"series {series_uid} already belongs to study {owner}, not {study_uid}")
+class _Retry(Exception):
+    """The transaction saw a concurrent write half-way: roll back and run it again."""
 
 
 class _Rollback(Exception):
