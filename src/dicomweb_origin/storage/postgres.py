@@ -26,8 +26,9 @@ from typing import Any, TypeVar
 
 import orjson
 
-from ..errors import DicomWebError, SeriesInOtherStudy
+from ..errors import SeriesInOtherStudy
 from ..model import InstanceRecord, StoredInstance
+from .backends import BackendUnavailable
 from .base import Condition, ItemCondition, SearchPage, SearchQuery
 from .sqlite import _SERIES_COLUMNS, _STUDY_COLUMNS, column_value, fold, record_from_json, record_to_json
 
@@ -38,10 +39,8 @@ except ImportError as missing:  # pragma: no cover - the backends table names th
     raise ImportError("the PostgreSQL index needs psycopg: pip install 'psycopg[binary]' psycopg-pool") from missing
 
 
-class SchemaOutdated(DicomWebError):
+class SchemaOutdated(BackendUnavailable):
     """The database's schema is not the one this server speaks: run ``dicomweb-origin migrate``."""
-
-    status = 503
 
 
 _T = TypeVar("_T")
@@ -117,7 +116,10 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def _connect(url: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(url, autocommit=False)
+    try:
+        return psycopg.connect(url, autocommit=False, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise BackendUnavailable(f"cannot connect to the PostgreSQL index {_redacted(url)}: {exc}".strip()) from exc
 
 
 def schema_version(conn: psycopg.Connection[Any]) -> int:
