@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install node browser serve viewer test bench clean
+.PHONY: install node browser postgres serve viewer test test-postgres bench clean
 
 install: $(VENV)/.installed
 
@@ -30,8 +30,18 @@ node:
 browser: node
 	@command -v chromium >/dev/null 2>&1 || { $(APT_INSTALL) chromium fonts-liberation >/dev/null; }
 
-test: install browser
+# PostgreSQL for the index tests (tests/services.py runs initdb in a temporary directory, on a free loopback port).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(APT_INSTALL) postgresql >/dev/null; }
+
+# The whole suite on the embedded archive (SQLite + files), then again with the fixtures' archives on PostgreSQL
+# (DICOMWEB_TEST_INDEX, read by tests/conftest.py); the browser tests run once.
+test: install browser postgres
 	$(PY) -m pytest -n 2 -q
+	$(MAKE) --no-print-directory test-postgres
+
+test-postgres: install postgres
+	DICOMWEB_TEST_INDEX=postgresql $(PY) -m pytest -n 2 -q --ignore=tests/e2e_ohif --ignore=tests/e2e_browser
 
 bench: install
 	$(PY) benchmarks/retrieve.py && $(PY) benchmarks/frames.py && $(PY) benchmarks/search.py && $(PY) benchmarks/rendered.py

@@ -163,3 +163,12 @@ def test_a_series_stored_under_another_study_is_refused_at_ingest(empty_archive:
     result = ingest.store(second)
     assert result.outcome is Outcome.FAILED and "already belongs to study" in (result.reason or "")
     assert empty_archive.index.count() == 1  # type: ignore[attr-defined]
+
+
+def test_without_psycopg_the_error_names_what_to_install(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['psycopg'] = None; from dicomweb_origin.cli import main;"
+            f" sys.exit(main(['import', '--data', {str(tmp_path)!r}, '--index', 'postgresql://h/db',"
+            f" {str(get_testdata_file('CT_small.dcm'))!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'dicomweb-origin[postgresql]'" in done.stderr and "Traceback" not in done.stderr

@@ -36,7 +36,7 @@ try:
     import psycopg
     from psycopg_pool import ConnectionPool
 except ImportError as missing:  # pragma: no cover - the backends table names the package to install
-    raise ImportError("the PostgreSQL index needs psycopg: pip install 'psycopg[binary]' psycopg-pool") from missing
+    raise ImportError("the PostgreSQL index needs psycopg: pip install 'dicomweb-origin[postgresql]'") from missing
 
 
 class SchemaOutdated(BackendUnavailable):
