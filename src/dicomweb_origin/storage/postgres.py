@@ -110,6 +110,9 @@ MIGRATIONS: list[str] = [
     CREATE INDEX study_by_study_id ON study(study_id);
     CREATE INDEX series_by_modality ON series(modality, study_uid);
     CREATE INDEX instance_by_class ON instance(sop_class_uid, study_uid);
+    CREATE INDEX study_keys ON study USING gin (keys jsonb_path_ops);
+    CREATE INDEX series_keys ON series USING gin (keys jsonb_path_ops);
+    CREATE INDEX instance_keys ON instance USING gin (keys jsonb_path_ops);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -635,6 +638,11 @@ def _json_any(source: str, condition: Condition, alias: str) -> tuple[str, list[
     """Any value of an attribute kept in a keys object matches (PS3.4 C.2.2.3)."""
     path = f"{source} -> '{_tag(condition.tag)}'"
     elements = f"jsonb_array_elements(CASE jsonb_typeof({path}) WHEN 'array' THEN {path} ELSE '[]'::jsonb END)"
+    if condition.kind == "equal" and source.endswith(".keys"):
+        # Containment ({"tag": [value]}): answered from the GIN index on keys, any value of the attribute.
+        values = [fold(v) if condition.person_name else v for v in condition.values]
+        return "(" + " OR ".join(f"{source} @> %s::jsonb" for _ in values) + ")", \
+            [_json({_tag(condition.tag): [v]}) for v in values]
     if any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in condition.values):
         sql, args = _predicate(f"{alias}.value", condition, numeric=False, as_json=True)
     else:
