@@ -111,6 +111,7 @@ def archive_settings(request: pytest.FixtureRequest) -> Any:
     def make(data_dir: Path, **fields: Any) -> Settings:
         if TEST_INDEX == "postgresql":
             fields["index_url"] = new_postgres_index(request.getfixturevalue("postgres"))
+        # The blob store's switch (S3) sets fields["blob_url"] here the same way.
         return Settings(data_dir=data_dir, **fields)
 
     return make

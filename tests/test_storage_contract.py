@@ -383,3 +383,15 @@ def test_search_follows_remove_and_replace(filled: Any) -> None:
     assert _studies(filled, _c("00100010", "equal", "MULLER^ANNA", person_name=True)) == []
     filled.remove("3.2")
     assert "3.2" not in _studies(filled)
+
+
+def test_a_nul_character_in_a_value_is_stored_and_searched_without_error(search_index: Any) -> None:
+    """Hostile files carry NUL inside strings (PostgreSQL text cannot hold it): stored, searchable, no crash."""
+    description = {"00081030": {"vr": "LO", "Value": ["Head\x00Neck"]},
+                   "00081080": {"vr": "LO", "Value": ["Chest\x00"]}}
+    assert search_index.add(stored("5.1", "5.1.1", "5.1.1.1", study_extra=description)) is None
+    assert _studies(search_index, _c("00081030", "pattern", "Head*")) == ["5.1"]
+    assert _studies(search_index, _c("00081080", "pattern", "Ches*")) == ["5.1"]
+    assert _studies(search_index, _c("00081030", "equal", "\x00")) == []
+    (match,) = search_index.search(SearchQuery("study")).matches
+    assert match["00081030"]["Value"] == ["Head\x00Neck"]  # returned as stored

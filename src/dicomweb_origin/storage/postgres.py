@@ -169,11 +169,13 @@ def match_keys(attributes: dict[str, Any]) -> dict[str, list[Any]]:
         for value in values:
             if isinstance(value, dict):
                 if element.get("vr") == "PN":
-                    folded = fold(value.get("Alphabetic"))
+                    folded = fold(_text(value.get("Alphabetic")))
                     if folded is not None:
                         out.append(folded)
                 else:
                     out.append(match_keys(value))
+            elif isinstance(value, str):
+                out.append(_text(value))
             elif value is not None:
                 out.append(value)
         if out:
@@ -514,7 +516,8 @@ def _pending(record: InstanceRecord) -> bool:
 
 
 def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+    """A column or match-key string; NUL, which PostgreSQL text and JSONB cannot hold, is dropped."""
+    return None if value is None else str(value).replace("\x00", "")
 
 
 def _series_value(attributes: dict[str, Any], tag: str) -> Any:
@@ -640,7 +643,8 @@ def _json_any(source: str, condition: Condition, alias: str) -> tuple[str, list[
     elements = f"jsonb_array_elements(CASE jsonb_typeof({path}) WHEN 'array' THEN {path} ELSE '[]'::jsonb END)"
     if condition.kind == "equal" and source.endswith(".keys"):
         # Containment ({"tag": [value]}): answered from the GIN index on keys, any value of the attribute.
-        values = [fold(v) if condition.person_name else v for v in condition.values]
+        values = [fold(_text(v)) if condition.person_name else _text(v) if isinstance(v, str) else v
+                  for v in condition.values]
         return "(" + " OR ".join(f"{source} @> %s::jsonb" for _ in values) + ")", \
             [_json({_tag(condition.tag): [v]}) for v in values]
     if any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in condition.values):
@@ -658,7 +662,7 @@ def _like(pattern: str) -> str:
 
 
 def _predicate(expr: str, condition: Condition, numeric: bool, as_json: bool = False) -> tuple[str, list[Any]]:
-    values = list(condition.values)
+    values = [_text(v) if isinstance(v, str) else v for v in condition.values]
     if condition.person_name:
         values = [fold(v) for v in values]
     if condition.kind == "equal":
