@@ -26,6 +26,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "ingest": ("starlette", "dicomweb_origin.web"),
     "retrieve": ("starlette", "dicomweb_origin.web"),
     "search": ("starlette", "dicomweb_origin.web"),
+    "check": ("starlette", "pydicom", "dicomweb_origin.web", "dicomweb_origin.dicom"),
     "render": ("pydicom", "starlette", *(f"dicomweb_origin.{m}" for m in (
         "storage", "web", "dicom", "ingest", "retrieve", "search"))),
     "web": ("pydicom", "numpy", "dicomweb_origin.storage", "dicomweb_origin.dicom.reader",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +19,8 @@ from .storage.backends import open_blobs, open_index
 from .storage.base import BlobStore, Index, SearchIndex
 from .web.app import create_app
 
+log = logging.getLogger(__name__)
+
 
 class Archive:
     """An index and a blob store named by URL (storage/backends.py); by default SQLite and files under --data."""
@@ -32,6 +35,10 @@ class Archive:
         except BaseException:
             self.index.close()
             raise
+        # Uploads a crash cut short (never indexed); those a live writer (another process) holds stay.
+        remove_stale = getattr(self.blobs, "remove_stale_uploads", None)  # the file store's
+        if remove_stale is not None and (removed := remove_stale()):
+            log.info("removed %d unfinished upload(s) left by a crash", removed)
         self.ingest = Ingest(self.index, self.blobs, settings)
         self.ingest.fill_missing_display()  # archives written before records kept the display
         workers = settings.workers or os.cpu_count() or 2

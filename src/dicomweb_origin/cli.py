@@ -1,4 +1,4 @@
-"""Command line: ``dicomweb-origin serve | import | demo``."""
+"""Command line: ``dicomweb-origin serve | import | check | demo``."""
 
 from __future__ import annotations
 
@@ -67,6 +67,32 @@ def _import_files(archive: Any, paths: Sequence[Path], quiet: bool) -> int:
     return counts["failed"]
 
 
+def check_archive(settings: Settings, repair: bool, grace: float, quiet: bool = False) -> int:
+    """Verify index <-> blobs (``check.py``); print what is wrong; return how many problems remain."""
+    from tqdm import tqdm
+
+    from .app import Archive
+    from .check import check
+
+    archive = Archive(settings)  # opening it removes unfinished uploads no live writer holds
+    try:
+        with tqdm(total=archive.index.count(), unit="instance", disable=quiet, file=sys.stderr) as bar:
+            report = check(archive.index, archive.blobs, repair=repair, grace=grace, progress=bar.update)
+    finally:
+        archive.close()
+    for problem in report.problems:
+        state = "repaired" if problem.repaired else "found"
+        uid = f" (instance {problem.instance_uid})" if problem.instance_uid else ""
+        print(f"{state}: {problem.kind}: {problem.key}{uid}: {problem.detail}")
+    for key in report.in_flight:
+        print(f"in flight: orphan younger than {grace:g} s, left alone: {key}")
+    remaining = report.remaining
+    print(f"checked: {report.instances} instances, {report.blobs} blobs, {report.bytes / 1e6:.1f} MB  "
+          f"problems: {len(report.problems)}  repaired: {len(report.problems) - len(remaining)}  "
+          f"remaining: {len(remaining)}  in flight: {len(report.in_flight)}")
+    return len(remaining)
+
+
 def load_demo(settings: Settings, slices: int = 128, size: int = 512) -> int:
     from .demo import generate_demo
 
@@ -107,10 +133,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_p.add_argument("--frame-cache-mb", type=int, default=256, help="transcoded frame cache size")
     serve_p.add_argument("--viewer", type=Path, default=None, metavar="DIR",
                          help="serve this OHIF dist folder at / (python scripts/fetch_ohif.py prints it)")
+    serve_p.add_argument("--on-conflict", choices=("refuse", "replace"), default="refuse",
+                         help="STOW of a stored SOP Instance UID with different content: refuse it (409, the"
+                              " default) or replace the stored instance")
+    check_p = sub.add_parser("check", help="verify the index against the stored files (digests, orphans)")
+    check_p.add_argument("--data", type=Path, default=Path("data"), help="archive directory (default ./data)")
+    check_p.add_argument("--repair", action="store_true",
+                         help="delete orphan files and unfinished uploads; unindex instances whose file is"
+                              " missing or corrupt")
+    check_p.add_argument("--grace", type=float, default=60.0, metavar="SECONDS",
+                         help="orphans younger than this may be a STOW in progress: left alone (default 60 s;"
+                              " 0 on an archive nothing writes to)")
     import_p = sub.add_parser("import", help="import DICOM files or folders (recursive)")
     import_p.add_argument("--data", type=Path, default=Path("data"))
     import_p.add_argument("paths", type=Path, nargs="+")
-    for p in (serve_p, import_p):
+    for p in (serve_p, import_p, check_p):
         p.add_argument("--index", default=None, metavar="URL",
                        help="index: sqlite:///PATH, postgresql://USER@HOST/DB (default: DATA/index.sqlite)")
         p.add_argument("--blobs", default=None, metavar="URL", help="blob store: file:///DIR (default: DATA/blobs)")
@@ -136,9 +173,12 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             parser.error(f"--viewer {args.viewer}: no index.html there (scripts/fetch_ohif.py prints the folder)")
         settings = Settings(data_dir=args.data, host=args.host, port=args.port, public_url=args.public_url,
                             cors_origins=tuple(args.cors_origin), frame_cache_bytes=args.frame_cache_mb << 20,
-                            index_url=args.index, blob_url=args.blobs)
+                            index_url=args.index, blob_url=args.blobs, on_conflict=args.on_conflict)
         serve(settings, args.demo, args.viewer)
         return 0
+    if args.command == "check":
+        settings = Settings(data_dir=args.data, index_url=args.index, blob_url=args.blobs)
+        return 1 if check_archive(settings, args.repair, args.grace) else 0
     if args.command == "import":
         settings = Settings(data_dir=args.data, index_url=args.index, blob_url=args.blobs)
         return 1 if import_paths(settings, args.paths) else 0

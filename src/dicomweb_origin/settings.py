@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,8 @@ class Settings:
     gzip_cache_bytes: int = 64 << 20  # bounded LRU of gzip-compressed metadata and search bodies
     index_url: str | None = None  # e.g. postgresql://user@host/db (storage/backends.py); None: SQLite under data_dir
     blob_url: str | None = None  # e.g. file:///srv/blobs; None: the blob folder under data_dir
+    # STOW of a stored SOP Instance UID with different content: refused (409, 0xC410) or replacing it.
+    on_conflict: Literal["refuse", "replace"] = "refuse"
 
     @property
     def index_path(self) -> Path:

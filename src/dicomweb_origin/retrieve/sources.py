@@ -13,7 +13,7 @@ from typing import Any
 
 from ..cache import BytesCache
 from ..dicom import pixels, transcode
-from ..errors import DicomWebError, NotFound
+from ..errors import DicomWebError, Gone, NotFound
 from ..model import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_LE,
@@ -40,10 +40,11 @@ class Sources:
     # -- lookup ------------------------------------------------------------------------------
 
     def records(self, target: Target) -> list[InstanceRecord]:
-        """The instances of the target, or 404 naming what does not exist."""
+        """The instances of the target, or 404 naming what does not exist (410 for what was deleted)."""
         if target.instance_uid is not None:
             record = self.index.get(target.instance_uid)
             if record is None or record.study_uid != target.study_uid or record.series_uid != target.series_uid:
+                self._gone(target, "instance")
                 raise NotFound(
                     f"instance {target.instance_uid} not found in series {target.series_uid}"
                     f" of study {target.study_uid}"
@@ -52,9 +53,17 @@ class Sources:
         found = self.index.instances(target.study_uid, target.series_uid)
         if not found:
             if target.series_uid is not None:
+                self._gone(target, "series")
                 raise NotFound(f"series {target.series_uid} not found in study {target.study_uid}")
+            self._gone(target, "study")
             raise NotFound(f"study {target.study_uid} not found")
         return found
+
+    def _gone(self, target: Target, level: str) -> None:
+        """PS3.18 §8.5 (Table 8.5-1): a resource the server knows was deleted is 410 Gone, not 404."""
+        if self.index.removed(target.study_uid, target.series_uid, target.instance_uid):
+            uid = target.instance_uid or target.series_uid or target.study_uid
+            raise Gone(f"{level} {uid} was deleted")
 
     # -- producing parts ---------------------------------------------------------------------
 

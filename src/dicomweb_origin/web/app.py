@@ -69,7 +69,7 @@ def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Set
         middleware.append(Middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+            allow_methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
             allow_headers=["*"],
             expose_headers=["ETag", "Content-Location", "Content-Range", "Warning", "Content-Length"],
             max_age=600,

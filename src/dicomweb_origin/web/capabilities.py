@@ -166,6 +166,13 @@ def _store(title: str) -> Method:
                   response_types=(DICOM_JSON,), success="200 202", failure="400 409 413 415")
 
 
+def _delete(title: str) -> Method:
+    # Not a PS3.18 transaction: what dcm4chee-arc and Orthanc do (docs/conformance.md, "Deleting and correcting").
+    return Method("DELETE", title, "not in PS3.18", success="204", failure="400 404",
+                  doc="Removes the index rows, then the stored files; again after success: 204; retrieving it"
+                      " afterwards: 410 Gone (§8.5).")
+
+
 def _search(title: str) -> Method:
     params = _negotiated(METADATA_TYPES, charset=True) + tuple(
         Param(name, "query", doc, type=kind, repeating=repeating) for name, kind, repeating, doc in SEARCH_PARAMETERS
@@ -223,6 +230,7 @@ def describe(segments: Sequence[str], method: str, resource: str | None) -> Meth
     builders: dict[tuple[str, str], Callable[[], Method]] = {
         ("GET", "uid"): lambda: _retrieve(f"Retrieve {level}", _dicom_options(level)),
         ("POST", "uid"): lambda: _store(f"Store {level} Instances"),
+        ("DELETE", "uid"): lambda: _delete(f"Delete {level}"),
         ("GET", "collection"): lambda: _search(" ".join(["Search for", *levels, _COLLECTIONS[last]])),
         ("POST", "collection"): lambda: _store(" ".join(["Store", *levels, "Instances"])),
         ("GET", "metadata"): lambda: _retrieve(f"Retrieve {level} Metadata", METADATA_TYPES, charset=True),

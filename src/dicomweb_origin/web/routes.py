@@ -17,7 +17,14 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from ..cache import BytesCache
-from ..errors import BadRequest, DicomWebError, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from ..errors import (
+    BadRequest,
+    DicomWebError,
+    NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from ..ingest import Ingest, Outcome, StoreResult, render_store_response, store_response
 from ..retrieve import Payload, Retrieve, Target
 from ..settings import Settings
@@ -212,6 +219,18 @@ class Endpoints:
             payload.warnings += (f"The following annotation values are not supported: {', '.join(unsupported)}",)
         return await self.send(request, payload)
 
+    # -- Delete (not a PS3.18 transaction; see docs/conformance.md "Deleting and correcting") ----------
+
+    async def delete(self, request: Request) -> Response:
+        """204 No Content: deleted now or before (DELETE is idempotent, RFC 9110 §9.2.2); 404 if never stored."""
+        target = self.target(request)
+        deleted = await run_in_threadpool(self.ingest.delete, target.study_uid, target.series_uid,
+                                          target.instance_uid)
+        if deleted is None:
+            uid = target.instance_uid or target.series_uid or target.study_uid
+            raise NotFound(f"{uid} is not stored here (nor was it deleted)")
+        return Response(status_code=204)
+
     # -- Store (STOW-RS) -------------------------------------------------------------------------
 
     async def store(self, request: Request) -> Response:
@@ -405,9 +424,9 @@ def routes(endpoints: Endpoints) -> list[BaseRoute]:
     series = study + "/series/{series}"
     instance = series + "/instances/{instance}"
     table: list[tuple[str, dict[str, Handler], str]] = [
-        (study, {"GET": e.instances, "POST": e.store}, "uid"),
-        (series, _get(e.instances), "uid"),
-        (instance, _get(e.instances), "uid"),
+        (study, {"GET": e.instances, "POST": e.store, "DELETE": e.delete}, "uid"),
+        (series, {"GET": e.instances, "DELETE": e.delete}, "uid"),
+        (instance, {"GET": e.instances, "DELETE": e.delete}, "uid"),
         *((level + "/metadata", _get(e.metadata), "metadata") for level in (study, series, instance)),
         *((level + "/bulkdata", _get(e.bulkdata), "bulkdata") for level in (study, series, instance)),
         (instance + "/bulkdata/{path:path}", _get(e.bulkdata), "bulkdata"),
