@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install install-test node browser serve viewer test bench load clean
+.PHONY: install install-test node browser postgres serve viewer test test-postgres bench load clean
 
 # What serving needs (the package and its runtime dependencies); the test tools come with `make test`.
 install: $(VENV)/.installed
@@ -40,8 +40,18 @@ node:
 browser: node
 	@command -v chromium >/dev/null 2>&1 || { $(APT_INSTALL) chromium fonts-liberation >/dev/null; }
 
-test: install-test browser
+# PostgreSQL for the index tests (tests/services.py runs initdb in a temporary directory, on a free loopback port).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(APT_INSTALL) postgresql >/dev/null; }
+
+# The whole suite on the embedded archive (SQLite + files), then again with the fixtures' archives on PostgreSQL
+# (DICOMWEB_TEST_INDEX, read by tests/conftest.py); the browser tests run once.
+test: install-test browser postgres
 	$(PY) -m pytest -n 2 -q
+	$(MAKE) --no-print-directory test-postgres
+
+test-postgres: install-test postgres
+	DICOMWEB_TEST_INDEX=postgresql $(PY) -m pytest -n 2 -q --ignore=tests/e2e_ohif --ignore=tests/e2e_browser
 
 bench: install-test
 	$(PY) benchmarks/retrieve.py && $(PY) benchmarks/frames.py && $(PY) benchmarks/search.py && $(PY) benchmarks/rendered.py && $(PY) benchmarks/volumes.py

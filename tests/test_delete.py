@@ -9,6 +9,7 @@ Search no longer finds it. Through the real ASGI application over real SQLite an
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +20,6 @@ from test_stow import FAILURE_REASON, failed, multipart, referenced, stow
 
 from dicomweb_origin.app import build_app
 from dicomweb_origin.ingest import DIFFERENT_CONTENT
-from dicomweb_origin.settings import Settings
 
 pytestmark = pytest.mark.anyio
 
@@ -155,14 +155,15 @@ async def test_store_again_after_delete(empty_client: httpx.AsyncClient, empty_a
     assert await _instance_uids(empty_client) == {A1}
 
 
-async def test_different_content_is_409_unless_replace(empty_client: httpx.AsyncClient, tmp_path: Path) -> None:
+async def test_different_content_is_409_unless_replace(empty_client: httpx.AsyncClient, tmp_path: Path,
+                                                       archive_settings: Any) -> None:
     await _loaded(empty_client)
     corrected = instance_bytes(STUDY, SERIES_A, A1, patient_name="ROE^JANE")
     response, module = await stow(empty_client, [corrected])
     assert response.status_code == 409
     assert failed(module)[0][FAILURE_REASON]["Value"] == [DIFFERENT_CONTENT]
 
-    settings = Settings(data_dir=tmp_path / "replace", on_conflict="replace")
+    settings = archive_settings(tmp_path / "replace", on_conflict="replace")
     app = build_app(settings)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL + ROOT + "/") as client:
         files = await _loaded(client)

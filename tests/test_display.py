@@ -28,6 +28,8 @@ from test_stow import stow
 from dicomweb_origin.app import build_app
 from dicomweb_origin.dicom.display import extract_display
 from dicomweb_origin.model import Display, Lut, Window
+from dicomweb_origin.settings import Settings
+from dicomweb_origin.storage.backends import open_index
 from dicomweb_origin.storage.sqlite import MIGRATIONS, SqliteIndex, record_from_json, record_to_json
 
 
@@ -271,7 +273,8 @@ async def test_stow_keeps_the_display_and_the_icc_profile_bytes(empty_archive: L
     ct = _bytes(_fresh(_read("CT_small.dcm")))
     response, _ = await stow(empty_client, [data, ct])
     assert response.status_code == 200
-    reopened = SqliteIndex(empty_archive.settings.index_path)  # no cache: the record comes from its JSON
+    url = empty_archive.settings.index_url  # a new index object: no cache, the record comes from its JSON
+    reopened = open_index(url) if url else SqliteIndex(empty_archive.settings.index_path)
     for sent in (data, ct):
         ds = dcmread(io.BytesIO(sent))
         record = reopened.get(ds.SOPInstanceUID)
@@ -327,7 +330,9 @@ def _make_old(index_path: Path, icc_path: str = "00282000") -> int:
     return len(rows)
 
 
-def test_opening_an_older_archive_fills_the_display_of_its_records(empty_archive: LoadedArchive) -> None:
+def test_opening_an_older_archive_fills_the_display_of_its_records(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")  # SQLite: the migration of its schema is under test
+    empty_archive = LoadedArchive(build_app(settings), settings, {})
     data, profile = _with_icc("SC_rgb.dcm")
     sent = [data, _bytes(_fresh(_read("eCT_Supplemental.dcm"))), _bytes(_fresh(_read("rtplan.dcm")))]
     ingest = empty_archive.app.state.archive.ingest

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
+from typing import cast
 
 from starlette.applications import Starlette
 
@@ -18,9 +19,8 @@ from .ingest import Ingest
 from .retrieve import Retrieve
 from .search import Search
 from .settings import Settings
-from .storage.base import SearchQuery
-from .storage.files import FileBlobStore
-from .storage.sqlite import SqliteIndex
+from .storage.backends import open_blobs, open_index
+from .storage.base import BlobStore, Index, SearchIndex, SearchQuery
 from .web.app import create_app
 from .web.ops import Probes
 
@@ -28,15 +28,21 @@ log = logging.getLogger(__name__)
 
 
 class Archive:
-    """The embedded archive: SQLite index and filesystem blobs under one data directory."""
+    """An index and a blob store named by URL (storage/backends.py); by default SQLite and files under --data."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.index = SqliteIndex(settings.index_path)
-        self.blobs = FileBlobStore(settings.blob_dir)
+        self.index: Index = open_index(settings.index_url or settings.index_path.resolve().as_uri().replace(
+            "file:", "sqlite:", 1))
+        try:
+            self.blobs: BlobStore = open_blobs(settings.blob_url or settings.blob_dir.resolve().as_uri())
+        except BaseException:
+            self.index.close()
+            raise
         # Uploads a crash cut short (never indexed); those a live writer (another process) holds stay.
-        if removed := self.blobs.remove_stale_uploads():
+        remove_stale = getattr(self.blobs, "remove_stale_uploads", None)  # the file store's
+        if remove_stale is not None and (removed := remove_stale()):
             log.info("removed %d unfinished upload(s) left by a crash", removed)
         self.ingest = Ingest(self.index, self.blobs, settings)
         self.ingest.fill_missing_display()  # archives written before records kept the display
@@ -45,14 +51,19 @@ class Archive:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cpu")
         self.retrieve = Retrieve(self.index, self.blobs, BytesCache(settings.frame_cache_bytes), self.executor,
                                  workers, BytesCache(settings.rendered_cache_bytes), settings.volume_cache_bytes)
-        self.search = Search(self.index)
+        self.search = Search(cast(SearchIndex, self.index))  # every served backend answers Search
 
     def is_empty(self) -> bool:
         return self.index.count() == 0
 
+    def close(self) -> None:
+        """Release the index's connections (the app's lifespan calls this on shutdown)."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.index.close()
+
     def counts(self) -> dict[str, int]:
         """How many studies, series and instances the archive holds."""
-        return {name: self.index.search(SearchQuery(level, limit=0)).total  # type: ignore[arg-type]
+        return {name: cast(SearchIndex, self.index).search(SearchQuery(level, limit=0)).total  # type: ignore[arg-type]
                 for name, level in _LEVELS.items()}
 
     def readiness(self) -> Mapping[str, Callable[[], object]]:
@@ -95,6 +106,7 @@ def build_app(settings: Settings, viewer_dir: Path | None = None) -> Starlette:
     probes = Probes(version=version(), checks=archive.readiness(), counts=archive.counts,
                     conformance=conformance_statement())
     app = create_app(archive.retrieve, archive.ingest, archive.search, settings, viewer_dir,
-                     authenticator=Authenticator.from_settings(settings), probes=probes)
+                     authenticator=Authenticator.from_settings(settings), probes=probes,
+                     on_shutdown=archive.close)
     app.state.archive = archive
     return app

@@ -10,6 +10,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from .settings import Settings
 
@@ -26,12 +27,20 @@ def _files(paths: Sequence[Path]) -> Iterator[Path]:
 
 def import_paths(settings: Settings, paths: Sequence[Path], quiet: bool = False) -> int:
     """Import files and folders; print a summary; return the number of failures."""
-    from tqdm import tqdm
-
     from .app import Archive
-    from .ingest import Outcome
 
     archive = Archive(settings)
+    try:
+        return _import_files(archive, paths, quiet)
+    finally:
+        archive.close()
+
+
+def _import_files(archive: Any, paths: Sequence[Path], quiet: bool) -> int:
+    from tqdm import tqdm
+
+    from .ingest import Outcome
+
     files = list(_files(paths))
     counts: Counter[str] = Counter()
     failures: list[tuple[Path, str]] = []
@@ -66,8 +75,11 @@ def check_archive(settings: Settings, repair: bool, grace: float, quiet: bool = 
     from .check import check
 
     archive = Archive(settings)  # opening it removes unfinished uploads no live writer holds
-    with tqdm(total=archive.index.count(), unit="instance", disable=quiet, file=sys.stderr) as bar:
-        report = check(archive.index, archive.blobs, repair=repair, grace=grace, progress=bar.update)
+    try:
+        with tqdm(total=archive.index.count(), unit="instance", disable=quiet, file=sys.stderr) as bar:
+            report = check(archive.index, archive.blobs, repair=repair, grace=grace, progress=bar.update)
+    finally:
+        archive.close()
     for problem in report.problems:
         state = "repaired" if problem.repaired else "found"
         uid = f" (instance {problem.instance_uid})" if problem.instance_uid else ""
@@ -106,9 +118,13 @@ def serve(settings: Settings, demo: bool, viewer: Path | None = None, log_level:
 
     from .app import Archive, build_app
 
-    if demo and Archive(settings).is_empty():
-        print("archive is empty: loading the demo studies ...", file=sys.stderr)
-        load_demo(settings)
+    if demo:
+        archive = Archive(settings)
+        empty = archive.is_empty()
+        archive.close()
+        if empty:
+            print("archive is empty: loading the demo studies ...", file=sys.stderr)
+            load_demo(settings)
     app = build_app(settings, viewer)
     for line in startup_lines(settings, app.state.archive.counts(), viewer):
         print(line, file=sys.stderr)
@@ -244,6 +260,13 @@ def parser() -> argparse.ArgumentParser:
     import_p = sub.add_parser("import", help="import DICOM files or folders (recursive)", formatter_class=_Help)
     import_p.add_argument("--data", type=Path, default=Path("data"), help="archive directory")
     import_p.add_argument("paths", type=Path, nargs="+", help="DICOM files or folders (searched recursively)")
+    for p in (serve_p, import_p, check_p):
+        p.add_argument("--index", default=None, metavar="URL",
+                       help="index: sqlite:///PATH, postgresql://USER@HOST/DB (default: DATA/index.sqlite)")
+        p.add_argument("--blobs", default=None, metavar="URL", help="blob store: file:///DIR (default: DATA/blobs)")
+    migrate_p = sub.add_parser("migrate", help="create or upgrade a PostgreSQL index's schema (safe to repeat)",
+                               formatter_class=_Help)
+    migrate_p.add_argument("--index", required=True, metavar="URL", help="postgresql://USER@HOST/DB")
     demo_p = sub.add_parser("demo", help="generate the demo studies and import them", formatter_class=_Help)
     demo_p.add_argument("--data", type=Path, default=Path("data"), help="archive directory")
     demo_p.add_argument("--out", type=Path, default=None,
@@ -257,24 +280,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli = parser()
     args = cli.parse_args(argv)
     configure_logging(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
+    from .storage.backends import BackendUnavailable
+
+    try:
+        return _run(cli, args)
+    except BackendUnavailable as exc:  # an unknown URL scheme, a missing package, an old schema, no database
+        print(f"dicomweb-origin {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(cli: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "serve":
         if args.viewer is not None and not (args.viewer / "index.html").is_file():
             cli.error(f"--viewer {args.viewer}: no index.html there (scripts/fetch_ohif.py prints the folder)")
         _check_auth_args(args, cli)
         settings = Settings(data_dir=args.data, host=args.host, port=args.port, public_url=args.public_url,
                             cors_origins=tuple(args.cors_origin), frame_cache_bytes=args.frame_cache_mb << 20,
-                            on_conflict=args.on_conflict,
+                            index_url=args.index, blob_url=args.blobs, on_conflict=args.on_conflict,
                             oidc_issuer=args.oidc_issuer, oidc_audience=args.oidc_audience,
                             oidc_jwks=args.oidc_jwks, tokens_file=args.tokens, tls_cert=args.tls_cert,
                             tls_key=args.tls_key)
         serve(settings, args.demo, args.viewer, args.log_level)
         return 0
     if args.command == "check":
-        return 1 if check_archive(Settings(data_dir=args.data), args.repair, args.grace) else 0
+        settings = Settings(data_dir=args.data, index_url=args.index, blob_url=args.blobs)
+        return 1 if check_archive(settings, args.repair, args.grace) else 0
     if args.command == "token":
         return token_command(args, cli)
     if args.command == "import":
-        return 1 if import_paths(Settings(data_dir=args.data), args.paths) else 0
+        settings = Settings(data_dir=args.data, index_url=args.index, blob_url=args.blobs)
+        return 1 if import_paths(settings, args.paths) else 0
+    if args.command == "migrate":
+        from .storage.backends import migrate_index
+
+        before, after = migrate_index(args.index)
+        print(f"schema version {before} -> {after}" if before != after else f"schema version {after}: up to date")
+        return 0
     if args.out is not None:
         from .demo import generate_demo
 

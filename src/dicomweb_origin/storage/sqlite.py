@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from ..errors import SeriesInOtherStudy
 from ..model import (
     BulkElement,
     Display,
@@ -287,9 +288,7 @@ class SqliteIndex:
             "SELECT study_uid FROM series WHERE series_uid = ?", (record.series_uid,)
         ).fetchone()
         if existing_series[0] != record.study_uid:
-            raise ValueError(
-                f"series {record.series_uid} already belongs to study {existing_series[0]}, not {record.study_uid}"
-            )
+            raise SeriesInOtherStudy(record.series_uid, existing_series[0], record.study_uid)
         if update_levels:
             columns = [*_SERIES_COLUMNS.values(), "attributes"]
             conn.execute(f"UPDATE series SET {', '.join(c + ' = ?' for c in columns)} WHERE series_uid = ?",
@@ -314,6 +313,8 @@ class SqliteIndex:
                 now,
             ),
         )
+        if record.pixel is not None and record.display is None:  # waits for set_display, as migration 4's rows
+            conn.execute("INSERT OR IGNORE INTO display_pending (instance_uid) VALUES (?)", (record.instance_uid,))
         # Counts for Search (NumberOfStudyRelatedSeries/Instances, NumberOfSeriesRelatedInstances).
         conn.execute(
             "UPDATE series SET number_of_instances = number_of_instances + 1 WHERE series_uid = ?",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -67,7 +69,7 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 
 def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Settings,
                viewer_dir: Path | None = None, authenticator: Authenticator | None = None,
-               probes: Probes | None = None) -> Starlette:
+               probes: Probes | None = None, on_shutdown: Callable[[], None] | None = None) -> Starlette:
     endpoints = Endpoints(retrieve, ingest, settings)
     metrics = Metrics(Observed(
         caches={"frames": retrieve.sources.cache, "rendered": retrieve.rendered_cache, "gzip": endpoints.compressed},
@@ -91,9 +93,16 @@ def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Set
     mounts = ops_routes(ops) + capabilities_mount(settings.root_path, search_routes(search, endpoints) + routes(endpoints), endpoints)
     if viewer_dir is not None:  # after the DICOMweb root: the viewer answers every other path
         mounts.append(Mount("", app=Viewer(viewer_dir, settings)))
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if on_shutdown is not None:  # the index's connections (a PostgreSQL pool) are closed, not dropped
+            on_shutdown()
+
     app = Starlette(
         routes=mounts,
         middleware=middleware,
+        lifespan=lifespan,
         exception_handlers={DicomWebError: dicomweb_error, HTTPException: http_error, ClientDisconnect: client_disconnect,
                             Exception: unexpected_error},
     )
