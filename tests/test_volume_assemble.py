@@ -151,3 +151,16 @@ def test_missing_geometry_and_other_format_differences() -> None:
     slices = acquire(*AXIAL)
     slices[1] = replace(slices[1], orientation=(1, 0, 0, 0.5, 0.5, 0))
     _fails(slices, "not orthogonal")
+
+
+def test_stored_type_keeps_every_value() -> None:
+    slices = acquire(*AXIAL)
+    bright = [replace(s, pixels=(s.pixels.astype(np.uint16) * 20)) for s in slices]  # up to 40480: uint16
+    volume = assemble(bright)
+    assert volume.data.dtype == np.uint16 and int(volume.data.max()) == int(max(s.pixels.max() for s in bright))
+    # signed and unsigned frames whose values need more than 16 bits together: float32 modality values
+    mixed = bright[:32] + [replace(s, pixels=(s.pixels.astype(np.int16) - 2000)) for s in slices[32:]]
+    volume = assemble(mixed)
+    assert volume.data.dtype == np.float32
+    assert float(volume.data.max()) == float(max(s.pixels.max() for s in bright[:32])) - 1024
+    assert float(volume.data.min()) == float(min(s.pixels.min() for s in slices[32:])) - 2000 - 1024

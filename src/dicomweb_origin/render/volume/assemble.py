@@ -133,10 +133,14 @@ def _stored_dtype(slices: Sequence[Slice]) -> np.dtype | None:
     kinds = {s.pixels.dtype for s in slices}
     if not all(np.issubdtype(k, np.integer) and k.itemsize <= 2 for k in kinds):
         return None
-    if all(k.kind == "u" for k in kinds) and any(k.itemsize == 2 for k in kinds):
-        top = max(int(s.pixels.max()) for s in slices)
-        return np.dtype(np.int16) if top < 32768 else np.dtype(np.uint16)
-    return np.dtype(np.int16)
+    if kinds <= {np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16)}:
+        return np.dtype(np.int16)
+    # uint16 among them: the stored range decides (int16 when it fits, uint16 when nothing is negative)
+    lo = min(int(s.pixels.min()) for s in slices)
+    hi = max(int(s.pixels.max()) for s in slices)
+    if hi <= 32767:
+        return np.dtype(np.int16)
+    return np.dtype(np.uint16) if lo >= 0 else None
 
 
 def _resample(slices: Sequence[Slice], along: np.ndarray) -> tuple[float, np.ndarray, float, float]:
