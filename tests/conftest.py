@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from pydicom import Dataset, dcmread
+from ceph_server import CephS3, ceph_s3
 from reference import REFERENCES, Reference, Uids, check_table, prepared_bytes, uids
 from starlette.applications import Starlette
 
@@ -248,3 +249,10 @@ def stored_frames(ref: Reference, archive: LoadedArchive) -> list[bytes]:
 @pytest.fixture(scope="session")
 def reference_uids() -> Iterator[dict[str, Uids]]:
     yield {ref.name: uids(ref.name) for ref in REFERENCES}
+
+
+@pytest.fixture(scope="session")
+def ceph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephS3]:
+    """A real S3 server (Ceph radosgw on loopback) for this test worker; fails loudly when it cannot start."""
+    with ceph_s3(tmp_path_factory.mktemp("ceph") / "cluster") as server:
+        yield server
