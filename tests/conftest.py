@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
-from pydicom import Dataset, dcmread
 from ceph_server import CephS3, ceph_s3
+from pydicom import Dataset, dcmread
 from reference import REFERENCES, Reference, Uids, check_table, prepared_bytes, uids
 from starlette.applications import Starlette
 
