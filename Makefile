@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install node browser serve viewer test bench clean
+.PHONY: install node browser services serve viewer test bench clean
 
 install: $(VENV)/.installed
 
@@ -30,7 +30,12 @@ node:
 browser: node
 	@command -v chromium >/dev/null 2>&1 || { $(APT_INSTALL) chromium fonts-liberation >/dev/null; }
 
-test: install browser
+# A real S3 server (Ceph radosgw, started by the tests on loopback) and nginx (the multi-process test).
+services:
+	@command -v radosgw >/dev/null 2>&1 || { $(APT_INSTALL) ceph-mon ceph-osd radosgw ceph-common >/dev/null; }
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { $(APT_INSTALL) nginx-light >/dev/null; }
+
+test: install browser services
 	$(PY) -m pytest -n 2 -q
 
 bench: install
