@@ -14,6 +14,7 @@ import hashlib
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO, cast
 
 from .ingest import Ingest, Outcome
 from .model import InstanceRecord
@@ -88,7 +89,7 @@ class ArchiveCopy:
             if digest.hexdigest() != record.digest:
                 return f"the source blob {record.blob_key} does not match its record's sha256: not copied"
             spool.seek(0)
-            result = self.target.store(spool)
+            result = self.target.store(cast(BinaryIO, spool))
         if result.outcome is Outcome.FAILED or result.record is None:
             return f"the target refused it: {result.reason}"
         if result.record.digest != record.digest:
