@@ -10,6 +10,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from .settings import Settings
 
@@ -26,12 +27,20 @@ def _files(paths: Sequence[Path]) -> Iterator[Path]:
 
 def import_paths(settings: Settings, paths: Sequence[Path], quiet: bool = False) -> int:
     """Import files and folders; print a summary; return the number of failures."""
-    from tqdm import tqdm
-
     from .app import Archive
-    from .ingest import Outcome
 
     archive = Archive(settings)
+    try:
+        return _import_files(archive, paths, quiet)
+    finally:
+        archive.close()
+
+
+def _import_files(archive: Any, paths: Sequence[Path], quiet: bool) -> int:
+    from tqdm import tqdm
+
+    from .ingest import Outcome
+
     files = list(_files(paths))
     counts: Counter[str] = Counter()
     failures: list[tuple[Path, str]] = []
@@ -71,9 +80,13 @@ def serve(settings: Settings, demo: bool, viewer: Path | None = None) -> None:
 
     from .app import Archive, build_app
 
-    if demo and Archive(settings).is_empty():
-        print("archive is empty: loading the demo studies ...", file=sys.stderr)
-        load_demo(settings)
+    if demo:
+        archive = Archive(settings)
+        empty = archive.is_empty()
+        archive.close()
+        if empty:
+            print("archive is empty: loading the demo studies ...", file=sys.stderr)
+            load_demo(settings)
     app = build_app(settings, viewer)
     print(f"DICOMweb root: http://{settings.host}:{settings.port}{settings.root_path}", file=sys.stderr)
     if viewer is not None:
@@ -97,6 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     import_p = sub.add_parser("import", help="import DICOM files or folders (recursive)")
     import_p.add_argument("--data", type=Path, default=Path("data"))
     import_p.add_argument("paths", type=Path, nargs="+")
+    for p in (serve_p, import_p):
+        p.add_argument("--index", default=None, metavar="URL",
+                       help="index: sqlite:///PATH, postgresql://USER@HOST/DB (default: DATA/index.sqlite)")
+        p.add_argument("--blobs", default=None, metavar="URL", help="blob store: file:///DIR (default: DATA/blobs)")
+    migrate_p = sub.add_parser("migrate", help="create or upgrade a PostgreSQL index's schema (safe to repeat)")
+    migrate_p.add_argument("--index", required=True, metavar="URL", help="postgresql://USER@HOST/DB")
     demo_p = sub.add_parser("demo", help="generate the demo studies and import them")
     demo_p.add_argument("--data", type=Path, default=Path("data"))
     demo_p.add_argument("--out", type=Path, default=None, help="only write the demo files to this folder")
@@ -106,11 +125,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.viewer is not None and not (args.viewer / "index.html").is_file():
             parser.error(f"--viewer {args.viewer}: no index.html there (scripts/fetch_ohif.py prints the folder)")
         settings = Settings(data_dir=args.data, host=args.host, port=args.port, public_url=args.public_url,
-                            cors_origins=tuple(args.cors_origin), frame_cache_bytes=args.frame_cache_mb << 20)
+                            cors_origins=tuple(args.cors_origin), frame_cache_bytes=args.frame_cache_mb << 20,
+                            index_url=args.index, blob_url=args.blobs)
         serve(settings, args.demo, args.viewer)
         return 0
     if args.command == "import":
-        return 1 if import_paths(Settings(data_dir=args.data), args.paths) else 0
+        settings = Settings(data_dir=args.data, index_url=args.index, blob_url=args.blobs)
+        return 1 if import_paths(settings, args.paths) else 0
+    if args.command == "migrate":
+        from .storage.backends import migrate_index
+
+        before, after = migrate_index(args.index)
+        print(f"schema version {before} -> {after}" if before != after else f"schema version {after}: up to date")
+        return 0
     if args.out is not None:
         from .demo import generate_demo
 

@@ -10,6 +10,7 @@ Table 10.4.3-1). Nothing below ``web/`` knows about HTTP objects.
      ├── NotAcceptable (406)         none of the Acceptable Media Types can be served
      ├── RequestTimeout (408)        STOW: the request body stopped arriving
      ├── Conflict (409)              STOW: well-formed but conflicting (e.g. study UID mismatch)
+     │    └── SeriesInOtherStudy (409) the series is stored under another study
      ├── Gone (410)                  known to have been deleted
      ├── PayloadTooLarge (413)       request or response too large for this server
      ├── UnsupportedMediaType (415)  STOW: request Content-Type not supported
@@ -52,6 +53,13 @@ class RequestTimeout(DicomWebError):
 
 class Conflict(DicomWebError):
     status = 409
+
+
+class SeriesInOtherStudy(Conflict):
+    """A Series Instance UID already stored under another study: a series belongs to one study (PS3.3 C.7.3)."""
+
+    def __init__(self, series_uid: str, owner: str, study_uid: str) -> None:
+        super().__init__(f"series {series_uid} already belongs to study {owner}, not {study_uid}")
 
 
 class Gone(DicomWebError):

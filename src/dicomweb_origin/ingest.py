@@ -22,7 +22,7 @@ import orjson
 from .dicom import metadata, reader
 from .dicom.display import ICC_PROFILE, display_of_stored, extract_display
 from .dicom.xml import json_to_xml
-from .errors import IngestError, NotDicom
+from .errors import IngestError, NotDicom, SeriesInOtherStudy
 from .model import Display, InstanceRecord, StoredInstance, counts_as_lossy, uid_error
 from .settings import Settings
 from .storage.base import BlobStore, Index
@@ -154,7 +154,7 @@ class Ingest:
         )
         try:
             existing = self.index.add(stored)
-        except ValueError as exc:
+        except SeriesInOtherStudy as exc:
             self.blobs.delete(info.key)
             return self._failed(str(exc), CANNOT_UNDERSTAND, sop_class, instance_uid)
         except BaseException:

@@ -22,6 +22,8 @@ class Settings:
     cors_origins: tuple[str, ...] = field(default=())
     gzip_min_bytes: int = 1024
     gzip_cache_bytes: int = 64 << 20  # bounded LRU of gzip-compressed metadata and search bodies
+    index_url: str | None = None  # e.g. postgresql://user@host/db (storage/backends.py); None: SQLite under data_dir
+    blob_url: str | None = None  # e.g. file:///srv/blobs; None: the blob folder under data_dir
 
     @property
     def index_path(self) -> Path:

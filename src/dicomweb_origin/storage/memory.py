@@ -42,6 +42,8 @@ class MemoryIndex:
         self._lock = threading.Lock()
         self._records: dict[str, InstanceRecord] = {}
         self._metadata: dict[str, bytes] = {}
+        # Tombstones of deleted resources: (study, None, None), (study, series, None), (study, series, instance).
+        self._removed: set[tuple[str, str | None, str | None]] = set()
 
     def add(self, stored: StoredInstance) -> InstanceRecord | None:
         uid = stored.record.instance_uid
@@ -80,5 +82,43 @@ class MemoryIndex:
             if record.instance_uid in self._records:
                 self._records[record.instance_uid] = record
 
+    def replace(self, stored: StoredInstance) -> InstanceRecord | None:
+        uid = stored.record.instance_uid
+        with self._lock:
+            old = self._records.get(uid)
+            self._records[uid] = stored.record
+            self._metadata[uid] = stored.metadata
+        return old
+
+    def remove(self, study_uid: str, series_uid: str | None = None,
+               instance_uid: str | None = None) -> list[InstanceRecord]:
+        with self._lock:
+            gone = [r for r in self._records.values() if _under(r, study_uid, series_uid, instance_uid)]
+            for record in gone:
+                del self._records[record.instance_uid]
+                del self._metadata[record.instance_uid]
+                self._removed.add((record.study_uid, record.series_uid, record.instance_uid))
+                self._removed.add((record.study_uid, record.series_uid, None))
+            if gone:
+                self._removed.add((study_uid, None, None))
+        return gone
+
+    def removed(self, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None) -> bool:
+        with self._lock:
+            if (study_uid, series_uid, instance_uid) not in self._removed:
+                return False
+            return not any(_under(r, study_uid, series_uid, instance_uid) for r in self._records.values())
+
+    def records(self, after: str = "", limit: int = 1000) -> list[InstanceRecord]:
+        with self._lock:
+            uids = sorted(uid for uid in self._records if uid > after)[:limit]
+            return [self._records[uid] for uid in uids]
+
     def close(self) -> None:
         pass
+
+
+def _under(record: InstanceRecord, study_uid: str, series_uid: str | None, instance_uid: str | None) -> bool:
+    """Whether the record is (in) the resource named by the UIDs."""
+    return (record.study_uid == study_uid and (series_uid is None or record.series_uid == series_uid)
+            and (instance_uid is None or record.instance_uid == instance_uid))

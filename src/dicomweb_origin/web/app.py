@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -60,7 +62,7 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Settings,
-               viewer_dir: Path | None = None) -> Starlette:
+               viewer_dir: Path | None = None, on_shutdown: Callable[[], None] | None = None) -> Starlette:
     endpoints = Endpoints(retrieve, ingest, settings)
     middleware = []
     if settings.cors_origins:
@@ -75,9 +77,16 @@ def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Set
     mounts = capabilities_mount(settings.root_path, search_routes(search, endpoints) + routes(endpoints), endpoints)
     if viewer_dir is not None:  # after the DICOMweb root: the viewer answers every other path
         mounts.append(Mount("", app=Viewer(viewer_dir, settings)))
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if on_shutdown is not None:  # the index's connections (a PostgreSQL pool) are closed, not dropped
+            on_shutdown()
+
     app = Starlette(
         routes=mounts,
         middleware=middleware,
+        lifespan=lifespan,
         exception_handlers={DicomWebError: dicomweb_error, HTTPException: http_error, ClientDisconnect: client_disconnect,
                             Exception: unexpected_error},
     )
