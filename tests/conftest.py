@@ -85,6 +85,11 @@ TEST_INDEX = os.environ.get("DICOMWEB_TEST_INDEX", "sqlite")
 if TEST_INDEX not in ("sqlite", "postgresql"):
     raise RuntimeError(f"DICOMWEB_TEST_INDEX={TEST_INDEX!r}: sqlite or postgresql")
 _SCHEMAS = itertools.count()
+# Which blob store: ``files`` (default) or ``s3`` (a bucket per archive in this worker's Ceph radosgw).
+TEST_BLOBS = os.environ.get("DICOMWEB_TEST_BLOBS", "files")
+if TEST_BLOBS not in ("files", "s3"):
+    raise RuntimeError(f"DICOMWEB_TEST_BLOBS={TEST_BLOBS!r}: files or s3")
+_BUCKETS = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -105,13 +110,21 @@ def new_postgres_index(server: PostgresServer) -> str:
     return url
 
 
+def new_bucket(ceph: CephS3) -> str:
+    """The URL of a new, empty bucket; the credentials go where boto3 reads them (the environment)."""
+    os.environ.update(ceph.environment())
+    return ceph.url(ceph.create_bucket(f"archive-{os.getpid()}-{next(_BUCKETS)}"))
+
+
 @pytest.fixture(scope="session")
 def archive_settings(request: pytest.FixtureRequest) -> Any:
-    """``make(data_dir, **fields) -> Settings`` for a new archive on the backends DICOMWEB_TEST_INDEX names."""
+    """``make(data_dir, **fields) -> Settings`` for a new archive on the backends DICOMWEB_TEST_INDEX / _BLOBS name."""
 
     def make(data_dir: Path, **fields: Any) -> Settings:
         if TEST_INDEX == "postgresql":
             fields["index_url"] = new_postgres_index(request.getfixturevalue("postgres"))
+        if TEST_BLOBS == "s3":
+            fields["blob_url"] = new_bucket(request.getfixturevalue("ceph"))
         return Settings(data_dir=data_dir, **fields)
 
     return make
