@@ -12,8 +12,12 @@ from pathlib import Path
 
 import pytest
 from ceph_server import CephS3
+from conftest import new_bucket, new_postgres_index
 from live_server import demo_archive
+from services import PostgresServer
 
+from dicomweb_origin.app import Archive
+from dicomweb_origin.cli import main
 from dicomweb_origin.ingest import Ingest
 from dicomweb_origin.settings import Settings
 from dicomweb_origin.storage.files import FileBlobStore
@@ -86,3 +90,35 @@ def test_a_corrupt_source_blob_is_reported_not_copied(source: Path, tmp_path: Pa
     assert "does not match" in report.failed[0][1]
     assert into.index.get(victim.instance_uid) is None
     assert report.copied == index.count() - 1
+
+
+def test_copy_command_into_postgresql_and_s3(source: Path, ceph: CephS3, postgres: PostgresServer,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    index_url = new_postgres_index(postgres)
+    blob_url = new_bucket(ceph)
+    assert main(["copy", "--from", str(source), "--index", index_url, "--blobs", blob_url]) == 0
+    count = SqliteIndex(source / "index.sqlite").count()
+    assert f"copied: {count}  already present (verified): 0  failed: 0" in capsys.readouterr().out
+    assert main(["copy", "--from", str(source), "--index", index_url, "--blobs", blob_url]) == 0
+    assert f"copied: 0  already present (verified): {count}  failed: 0" in capsys.readouterr().out
+
+    # The target serves what the source served, byte for byte.
+    embedded, scaled = Archive(Settings(data_dir=source)), Archive(Settings(data_dir=source, index_url=index_url,
+                                                                            blob_url=blob_url))
+    try:
+        for record in source_records(embedded.index):
+            copied = scaled.index.get(record.instance_uid)
+            assert copied is not None
+            assert scaled.blobs.read(copied.blob_key) == embedded.blobs.read(record.blob_key)
+            assert scaled.index.metadata([copied]) == embedded.index.metadata([record])
+            assert [r.instance_uid for r in scaled.index.instances(record.study_uid)] == [
+                r.instance_uid for r in embedded.index.instances(record.study_uid)]
+    finally:
+        embedded.close()
+        scaled.close()
+
+
+def test_copy_command_refuses_a_missing_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["copy", "--from", str(tmp_path / "nothing"), "--index", "memory:", "--blobs", "memory:"]) == 2
+    assert "no archive" in capsys.readouterr().err
+    assert not (tmp_path / "nothing").exists()

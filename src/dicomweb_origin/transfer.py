@@ -18,10 +18,9 @@ from typing import BinaryIO, cast
 
 from .ingest import Ingest, Outcome
 from .model import InstanceRecord
-from .storage.base import BlobStore, Index, SearchIndex, SearchQuery
+from .storage.base import BlobStore, Index
 
 SPOOL_IN_MEMORY = 8 << 20
-STUDY_UID = "0020000D"
 
 
 @dataclass
@@ -31,13 +30,12 @@ class CopyReport:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (SOP Instance UID, reason)
 
 
-def source_records(index: Index) -> Iterator[InstanceRecord]:
-    """Every record of the source, study by study (the study list from a search, one study in memory)."""
-    search: SearchIndex = index  # type: ignore[assignment]  # every index answers searches
-    page = search.search(SearchQuery(level="study"))
-    for match in page.matches:
-        study_uid = match[STUDY_UID]["Value"][0]
-        yield from index.instances(study_uid)
+def source_records(index: Index, batch: int = 500) -> Iterator[InstanceRecord]:
+    """Every record of the source in SOP Instance UID order, a batch at a time (constant memory)."""
+    after = ""
+    while records := index.records(after, batch):
+        yield from records
+        after = records[-1].instance_uid
 
 
 def blob_digest(blobs: BlobStore, key: str) -> tuple[str, int]:
