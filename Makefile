@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install node browser services serve viewer test bench clean
+.PHONY: install node browser services postgres serve viewer test test-postgres bench clean
 
 install: $(VENV)/.installed
 
@@ -35,8 +35,18 @@ services:
 	@command -v radosgw >/dev/null 2>&1 || { $(APT_INSTALL) ceph-mon ceph-osd radosgw ceph-common >/dev/null; }
 	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { $(APT_INSTALL) nginx-light >/dev/null; }
 
-test: install browser services
+# PostgreSQL for the index tests (tests/services.py runs initdb in a temporary directory, on a free loopback port).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(APT_INSTALL) postgresql >/dev/null; }
+
+# The whole suite on the embedded archive (SQLite + files), then again with the fixtures' archives on PostgreSQL
+# and S3 (DICOMWEB_TEST_INDEX, DICOMWEB_TEST_BLOBS, read by tests/conftest.py); the browser tests run once.
+test: install browser postgres services
 	$(PY) -m pytest -n 2 -q
+	$(MAKE) --no-print-directory test-postgres
+
+test-postgres: install postgres services
+	DICOMWEB_TEST_INDEX=postgresql DICOMWEB_TEST_BLOBS=s3 $(PY) -m pytest -n 2 -q --ignore=tests/e2e_ohif --ignore=tests/e2e_browser
 
 bench: install
 	$(PY) benchmarks/retrieve.py && $(PY) benchmarks/frames.py && $(PY) benchmarks/search.py && $(PY) benchmarks/rendered.py

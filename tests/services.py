@@ -110,10 +110,16 @@ class PostgresServer:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # "fast" shutdown: SIGTERM would wait for clients
+            # "Fast" shutdown (SIGINT to the postmaster itself: runuser does not pass it on).
+            pid_file = self.dir / "data" / "postmaster.pid"
+            try:
+                postmaster = int(pid_file.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                postmaster = self.process.pid
+            os.kill(postmaster, signal.SIGINT)
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.kill(postmaster, signal.SIGQUIT)  # immediate shutdown, children included
                 self.process.wait()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -157,6 +157,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo_p.add_argument("--out", type=Path, default=None, help="only write the demo files to this folder")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from .storage.backends import BackendUnavailable
+
+    try:
+        return _run(parser, args)
+    except BackendUnavailable as exc:  # an unknown URL scheme, a missing package, an old schema, no database
+        print(f"dicomweb-origin {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "serve":
         if args.viewer is not None and not (args.viewer / "index.html").is_file():
             parser.error(f"--viewer {args.viewer}: no index.html there (scripts/fetch_ohif.py prints the folder)")

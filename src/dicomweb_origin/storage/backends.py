@@ -38,7 +38,7 @@ def _sqlite(url: str) -> Index:
 
 
 def _postgres(url: str) -> Index:
-    return _load(".postgres", "PostgresIndex", "'psycopg[binary]' psycopg-pool")(url)  # type: ignore[no-any-return]
+    return _load(".postgres", "PostgresIndex", "'dicomweb-origin[postgresql]'")(url)  # type: ignore[no-any-return]
 
 
 def _memory_index(url: str) -> Index:
@@ -99,5 +99,5 @@ def migrate_index(url: str) -> tuple[int, int]:
     """Create or upgrade a PostgreSQL index's schema: (version before, version after)."""
     if not is_postgres(url):
         raise BackendUnavailable(f"{url!r}: migrate is for a PostgreSQL index (SQLite migrates itself on open)")
-    result: tuple[int, int] = _load(".postgres", "migrate", "'psycopg[binary]' psycopg-pool")(url)
+    result: tuple[int, int] = _load(".postgres", "migrate", "'dicomweb-origin[postgresql]'")(url)
     return result

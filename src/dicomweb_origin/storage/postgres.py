@@ -26,8 +26,9 @@ from typing import Any, TypeVar
 
 import orjson
 
-from ..errors import DicomWebError, SeriesInOtherStudy
+from ..errors import SeriesInOtherStudy
 from ..model import InstanceRecord, StoredInstance
+from .backends import BackendUnavailable
 from .base import Condition, ItemCondition, SearchPage, SearchQuery
 from .sqlite import _SERIES_COLUMNS, _STUDY_COLUMNS, column_value, fold, record_from_json, record_to_json
 
@@ -35,13 +36,11 @@ try:
     import psycopg
     from psycopg_pool import ConnectionPool
 except ImportError as missing:  # pragma: no cover - the backends table names the package to install
-    raise ImportError("the PostgreSQL index needs psycopg: pip install 'psycopg[binary]' psycopg-pool") from missing
+    raise ImportError("the PostgreSQL index needs psycopg: pip install 'dicomweb-origin[postgresql]'") from missing
 
 
-class SchemaOutdated(DicomWebError):
+class SchemaOutdated(BackendUnavailable):
     """The database's schema is not the one this server speaks: run ``dicomweb-origin migrate``."""
-
-    status = 503
 
 
 _T = TypeVar("_T")
@@ -111,13 +110,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX study_by_study_id ON study(study_id);
     CREATE INDEX series_by_modality ON series(modality, study_uid);
     CREATE INDEX instance_by_class ON instance(sop_class_uid, study_uid);
+    CREATE INDEX study_keys ON study USING gin (keys jsonb_path_ops);
+    CREATE INDEX series_keys ON series USING gin (keys jsonb_path_ops);
+    CREATE INDEX instance_keys ON instance USING gin (keys jsonb_path_ops);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def _connect(url: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(url, autocommit=False)
+    try:
+        return psycopg.connect(url, autocommit=False, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise BackendUnavailable(f"cannot connect to the PostgreSQL index {_redacted(url)}: {exc}".strip()) from exc
 
 
 def schema_version(conn: psycopg.Connection[Any]) -> int:
@@ -164,11 +169,13 @@ def match_keys(attributes: dict[str, Any]) -> dict[str, list[Any]]:
         for value in values:
             if isinstance(value, dict):
                 if element.get("vr") == "PN":
-                    folded = fold(value.get("Alphabetic"))
+                    folded = fold(_text(value.get("Alphabetic")))
                     if folded is not None:
                         out.append(folded)
                 else:
                     out.append(match_keys(value))
+            elif isinstance(value, str):
+                out.append(_text(value))
             elif value is not None:
                 out.append(value)
         if out:
@@ -509,7 +516,8 @@ def _pending(record: InstanceRecord) -> bool:
 
 
 def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+    """A column or match-key string; NUL, which PostgreSQL text and JSONB cannot hold, is dropped."""
+    return None if value is None else str(value).replace("\x00", "")
 
 
 def _series_value(attributes: dict[str, Any], tag: str) -> Any:
@@ -633,6 +641,12 @@ def _json_any(source: str, condition: Condition, alias: str) -> tuple[str, list[
     """Any value of an attribute kept in a keys object matches (PS3.4 C.2.2.3)."""
     path = f"{source} -> '{_tag(condition.tag)}'"
     elements = f"jsonb_array_elements(CASE jsonb_typeof({path}) WHEN 'array' THEN {path} ELSE '[]'::jsonb END)"
+    if condition.kind == "equal" and source.endswith(".keys"):
+        # Containment ({"tag": [value]}): answered from the GIN index on keys, any value of the attribute.
+        values = [fold(_text(v)) if condition.person_name else _text(v) if isinstance(v, str) else v
+                  for v in condition.values]
+        return "(" + " OR ".join(f"{source} @> %s::jsonb" for _ in values) + ")", \
+            [_json({_tag(condition.tag): [v]}) for v in values]
     if any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in condition.values):
         sql, args = _predicate(f"{alias}.value", condition, numeric=False, as_json=True)
     else:
@@ -648,7 +662,7 @@ def _like(pattern: str) -> str:
 
 
 def _predicate(expr: str, condition: Condition, numeric: bool, as_json: bool = False) -> tuple[str, list[Any]]:
-    values = list(condition.values)
+    values = [_text(v) if isinstance(v, str) else v for v in condition.values]
     if condition.person_name:
         values = [fold(v) for v in values]
     if condition.kind == "equal":
