@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for p in (serve_p, import_p):
         p.add_argument("--index", default=None, metavar="URL",
                        help="index: sqlite:///PATH, postgresql://USER@HOST/DB (default: DATA/index.sqlite)")
-        p.add_argument("--blobs", default=None, metavar="URL", help="blob store: file:///DIR (default: DATA/blobs)")
+        p.add_argument("--blobs", default=None, metavar="URL", help="blob store: file:///DIR, s3://BUCKET?endpoint=URL (default: DATA/blobs)")
     copy_p = sub.add_parser("copy", help="copy an embedded archive (SQLite + files) into --index / --blobs,"
                             " verified and resumable")
     copy_p.add_argument("--from", dest="source", type=Path, required=True, metavar="DIR",
