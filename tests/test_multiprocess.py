@@ -236,3 +236,38 @@ def test_a_process_killed_during_stow_leaves_nothing_incomplete(layout: Layout) 
     again = stow(survivor.url, parts)
     assert again.status_code == 200, again.text[:500]
     assert stored_count() == len(parts)
+
+
+@pytest.mark.anyio
+async def test_sqlite_record_memo_follows_what_another_process_changed(tmp_path: Path) -> None:
+    """The embedded index memoizes parsed records; a second process sharing the archive (an ``import``
+    beside ``serve``: here a second Archive, its own connections and memo) deletes and restores an
+    instance with other bytes: the first serves the new bytes at once, never the memoized record."""
+    from conftest import BASE_URL, ROOT
+
+    from dicomweb_origin.app import Archive, build_app
+    from dicomweb_origin.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data")
+    app = build_app(settings)
+    other = Archive(settings)
+    study, series = generate_uid(), generate_uid()
+    first, second = instance(study, series, 1, seed=5), instance(study, series, 1, seed=6)
+    assert uid_of(first) == uid_of(second) and first != second
+    uid = uid_of(first)
+    try:
+        assert app.state.archive.ingest.store(io.BytesIO(first)).record is not None
+        path = f"studies/{study}/series/{series}/instances/{uid}"
+        accept = {"Accept": "application/dicom; transfer-syntax=*"}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL + ROOT + "/") as c:
+            assert (await c.get(path, headers=accept)).content == first  # memoized now
+            assert len((await c.get(f"studies/{study}/instances", headers={"Accept": JSON})).json()) == 1
+            for removed in other.index.remove(study, series, uid):
+                other.blobs.delete(removed.blob_key)
+            assert other.ingest.store(io.BytesIO(second)).record is not None
+            assert (await c.get(path, headers=accept)).content == second
+            body = await c.get(f"studies/{study}", headers={"Accept": STORED})
+            assert [p.content for p in parse_multipart(body, "application/dicom")] == [second]
+    finally:
+        other.close()
+        app.state.archive.close()
