@@ -172,3 +172,37 @@ def test_without_psycopg_the_error_names_what_to_install(tmp_path: Path) -> None
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert "pip install 'dicomweb-origin[postgresql]'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_two_archives_storing_the_same_files_keep_one_instance_and_one_blob_each(postgres: PostgresServer,
+                                                                                 tmp_path: Path) -> None:
+    """Two server processes' archives (one PostgreSQL index, one blob folder) racing on the same files."""
+    import threading
+
+    settings = Settings(data_dir=tmp_path / "d", index_url=new_postgres_index(postgres))
+    archives = [build_app(settings).state.archive for _ in range(2)]
+    ds = dcmread(str(get_testdata_file("CT_small.dcm")))
+    files = []
+    for _ in range(12):
+        ds.SOPInstanceUID = generate_uid()
+        out = io.BytesIO()
+        ds.save_as(out)
+        files.append(out.getvalue())
+    outcomes: list[Outcome] = []
+    barrier = threading.Barrier(2)
+
+    def store(archive: object) -> None:
+        barrier.wait()
+        for data in files:
+            outcomes.append(archive.ingest.store(io.BytesIO(data)).outcome)  # type: ignore[attr-defined]
+
+    threads = [threading.Thread(target=store, args=(a,)) for a in archives]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(o.value for o in outcomes) == sorted([Outcome.STORED.value] * 12 + [Outcome.PRESENT.value] * 12)
+    assert archives[0].index.count() == 12
+    assert len(list(settings.blob_dir.rglob("*.dcm"))) == 12  # the loser's copy deleted, the winner's kept
+    for archive in archives:
+        archive.close()

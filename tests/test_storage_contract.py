@@ -215,6 +215,21 @@ def test_instances_of_one_new_series_added_from_threads(index: Any) -> None:
         assert study["00201206"]["Value"] == [1] and study["00201208"]["Value"] == [30]
 
 
+def test_concurrent_replaces_of_one_instance_leave_one_of_them(index: Any) -> None:
+    barrier = threading.Barrier(6)
+    replaced: list[InstanceRecord | None] = []
+
+    def replace_it(n: int) -> None:
+        barrier.wait()
+        replaced.append(index.replace(stored("2.3", "2.3.1", "2.3.1.1", digest=f"{n:02x}")))
+
+    _threads(replace_it, 6)
+    kept = index.get("2.3.1.1")
+    assert index.count() == 1 and kept is not None and kept.digest in {f"{n:02x}" for n in range(6)}
+    assert sum(r is None for r in replaced) == 1  # the first inserted; each later one replaced an earlier one
+    assert len(index.instances("2.3")) == 1
+
+
 def _threads(work: Callable[[int], None], n: int) -> None:
     errors: list[BaseException] = []
 

@@ -48,7 +48,9 @@ _T = TypeVar("_T")
 # One advisory lock key for every schema change ("DWOM" as an integer).
 _LOCK_KEY = 0x44574F4D
 
-# Each entry migrates the schema from version i to i + 1, in one transaction.
+# Each entry migrates the schema from version i to i + 1, in one transaction. Never edit a released entry:
+# append one. Study and series rows are updated per stored instance (their counts): fillfactor leaves room on
+# the page for HOT updates (no index touched, the old version pruned in place).
 MIGRATIONS: list[str] = [
     """
     CREATE TABLE study (
@@ -63,7 +65,7 @@ MIGRATIONS: list[str] = [
         attributes bytea NOT NULL,
         keys jsonb NOT NULL,
         created_at double precision NOT NULL
-    );
+    ) WITH (fillfactor = 70);
     CREATE TABLE series (
         series_uid text COLLATE "C" PRIMARY KEY,
         study_uid text COLLATE "C" NOT NULL REFERENCES study(study_uid),
@@ -73,7 +75,7 @@ MIGRATIONS: list[str] = [
         attributes bytea NOT NULL,
         keys jsonb NOT NULL,
         created_at double precision NOT NULL
-    );
+    ) WITH (fillfactor = 70);
     CREATE TABLE instance (
         instance_uid text COLLATE "C" PRIMARY KEY,
         series_uid text COLLATE "C" NOT NULL REFERENCES series(series_uid),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO
@@ -23,7 +24,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from .base import BlobInfo
 
 CHUNK = 1 << 20
-SPOOL_IN_MEMORY = 8 << 20  # uploads up to this stay in memory while hashed; larger ones go to a temp file
+SPOOL_IN_MEMORY = 8 << 20
+STALE_UPLOAD_SECONDS = 3600.0  # an unfinished multipart upload older than this was left by a dead process  # uploads up to this stay in memory while hashed; larger ones go to a temp file
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,7 @@ class S3BlobStore:
         self.prefix = location.prefix
         self.client = client if client is not None else make_client(location)
         self._conditional: bool | None = None  # whether the server honours If-None-Match on PUT
+        self.stale_upload_seconds = STALE_UPLOAD_SECONDS
         self._lock = threading.Lock()
 
     @classmethod
@@ -249,6 +252,46 @@ class S3BlobStore:
         with body:
             while chunk := body.read(CHUNK):
                 yield chunk
+
+    def modified(self, key: str) -> float:
+        """When the object was written (seconds since the epoch): ``check`` leaves young orphans alone."""
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._object(key))
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                raise KeyError(key) from exc
+            raise _os_error(exc) from exc
+        return float(head["LastModified"].timestamp())
+
+    def _uploads(self) -> Iterator[tuple[str, str, float]]:
+        """Incomplete multipart uploads under the prefix: (object key, upload id, initiated)."""
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        args: dict[str, Any] = {"Bucket": self.bucket}
+        if self.prefix:
+            args["Prefix"] = self.prefix
+        for page in paginator.paginate(**args):
+            for upload in page.get("Uploads", ()):
+                yield upload["Key"], upload["UploadId"], float(upload["Initiated"].timestamp())
+
+    def stale_uploads(self) -> list[str]:
+        """Multipart uploads begun more than ``stale_upload_seconds`` ago (a process killed mid-upload).
+
+        S3 cannot tell whether a writer is still alive; no single instance takes that long to upload.
+        """
+        cutoff = time.time() - self.stale_upload_seconds
+        return [f"{key} (upload {upload_id})" for key, upload_id, initiated in self._uploads() if initiated < cutoff]
+
+    def remove_stale_uploads(self) -> int:
+        """Abort the stale multipart uploads (their parts are freed); return how many."""
+        cutoff = time.time() - self.stale_upload_seconds
+        removed = 0
+        for key, upload_id, initiated in list(self._uploads()):
+            if initiated < cutoff:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+                removed += 1
+        return removed
 
     def keys(self) -> Iterator[str]:
         """List the bucket under the prefix; incomplete multipart uploads are never listed as objects."""
