@@ -2,10 +2,12 @@
 
 S3 has no rename, so a blob's key is known before the first byte is sent: the upload is spooled to a
 temporary file while it is hashed, then PUT under ``name.digest16.dcm`` (the key storage/files.py
-gives the same bytes). Keys are content-addressed, so two processes storing the same instance write
-the same bytes under the same key; the PUT is conditional (``If-None-Match: *``) where the server
-honours it, and a multipart upload (large instances) first HEADs the key. Either way an object is
-visible only once complete: a failed PUT leaves nothing, a failed multipart upload is aborted.
+gives; Ingest puts a random token of its own in ``name``, so every write has a key of its own). The PUT
+is conditional (``If-None-Match: *``, honoured by Ceph 16 and AWS): an existing object is never
+overwritten. A multipart upload (large instances) first HEADs the key, since CompleteMultipartUpload
+is not conditional everywhere. Either way an object is visible only once complete: a failed PUT
+leaves nothing, a failed multipart upload is aborted (one a killed process left is found by
+``stale_uploads``).
 
 Reads are ranged GETs: ``read`` is one GET, ``stream`` one GET read in chunks (constant memory).
 """
@@ -146,7 +148,7 @@ class S3BlobStore:
             code = exc.response.get("Error", {}).get("Code", "")
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if status == 412 or code == "PreconditionFailed":
-                return  # already there: content-addressed, so the same bytes
+                return  # already there: the key names the digest, so the same bytes
             if status == 409 and code == "ConditionalRequestConflict":
                 return  # a concurrent conditional PUT of the same key won
             if "IfNoneMatch" in args and status in (400, 501) and code in ("NotImplemented", "InvalidArgument"):
@@ -159,9 +161,8 @@ class S3BlobStore:
     def _put_multipart(self, body: IO[bytes], object_key: str, digest: str) -> None:
         """Upload in parts; complete only when every part arrived, abort otherwise.
 
-        CompleteMultipartUpload is not conditional on every server, so the key is HEADed first: it is
-        content-addressed, so if it is there it holds these bytes, and a concurrent duplicate upload
-        completes to the same bytes.
+        CompleteMultipartUpload is not conditional on every server, so the key is HEADed first: a key names
+        its content's digest, so an object already there holds these bytes.
         """
         from botocore.exceptions import ClientError
 
