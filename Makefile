@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install install-test node browser postgres serve viewer test test-postgres bench load clean
+.PHONY: install install-test node browser services postgres serve viewer test test-postgres bench load clean
 
 # What serving needs (the package and its runtime dependencies); the test tools come with `make test`.
 install: $(VENV)/.installed
@@ -40,18 +40,23 @@ node:
 browser: node
 	@command -v chromium >/dev/null 2>&1 || { $(APT_INSTALL) chromium fonts-liberation >/dev/null; }
 
+# A real S3 server (Ceph radosgw, started by the tests on loopback) and nginx (the multi-process test).
+services:
+	@command -v radosgw >/dev/null 2>&1 || { $(APT_INSTALL) ceph-mon ceph-osd radosgw ceph-common >/dev/null; }
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { $(APT_INSTALL) nginx-light >/dev/null; }
+
 # PostgreSQL for the index tests (tests/services.py runs initdb in a temporary directory, on a free loopback port).
 postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(APT_INSTALL) postgresql >/dev/null; }
 
 # The whole suite on the embedded archive (SQLite + files), then again with the fixtures' archives on PostgreSQL
-# (DICOMWEB_TEST_INDEX, read by tests/conftest.py); the browser tests run once.
-test: install-test browser postgres
+# and S3 (DICOMWEB_TEST_INDEX, DICOMWEB_TEST_BLOBS, read by tests/conftest.py); the browser tests run once.
+test: install-test browser postgres services
 	$(PY) -m pytest -n 2 -q
 	$(MAKE) --no-print-directory test-postgres
 
-test-postgres: install-test postgres
-	DICOMWEB_TEST_INDEX=postgresql $(PY) -m pytest -n 2 -q --ignore=tests/e2e_ohif --ignore=tests/e2e_browser
+test-postgres: install-test postgres services
+	DICOMWEB_TEST_INDEX=postgresql DICOMWEB_TEST_BLOBS=s3 $(PY) -m pytest -n 2 -q --ignore=tests/e2e_ohif --ignore=tests/e2e_browser
 
 bench: install-test
 	$(PY) benchmarks/retrieve.py && $(PY) benchmarks/frames.py && $(PY) benchmarks/search.py && $(PY) benchmarks/rendered.py && $(PY) benchmarks/volumes.py

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from ceph_server import CephS3, ceph_s3
 from pydicom import Dataset, dcmread
 from reference import REFERENCES, Reference, Uids, check_table, prepared_bytes, uids
 from services import PostgresServer
@@ -84,6 +85,11 @@ TEST_INDEX = os.environ.get("DICOMWEB_TEST_INDEX", "sqlite")
 if TEST_INDEX not in ("sqlite", "postgresql"):
     raise RuntimeError(f"DICOMWEB_TEST_INDEX={TEST_INDEX!r}: sqlite or postgresql")
 _SCHEMAS = itertools.count()
+# Which blob store: ``files`` (default) or ``s3`` (a bucket per archive in this worker's Ceph radosgw).
+TEST_BLOBS = os.environ.get("DICOMWEB_TEST_BLOBS", "files")
+if TEST_BLOBS not in ("files", "s3"):
+    raise RuntimeError(f"DICOMWEB_TEST_BLOBS={TEST_BLOBS!r}: files or s3")
+_BUCKETS = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -104,14 +110,21 @@ def new_postgres_index(server: PostgresServer) -> str:
     return url
 
 
+def new_bucket(ceph: CephS3) -> str:
+    """The URL of a new, empty bucket; the credentials go where boto3 reads them (the environment)."""
+    os.environ.update(ceph.environment())
+    return ceph.url(ceph.create_bucket(f"archive-{os.getpid()}-{next(_BUCKETS)}"))
+
+
 @pytest.fixture(scope="session")
 def archive_settings(request: pytest.FixtureRequest) -> Any:
-    """``make(data_dir, **fields) -> Settings`` for a new archive on the backends DICOMWEB_TEST_INDEX names."""
+    """``make(data_dir, **fields) -> Settings`` for a new archive on the backends DICOMWEB_TEST_INDEX / _BLOBS name."""
 
     def make(data_dir: Path, **fields: Any) -> Settings:
         if TEST_INDEX == "postgresql":
             fields["index_url"] = new_postgres_index(request.getfixturevalue("postgres"))
-        # The blob store's switch (S3) sets fields["blob_url"] here the same way.
+        if TEST_BLOBS == "s3":
+            fields["blob_url"] = new_bucket(request.getfixturevalue("ceph"))
         return Settings(data_dir=data_dir, **fields)
 
     return make
@@ -295,3 +308,10 @@ def stored_frames(ref: Reference, archive: LoadedArchive) -> list[bytes]:
 @pytest.fixture(scope="session")
 def reference_uids() -> Iterator[dict[str, Uids]]:
     yield {ref.name: uids(ref.name) for ref in REFERENCES}
+
+
+@pytest.fixture(scope="session")
+def ceph(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephS3]:
+    """A real S3 server (Ceph radosgw on loopback) for this test worker; fails loudly when it cannot start."""
+    with ceph_s3(tmp_path_factory.mktemp("ceph") / "cluster") as server:
+        yield server

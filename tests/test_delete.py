@@ -47,8 +47,9 @@ async def _loaded(client: httpx.AsyncClient) -> dict[str, bytes]:
     return files
 
 
-def _blob_files(archive: LoadedArchive) -> list[Path]:
-    return [p for p in archive.settings.blob_dir.rglob("*.dcm")]
+def _blob_files(archive: LoadedArchive) -> list[str]:
+    """The stored blobs, on whichever store the archive uses (files, S3)."""
+    return list(archive.blobs.keys())
 
 
 async def _instance_uids(client: httpx.AsyncClient, path: str = "instances") -> set[str]:
@@ -168,7 +169,7 @@ async def test_different_content_is_409_unless_replace(empty_client: httpx.Async
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL + ROOT + "/") as client:
         files = await _loaded(client)
         before = await client.get(_path(A1) + "/metadata")
-        old_blobs = {p.name for p in settings.blob_dir.rglob("*.dcm")}
+        old_blobs = set(app.state.archive.blobs.keys())
         response, module = await stow(client, [corrected])
         assert response.status_code == 200 and len(referenced(module)) == 1
         back = await client.get(_path(A1), headers={"Accept": DICOM_STORED})
@@ -179,7 +180,7 @@ async def test_different_content_is_409_unless_replace(empty_client: httpx.Async
         studies = (await client.get("studies", headers={"Accept": "application/dicom+json"})).json()
         assert [s["00100010"]["Value"] for s in studies] == [[{"Alphabetic": "ROE^JANE"}]]
         assert studies[0]["00201208"]["Value"] == [3]
-        new_blobs = {p.name for p in settings.blob_dir.rglob("*.dcm")}
+        new_blobs = set(app.state.archive.blobs.keys())
         assert len(new_blobs) == 3 and len(old_blobs - new_blobs) == 1  # the replaced blob is gone
         again, _ = await stow(client, [corrected])
         assert again.status_code == 200  # the same bytes again: already present

@@ -159,6 +159,7 @@ def test_broken_files_are_refused_and_leave_nothing(empty_archive: LoadedArchive
     assert result.failure_reason is not None
     assert empty_archive.index.count() == 0
     assert _files_under(empty_archive.settings.blob_dir) == []
+    assert list(empty_archive.blobs.keys()) == []  # nothing on S3 either
 
 
 @pytest.mark.parametrize(("data", "reason"), [
@@ -199,7 +200,7 @@ def test_storing_the_same_bytes_again_is_already_present(empty_archive: LoadedAr
     assert again.outcome is Outcome.PRESENT
     assert again.record == first.record
     assert empty_archive.index.count() == 1
-    assert len([p for p in _files_under(empty_archive.settings.blob_dir) if p.suffix == ".dcm"]) == 1
+    assert len(list(empty_archive.blobs.keys())) == 1  # on any blob store (files, S3)
 
 
 def test_different_bytes_under_a_stored_sop_instance_uid_are_refused(empty_archive: LoadedArchive) -> None:
@@ -212,8 +213,8 @@ def test_different_bytes_under_a_stored_sop_instance_uid_are_refused(empty_archi
     assert other.failure_reason == DIFFERENT_CONTENT
     assert other.instance_uid == kept.record.instance_uid  # type: ignore[union-attr]
     assert empty_archive.index.get(kept.record.instance_uid) == kept.record  # type: ignore[union-attr]
-    blobs = [p for p in _files_under(empty_archive.settings.blob_dir) if p.suffix == ".dcm"]
-    assert len(blobs) == 1 and blobs[0].read_bytes() == prepared_bytes("MR_small_jpeg_ls_lossless")
+    keys = list(empty_archive.blobs.keys())
+    assert len(keys) == 1 and empty_archive.blobs.read(keys[0]) == prepared_bytes("MR_small_jpeg_ls_lossless")
 
 
 def test_study_uid_of_the_request_must_match(empty_archive: LoadedArchive) -> None:

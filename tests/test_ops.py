@@ -197,7 +197,17 @@ async def test_health_and_ready_answer_at_the_server_root(archive: LoadedArchive
     assert ready.json() == {"status": "ready", "checked": ["index", "blob store"]}
 
 
-async def test_ready_is_503_when_the_blob_folder_is_gone(empty_archive: LoadedArchive) -> None:
+@pytest.fixture
+def embedded_archive(tmp_path: Path) -> Iterator[LoadedArchive]:
+    """SQLite + files whatever DICOMWEB_TEST_INDEX / _BLOBS say: these tests break the file and the folder."""
+    settings = Settings(data_dir=tmp_path / "data")
+    loaded = LoadedArchive(build_app(settings), settings, {})
+    yield loaded
+    loaded.app.state.archive.close()
+
+
+async def test_ready_is_503_when_the_blob_folder_is_gone(embedded_archive: LoadedArchive) -> None:
+    empty_archive = embedded_archive
     shutil.rmtree(empty_archive.settings.blob_dir)
     async with _origin_client(empty_archive.app) as client:
         ready = await client.get("/ready")
@@ -208,8 +218,9 @@ async def test_ready_is_503_when_the_blob_folder_is_gone(empty_archive: LoadedAr
     assert health.status_code == 200  # alive, not ready
 
 
-async def test_ready_is_503_when_the_index_does_not_answer(empty_archive: LoadedArchive) -> None:
+async def test_ready_is_503_when_the_index_does_not_answer(embedded_archive: LoadedArchive) -> None:
     """The index file replaced by something that is not a database (a failed disk, a bad restore)."""
+    empty_archive = embedded_archive
     index = empty_archive.settings.index_path
     empty_archive.index.close()
     for suffix in ("", "-wal", "-shm"):

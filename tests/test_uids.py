@@ -117,6 +117,7 @@ def imported(tmp_path_factory: pytest.TempPathFactory, archive_settings: Any) ->
     root = tmp_path_factory.mktemp("uids")
     settings = archive_settings(root / "data")
     index = ["--index", settings.index_url] if settings.index_url else []
+    index += ["--blobs", settings.blob_url] if settings.blob_url else []
     files = {f.name: lz_bytes(f) for f in FILES}
     for name, data in files.items():
         (root / "in" / name).parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Command line: ``dicomweb-origin serve | import | check | demo | token add``."""
+"""Command line: ``dicomweb-origin serve | import | copy | migrate | check | demo | token add``."""
 
 from __future__ import annotations
 
@@ -99,6 +99,35 @@ def load_demo(settings: Settings, slices: int = 128, size: int = 512) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         paths = generate_demo(Path(tmp), slices=slices, size=size)
         return import_paths(settings, paths, quiet=True)
+
+
+def copy_archive(source: Path, index_url: str, blob_url: str, quiet: bool = False) -> int:
+    """Copy the archive under ``source`` into the target backends; print a summary; 1 if anything failed."""
+    from tqdm import tqdm
+
+    from .ingest import Ingest
+    from .storage.backends import open_blobs, open_index
+    from .storage.files import FileBlobStore
+    from .storage.sqlite import SqliteIndex
+    from .transfer import ArchiveCopy
+
+    settings = Settings(data_dir=source, index_url=index_url, blob_url=blob_url)
+    if not settings.index_path.is_file():
+        print(f"copy: no archive at {source} (no {settings.index_path.name})", file=sys.stderr)
+        return 2
+    source_index, source_blobs = SqliteIndex(settings.index_path), FileBlobStore(settings.blob_dir)
+    target_index = open_index(index_url)
+    try:
+        copy = ArchiveCopy(source_index, source_blobs, Ingest(target_index, open_blobs(blob_url), settings))
+        with tqdm(total=source_index.count(), unit="instance", disable=quiet, file=sys.stderr) as bar:
+            report = copy.run(lambda: bar.update(1))
+    finally:
+        target_index.close()
+        source_index.close()
+    print(f"copied: {report.copied}  already present (verified): {report.present}  failed: {len(report.failed)}")
+    for uid, reason in report.failed:
+        print(f"failed: {uid}: {reason}")
+    return 1 if report.failed else 0
 
 
 def startup_lines(settings: Settings, counts: dict[str, int], viewer: Path | None = None) -> list[str]:
@@ -263,7 +292,15 @@ def parser() -> argparse.ArgumentParser:
     for p in (serve_p, import_p, check_p):
         p.add_argument("--index", default=None, metavar="URL",
                        help="index: sqlite:///PATH, postgresql://USER@HOST/DB (default: DATA/index.sqlite)")
-        p.add_argument("--blobs", default=None, metavar="URL", help="blob store: file:///DIR (default: DATA/blobs)")
+        p.add_argument("--blobs", default=None, metavar="URL",
+                       help="blob store: file:///DIR, s3://BUCKET?endpoint=URL (default: DATA/blobs)")
+    copy_p = sub.add_parser("copy", help="copy an embedded archive (SQLite + files) into --index / --blobs,"
+                            " verified and resumable", formatter_class=_Help)
+    copy_p.add_argument("--from", dest="source", type=Path, required=True, metavar="DIR",
+                        help="the archive directory to copy (its index.sqlite and blobs/)")
+    copy_p.add_argument("--index", required=True, metavar="URL", help="target index, e.g. postgresql://USER@HOST/DB")
+    copy_p.add_argument("--blobs", required=True, metavar="URL",
+                        help="target blob store, e.g. s3://BUCKET?endpoint=http://HOST:PORT")
     migrate_p = sub.add_parser("migrate", help="create or upgrade a PostgreSQL index's schema (safe to repeat)",
                                formatter_class=_Help)
     migrate_p.add_argument("--index", required=True, metavar="URL", help="postgresql://USER@HOST/DB")
@@ -310,6 +347,8 @@ def _run(cli: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "import":
         settings = Settings(data_dir=args.data, index_url=args.index, blob_url=args.blobs)
         return 1 if import_paths(settings, args.paths) else 0
+    if args.command == "copy":
+        return copy_archive(args.source, args.index, args.blobs)
     if args.command == "migrate":
         from .storage.backends import migrate_index
 

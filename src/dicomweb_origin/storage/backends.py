@@ -1,7 +1,7 @@
 """One table of URL schemes -> storage backends, for ``--index URL`` and ``--blobs URL``.
 
 ``sqlite:///path/index.sqlite``, ``postgresql://user@host/db`` (or ``postgres://``), ``memory:``;
-``file:///path/blobs``, ``memory:``. A backend is imported only when its scheme is used, so a missing optional
+``file:///path/blobs``, ``s3://bucket[/prefix]?endpoint=URL``, ``memory:``. A backend is imported only when its scheme is used, so a missing optional
 package (psycopg for PostgreSQL) is reported with the package to install, not at start-up of every server.
 """
 
@@ -49,6 +49,11 @@ def _files(url: str) -> BlobStore:
     return _load(".files", "FileBlobStore", "dicomweb-origin")(_path(url))  # type: ignore[no-any-return]
 
 
+def _s3(url: str) -> BlobStore:
+    location = _load(".s3", "S3Location", "boto3").parse(url)
+    return _load(".s3", "S3BlobStore", "boto3")(location)  # type: ignore[no-any-return]
+
+
 def _memory_blobs(url: str) -> BlobStore:
     return _load(".memory", "MemoryBlobStore", "dicomweb-origin")()  # type: ignore[no-any-return]
 
@@ -63,7 +68,7 @@ INDEX_SCHEMES: dict[str, Callable[[str], Index]] = {
 BLOB_SCHEMES: dict[str, Callable[[str], BlobStore]] = {
     "file": _files,
     "memory": _memory_blobs,
-    # "s3": the S3 blob store (storage/s3.py) registers here.
+    "s3": _s3,  # s3://bucket[/prefix]?endpoint=http://host:port&region=R, credentials from the environment
 }
 
 

@@ -395,18 +395,21 @@ class SqliteIndex:
         return [record_from_json(blob) for (blob,) in rows]
 
     def get(self, instance_uid: str) -> InstanceRecord | None:
+        # The memo saves parsing, not the query: another process (import, a second server) may have replaced
+        # or deleted the instance, so the row's digest says whether the memoized record is still the one.
         with self._cache_lock:
-            cached = self._cache.get(instance_uid)
-            if cached is not None:
-                self._cache.move_to_end(instance_uid)
-                return cached
             generation = self._generation
         row = self._connection().execute(
-            "SELECT record FROM instance WHERE instance_uid = ?", (instance_uid,)
+            "SELECT digest, record FROM instance WHERE instance_uid = ?", (instance_uid,)
         ).fetchone()
         if row is None:
             return None
-        record = record_from_json(row[0])
+        with self._cache_lock:
+            cached = self._cache.get(instance_uid)
+            if cached is not None and cached.digest == row[0]:
+                self._cache.move_to_end(instance_uid)
+                return cached
+        record = record_from_json(row[1])
         self._remember(record, generation)
         return record
 
@@ -421,7 +424,7 @@ class SqliteIndex:
 
     def instances(self, study_uid: str, series_uid: str | None = None) -> list[InstanceRecord]:
         sql = (
-            "SELECT i.instance_uid, i.record FROM instance i JOIN series s ON s.series_uid = i.series_uid"
+            "SELECT i.instance_uid, i.digest, i.record FROM instance i JOIN series s ON s.series_uid = i.series_uid"
             " WHERE i.study_uid = ?"
         )
         args: list[str] = [study_uid]
@@ -432,10 +435,10 @@ class SqliteIndex:
         records = []
         with self._cache_lock:
             generation = self._generation
-        for uid, blob in self._connection().execute(sql, args):
+        for uid, digest, blob in self._connection().execute(sql, args):
             with self._cache_lock:
                 record = self._cache.get(uid)
-            if record is None:  # records are immutable: parse each once, then reuse it
+            if record is None or record.digest != digest:  # parse each stored record once, then reuse it
                 record = record_from_json(blob)
                 self._remember(record, generation)
             records.append(record)
