@@ -180,18 +180,31 @@ def test_kill_the_server_during_concurrent_stow(tmp_path: Path, capsys: pytest.C
     _repair_leaves_nothing(data, capsys)
 
 
+def _stored_files(data: Path) -> int:
+    blobs = data / "blobs"
+    return sum(len(names) for _root, _dirs, names in os.walk(blobs)) if blobs.is_dir() else 0
+
+
 def test_kill_the_import_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rng = random.Random(SEED + 1)
     folder, data = tmp_path / "files", tmp_path / "data"
     folder.mkdir()
-    files = _instances(22, 200)
-    for instance, content in files.items():
-        (folder / f"{instance}.dcm").write_bytes(content)
+    files: dict[str, bytes] = {}
     command = [sys.executable, "-m", "dicomweb_origin.cli", "import", "--data", str(data), str(folder)]
     uploads_left, orphans, completed = 0, set(), 0
-    for _ in range(IMPORT_KILLS):
+    for round_number in range(IMPORT_KILLS):
+        # New files every round, so each import has work left whatever the machine's speed; the kill lands
+        # a random moment after the import has begun writing blobs (not on a fixed clock).
+        fresh = _instances(22 + round_number, 40)
+        for instance, content in fresh.items():
+            (folder / f"{instance}.dcm").write_bytes(content)
+        files |= fresh
+        before = _stored_files(data)
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.8, 2.5))  # the interpreter and its imports take most of a second
+        deadline = time.monotonic() + 60
+        while process.poll() is None and _stored_files(data) <= before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.15))
         completed += process.poll() == 0
         _kill(process)
         found = _no_dangling_rows(data)
