@@ -67,8 +67,7 @@ def load_demo(settings: Settings, slices: int = 128, size: int = 512) -> int:
 
 
 def serve(settings: Settings, demo: bool, viewer: Path | None = None) -> None:
-    import uvicorn
-
+    from . import server
     from .app import Archive, build_app
 
     if demo and Archive(settings).is_empty():
@@ -78,7 +77,48 @@ def serve(settings: Settings, demo: bool, viewer: Path | None = None) -> None:
     print(f"DICOMweb root: http://{settings.host}:{settings.port}{settings.root_path}", file=sys.stderr)
     if viewer is not None:
         print(f"viewer: http://{settings.host}:{settings.port}/", file=sys.stderr)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+    server.run(app, settings)
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of the limits on hostile clients (docs/conformance.md, Limits)."""
+    d = Settings()
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME[:PORT]",
+                        help="a name that may appear in returned URLs (repeatable; the listening address, loopback"
+                             " names and --public-url's host are always allowed; other Hosts get 400)")
+    parser.add_argument("--trusted-proxy", action="append", default=[], metavar="IP_OR_CIDR",
+                        help="honour Forwarded / X-Forwarded-* headers from this address (repeatable; default none)")
+    parser.add_argument("--max-header-kb", type=int, default=d.max_header_bytes >> 10,
+                        help=f"request line + header fields, in KiB (default {d.max_header_bytes >> 10}); above: 431")
+    parser.add_argument("--max-header-line-kb", type=int, default=d.max_header_line_bytes >> 10,
+                        help=f"one header line or the request target, in KiB (default {d.max_header_line_bytes >> 10})")
+    parser.add_argument("--header-timeout", type=float, default=d.header_timeout_seconds, metavar="SECONDS",
+                        help=f"time to receive a request head, in s (default {d.header_timeout_seconds:g}); then 408")
+    parser.add_argument("--keep-alive", type=float, default=d.keep_alive_seconds, metavar="SECONDS",
+                        help=f"idle kept-alive connections close after this, in s (default {d.keep_alive_seconds:g})")
+    parser.add_argument("--body-idle-timeout", type=float, default=d.body_idle_seconds, metavar="SECONDS",
+                        help=f"a STOW body silent this long gets 408, in s (default {d.body_idle_seconds:g})")
+    parser.add_argument("--body-min-rate", type=int, default=d.body_min_bytes_per_second, metavar="BYTES_PER_S",
+                        help="after --body-idle-timeout, a STOW body slower than this on average gets 408, in"
+                             f" bytes/s (default {d.body_min_bytes_per_second})")
+    parser.add_argument("--max-request-mb", type=int, default=d.max_request_bytes >> 20,
+                        help=f"largest STOW body, in MiB (default {d.max_request_bytes >> 20}); above: 413")
+    parser.add_argument("--max-connections", type=int, default=d.max_connections,
+                        help=f"open connections and requests in flight (default {d.max_connections}); past it: 503")
+    parser.add_argument("--max-sequence-depth", type=int, default=d.max_sequence_depth,
+                        help=f"deepest sequence nesting stored (default {d.max_sequence_depth}); deeper: 0xC000")
+
+
+def limit_settings(args: argparse.Namespace) -> dict[str, object]:
+    """Settings fields from the flags of ``add_limit_arguments``."""
+    return {
+        "allowed_hosts": tuple(args.allowed_host), "trusted_proxies": tuple(args.trusted_proxy),
+        "max_header_bytes": args.max_header_kb << 10, "max_header_line_bytes": args.max_header_line_kb << 10,
+        "header_timeout_seconds": args.header_timeout, "keep_alive_seconds": args.keep_alive,
+        "body_idle_seconds": args.body_idle_timeout, "body_min_bytes_per_second": args.body_min_rate,
+        "max_request_bytes": args.max_request_mb << 20, "max_connections": args.max_connections,
+        "max_sequence_depth": args.max_sequence_depth,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_p.add_argument("--frame-cache-mb", type=int, default=256, help="transcoded frame cache size")
     serve_p.add_argument("--viewer", type=Path, default=None, metavar="DIR",
                          help="serve this OHIF dist folder at / (python scripts/fetch_ohif.py prints it)")
+    add_limit_arguments(serve_p)
     import_p = sub.add_parser("import", help="import DICOM files or folders (recursive)")
     import_p.add_argument("--data", type=Path, default=Path("data"))
     import_p.add_argument("paths", type=Path, nargs="+")
@@ -106,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.viewer is not None and not (args.viewer / "index.html").is_file():
             parser.error(f"--viewer {args.viewer}: no index.html there (scripts/fetch_ohif.py prints the folder)")
         settings = Settings(data_dir=args.data, host=args.host, port=args.port, public_url=args.public_url,
-                            cors_origins=tuple(args.cors_origin), frame_cache_bytes=args.frame_cache_mb << 20)
+                            cors_origins=tuple(args.cors_origin), frame_cache_bytes=args.frame_cache_mb << 20,
+                            **limit_settings(args))  # type: ignore[arg-type]
         serve(settings, args.demo, args.viewer)
         return 0
     if args.command == "import":

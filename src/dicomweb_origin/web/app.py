@@ -19,6 +19,7 @@ from ..retrieve import Retrieve
 from ..search import Search
 from ..settings import Settings
 from .capabilities import capabilities_mount
+from .hosts import HostGuard
 from .routes import Endpoints, routes
 from .search import search_routes
 from .viewer import Viewer
@@ -62,7 +63,7 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Settings,
                viewer_dir: Path | None = None) -> Starlette:
     endpoints = Endpoints(retrieve, ingest, settings)
-    middleware = []
+    middleware = [Middleware(HostGuard, settings=settings)]  # outermost: no response names another host
     if settings.cors_origins:
         middleware.append(Middleware(
             CORSMiddleware,
