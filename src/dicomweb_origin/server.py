@@ -62,10 +62,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         if self._in_head:
             if self._head_timer is None:
                 self._arm_head_timer()
-            self._head_bytes += len(data)
-            if self._head_bytes > self.settings.max_header_bytes:
-                self._refuse(431, f"the request head exceeds {self.settings.max_header_bytes} bytes")
-                return
+            self._head_bytes += len(data)  # judged after parsing: the chunk may hold a body too
         self._unset_keepalive_if_required()
         try:  # uvicorn's data_received, which would answer a refusal raised in a callback with a bare 400
             self.parser.feed_data(data)
@@ -83,6 +80,10 @@ class GuardedHttpTools(HttpToolsProtocol):
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
+            return
+        if self.parser is not None and self._in_head and self._head_bytes > self.settings.max_header_bytes:
+            # Still inside a head: every byte counted is a head byte (httptools would buffer them all).
+            self._refuse(431, f"the request head exceeds {self.settings.max_header_bytes} bytes")
 
     # -- parser callbacks -------------------------------------------------------------------------
 

@@ -54,8 +54,8 @@ def _walk(fp: BinaryIO, start: int, limit: int) -> None:
     if syntax:
         implicit = syntax == IMPLICIT_VR_LE
     else:  # no File Meta: explicit when a VR follows the first tag (as pydicom guesses)
-        vr = head(position + 4, 2)
-        implicit = not (len(vr) == 2 and vr.isalpha() and vr.isupper())
+        first_vr = head(position + 4, 2)
+        implicit = not (len(first_vr) == 2 and first_vr.isalpha() and first_vr.isupper())
     # (kind, end or None when undefined, implicit VR inside)
     stack: list[tuple[int, int | None, bool]] = [(_DATASET, size, implicit)]
     depth = 0

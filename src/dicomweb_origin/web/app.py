@@ -19,7 +19,7 @@ from ..retrieve import Retrieve
 from ..search import Search
 from ..settings import Settings
 from .capabilities import capabilities_mount
-from .hosts import HostGuard
+from .hosts import HostGuard, allowed_names, trusted_networks
 from .routes import Endpoints, routes
 from .search import search_routes
 from .viewer import Viewer
@@ -63,7 +63,8 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Settings,
                viewer_dir: Path | None = None) -> Starlette:
     endpoints = Endpoints(retrieve, ingest, settings)
-    middleware = [Middleware(HostGuard, settings=settings)]  # outermost: no response names another host
+    # Outermost: no response names a host that is not configured.
+    middleware = [Middleware(HostGuard, allowed=allowed_names(settings), proxies=trusted_networks(settings))]
     if settings.cors_origins:
         middleware.append(Middleware(
             CORSMiddleware,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -57,9 +56,13 @@ def allowed_names(settings: Settings) -> frozenset[tuple[str, int | None]] | Non
     return frozenset(names)
 
 
-def _networks(entries: Iterable[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def trusted_networks(settings: Settings) -> Networks:
+    """The ``--trusted-proxy`` addresses and networks."""
     try:
-        return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries)
+        return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in settings.trusted_proxies)
     except ValueError as exc:
         raise ValueError(f"--trusted-proxy: {exc}") from None
 
@@ -83,10 +86,10 @@ def _forwarded(value: str) -> dict[str, str]:
 class HostGuard:
     """ASGI middleware: forwarded headers from trusted proxies, then the Host allow-list (400)."""
 
-    def __init__(self, app: Any, settings: Settings) -> None:
+    def __init__(self, app: Any, allowed: frozenset[tuple[str, int | None]] | None, proxies: Networks) -> None:
         self.app = app
-        self.allowed = allowed_names(settings)
-        self.proxies = _networks(settings.trusted_proxies)
+        self.allowed = allowed  # from allowed_names(settings): checked when the application is built
+        self.proxies = proxies
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -128,7 +131,7 @@ class HostGuard:
 
     @staticmethod
     def _apply_forwarded(scope: Scope) -> Scope:
-        headers = {k: v.decode("latin-1") for k, v in scope["headers"]}
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         pairs = _forwarded(headers["forwarded"]) if "forwarded" in headers else {}
         proto = pairs.get("proto") or _last(headers.get("x-forwarded-proto", ""))
         host = pairs.get("host") or _last(headers.get("x-forwarded-host", ""))
