@@ -392,3 +392,22 @@ def test_bad_allowed_host_and_trusted_proxy_values_are_refused(tmp_path: Path) -
         build_app(Settings(data_dir=tmp_path / "a", allowed_hosts=("a b",)))
     with pytest.raises(ValueError, match="--trusted-proxy"):
         build_app(Settings(data_dir=tmp_path / "b", trusted_proxies=("not-an-ip",)))
+
+
+def test_every_limit_flag_is_documented_with_its_default() -> None:
+    import argparse
+
+    from dicomweb_origin.cli import add_limit_arguments
+
+    parser = argparse.ArgumentParser()
+    add_limit_arguments(parser)
+    root = Path(__file__).resolve().parent.parent
+    limits = (root / "docs" / "conformance.md").read_text().split("## Limits", 1)[1].split("\n## ", 1)[0]
+    readme = (root / "README.md").read_text()
+    for action in parser._actions[1:]:
+        flag = action.option_strings[0]
+        assert flag in limits and flag in readme, flag
+        assert action.help and ("default" in action.help), flag
+        if action.default not in ([], None):
+            assert f"{flag} {action.default:g}" in readme if isinstance(action.default, float) \
+                else f"{flag} {action.default}" in readme, flag

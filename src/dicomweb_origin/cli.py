@@ -84,8 +84,8 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of the limits on hostile clients (docs/conformance.md, Limits)."""
     d = Settings()
     parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME[:PORT]",
-                        help="a name that may appear in returned URLs (repeatable; the listening address, loopback"
-                             " names and --public-url's host are always allowed; other Hosts get 400)")
+                        help="a name that may appear in returned URLs (repeatable; default: only the listening"
+                             " address, loopback names and --public-url's host; other Hosts get 400)")
     parser.add_argument("--trusted-proxy", action="append", default=[], metavar="IP_OR_CIDR",
                         help="honour Forwarded / X-Forwarded-* headers from this address (repeatable; default none)")
     parser.add_argument("--max-header-kb", type=int, default=d.max_header_bytes >> 10,
