@@ -93,8 +93,11 @@ def _uid_strategy(stored: list[str]) -> st.SearchStrategy[str]:
     )
 
 
-def _path(uid: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+def _path(uid: st.SearchStrategy[str], triples: list[tuple[str, str, str]]) -> st.SearchStrategy[str]:
+    """A path under the root; mostly of a stored instance (so that resources are reached), else made up."""
     resource = st.sampled_from(RESOURCES)
+    target = st.one_of(st.sampled_from(triples), st.sampled_from(triples), st.sampled_from(triples),
+                       st.tuples(uid, uid, uid))
     frames = st.sampled_from(FRAME_LISTS)
     levels = st.sampled_from(["collection", "study", "series", "instance", "frames"])
 
@@ -104,11 +107,12 @@ def _path(uid: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         if level == "collection":
             return "/dicomweb/" + draw(st.sampled_from(["studies", "series", "instances", "", "capabilities",
                                                         "workitems", "studies/", "STUDIES"]))
-        path = "/dicomweb/studies/" + draw(uid)
+        study, series, instance = draw(target)
+        path = "/dicomweb/studies/" + study
         if level in ("series", "instance", "frames"):
-            path += "/series/" + draw(uid)
+            path += "/series/" + series
         if level in ("instance", "frames"):
-            path += "/instances/" + draw(uid)
+            path += "/instances/" + instance
         if level == "frames":
             path += "/frames/" + draw(frames) + draw(st.sampled_from(["", "/rendered", "/thumbnail"]))
         else:
@@ -130,7 +134,7 @@ def _query() -> st.SearchStrategy[list[tuple[str, str]]]:
 
 def _headers() -> st.SearchStrategy[dict[str, str]]:
     optional = {
-        "Accept": st.one_of(st.sampled_from(ACCEPTS), st.lists(st.sampled_from(ACCEPTS), min_size=2, max_size=3)
+        "Accept": st.one_of(st.sampled_from(ACCEPTS), st.sampled_from(ACCEPTS), st.lists(st.sampled_from(ACCEPTS), min_size=2, max_size=3)
                             .map(", ".join), st.sampled_from(JUNK)),
         "Accept-Charset": st.sampled_from(CHARSETS),
         "Range": st.sampled_from(RANGES),
@@ -166,11 +170,12 @@ def errors() -> Iterator[_Errors]:
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_no_request_gets_a_5xx_or_logs_a_traceback(archive: LoadedArchive, errors: _Errors) -> None:
-    records = [r.record for r in archive.results.values() if r.record is not None]
-    stored = sorted({u for r in records for u in (r.study_uid, r.series_uid, r.instance_uid)})
+    records = [r.record for r in [*archive.results.values(), *archive.demo.values()] if r.record is not None]
+    triples = sorted({(r.study_uid, r.series_uid, r.instance_uid) for r in records})
+    stored = sorted({u for t in triples for u in t})
     request = st.tuples(
         st.sampled_from(["GET"] * 12 + ["HEAD", "POST", "OPTIONS", "DELETE", "PUT"]),
-        _path(_uid_strategy(stored)), _query(), _headers(),
+        _path(_uid_strategy(stored), triples), _query(), _headers(),
         st.sampled_from(CONTENT_TYPES), st.sampled_from([b"", b"--b\r\n\r\nx\r\n--b--\r\n", b"\0" * 100]))
     loop = asyncio.new_event_loop()
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=archive.app), base_url=BASE_URL, timeout=60)
