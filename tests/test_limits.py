@@ -326,6 +326,10 @@ def test_a_foreign_host_gets_400_on_the_real_server(server: LiveServer) -> None:
     raw = b"GET /dicomweb/studies HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Host: evil.example\r\n" \
           b"Accept: application/dicom+json\r\nConnection: close\r\n\r\n"
     assert request_once(server, raw)[0] in (200, 204)  # forwarded headers from an untrusted peer are ignored
+    # RFC 9112 §3.2: an HTTP/1.1 request without Host is 400; HTTP/1.0 may omit it.
+    assert request_once(server, b"GET /dicomweb/studies HTTP/1.1\r\nConnection: close\r\n\r\n")[0] == 400
+    raw = b"GET /dicomweb/studies HTTP/1.0\r\nAccept: application/dicom+json\r\n\r\n"
+    assert request_once(server, raw)[0] in (200, 204)
 
 
 def _app(tmp_path: Path, **settings: object) -> httpx.AsyncClient:

@@ -98,7 +98,7 @@ class HostGuard:
         if self.proxies and self._from_proxy(scope):
             scope = self._apply_forwarded(scope)
         host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
-        problem = self._problem(host)
+        problem = None if not host and scope.get("http_version") == "1.0" else self._problem(host)
         if problem is not None:
             body = f"400 {problem}\n".encode()
             await send({"type": "http.response.start", "status": 400,
@@ -111,7 +111,8 @@ class HostGuard:
     def _problem(self, host: str) -> str | None:
         parsed = split_host(host)
         if parsed is None:
-            return f"malformed Host {host[:100]!r}" if host else "the request has no Host"
+            # RFC 9112 §3.2: 400 for a missing or invalid Host (HTTP/1.0 may omit it); not echoed back.
+            return "malformed Host header" if host else "the request has no Host header"
         if self.allowed is None:
             return None
         name, port = parsed
