@@ -2,23 +2,33 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8080
 
-.PHONY: install node browser serve viewer test bench clean
+.PHONY: install install-test node browser postgres serve viewer test test-postgres bench load clean
 
+# What serving needs (the package and its runtime dependencies); the test tools come with `make test`.
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+install-test: $(VENV)/.installed-test
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
 serve: install
-	$(VENV)/bin/dicomweb-origin serve --data data --demo
+	$(VENV)/bin/dicomweb-origin serve --data data --demo --host $(HOST) --port $(PORT)
 
 # Fetch the pinned OHIF viewer (npm pack, cached in .ohif/) and serve it at / beside the demo archive.
 viewer: install node
-	dist=$$($(PY) scripts/fetch_ohif.py) && $(VENV)/bin/dicomweb-origin serve --data data --demo --viewer "$$dist"
+	dist=$$($(PY) scripts/fetch_ohif.py) && $(VENV)/bin/dicomweb-origin serve --data data --demo --viewer "$$dist" \
+		--host $(HOST) --port $(PORT)
 
 # Debian packages a command needs, installed only when the machine lacks them: npm (`npm pack` fetches the
 # pinned OHIF viewer) and, for the OHIF end-to-end test, Chromium (playwright drives it; no browser download).
@@ -30,11 +40,27 @@ node:
 browser: node
 	@command -v chromium >/dev/null 2>&1 || { $(APT_INSTALL) chromium fonts-liberation >/dev/null; }
 
-test: install browser
-	$(PY) -m pytest -n 2 -q
+# PostgreSQL for the index tests (tests/services.py runs initdb in a temporary directory, on a free loopback port).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(APT_INSTALL) postgresql >/dev/null; }
 
-bench: install
-	$(PY) benchmarks/retrieve.py && $(PY) benchmarks/frames.py && $(PY) benchmarks/search.py && $(PY) benchmarks/rendered.py
+# The whole suite on the embedded archive (SQLite + files), then again with the fixtures' archives on PostgreSQL
+# (DICOMWEB_TEST_INDEX, read by tests/conftest.py); the browser tests run once.
+test: install-test browser postgres
+	$(PY) -m pytest -n 2 -q
+	$(MAKE) --no-print-directory test-postgres
+
+test-postgres: install-test postgres
+	DICOMWEB_TEST_INDEX=postgresql $(PY) -m pytest -n 2 -q --ignore=tests/e2e_ohif --ignore=tests/e2e_browser
+
+bench: install-test
+	$(PY) benchmarks/retrieve.py && $(PY) benchmarks/frames.py && $(PY) benchmarks/search.py && $(PY) benchmarks/rendered.py && $(PY) benchmarks/volumes.py
+
+# Mixed load: 32 clients for 300 s (CLIENTS=, DURATION= to change); prints requests/s, p50/p99 per kind, RSS.
+CLIENTS ?= 32
+DURATION ?= 300
+load: install-test
+	$(PY) benchmarks/load.py --clients $(CLIENTS) --seconds $(DURATION)
 
 clean:
 	rm -rf $(VENV) data

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     with temp_dir(args.keep) as tmp:
         data = tmp / "archive"
 
-        heading("Ingest (Store use case in-process: parse, write + fsync blob, index in SQLite)")
+        heading("Ingest (Store use case in-process: parse, write + fsync blob, index in SQLite, commit synced)")
         start = time.perf_counter()
         demo = generate_demo(tmp / "demo", slices=args.slices, size=args.size)
         figure(

@@ -1,6 +1,7 @@
 """Benchmark Search (QIDO-RS): OHIF's queries over an archive of 10,000 synthetic studies.
 
     .venv/bin/python benchmarks/search.py [--studies 10000] [--instances 3] [--requests 200] [--data DIR]
+                                          [--index postgresql://USER@HOST/DB]  (an empty, migrated database)
 
 Rows go in through the Index API (``SqliteIndex.add``) as synthetic ``StoredInstance`` records, the
 way ingest hands them over, without writing DICOM files; requests go through the real ASGI
@@ -24,6 +25,7 @@ from common import Latencies, figure, heading, latency_figure, machine_line, tem
 from dicomweb_origin.app import build_app
 from dicomweb_origin.model import InstanceRecord, StoredInstance
 from dicomweb_origin.settings import Settings
+from dicomweb_origin.storage.backends import open_index
 from dicomweb_origin.storage.sqlite import SqliteIndex
 
 TARGET_MS = 50.0  # a study search over 10,000 studies, p50
@@ -72,9 +74,9 @@ def synthetic(n: int, instances: int, rng: random.Random) -> list[StoredInstance
     return result
 
 
-def build(data_dir: Path, studies: int, instances: int) -> float:
+def build(data_dir: Path, studies: int, instances: int, index_url: str | None = None) -> float:
     rng = random.Random(20240115)
-    index = SqliteIndex(Settings(data_dir=data_dir).index_path)
+    index: Any = open_index(index_url) if index_url else SqliteIndex(Settings(data_dir=data_dir).index_path)
     start = time.perf_counter()
     for n in range(studies):
         for stored in synthetic(n, instances, rng):
@@ -97,8 +99,8 @@ async def timed(client: httpx.AsyncClient, urls: list[str], headers: dict[str, s
     return Latencies(samples, time.perf_counter() - wall, size, statuses)
 
 
-async def run(data_dir: Path, studies: int, requests: int) -> None:
-    app = build_app(Settings(data_dir=data_dir, public_url=ROOT))
+async def run(data_dir: Path, studies: int, requests: int, index_url: str | None = None) -> None:
+    app = build_app(Settings(data_dir=data_dir, public_url=ROOT, index_url=index_url))
     rng = random.Random(7)
     pick: Callable[[], int] = lambda: rng.randrange(studies)
     scenarios: list[tuple[str, list[str], float | None]] = [
@@ -139,17 +141,25 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests per query")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
     parser.add_argument("--data", type=Path, help="reuse (or build once into) this data directory")
+    parser.add_argument("--index", default=None, metavar="URL", help="a PostgreSQL index (built when empty)")
     args = parser.parse_args()
     print(machine_line())
     with temp_dir(args.keep) as folder:
         data = args.data or folder / "data"
-        if not (data / "index.sqlite").exists():
+        if args.index:
+            index = open_index(args.index)
+            empty = index.count() == 0
+            index.close()
+            if empty:
+                heading(f"Build: {args.studies:,} studies through PostgresIndex.add")
+                figure("index build", f"{build(data, args.studies, args.instances, args.index):.1f} s")
+        elif not (data / "index.sqlite").exists():
             heading(f"Build: {args.studies:,} studies through SqliteIndex.add")
             seconds = build(data, args.studies, args.instances)
             size = (data / "index.sqlite").stat().st_size
             figure("index build", f"{seconds:.1f} s, index file {size / (1 << 20):,.1f} MiB")
         heading("Search through the ASGI app (httpx.ASGITransport), OHIF headers (gzip)")
-        asyncio.run(run(data, args.studies, args.requests))
+        asyncio.run(run(data, args.studies, args.requests, args.index))
 
 
 if __name__ == "__main__":

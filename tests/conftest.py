@@ -11,6 +11,8 @@ multipart parser checks the framing of PS3.18 §8.6.1.2 / RFC 2046 byte by byte.
 from __future__ import annotations
 
 import io
+import itertools
+import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ import httpx
 import pytest
 from pydicom import Dataset, dcmread
 from reference import REFERENCES, Reference, Uids, check_table, prepared_bytes, uids
+from services import PostgresServer
 from starlette.applications import Starlette
 
 from dicomweb_origin.app import build_app
@@ -28,6 +31,7 @@ from dicomweb_origin.demo import generate_demo
 from dicomweb_origin.ingest import Outcome, StoreResult
 from dicomweb_origin.model import InstanceRecord
 from dicomweb_origin.settings import Settings
+from dicomweb_origin.storage.backends import migrate_index
 
 BASE_URL = "http://testserver"
 ROOT = "/dicomweb"
@@ -74,9 +78,48 @@ class LoadedArchive:
         return list(self.index.instances(study, series))
 
 
-def _build(root: Path) -> LoadedArchive:
+# Which index the archives of the fixtures use: ``sqlite`` (default) or ``postgresql`` (a throwaway cluster
+# per test worker, one schema per archive). `make test` runs the suite once with each.
+TEST_INDEX = os.environ.get("DICOMWEB_TEST_INDEX", "sqlite")
+if TEST_INDEX not in ("sqlite", "postgresql"):
+    raise RuntimeError(f"DICOMWEB_TEST_INDEX={TEST_INDEX!r}: sqlite or postgresql")
+_SCHEMAS = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL (Debian's package) for this test worker; a missing one fails the tests, never skips."""
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+def new_postgres_index(server: PostgresServer) -> str:
+    """The URL of a new, migrated, empty index: a schema of its own in the worker's database."""
+    schema = f"a{os.getpid()}_{next(_SCHEMAS)}"
+    url = server.url("dicomweb")
+    server.psql_db("dicomweb", f"CREATE SCHEMA {schema}")
+    url += f"?options=-csearch_path%3D{schema}"
+    migrate_index(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def archive_settings(request: pytest.FixtureRequest) -> Any:
+    """``make(data_dir, **fields) -> Settings`` for a new archive on the backends DICOMWEB_TEST_INDEX names."""
+
+    def make(data_dir: Path, **fields: Any) -> Settings:
+        if TEST_INDEX == "postgresql":
+            fields["index_url"] = new_postgres_index(request.getfixturevalue("postgres"))
+        # The blob store's switch (S3) sets fields["blob_url"] here the same way.
+        return Settings(data_dir=data_dir, **fields)
+
+    return make
+
+
+def _build(root: Path, make_settings: Any = Settings) -> LoadedArchive:
     check_table()
-    settings = Settings(data_dir=root / "data")
+    settings = make_settings(data_dir=root / "data")
     app = build_app(settings)
     ingest = app.state.archive.ingest
     results = {}
@@ -92,15 +135,19 @@ def _build(root: Path) -> LoadedArchive:
 
 
 @pytest.fixture(scope="session")
-def archive(tmp_path_factory: pytest.TempPathFactory) -> LoadedArchive:
-    return _build(tmp_path_factory.mktemp("archive"))
+def archive(tmp_path_factory: pytest.TempPathFactory, archive_settings: Any) -> Iterator[LoadedArchive]:
+    loaded = _build(tmp_path_factory.mktemp("archive"), archive_settings)
+    yield loaded
+    loaded.app.state.archive.close()
 
 
 @pytest.fixture
-def empty_archive(tmp_path: Path) -> LoadedArchive:
+def empty_archive(tmp_path: Path, archive_settings: Any) -> Iterator[LoadedArchive]:
     """A fresh, empty archive for tests that write."""
-    settings = Settings(data_dir=tmp_path / "data")
-    return LoadedArchive(build_app(settings), settings, {})
+    settings = archive_settings(tmp_path / "data")
+    loaded = LoadedArchive(build_app(settings), settings, {})
+    yield loaded
+    loaded.app.state.archive.close()
 
 
 def _client(app: Starlette) -> httpx.AsyncClient:

@@ -26,8 +26,12 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "ingest": ("starlette", "dicomweb_origin.web"),
     "retrieve": ("starlette", "dicomweb_origin.web"),
     "search": ("starlette", "dicomweb_origin.web"),
+    "check": ("starlette", "pydicom", "dicomweb_origin.web", "dicomweb_origin.dicom"),
     "render": ("pydicom", "starlette", *(f"dicomweb_origin.{m}" for m in (
         "storage", "web", "dicom", "ingest", "retrieve", "search"))),
+    # who is asking and may they: no HTTP objects, no archive
+    "auth": ("pydicom", "numpy", "starlette", *(f"dicomweb_origin.{m}" for m in (
+        "storage", "web", "dicom", "render", "ingest", "retrieve", "search", "cache"))),
     "web": ("pydicom", "numpy", "dicomweb_origin.storage", "dicomweb_origin.dicom.reader",
             "dicomweb_origin.dicom.transcode", "dicomweb_origin.dicom.pixels", "dicomweb_origin.dicom.codecs"),
 }

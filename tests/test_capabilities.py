@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 from conftest import BASE_URL, ROOT, LoadedArchive
-from reference import uids
+from reference import Uids, uids
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
@@ -109,6 +109,10 @@ async def test_root_describes_every_routed_resource(bare: tuple[Starlette, httpx
                 if method.get("name") == "HEAD":
                     continue
                 success = method.find(f"{W}response")
+                if method.get("name") == "DELETE":  # 204 No Content: nothing to represent
+                    assert success is not None and success.get("status") == "204"
+                    assert not success.findall(f"{W}representation")
+                    continue
                 assert success is not None and success.get("status", "").startswith("200")
                 types = [r.get("mediaType") for r in success.findall(f"{W}representation")]
                 assert types, f"{method.get('name')} {resource_path} has no representation"
@@ -253,9 +257,21 @@ async def test_advertised_types_are_served(client: httpx.AsyncClient, archive: L
         section = get.find(f"{W}doc")
         assert section is not None
         everything = template.endswith("metadata") or "§10.6" in (section.text or "")
+        url = sample(template, u)
+        if template.lower().endswith(("renderedmpr", "rendered3d")):  # a volume: frames of the demo's Enhanced CT
+            url = sample(template, _enhanced_ct(archive)).replace("/frames/1/", "/frames/1,2,3/")
         for media_type in types if everything else types[:1]:
-            response = await client.get(sample(template, u), headers={"Accept": media_type})
+            response = await client.get(url, headers={"Accept": media_type})
             assert response.status_code in (200, 204), (template, media_type, response.text[:200])
+
+
+def _enhanced_ct(archive: LoadedArchive) -> Uids:
+    """The demo's Enhanced CT multi-frame instance: one volume that every Rendered MPR / 3D level holds."""
+    for result in archive.demo.values():
+        record = result.record
+        if record is not None and record.sop_class_uid == "1.2.840.10008.5.1.4.1.1.2.1":
+            return Uids(record.study_uid, record.series_uid, record.instance_uid, record.sop_class_uid)
+    raise AssertionError("the demo has no Enhanced CT")
 
 
 def test_tables_follow_the_server() -> None:

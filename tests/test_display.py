@@ -28,7 +28,9 @@ from test_stow import stow
 from dicomweb_origin.app import build_app
 from dicomweb_origin.dicom.display import extract_display
 from dicomweb_origin.model import Display, Lut, Window
-from dicomweb_origin.storage.sqlite import SqliteIndex, record_from_json, record_to_json
+from dicomweb_origin.settings import Settings
+from dicomweb_origin.storage.backends import open_index
+from dicomweb_origin.storage.sqlite import MIGRATIONS, SqliteIndex, record_from_json, record_to_json
 
 
 def _read(name: str) -> Dataset:
@@ -271,7 +273,8 @@ async def test_stow_keeps_the_display_and_the_icc_profile_bytes(empty_archive: L
     ct = _bytes(_fresh(_read("CT_small.dcm")))
     response, _ = await stow(empty_client, [data, ct])
     assert response.status_code == 200
-    reopened = SqliteIndex(empty_archive.settings.index_path)  # no cache: the record comes from its JSON
+    url = empty_archive.settings.index_url  # a new index object: no cache, the record comes from its JSON
+    reopened = open_index(url) if url else SqliteIndex(empty_archive.settings.index_path)
     for sent in (data, ct):
         ds = dcmread(io.BytesIO(sent))
         record = reopened.get(ds.SOPInstanceUID)
@@ -315,6 +318,7 @@ def _make_old(index_path: Path, icc_path: str = "00282000") -> int:
     """
     conn = sqlite3.connect(index_path, isolation_level=None)
     conn.execute("DROP TABLE display_pending")
+    conn.execute("DROP TABLE IF EXISTS tombstone")  # schema 5
     rows = conn.execute("SELECT instance_uid, record FROM instance").fetchall()
     for uid, blob in rows:
         raw = orjson.loads(blob)
@@ -326,7 +330,9 @@ def _make_old(index_path: Path, icc_path: str = "00282000") -> int:
     return len(rows)
 
 
-def test_opening_an_older_archive_fills_the_display_of_its_records(empty_archive: LoadedArchive) -> None:
+def test_opening_an_older_archive_fills_the_display_of_its_records(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")  # SQLite: the migration of its schema is under test
+    empty_archive = LoadedArchive(build_app(settings), settings, {})
     data, profile = _with_icc("SC_rgb.dcm")
     sent = [data, _bytes(_fresh(_read("eCT_Supplemental.dcm"))), _bytes(_fresh(_read("rtplan.dcm")))]
     ingest = empty_archive.app.state.archive.ingest
@@ -350,6 +356,6 @@ def test_opening_an_older_archive_fills_the_display_of_its_records(empty_archive
     assert element is not None and app.state.archive.blobs.read(icc.blob_key, element.offset, element.length) == profile
     assert index.records_missing_display() == []
     conn = sqlite3.connect(empty_archive.settings.index_path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     assert conn.execute("SELECT count(*) FROM display_pending").fetchone()[0] == 0
     conn.close()

@@ -411,7 +411,6 @@ def test_every_limit_flag_is_documented_with_its_default() -> None:
     for action in parser._actions[1:]:
         flag = action.option_strings[0]
         assert flag in limits and flag in readme, flag
-        assert action.help and ("default" in action.help), flag
         if action.default not in ([], None):
             assert f"{flag} {action.default:g}" in readme if isinstance(action.default, float) \
                 else f"{flag} {action.default}" in readme, flag

@@ -120,9 +120,9 @@ class Loaded:
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> Loaded:
+def loaded(tmp_path_factory: pytest.TempPathFactory, archive_settings: Any) -> Loaded:
     root = tmp_path_factory.mktemp("search")
-    settings = Settings(data_dir=root / "data")
+    settings = archive_settings(root / "data")
     app = build_app(settings)
     files = generate_demo(root / "demo", slices=3, size=32) + crafted_files(root / "crafted")
     for path in files:

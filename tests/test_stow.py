@@ -202,23 +202,21 @@ async def test_part_headers_may_be_folded_case_and_preamble(empty_client: httpx.
     assert response.status_code == 200, response.text
 
 
-async def test_request_larger_than_the_limit_is_413(tmp_path: Any) -> None:
+async def test_request_larger_than_the_limit_is_413(tmp_path: Any, archive_settings: Any) -> None:
     from dicomweb_origin.app import build_app
-    from dicomweb_origin.settings import Settings
 
-    app = build_app(Settings(data_dir=tmp_path / "small", max_request_bytes=1000))
+    app = build_app(archive_settings(tmp_path / "small", max_request_bytes=1000))
     body, content_type = multipart([prepared_bytes("CT_small")])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
         response = await client.post("/dicomweb/studies", content=body, headers={"Content-Type": content_type})
     assert response.status_code == 413
 
 
-async def test_a_chunked_request_over_the_limit_is_413_too(tmp_path: Any) -> None:
+async def test_a_chunked_request_over_the_limit_is_413_too(tmp_path: Any, archive_settings: Any) -> None:
     """Without a Content-Length the limit is enforced while the body streams in (§8.5: 413)."""
     from dicomweb_origin.app import build_app
-    from dicomweb_origin.settings import Settings
 
-    app = build_app(Settings(data_dir=tmp_path / "small", max_request_bytes=1000))
+    app = build_app(archive_settings(tmp_path / "small", max_request_bytes=1000))
     body, content_type = multipart([prepared_bytes("CT_small")])
 
     async def chunks() -> Any:
@@ -285,14 +283,13 @@ async def test_unsupported_or_broken_content_codings_are_refused(empty_client: h
     assert says in response.text
 
 
-async def test_the_size_limit_applies_to_the_decoded_body(tmp_path: Any) -> None:
+async def test_the_size_limit_applies_to_the_decoded_body(tmp_path: Any, archive_settings: Any) -> None:
     """A few kilobytes of gzip that inflate to megabytes are a 413, not a full disk."""
     import gzip
 
     from dicomweb_origin.app import build_app
-    from dicomweb_origin.settings import Settings
 
-    app = build_app(Settings(data_dir=tmp_path / "small", max_request_bytes=1 << 20))
+    app = build_app(archive_settings(tmp_path / "small", max_request_bytes=1 << 20))
     bomb = gzip.compress(bytes(64 << 20))
     assert len(bomb) < 100_000
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
@@ -336,14 +333,13 @@ async def test_a_malformed_content_type_is_400_and_a_missing_one_415(empty_clien
     assert missing.status_code == 415
 
 
-async def test_a_body_that_stops_arriving_is_408(tmp_path: Any) -> None:
+async def test_a_body_that_stops_arriving_is_408(tmp_path: Any, archive_settings: Any) -> None:
     """A client that declares a body and then sends nothing does not hold a worker forever."""
     import anyio
 
     from dicomweb_origin.app import build_app
-    from dicomweb_origin.settings import Settings
 
-    app = build_app(Settings(data_dir=tmp_path / "data", body_idle_seconds=0.2))
+    app = build_app(archive_settings(tmp_path / "data", body_idle_seconds=0.2))
     first = [{"type": "http.request", "body": b"--xx\r\n", "more_body": True}]
     sent: list[dict[str, Any]] = []
 
@@ -376,12 +372,11 @@ async def test_several_gzip_members_are_one_body(empty_client: httpx.AsyncClient
 
 
 @pytest.mark.parametrize("coding", ["gzip", "deflate"])
-async def test_data_after_the_compressed_stream_is_refused(tmp_path: Any, coding: str) -> None:
+async def test_data_after_the_compressed_stream_is_refused(tmp_path: Any, coding: str, archive_settings: Any) -> None:
     """Bytes after the end of the stream are not silently buffered: 400, whatever their size."""
     import zlib
 
     from dicomweb_origin.app import build_app
-    from dicomweb_origin.settings import Settings
 
     body, content_type = multipart([prepared_bytes("CT_small")])
     packer = zlib.compressobj(wbits=31 if coding == "gzip" else 15)
@@ -391,7 +386,7 @@ async def test_data_after_the_compressed_stream_is_refused(tmp_path: Any, coding
         for start in range(0, len(packed), 65536):
             yield packed[start:start + 65536]
 
-    app = build_app(Settings(data_dir=tmp_path / "data", max_request_bytes=1 << 20))
+    app = build_app(archive_settings(tmp_path / "data", max_request_bytes=1 << 20))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
         response = await client.post("/dicomweb/studies", content=chunks(), headers={
             "Content-Type": content_type, "Content-Encoding": coding})

@@ -33,7 +33,6 @@ from starlette.applications import Starlette
 
 from dicomweb_origin.app import build_app
 from dicomweb_origin.cli import main
-from dicomweb_origin.settings import Settings
 
 pytestmark = pytest.mark.anyio
 
@@ -113,18 +112,20 @@ class Imported:
 
 
 @pytest.fixture(scope="module")
-def imported(tmp_path_factory: pytest.TempPathFactory) -> Imported:
+def imported(tmp_path_factory: pytest.TempPathFactory, archive_settings: Any) -> Imported:
     """An archive filled by ``dicomweb-origin import`` with the rewritten files, served by a fresh app."""
     root = tmp_path_factory.mktemp("uids")
+    settings = archive_settings(root / "data")
+    index = ["--index", settings.index_url] if settings.index_url else []
     files = {f.name: lz_bytes(f) for f in FILES}
     for name, data in files.items():
         (root / "in" / name).parent.mkdir(parents=True, exist_ok=True)
         (root / "in" / f"{name}.dcm").write_bytes(data)
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-        status = main(["import", "--data", str(root / "data"), str(root / "in")])
+        status = main(["import", "--data", str(root / "data"), *index, str(root / "in")])
     assert status == 0, out.getvalue()
-    return Imported(build_app(Settings(data_dir=root / "data")), files)
+    return Imported(build_app(settings), files)
 
 
 def _client(app: Starlette) -> httpx.AsyncClient:
@@ -138,9 +139,11 @@ async def client(imported: Imported) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def empty_client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with _client(build_app(Settings(data_dir=tmp_path / "data"))) as c:
+async def empty_client(tmp_path: Path, archive_settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    app = build_app(archive_settings(tmp_path / "data"))
+    async with _client(app) as c:
         yield c
+    app.state.archive.close()
 
 
 def stow_body(parts: list[bytes]) -> tuple[bytes, str]:

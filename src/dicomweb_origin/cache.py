@@ -5,21 +5,25 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+V = TypeVar("V")
 
 
-class BytesCache:
-    """Thread-safe LRU bounded by the total size of its values, in bytes."""
+class SizedCache(Generic[V]):
+    """Thread-safe LRU bounded by the total size of its values, in bytes (``size_of`` measures one)."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, size_of: Callable[[V], int]) -> None:
         self.max_bytes = max_bytes
-        self._items: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._size_of = size_of
+        self._items: OrderedDict[Hashable, V] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
         self._making: dict[Hashable, threading.Event] = {}
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: Hashable) -> bytes | None:
+    def get(self, key: Hashable) -> V | None:
         with self._lock:
             value = self._items.get(key)
             if value is None:
@@ -29,20 +33,20 @@ class BytesCache:
             self.hits += 1
             return value
 
-    def put(self, key: Hashable, value: bytes) -> None:
-        if len(value) > self.max_bytes:
+    def put(self, key: Hashable, value: V) -> None:
+        if self._size_of(value) > self.max_bytes:
             return
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:
-                self._size -= len(old)
+                self._size -= self._size_of(old)
             self._items[key] = value
-            self._size += len(value)
+            self._size += self._size_of(value)
             while self._size > self.max_bytes:
                 _, evicted = self._items.popitem(last=False)
-                self._size -= len(evicted)
+                self._size -= self._size_of(evicted)
 
-    def get_or_make(self, key: Hashable, make: Callable[[], bytes]) -> bytes:
+    def get_or_make(self, key: Hashable, make: Callable[[], V]) -> V:
         """The cached value, or ``make()`` run once however many requests ask for it at the same time.
 
         A viewer asks for the frame under the cursor twice (thumbnail and viewport) before the
@@ -72,3 +76,13 @@ class BytesCache:
     @property
     def size(self) -> int:
         return self._size
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class BytesCache(SizedCache[bytes]):
+    """A ``SizedCache`` of bytes values."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(max_bytes, len)

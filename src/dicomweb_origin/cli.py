@@ -1,4 +1,4 @@
-"""Command line: ``dicomweb-origin serve | import | demo``."""
+"""Command line: ``dicomweb-origin serve | import | check | demo | token add``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from .settings import Settings
 
@@ -26,12 +27,20 @@ def _files(paths: Sequence[Path]) -> Iterator[Path]:
 
 def import_paths(settings: Settings, paths: Sequence[Path], quiet: bool = False) -> int:
     """Import files and folders; print a summary; return the number of failures."""
-    from tqdm import tqdm
-
     from .app import Archive
-    from .ingest import Outcome
 
     archive = Archive(settings)
+    try:
+        return _import_files(archive, paths, quiet)
+    finally:
+        archive.close()
+
+
+def _import_files(archive: Any, paths: Sequence[Path], quiet: bool) -> int:
+    from tqdm import tqdm
+
+    from .ingest import Outcome
+
     files = list(_files(paths))
     counts: Counter[str] = Counter()
     failures: list[tuple[Path, str]] = []
@@ -58,6 +67,32 @@ def import_paths(settings: Settings, paths: Sequence[Path], quiet: bool = False)
     return counts["failed"]
 
 
+def check_archive(settings: Settings, repair: bool, grace: float, quiet: bool = False) -> int:
+    """Verify index <-> blobs (``check.py``); print what is wrong; return how many problems remain."""
+    from tqdm import tqdm
+
+    from .app import Archive
+    from .check import check
+
+    archive = Archive(settings)  # opening it removes unfinished uploads no live writer holds
+    try:
+        with tqdm(total=archive.index.count(), unit="instance", disable=quiet, file=sys.stderr) as bar:
+            report = check(archive.index, archive.blobs, repair=repair, grace=grace, progress=bar.update)
+    finally:
+        archive.close()
+    for problem in report.problems:
+        state = "repaired" if problem.repaired else "found"
+        uid = f" (instance {problem.instance_uid})" if problem.instance_uid else ""
+        print(f"{state}: {problem.kind}: {problem.key}{uid}: {problem.detail}")
+    for key in report.in_flight:
+        print(f"in flight: orphan younger than {grace:g} s, left alone: {key}")
+    remaining = report.remaining
+    print(f"checked: {report.instances} instances, {report.blobs} blobs, {report.bytes / 1e6:.1f} MB  "
+          f"problems: {len(report.problems)}  repaired: {len(report.problems) - len(remaining)}  "
+          f"remaining: {len(remaining)}  in flight: {len(report.in_flight)}")
+    return len(remaining)
+
+
 def load_demo(settings: Settings, slices: int = 128, size: int = 512) -> int:
     from .demo import generate_demo
 
@@ -66,47 +101,130 @@ def load_demo(settings: Settings, slices: int = 128, size: int = 512) -> int:
         return import_paths(settings, paths, quiet=True)
 
 
-def serve(settings: Settings, demo: bool, viewer: Path | None = None) -> None:
+def startup_lines(settings: Settings, counts: dict[str, int], viewer: Path | None = None) -> list[str]:
+    """What ``serve`` prints before it listens: the archive, what it holds, and where to point a client."""
+    origin = f"{'https' if settings.tls_cert is not None else 'http'}://{settings.host}:{settings.port}"
+    lines = [f"archive: {settings.data_dir.resolve()} ({counts.get('studies', 0)} studies,"
+             f" {counts.get('series', 0)} series, {counts.get('instances', 0)} instances)",
+             f"DICOMweb root: {origin}{settings.root_path}"]
+    if viewer is not None:
+        lines.append(f"viewer: {origin}/")
+    lines.append(f"health: {origin}/health  ready: {origin}/ready  metrics: {origin}/metrics")
+    return lines
+
+
+def serve(settings: Settings, demo: bool, viewer: Path | None = None, log_level: str = "info") -> None:
     from . import server
     from .app import Archive, build_app
 
-    if demo and Archive(settings).is_empty():
-        print("archive is empty: loading the demo studies ...", file=sys.stderr)
-        load_demo(settings)
+    if demo:
+        archive = Archive(settings)
+        empty = archive.is_empty()
+        archive.close()
+        if empty:
+            print("archive is empty: loading the demo studies ...", file=sys.stderr)
+            load_demo(settings)
     app = build_app(settings, viewer)
-    print(f"DICOMweb root: http://{settings.host}:{settings.port}{settings.root_path}", file=sys.stderr)
-    if viewer is not None:
-        print(f"viewer: http://{settings.host}:{settings.port}/", file=sys.stderr)
-    server.run(app, settings)
+    for line in startup_lines(settings, app.state.archive.counts(), viewer):
+        print(line, file=sys.stderr)
+    warn_if_open(settings)
+    # log_config=None: uvicorn logs through the handler configure_logging installed; its access log stays off
+    # (web.accesslog writes one line per request, with the user and the bytes really sent).
+    # server.run: uvicorn with the limits of docs/conformance.md (Limits); options go to uvicorn.Config.
+    server.run(app, settings, log_level=log_level, log_config=None,
+               ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key)
 
 
-def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+def warn_if_open(settings: Settings) -> None:
+    """Say loudly that anyone who reaches a non-loopback port reads and writes everything."""
+    from urllib.parse import urlsplit
+
+    from .auth import is_loopback
+
+    log = logging.getLogger("dicomweb_origin")
+    if settings.oidc_issuer is None and settings.tokens_file is None and not is_loopback(settings.host):
+        log.warning("no authentication configured (--oidc-issuer / --tokens) and listening on %s: anyone who "
+                    "reaches port %d can read and write every study", settings.host, settings.port)
+    for source in (settings.oidc_issuer, settings.oidc_jwks):
+        url = urlsplit(source or "")
+        if url.scheme == "http" and not is_loopback(url.hostname or ""):
+            log.warning("%s is plain HTTP: whoever can tamper with it can forge tokens (use https)", source)
+
+
+def token_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``token add NAME``: append a new static token to the file and print it, once; ``token remove NAME``."""
+    from .auth import add_token, remove_token
+
+    try:
+        if args.token_command == "remove":
+            remove_token(args.tokens, args.name)
+            print(f"token {args.name!r} removed from {args.tokens}", file=sys.stderr)
+            return 0
+        token = add_token(args.tokens, args.name, args.scopes.split(","))
+    except (OSError, ValueError) as exc:
+        parser.error(str(exc))
+    print(token)
+    print(f"token {args.name!r} added to {args.tokens}; it is shown only now (the file keeps a salted hash)",
+          file=sys.stderr)
+    return 0
+
+
+def _check_auth_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    if (args.oidc_audience or args.oidc_jwks) and not args.oidc_issuer:
+        parser.error("--oidc-audience and --oidc-jwks need --oidc-issuer")
+    if args.oidc_issuer and not args.oidc_audience:
+        parser.error("--oidc-issuer needs --oidc-audience (the aud the tokens must name)")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    for path in (args.tls_cert, args.tls_key):
+        if path is not None and not path.is_file():
+            parser.error(f"{path}: no such file")
+    if args.tokens is not None:
+        from .auth import read_tokens
+
+        try:
+            read_tokens(args.tokens)
+        except (OSError, ValueError) as exc:
+            parser.error(f"--tokens: {exc} (dicomweb-origin token add NAME --tokens FILE makes one)")
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default (none for flags and options without one)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, [], argparse.SUPPRESS) or "%(default)" in text or "(default" in text:
+            return text
+        return text + " (default: %(default)s)"
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """The flags of the limits on hostile clients (docs/conformance.md, Limits)."""
     d = Settings()
     parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME[:PORT]",
                         help="a name that may appear in returned URLs (repeatable; default: only the listening"
                              " address, loopback names and --public-url's host; other Hosts get 400)")
     parser.add_argument("--trusted-proxy", action="append", default=[], metavar="IP_OR_CIDR",
-                        help="honour Forwarded / X-Forwarded-* headers from this address (repeatable; default none)")
+                        help="honour Forwarded / X-Forwarded-* headers from this address (repeatable; default: none)")
     parser.add_argument("--max-header-kb", type=int, default=d.max_header_bytes >> 10,
-                        help=f"request line + header fields, in KiB (default {d.max_header_bytes >> 10}); above: 431")
+                        help="request line + header fields, in KiB; above: 431")
     parser.add_argument("--max-header-line-kb", type=int, default=d.max_header_line_bytes >> 10,
-                        help=f"one header line or the request target, in KiB (default {d.max_header_line_bytes >> 10})")
+                        help="one header line or the request target, in KiB")
     parser.add_argument("--header-timeout", type=float, default=d.header_timeout_seconds, metavar="SECONDS",
-                        help=f"time to receive a request head, in s (default {d.header_timeout_seconds:g}); then 408")
+                        help="time to receive a request head, in s; then 408")
     parser.add_argument("--keep-alive", type=float, default=d.keep_alive_seconds, metavar="SECONDS",
-                        help=f"idle kept-alive connections close after this, in s (default {d.keep_alive_seconds:g})")
+                        help="idle kept-alive connections close after this, in s")
     parser.add_argument("--body-idle-timeout", type=float, default=d.body_idle_seconds, metavar="SECONDS",
-                        help=f"a STOW body silent this long gets 408, in s (default {d.body_idle_seconds:g})")
+                        help="a STOW body silent this long gets 408, in s")
     parser.add_argument("--body-min-rate", type=int, default=d.body_min_bytes_per_second, metavar="BYTES_PER_S",
                         help="after --body-idle-timeout, a STOW body slower than this on average gets 408, in"
-                             f" bytes/s (default {d.body_min_bytes_per_second})")
+                             " bytes/s")
     parser.add_argument("--max-request-mb", type=int, default=d.max_request_bytes >> 20,
-                        help=f"largest STOW body, in MiB (default {d.max_request_bytes >> 20}); above: 413")
+                        help="largest STOW body, in MiB; above: 413")
     parser.add_argument("--max-connections", type=int, default=d.max_connections,
-                        help=f"open connections and requests in flight (default {d.max_connections}); past it: 503")
+                        help="open connections and requests in flight; past it: 503")
     parser.add_argument("--max-sequence-depth", type=int, default=d.max_sequence_depth,
-                        help=f"deepest sequence nesting stored (default {d.max_sequence_depth}); deeper: 0xC000")
+                        help="deepest sequence nesting stored; deeper: 0xC000")
 
 
 def limit_settings(args: argparse.Namespace) -> dict[str, object]:
@@ -121,38 +239,125 @@ def limit_settings(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dicomweb-origin", description="DICOMweb origin server")
+def parser() -> argparse.ArgumentParser:
+    """The command line; every option says its default and its unit."""
+    from .app import version
+    from .logs import FORMATS, LEVELS
+
+    parser = argparse.ArgumentParser(prog="dicomweb-origin", description="DICOMweb origin server",
+                                     formatter_class=_Help)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve_p = sub.add_parser("serve", help="serve the archive over DICOMweb")
-    serve_p.add_argument("--data", type=Path, default=Path("data"), help="archive directory (default ./data)")
-    serve_p.add_argument("--host", default="127.0.0.1")
-    serve_p.add_argument("--port", type=int, default=8080)
+    serve_p = sub.add_parser("serve", help="serve the archive over DICOMweb", formatter_class=_Help)
+    serve_p.add_argument("--data", type=Path, default=Path("data"), help="archive directory")
+    serve_p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve_p.add_argument("--port", type=int, default=8080, help="TCP port to listen on")
     serve_p.add_argument("--demo", action="store_true", help="load the demo studies when the archive is empty")
-    serve_p.add_argument("--public-url", default=None, help="absolute DICOMweb root URL when behind a proxy")
-    serve_p.add_argument("--cors-origin", action="append", default=[], help="allowed CORS origin (repeatable)")
-    serve_p.add_argument("--frame-cache-mb", type=int, default=256, help="transcoded frame cache size")
+    serve_p.add_argument("--public-url", default=None,
+                         help="absolute DICOMweb root URL when behind a proxy (default: from the request's Host)")
+    serve_p.add_argument("--cors-origin", action="append", default=[],
+                         help="allowed CORS origin, repeatable (default: none, no CORS headers)")
+    serve_p.add_argument("--frame-cache-mb", type=int, default=256, help="transcoded frame cache size, in MiB")
     serve_p.add_argument("--viewer", type=Path, default=None, metavar="DIR",
-                         help="serve this OHIF dist folder at / (python scripts/fetch_ohif.py prints it)")
-    add_limit_arguments(serve_p)
-    import_p = sub.add_parser("import", help="import DICOM files or folders (recursive)")
-    import_p.add_argument("--data", type=Path, default=Path("data"))
-    import_p.add_argument("paths", type=Path, nargs="+")
-    demo_p = sub.add_parser("demo", help="generate the demo studies and import them")
-    demo_p.add_argument("--data", type=Path, default=Path("data"))
-    demo_p.add_argument("--out", type=Path, default=None, help="only write the demo files to this folder")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+                         help="serve this OHIF dist folder at / (python scripts/fetch_ohif.py prints it;"
+                              " default: no viewer)")
+    serve_p.add_argument("--log-level", choices=LEVELS, default="info", help="least severe log records written")
+    serve_p.add_argument("--log-format", choices=FORMATS, default="json",
+                         help="json: one JSON object per line (access log: time, method, path, query, status,"
+                              " bytes, duration_ms, client, user); text: one readable line")
+    serve_p.add_argument("--on-conflict", choices=("refuse", "replace"), default="refuse",
+                         help="STOW of a stored SOP Instance UID with different content: refuse it (409, the"
+                              " default) or replace the stored instance")
+    add_limit_arguments(serve_p.add_argument_group("limits on hostile clients (docs/conformance.md, Limits)"))
+    check_p = sub.add_parser("check", help="verify the index against the stored files (digests, orphans)",
+                             formatter_class=_Help)
+    check_p.add_argument("--data", type=Path, default=Path("data"), help="archive directory")
+    check_p.add_argument("--repair", action="store_true",
+                         help="delete orphan files and unfinished uploads; unindex instances whose file is"
+                              " missing or corrupt")
+    check_p.add_argument("--grace", type=float, default=60.0, metavar="SECONDS",
+                         help="orphans younger than this may be a STOW in progress: left alone"
+                              " (0 on an archive nothing writes to)")
+    auth_g = serve_p.add_argument_group("authentication (none: open to anyone who reaches the port)")
+    auth_g.add_argument("--oidc-issuer", default=None, metavar="URL",
+                        help="accept JWT bearer tokens of this OpenID Connect issuer (its iss)")
+    auth_g.add_argument("--oidc-audience", default=None, metavar="AUD", help="the aud the tokens must name")
+    auth_g.add_argument("--oidc-jwks", default=None, metavar="FILE_OR_URL",
+                        help="the issuer's JWKS (default: jwks_uri of URL/.well-known/openid-configuration)")
+    auth_g.add_argument("--tokens", type=Path, default=None, metavar="FILE",
+                        help="accept the static tokens of this file (dicomweb-origin token add makes them)")
+    auth_g.add_argument("--tls-cert", type=Path, default=None, metavar="FILE", help="serve HTTPS: certificate (PEM)")
+    auth_g.add_argument("--tls-key", type=Path, default=None, metavar="FILE", help="serve HTTPS: private key (PEM)")
+    token_p = sub.add_parser("token", help="manage the static tokens of a --tokens file", formatter_class=_Help)
+    token_sub = token_p.add_subparsers(dest="token_command", required=True)
+    token_add = token_sub.add_parser("add", help="add a token and print it (once)", formatter_class=_Help)
+    token_add.add_argument("name", help="who the token is for (one word; appears in the access log)")
+    token_add.add_argument("--scopes", default="dicomweb.read",
+                           help="comma-separated: dicomweb.read, dicomweb.write")
+    token_add.add_argument("--tokens", type=Path, required=True, metavar="FILE", help="the token file (created 0600)")
+    token_remove = token_sub.add_parser("remove", help="remove (revoke) a token; a running server sees it at once",
+                                        formatter_class=_Help)
+    token_remove.add_argument("name", help="the token's name")
+    token_remove.add_argument("--tokens", type=Path, required=True, metavar="FILE", help="the token file")
+    import_p = sub.add_parser("import", help="import DICOM files or folders (recursive)", formatter_class=_Help)
+    import_p.add_argument("--data", type=Path, default=Path("data"), help="archive directory")
+    import_p.add_argument("paths", type=Path, nargs="+", help="DICOM files or folders (searched recursively)")
+    for p in (serve_p, import_p, check_p):
+        p.add_argument("--index", default=None, metavar="URL",
+                       help="index: sqlite:///PATH, postgresql://USER@HOST/DB (default: DATA/index.sqlite)")
+        p.add_argument("--blobs", default=None, metavar="URL", help="blob store: file:///DIR (default: DATA/blobs)")
+    migrate_p = sub.add_parser("migrate", help="create or upgrade a PostgreSQL index's schema (safe to repeat)",
+                               formatter_class=_Help)
+    migrate_p.add_argument("--index", required=True, metavar="URL", help="postgresql://USER@HOST/DB")
+    demo_p = sub.add_parser("demo", help="generate the demo studies and import them", formatter_class=_Help)
+    demo_p.add_argument("--data", type=Path, default=Path("data"), help="archive directory")
+    demo_p.add_argument("--out", type=Path, default=None,
+                        help="only write the demo files to this folder (default: import them into --data)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .logs import configure_logging
+
+    cli = parser()
+    args = cli.parse_args(argv)
+    configure_logging(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
+    from .storage.backends import BackendUnavailable
+
+    try:
+        return _run(cli, args)
+    except BackendUnavailable as exc:  # an unknown URL scheme, a missing package, an old schema, no database
+        print(f"dicomweb-origin {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(cli: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "serve":
         if args.viewer is not None and not (args.viewer / "index.html").is_file():
-            parser.error(f"--viewer {args.viewer}: no index.html there (scripts/fetch_ohif.py prints the folder)")
+            cli.error(f"--viewer {args.viewer}: no index.html there (scripts/fetch_ohif.py prints the folder)")
+        _check_auth_args(args, cli)
         settings = Settings(data_dir=args.data, host=args.host, port=args.port, public_url=args.public_url,
                             cors_origins=tuple(args.cors_origin), frame_cache_bytes=args.frame_cache_mb << 20,
-                            **limit_settings(args))  # type: ignore[arg-type]
-        serve(settings, args.demo, args.viewer)
+                            index_url=args.index, blob_url=args.blobs, on_conflict=args.on_conflict,
+                            oidc_issuer=args.oidc_issuer, oidc_audience=args.oidc_audience,
+                            oidc_jwks=args.oidc_jwks, tokens_file=args.tokens, tls_cert=args.tls_cert,
+                            tls_key=args.tls_key, **limit_settings(args))  # type: ignore[arg-type]
+        serve(settings, args.demo, args.viewer, args.log_level)
         return 0
+    if args.command == "check":
+        settings = Settings(data_dir=args.data, index_url=args.index, blob_url=args.blobs)
+        return 1 if check_archive(settings, args.repair, args.grace) else 0
+    if args.command == "token":
+        return token_command(args, cli)
     if args.command == "import":
-        return 1 if import_paths(Settings(data_dir=args.data), args.paths) else 0
+        settings = Settings(data_dir=args.data, index_url=args.index, blob_url=args.blobs)
+        return 1 if import_paths(settings, args.paths) else 0
+    if args.command == "migrate":
+        from .storage.backends import migrate_index
+
+        before, after = migrate_index(args.index)
+        print(f"schema version {before} -> {after}" if before != after else f"schema version {after}: up to date")
+        return 0
     if args.out is not None:
         from .demo import generate_demo
 

@@ -77,7 +77,88 @@ def rendered_types_table() -> str:
     return "\n".join(lines)
 
 
-GENERATED = {"rendered-types": rendered_types_table, "transfer-syntaxes": transfer_syntax_table, "decoders": decoder_table}
+def volume_table() -> str:
+    """What the Rendered MPR / 3D resources serve and choose when the request does not say (§10.4.1.1.7-8)."""
+    from .retrieve import volumes
+    from .retrieve.vps import PLANAR_MPR_VPS, VOLUMETRIC_STATES
+
+    names = {"mpr": "`/renderedmpr`", "3d": "`/rendered3d`"}
+    lines = ["| Resource | Default renderingmethod | Default orientation | Reformatting Operation Type |", "|---|---|---|---|"]
+    for kind in ("mpr", "3d"):
+        lines.append(f"| {names[kind]} | `{volumes.DEFAULT_METHOD[kind]}` | `{volumes.DEFAULT_ORIENTATION[kind]}` |"
+                     f" `{volumes.OPERATION[kind]}`{' (`SLAB` with mprslab)' if kind == 'mpr' else ''} |")
+    lines += ["", "| Request | Media types (first = the default) |", "|---|---|",
+              "| a view | " + ", ".join(f"`{t}`" for t in volumes.STILL_TYPES) + " |",
+              "| an animation (swivelrange, volumetriccurvepoint) | "
+              + ", ".join(f"`{t}`" for t in volumes.ANIMATION_TYPES) + " (a still type: the first frame) |",
+              "| renderedvolumetricmetadata=yes | " + ", ".join(f"`{t}`" for t in volumes.METADATA_TYPES) + " |",
+              "", "| Volumetric Presentation State | SOP Class UID | Resources |", "|---|---|---|"]
+    for uid, name in VOLUMETRIC_STATES.items():
+        where = "`/renderedmpr`, `/rendered3d`" if uid in PLANAR_MPR_VPS else "`/rendered3d`"
+        lines.append(f"| {name} | `{uid}` | {where} |")
+    lines += ["", f"Animation defaults: step {volumes.DEFAULT_SWIVEL_STEP}° (swivel) or the finest voxel spacing rounded"
+              f" up to whole mm (curve); rate {volumes.DEFAULT_RATE} steps per second; at most {volumes.MAX_FRAMES}"
+              " frames."]
+    return "\n".join(lines)
+
+
+
+def product_table() -> str:
+    """PS3.2 §A.1-style identification: the product, its version and its implementation model."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("dicomweb-origin")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return "\n".join([
+        "| Product | Version | Implementation model |",
+        "|---|---|---|",
+        f"| dicomweb-origin | {version} | one process: an ASGI application (Starlette on uvicorn) over an embedded"
+        " archive (an SQLite index and a folder of Part 10 blobs, or the backends of `storage/`); one bounded"
+        " executor does all CPU work (transcoding, rendering) |",
+    ])
+
+
+def sop_class_table() -> str:
+    """What each kind of SOP class gets (Store any, Retrieve any; Rendered by category, Table 8.7.2-1)."""
+    from pydicom.uid import UID
+
+    from .retrieve.rendered import _PRESENTATION_STATES, _SR_PREFIX, CATEGORY_TYPES, ENCAPSULATED_PDF
+
+    def types(kind: str) -> str:
+        return ", ".join(f"`{t}`" for t in CATEGORY_TYPES[kind])
+
+    every = "Instances, Metadata, Bulk Data"
+    pixels_too = every + ", Pixel Data, Frames"
+    rows = [
+        ("Any Storage SOP class (stored as sent: no SOP class is refused)", "any", every,
+         "none (Thumbnail: an icon of the kind of instance)"),
+        ("Any image SOP class (an instance with Pixel Data), one frame", "any", pixels_too, types("single-frame")),
+        ("Any image SOP class, several frames", "any", pixels_too, types("multi-frame")),
+        ("Video (MPEG-2, H.264 or HEVC transfer syntaxes)", "any", every + ", Pixel Data (whole)", types("video")),
+        (UID(ENCAPSULATED_PDF).name, f"`{ENCAPSULATED_PDF}`", every, types("pdf")),
+        ("Structured Report Storage SOP classes", f"`{_SR_PREFIX}*`", every, types("text")),
+        *((UID(uid).name, f"`{uid}`", every, types("presentation") + " (the images it references)")
+          for uid in sorted(_PRESENTATION_STATES)),
+    ]
+    lines = ["| SOP class | UID | Store (STOW-RS) | Retrieve resources | Rendered / Thumbnail media types |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {name} | {uid} | yes | {retrieve} | {rendered} |" for name, uid, retrieve, rendered in rows]
+    return "\n".join(lines)
+
+
+def scope_table() -> str:
+    """The scope each HTTP method needs (``auth.REQUIRED_SCOPE``)."""
+    from .auth import REQUIRED_SCOPE
+
+    lines = ["| Method | Scope needed |", "|---|---|"]
+    lines += [f"| {method} | `{scope}` |" for method, scope in REQUIRED_SCOPE.items()]
+    return "\n".join(lines)
+
+
+GENERATED = {"product": product_table, "volumes": volume_table, "sop-classes": sop_class_table, "rendered-types": rendered_types_table,
+             "transfer-syntaxes": transfer_syntax_table, "decoders": decoder_table, "scopes": scope_table}
 
 
 def render(text: str) -> str:

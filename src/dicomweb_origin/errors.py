@@ -1,15 +1,21 @@
 """One error hierarchy for the whole server; each class carries its HTTP status.
 
 Domain code raises these; one handler in ``web/`` turns them into responses (PS3.18 §8.5,
-Table 10.4.3-1). Nothing below ``web/`` knows about HTTP objects.
+Table 10.4.3-1). Nothing below ``web/`` knows about HTTP objects; a class that must send a response
+header (the authentication errors' ``WWW-Authenticate``) carries it in ``headers``.
 
     DicomWebError (500)
      ├── BadRequest (400)            malformed UID, parameter or header value
-     │    └── InvalidFrameList (400) frame numbers not 1-based integers
+     │    ├── InvalidFrameList (400) frame numbers not 1-based integers
+     │    ├── InvalidAuthRequest (400) malformed Authorization: Bearer header (RFC 6750 §3.1 invalid_request)
+     │    └── InvalidVolume (400)    frames that do not form a volume (PS3.3 C.11.23.1)
+     ├── Unauthorized (401)          no or no valid credentials (RFC 6750 §3: WWW-Authenticate: Bearer)
+     ├── Forbidden (403)             valid credentials without the scope the request needs (insufficient_scope)
      ├── NotFound (404)              unknown study / series / instance / frame / bulk data
      ├── NotAcceptable (406)         none of the Acceptable Media Types can be served
      ├── RequestTimeout (408)        STOW: the request body stopped arriving
      ├── Conflict (409)              STOW: well-formed but conflicting (e.g. study UID mismatch)
+     │    └── SeriesInOtherStudy (409) the series is stored under another study
      ├── Gone (410)                  known to have been deleted
      ├── PayloadTooLarge (413)       request or response too large for this server
      ├── UnsupportedMediaType (415)  STOW: request Content-Type not supported
@@ -28,6 +34,7 @@ class DicomWebError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.headers: dict[str, str] = {}
 
 
 class BadRequest(DicomWebError):
@@ -36,6 +43,49 @@ class BadRequest(DicomWebError):
 
 class InvalidFrameList(BadRequest):
     pass
+
+
+def _bearer_challenge(error: str | None, description: str, scope: str | None = None) -> str:
+    """The ``WWW-Authenticate`` value of RFC 6750 §3; quoted values keep to its %x20-21 / %x23-5B / %x5D-7E."""
+    parts = ['Bearer realm="dicomweb"']
+    if error is not None:
+        clean = "".join(c for c in description if " " <= c <= "~" and c not in '"\\')
+        parts += [f'error="{error}"', f'error_description="{clean}"']
+    if scope is not None:
+        parts.append(f'scope="{scope}"')
+    return ", ".join(parts)
+
+
+class InvalidAuthRequest(BadRequest):
+    """``Authorization: Bearer`` with no token or one that is not a b64token (RFC 6750 §2.1, §3.1)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers["WWW-Authenticate"] = _bearer_challenge("invalid_request", message)
+
+
+class Unauthorized(DicomWebError):
+    """No credentials (no error attribute, RFC 6750 §3.1) or a token that is not valid (``invalid_token``)."""
+
+    status = 401
+
+    def __init__(self, message: str, error: str | None = "invalid_token") -> None:
+        super().__init__(message)
+        self.headers["WWW-Authenticate"] = _bearer_challenge(error, message)
+
+
+class Forbidden(DicomWebError):
+    """A valid token that lacks the scope this request needs (RFC 6750 §3.1 ``insufficient_scope``)."""
+
+    status = 403
+
+    def __init__(self, message: str, scope: str) -> None:
+        super().__init__(message)
+        self.headers["WWW-Authenticate"] = _bearer_challenge("insufficient_scope", message, scope)
+
+
+class InvalidVolume(BadRequest):
+    """The selected frames fail the Volume Input Requirements (PS3.3 C.11.23.1); the message names the reason."""
 
 
 class NotFound(DicomWebError):
@@ -52,6 +102,13 @@ class RequestTimeout(DicomWebError):
 
 class Conflict(DicomWebError):
     status = 409
+
+
+class SeriesInOtherStudy(Conflict):
+    """A Series Instance UID already stored under another study: a series belongs to one study (PS3.3 C.7.3)."""
+
+    def __init__(self, series_uid: str, owner: str, study_uid: str) -> None:
+        super().__init__(f"series {series_uid} already belongs to study {owner}, not {study_uid}")
 
 
 class Gone(DicomWebError):

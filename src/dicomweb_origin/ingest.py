@@ -1,9 +1,14 @@
-"""The Store use case: parse once, store the blob durably, then index it.
+"""The Store and Delete use cases: parse once, store the blob durably, then index it; unindex, then delete.
 
-An instance appears in the index only after its blob is durable, so a crash leaves at worst an
-orphan blob, never an index row without its bytes. Re-storing an instance is idempotent: the same
-bytes are "already present"; different bytes under a stored SOP Instance UID are refused
-(stored instances are immutable, which keeps ETags and caches valid forever).
+An instance appears in the index only after its blob is durable (fsynced, renamed, folder fsynced),
+and its blob is deleted only after the index no longer points at it, so a crash leaves at worst an
+orphan blob (``dicomweb-origin check --repair`` removes it), never an index row without its bytes.
+Every write gets a blob of its own (a random token in its key), so deleting the blob of a deleted or
+replaced instance can never delete the bytes a concurrent store of the same content is indexing.
+
+Re-storing an instance is idempotent: the same bytes are "already present"; different bytes under a
+stored SOP Instance UID are refused (stored instances are immutable, which keeps ETags and caches
+valid) unless the server runs with ``on_conflict="replace"`` (``--on-conflict replace``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import dataclasses
 import enum
 import hashlib
 import logging
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +28,7 @@ import orjson
 from .dicom import metadata, reader
 from .dicom.display import ICC_PROFILE, display_of_stored, extract_display
 from .dicom.xml import json_to_xml
-from .errors import IngestError, NotDicom
+from .errors import IngestError, NotDicom, SeriesInOtherStudy
 from .model import Display, InstanceRecord, StoredInstance, counts_as_lossy, uid_error
 from .settings import Settings
 from .storage.base import BlobStore, Index
@@ -128,8 +134,12 @@ class Ingest:
                 STUDY_UID_MISMATCH, sop_class, instance_uid,
             )
         existing = self.index.get(instance_uid)
+        replace = False
         if existing is not None:
-            return self._already(existing, _digest(parsed.stream), sop_class)
+            digest = _digest(parsed.stream)
+            if existing.digest == digest or self.settings.on_conflict != "replace":
+                return self._already(existing, digest, sop_class)
+            replace = True
         # Everything that can fail on the content is done before a byte is written.
         with _reading():
             unstored = self._record(parsed, uids, sop_class)
@@ -140,7 +150,9 @@ class Ingest:
             encoded = orjson.dumps(body)
         parsed.stream.seek(0)  # reading deferred values for the metadata moved it
         try:
-            info = self.blobs.put(parsed.stream, f"{uids['Study Instance']}/{uids['Series Instance']}/{instance_uid}")
+            # A key of its own per write (see the module docstring): never shared with a concurrent store.
+            name = f"{uids['Study Instance']}/{uids['Series Instance']}/{instance_uid}.{secrets.token_hex(4)}"
+            info = self.blobs.put(parsed.stream, name)
         except OSError as exc:
             log.exception("cannot write blob")
             return self._failed(f"cannot write to storage: {exc.strerror}", OUT_OF_RESOURCES, sop_class, instance_uid)
@@ -152,20 +164,62 @@ class Ingest:
             series_attributes=metadata.level_attributes(body, metadata.SERIES_TAGS),
             instance_attributes=metadata.level_attributes(body, metadata.INSTANCE_TAGS),
         )
+        if replace:
+            return self._replace(stored, sop_class)
         try:
             existing = self.index.add(stored)
-        except ValueError as exc:
+        except SeriesInOtherStudy as exc:
             self.blobs.delete(info.key)
             return self._failed(str(exc), CANNOT_UNDERSTAND, sop_class, instance_uid)
         except BaseException:
-            if self.index.get(instance_uid) is None:
+            current = self.index.get(instance_uid)
+            if current is None or current.blob_key != info.key:
                 self.blobs.delete(info.key)  # no orphan blob behind a failed index write
             raise
         if existing is not None:  # lost a race with a concurrent store of the same instance
+            if existing.digest != info.digest and self.settings.on_conflict == "replace":
+                return self._replace(stored, sop_class)
             if existing.blob_key != info.key:
                 self.blobs.delete(info.key)
             return self._already(existing, info.digest, sop_class)
         return StoreResult(Outcome.STORED, sop_class, instance_uid, record)
+
+    def _replace(self, stored: StoredInstance, sop_class: str) -> StoreResult:
+        """Point the index at the new blob, then delete the one it replaced (``on_conflict="replace"``)."""
+        record = stored.record
+        try:
+            old = self.index.replace(stored)
+        except ValueError as exc:
+            self.blobs.delete(record.blob_key)
+            return self._failed(str(exc), CANNOT_UNDERSTAND, sop_class, record.instance_uid)
+        except BaseException:
+            current = self.index.get(record.instance_uid)
+            if current is None or current.blob_key != record.blob_key:
+                self.blobs.delete(record.blob_key)
+            raise
+        if old is not None and old.blob_key != record.blob_key:
+            self.blobs.delete(old.blob_key)
+        log.info("replaced instance %s (digest %s -> %s)", record.instance_uid,
+                 old.digest[:12] if old else "-", record.digest[:12])
+        return StoreResult(Outcome.STORED, sop_class, record.instance_uid, record)
+
+    def delete(self, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None) -> int | None:
+        """Delete a study, series or instance; return how many instances went, None if it never existed.
+
+        Index rows first, then blobs: a crash in between leaves orphan blobs, never a dangling row.
+        A resource deleted before answers 0 (DELETE is idempotent, RFC 9110 §9.2.2).
+        """
+        gone = self.index.remove(study_uid, series_uid, instance_uid)
+        for record in gone:
+            try:
+                self.blobs.delete(record.blob_key)
+            except OSError as exc:  # deleted all the same: what is left is an orphan for check --repair
+                log.warning("cannot delete blob %s of a deleted instance: %s", record.blob_key, exc)
+        if gone:
+            log.info("deleted %d instance(s) of %s", len(gone), "/".join(
+                u for u in (study_uid, series_uid, instance_uid) if u))
+            return len(gone)
+        return 0 if self.index.removed(study_uid, series_uid, instance_uid) else None
 
     def _record(self, parsed: reader.ParsedFile, uids: dict[str, str], sop_class: str) -> InstanceRecord:
         """The record of the instance, but for where its blob will be."""

@@ -399,3 +399,50 @@ class RenderParams:
     annotation: tuple[str, ...] = ()  # supported keywords only: "patient", "technique"
     iccprofile: str | None = None  # no, yes, srgb, adobergb, rommrgb
     charset: str = "utf-8"
+
+
+# -- Rendered MPR and Rendered 3D (PS3.18 §10.4.1.1.7-8, §8.3.5.3): the parsed query ------------------
+
+Vector = tuple[float, float, float]
+
+RENDERING_METHODS = {"volume_rendered": "VOLUME_RENDERED", "maximum_ip": "MAXIMUM_IP", "minimum_ip": "MINIMUM_IP",
+                     "average_ip": "AVERAGE_IP"}  # §8.3.5.3.3 → Rendering Method (0070,120D)
+ORIENTATIONS = ("a", "p", "r", "l", "h", "f")  # §8.3.5.3.4
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeSelector:
+    """``volumeinputreference`` and ``match`` (§8.3.5.3.1-2): which instances or frames form the volume."""
+
+    instance_uids: tuple[str, ...] = ()
+    frame_numbers: tuple[int, ...] = ()  # 1-based, of the one multi-frame instance of the target
+    match: tuple[tuple[str, str], ...] = ()  # (attribute keyword or tag, value), as given
+
+    @property
+    def empty(self) -> bool:
+        return not (self.instance_uids or self.frame_numbers or self.match)
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeParams:
+    """Every parameter of a Rendered MPR / 3D request, parsed and checked; keys the caches and ETag.
+
+    Unset values are None: what the server chooses instead is decided by the use case and reported
+    (Annex K), never here.
+    """
+
+    render: RenderParams = RenderParams()
+    selector: VolumeSelector = VolumeSelector()
+    rendering_method: str | None = None  # a Rendering Method value (VOLUME_RENDERED, MAXIMUM_IP, ...)
+    orientation: str | None = None  # a p r l h f
+    viewpoint: tuple[Vector, Vector, Vector] | None = None  # position, lookat, up (§8.3.5.3.5-7)
+    slab: float | None = None  # mprslab, mm (> 0)
+    swivel_range: float | None = None  # degrees
+    curve: tuple[Vector, ...] = ()  # volumetriccurvepoint, mm
+    step: int | None = None  # animationstepsize: degrees (swivel) or mm (curve)
+    rate: int | None = None  # animationrate: steps per second
+    metadata_only: bool = False  # renderedvolumetricmetadata=yes
+
+    @property
+    def animated(self) -> bool:
+        return self.swivel_range is not None or bool(self.curve)

@@ -160,10 +160,9 @@ def run(app: Any, settings: Settings, **options: Any) -> None:
     uvicorn, which would otherwise trust them from 127.0.0.1.
     """
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level="info", access_log=False,
-        http=guarded_protocol(settings), proxy_headers=False,
+        app, host=settings.host, port=settings.port, http=guarded_protocol(settings), proxy_headers=False,
         limit_concurrency=settings.max_connections or None,
         timeout_keep_alive=settings.keep_alive_seconds,  # type: ignore[arg-type]
-        **options,
+        **({"log_level": "info", "access_log": False} | options),  # type: ignore[arg-type]
     )
     uvicorn.Server(config).run()

@@ -8,6 +8,7 @@ One module per family of resources, so the file list shows where each lives:
     metadata.py   Metadata resources (Table 10.4.1-2)
     bulk.py       Bulkdata, Pixel Data and Frames resources (Tables 10.4.1.5-1, 10.4.1.6-1)
     rendered.py   Rendered and Thumbnail resources (Tables 10.4.1-3, 10.4.1-4)
+    volumes.py    Rendered MPR and Rendered 3D resources (§10.4.1.1.7-8), with volume_inputs.py and vps.py
 
 ``Retrieve`` is the one object the web layer calls.
 """
@@ -19,13 +20,14 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 from ..cache import BytesCache
-from ..model import Acceptable, RenderParams
+from ..model import Acceptable, RenderParams, VolumeParams
 from ..storage.base import BlobStore, Index
-from . import bulk, instances, metadata, rendered
+from . import bulk, instances, metadata, rendered, volumes
 from .bulk import parse_frame_list
 from .metadata import metadata_kind
 from .payload import Body, Part, Payload, Target, bytes_body, etag
 from .sources import Sources
+from .volume_inputs import VolumeCache
 
 __all__ = ["Body", "Part", "Payload", "Retrieve", "Target", "bytes_body", "etag", "metadata_kind",
            "parse_frame_list"]
@@ -35,11 +37,14 @@ class Retrieve:
     """Answers every Retrieve resource from the index and the blob store."""
 
     def __init__(self, index: Index, blobs: BlobStore, frame_cache: BytesCache, executor: Executor | None = None,
-                 workers: int | None = None, rendered_cache: BytesCache | None = None) -> None:
+                 workers: int | None = None, rendered_cache: BytesCache | None = None,
+                 volume_cache_bytes: int = 1 << 30) -> None:
         self.workers = workers or os.cpu_count() or 2
         self.executor = executor or ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="cpu")
         self.sources = Sources(index, blobs, frame_cache, self.executor, self.workers)
         self.rendered_cache = rendered_cache or BytesCache(64 << 20)  # rendered images and thumbnails
+        self.volumes = VolumeCache(volume_cache_bytes)  # assembled volumes (Rendered MPR / 3D)
+        self.volumetric_states = volumes.StateCache()  # parsed volumetric presentation states
 
     def produce(self, parts: Sequence[Part]) -> Iterator[Part]:
         return self.sources.produce(parts)
@@ -71,3 +76,9 @@ class Retrieve:
     def thumbnail(self, target: Target, frame_list: str | None, accept: Sequence[Acceptable],
                   params: RenderParams) -> Payload:
         return rendered.thumbnail(self.sources, self.rendered_cache, target, frame_list, accept, params)
+
+    def volume(self, kind: str, target: Target, frame_list: str | None, accept: Sequence[Acceptable],
+               params: VolumeParams) -> Payload:
+        """Rendered MPR (``kind`` mpr) or 3D (``kind`` 3d); call from outside the executor (it decodes there)."""
+        return volumes.volume(self.sources, self.volumes, self.rendered_cache, kind, target, frame_list, accept,
+                              params, self.volumetric_states)

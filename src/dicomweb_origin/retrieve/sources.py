@@ -13,7 +13,7 @@ from typing import Any
 
 from ..cache import BytesCache
 from ..dicom import pixels, transcode
-from ..errors import DicomWebError, NotFound
+from ..errors import DicomWebError, Gone, NotFound
 from ..model import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_LE,
@@ -40,10 +40,11 @@ class Sources:
     # -- lookup ------------------------------------------------------------------------------
 
     def records(self, target: Target) -> list[InstanceRecord]:
-        """The instances of the target, or 404 naming what does not exist."""
+        """The instances of the target, or 404 naming what does not exist (410 for what was deleted)."""
         if target.instance_uid is not None:
             record = self.index.get(target.instance_uid)
             if record is None or record.study_uid != target.study_uid or record.series_uid != target.series_uid:
+                self._gone(target, "instance")
                 raise NotFound(
                     f"instance {target.instance_uid} not found in series {target.series_uid}"
                     f" of study {target.study_uid}"
@@ -52,9 +53,17 @@ class Sources:
         found = self.index.instances(target.study_uid, target.series_uid)
         if not found:
             if target.series_uid is not None:
+                self._gone(target, "series")
                 raise NotFound(f"series {target.series_uid} not found in study {target.study_uid}")
+            self._gone(target, "study")
             raise NotFound(f"study {target.study_uid} not found")
         return found
+
+    def _gone(self, target: Target, level: str) -> None:
+        """PS3.18 §8.5 (Table 8.5-1): a resource the server knows was deleted is 410 Gone, not 404."""
+        if self.index.removed(target.study_uid, target.series_uid, target.instance_uid):
+            uid = target.instance_uid or target.series_uid or target.study_uid
+            raise Gone(f"{level} {uid} was deleted")
 
     # -- producing parts ---------------------------------------------------------------------
 
@@ -167,6 +176,38 @@ def _materialize_quietly(part: Part) -> None:
 
 
 def not_acceptable_message(records: Sequence[InstanceRecord], what: str) -> str:
+    """The 406 text: what the target is stored as and every media type it can be served in (§8.7.8)."""
     stored = sorted({r.transfer_syntax_uid for r in records})
-    return (f"none of the acceptable media types can be produced for the {what} of this target"
-            f" (stored as {', '.join(stored)}); see docs/conformance.md for what each resource serves")
+    offered = producible(records, what)
+    served = (f"; it can be served as {', '.join(offered)} (a single item also as the bare media type)"
+              if offered else "; it cannot be served in any media type")
+    return f"none of the acceptable media types can be produced for the {what} of this target" \
+           f" (stored as {', '.join(stored)}){served}"
+
+
+def producible(records: Sequence[InstanceRecord], what: str) -> list[str]:
+    """The media types (with transfer-syntax) that at least one of ``records`` can be delivered in.
+
+    ``what`` is ``instances`` (Part 10, Table 8.7.3-2) or one of ``bulk data``, ``pixel data``,
+    ``frames`` (bulk data media types, Table 8.7.3-5).
+    """
+    found: dict[str, None] = {}
+    for record in records:
+        for uid, ts in TRANSFER_SYNTAXES.items():
+            if what == "instances":
+                media_type = "application/dicom"
+                ok = uid == record.transfer_syntax_uid or ts.web and not ts.video and (
+                    uid in (EXPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE) if record.pixel is None
+                    else Sources.can_transcode(record, uid))
+            else:
+                media_type = ts.media_type
+                ok = record.pixel is not None and (
+                    uid == record.transfer_syntax_uid
+                    or ts.web and not ts.video and uid != DEFLATED_EXPLICIT_VR_LE and Sources.can_transcode(record, uid))
+            if ok:
+                found[f'multipart/related; type="{media_type}"; transfer-syntax={uid}'] = None
+        if what == "bulk data" and record.bulk:
+            found[f'multipart/related; type="application/octet-stream"; transfer-syntax={EXPLICIT_VR_LE}'] = None
+    return list(found)
+
+

@@ -74,6 +74,30 @@ class Index(Protocol):
         """Replace a stored record by the same one with its ``display`` (and bulk elements) filled in."""
         ...
 
+    def replace(self, stored: StoredInstance) -> InstanceRecord | None:
+        """Insert the instance, overwriting whatever is stored under its SOP Instance UID; return what it replaced.
+
+        For ``--on-conflict replace``; the caller deletes the replaced blob once the index no longer points at it.
+        """
+        ...
+
+    def remove(self, study_uid: str, series_uid: str | None = None,
+               instance_uid: str | None = None) -> list[InstanceRecord]:
+        """Delete the records of a study, series or instance (metadata and search rows too); return them.
+
+        Leaves a tombstone for each removed study, series and instance, so ``removed`` can tell "deleted" from
+        "never stored". The caller deletes the blobs after the index no longer points at them.
+        """
+        ...
+
+    def removed(self, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None) -> bool:
+        """Whether that resource was deleted and nothing is stored under it now."""
+        ...
+
+    def records(self, after: str = "", limit: int = 1000) -> list[InstanceRecord]:
+        """Records in SOP Instance UID order, UIDs after ``after``: a constant-memory walk for check and copy."""
+        ...
+
     def close(self) -> None: ...
 
 

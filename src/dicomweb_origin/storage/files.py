@@ -1,7 +1,13 @@
-"""Blob store on the local filesystem: temporary file, fsync, rename."""
+"""Blob store on the local filesystem: temporary file, fsync, rename, fsync the folder.
+
+An upload in progress is a ``.tmp/*.part`` file its writer holds an exclusive ``flock`` on; a crash
+(even ``kill -9``) releases the lock, so a ``.part`` file nobody holds is a leftover, removed at
+start-up (``remove_stale_uploads``) whatever other process (serve, import) is writing at the time.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -32,9 +38,7 @@ class FileBlobStore:
         source.seek(0)
         digest = hashlib.sha256()
         size = 0
-        tmp_dir = self.root / ".tmp"
-        tmp_dir.mkdir(exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, suffix=".part")
+        fd, tmp_name = self._upload()
         try:
             with os.fdopen(fd, "wb") as out:
                 while chunk := source.read(CHUNK):
@@ -47,7 +51,7 @@ class FileBlobStore:
             # The digest in the name keeps two different payloads for one UID from clobbering each other.
             key = f"{name}.{hexdigest[:16]}.dcm"
             final = Path(self._path(key))
-            final.parent.mkdir(parents=True, exist_ok=True)
+            _make_dirs(final.parent)
             os.replace(tmp_name, final)
             _fsync_dir(final.parent)
         except BaseException:
@@ -55,6 +59,60 @@ class FileBlobStore:
                 os.unlink(tmp_name)
             raise
         return BlobInfo(key, size, hexdigest)
+
+    def _upload(self) -> tuple[int, str]:
+        """A new ``.part`` file, locked: ``remove_stale_uploads`` never takes one a live writer holds."""
+        tmp_dir = self.root / ".tmp"
+        tmp_dir.mkdir(exist_ok=True)
+        while True:
+            fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, suffix=".part")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink:
+                return fd, tmp_name
+            os.close(fd)  # a cleaner took it between mkstemp and flock: it is gone, make another
+
+    def stale_uploads(self) -> list[str]:
+        """The ``.part`` files no live writer holds (left by a crash), as names under ``.tmp``."""
+        return [name for name, fd in self._stale(remove=False)]
+
+    def remove_stale_uploads(self) -> int:
+        """Delete the ``.part`` files no live writer holds; return how many."""
+        return len(self._stale(remove=True))
+
+    def _stale(self, remove: bool) -> list[tuple[str, int]]:
+        found = []
+        tmp_dir = self.root / ".tmp"
+        try:
+            names = sorted(os.listdir(tmp_dir))
+        except FileNotFoundError:
+            return []
+        for name in names:
+            if not name.endswith(".part"):
+                continue
+            try:
+                fd = os.open(tmp_dir / name, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # finished (renamed) meanwhile
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue  # a live writer holds it
+            try:
+                if os.fstat(fd).st_nlink == 0:
+                    continue  # renamed into place or removed while we waited
+                if remove:
+                    os.unlink(tmp_dir / name)
+                found.append((name, fd))
+            finally:
+                os.close(fd)
+        if remove and found:
+            _fsync_dir(tmp_dir)
+        return found
+
+    def modified(self, key: str) -> float:
+        """When the blob was written (seconds since the epoch): ``check`` leaves young orphans alone."""
+        return os.stat(self._path(key)).st_mtime
 
     def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         with open(self._path(key), "rb") as f:
@@ -79,7 +137,6 @@ class FileBlobStore:
         except FileNotFoundError:
             pass
 
-
     def keys(self) -> Iterator[str]:
         """Walk the store; the ``.tmp`` folder holds uploads in progress (or left by a crash), never blobs."""
         for root, dirs, names in os.walk(self.root):
@@ -87,6 +144,18 @@ class FileBlobStore:
                 dirs[:] = [d for d in dirs if d != ".tmp"]
             for name in names:
                 yield os.path.relpath(os.path.join(root, name), self.root).replace(os.sep, "/")
+
+
+def _make_dirs(path: Path) -> None:
+    """Create missing folders durably: each new one's entry in its parent is synced too."""
+    if path.is_dir():
+        return
+    _make_dirs(path.parent)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        pass  # a concurrent writer made it: sync its entry anyway, it may not have yet
+    _fsync_dir(path.parent)
 
 
 def _fsync_dir(path: Path) -> None:

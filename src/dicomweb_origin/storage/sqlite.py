@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from ..errors import SeriesInOtherStudy
 from ..model import (
     BulkElement,
     Display,
@@ -123,6 +124,15 @@ MIGRATIONS: list[str] = [
         WHERE json_type(CAST(record AS TEXT), '$.pixel') = 'object'
         AND coalesce(json_type(CAST(record AS TEXT), '$.display'), 'null') = 'null';
     """,
+    # 5: tombstones of deleted studies, series and instances (``removed``): a DELETE repeated is
+    # answered as the first one was, and a retrieve of it is told apart from one of a UID never stored.
+    """
+    CREATE TABLE tombstone (
+        study_uid TEXT NOT NULL, series_uid TEXT NOT NULL DEFAULT '', instance_uid TEXT NOT NULL DEFAULT '',
+        removed_at REAL NOT NULL,
+        PRIMARY KEY (study_uid, series_uid, instance_uid)
+    );
+    """,
 ]
 
 _STUDY_COLUMNS = {
@@ -175,6 +185,8 @@ class SqliteIndex:
         self._cache: OrderedDict[str, InstanceRecord] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
+        # Bumped whenever records leave the memo (delete, replace): a row read before that is not memoised.
+        self._generation = 0
         self._migrate()
 
     def _connection(self) -> sqlite3.Connection:
@@ -182,7 +194,10 @@ class SqliteIndex:
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            # FULL: in WAL mode NORMAL syncs the log only at checkpoints, so a commit survives a killed
+            # process but not a power cut or kernel panic; FULL fsyncs the log at every commit, which is
+            # what a STOW 200 promises (the blob was fsynced before). EXTRA adds nothing in WAL mode.
+            conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.create_function("dicomweb_fold", 1, fold, deterministic=True)
             self._local.conn = conn
@@ -207,83 +222,177 @@ class SqliteIndex:
             raise
 
     def add(self, stored: StoredInstance) -> InstanceRecord | None:
-        record = stored.record
         conn = self._connection()
-        now = time.time()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            row = conn.execute("SELECT record FROM instance WHERE instance_uid = ?", (record.instance_uid,)).fetchone()
+            row = conn.execute("SELECT record FROM instance WHERE instance_uid = ?",
+                               (stored.record.instance_uid,)).fetchone()
             if row is not None:
                 conn.execute("ROLLBACK")
                 return record_from_json(row[0])
-            study = stored.study_attributes
-            conn.execute(
-                f"INSERT OR IGNORE INTO study (study_uid, {', '.join(_STUDY_COLUMNS.values())},"
-                " patient_name_folded, referring_physician_name_folded, attributes, created_at)"
-                f" VALUES (?, {', '.join('?' * len(_STUDY_COLUMNS))}, ?, ?, ?, ?)",
-                (
-                    record.study_uid,
-                    *(column_value(study, t) for t in _STUDY_COLUMNS),
-                    fold(column_value(study, "00100010")),
-                    fold(column_value(study, "00080090")),
-                    orjson.dumps(study),
-                    now,
-                ),
-            )
-            series = stored.series_attributes
-            new_series = conn.execute(
-                f"INSERT OR IGNORE INTO series (series_uid, study_uid, {', '.join(_SERIES_COLUMNS.values())},"
-                f" attributes, created_at) VALUES (?, ?, {', '.join('?' * len(_SERIES_COLUMNS))}, ?, ?)",
-                (
-                    record.series_uid,
-                    record.study_uid,
-                    *(column_value(series, t) for t in _SERIES_COLUMNS),
-                    orjson.dumps(series),
-                    now,
-                ),
-            ).rowcount
-            existing_series = conn.execute(
-                "SELECT study_uid FROM series WHERE series_uid = ?", (record.series_uid,)
-            ).fetchone()
-            if existing_series[0] != record.study_uid:
-                raise ValueError(
-                    f"series {record.series_uid} already belongs to study {existing_series[0]}, not {record.study_uid}"
-                )
-            conn.execute(
-                "INSERT INTO instance (instance_uid, series_uid, study_uid, sop_class_uid, instance_number,"
-                " transfer_syntax_uid, number_of_frames, size, digest, record, metadata, attributes, stored_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.instance_uid,
-                    record.series_uid,
-                    record.study_uid,
-                    record.sop_class_uid,
-                    record.instance_number,
-                    record.transfer_syntax_uid,
-                    record.number_of_frames,
-                    record.size,
-                    record.digest,
-                    record_to_json(record),
-                    stored.metadata,
-                    orjson.dumps(stored.instance_attributes),
-                    now,
-                ),
-            )
-            # Counts for Search (NumberOfStudyRelatedSeries/Instances, NumberOfSeriesRelatedInstances).
-            conn.execute(
-                "UPDATE series SET number_of_instances = number_of_instances + 1 WHERE series_uid = ?",
-                (record.series_uid,),
-            )
-            conn.execute(
-                "UPDATE study SET number_of_instances = number_of_instances + 1,"
-                " number_of_series = number_of_series + ? WHERE study_uid = ?",
-                (1 if new_series else 0, record.study_uid),
-            )
+            self._insert(conn, stored, update_levels=False)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         return None
+
+    def replace(self, stored: StoredInstance) -> InstanceRecord | None:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT record FROM instance WHERE instance_uid = ?",
+                               (stored.record.instance_uid,)).fetchone()
+            old = record_from_json(row[0]) if row is not None else None
+            if old is not None:
+                self._delete_rows(conn, [old])
+            # The corrected instance's study and series attributes win (a corrected PatientName, say).
+            self._insert(conn, stored, update_levels=True)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._forget([stored.record.instance_uid])
+        return old
+
+    def _insert(self, conn: sqlite3.Connection, stored: StoredInstance, update_levels: bool) -> None:
+        """Insert the rows of one instance inside the caller's transaction."""
+        record = stored.record
+        now = time.time()
+        study = stored.study_attributes
+        study_values = (
+            *(column_value(study, t) for t in _STUDY_COLUMNS),
+            fold(column_value(study, "00100010")),
+            fold(column_value(study, "00080090")),
+            orjson.dumps(study),
+        )
+        conn.execute(
+            f"INSERT OR IGNORE INTO study (study_uid, {', '.join(_STUDY_COLUMNS.values())},"
+            " patient_name_folded, referring_physician_name_folded, attributes, created_at)"
+            f" VALUES (?, {', '.join('?' * len(_STUDY_COLUMNS))}, ?, ?, ?, ?)",
+            (record.study_uid, *study_values, now),
+        )
+        if update_levels:
+            columns = [*_STUDY_COLUMNS.values(), "patient_name_folded", "referring_physician_name_folded",
+                       "attributes"]
+            conn.execute(f"UPDATE study SET {', '.join(c + ' = ?' for c in columns)} WHERE study_uid = ?",
+                         (*study_values, record.study_uid))
+        series = stored.series_attributes
+        series_values = (*(column_value(series, t) for t in _SERIES_COLUMNS), orjson.dumps(series))
+        new_series = conn.execute(
+            f"INSERT OR IGNORE INTO series (series_uid, study_uid, {', '.join(_SERIES_COLUMNS.values())},"
+            f" attributes, created_at) VALUES (?, ?, {', '.join('?' * len(_SERIES_COLUMNS))}, ?, ?)",
+            (record.series_uid, record.study_uid, *series_values, now),
+        ).rowcount
+        existing_series = conn.execute(
+            "SELECT study_uid FROM series WHERE series_uid = ?", (record.series_uid,)
+        ).fetchone()
+        if existing_series[0] != record.study_uid:
+            raise SeriesInOtherStudy(record.series_uid, existing_series[0], record.study_uid)
+        if update_levels:
+            columns = [*_SERIES_COLUMNS.values(), "attributes"]
+            conn.execute(f"UPDATE series SET {', '.join(c + ' = ?' for c in columns)} WHERE series_uid = ?",
+                         (*series_values, record.series_uid))
+        conn.execute(
+            "INSERT INTO instance (instance_uid, series_uid, study_uid, sop_class_uid, instance_number,"
+            " transfer_syntax_uid, number_of_frames, size, digest, record, metadata, attributes, stored_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.instance_uid,
+                record.series_uid,
+                record.study_uid,
+                record.sop_class_uid,
+                record.instance_number,
+                record.transfer_syntax_uid,
+                record.number_of_frames,
+                record.size,
+                record.digest,
+                record_to_json(record),
+                stored.metadata,
+                orjson.dumps(stored.instance_attributes),
+                now,
+            ),
+        )
+        if record.pixel is not None and record.display is None:  # waits for set_display, as migration 4's rows
+            conn.execute("INSERT OR IGNORE INTO display_pending (instance_uid) VALUES (?)", (record.instance_uid,))
+        # Counts for Search (NumberOfStudyRelatedSeries/Instances, NumberOfSeriesRelatedInstances).
+        conn.execute(
+            "UPDATE series SET number_of_instances = number_of_instances + 1 WHERE series_uid = ?",
+            (record.series_uid,),
+        )
+        conn.execute(
+            "UPDATE study SET number_of_instances = number_of_instances + 1,"
+            " number_of_series = number_of_series + ? WHERE study_uid = ?",
+            (1 if new_series else 0, record.study_uid),
+        )
+
+    def remove(self, study_uid: str, series_uid: str | None = None,
+               instance_uid: str | None = None) -> list[InstanceRecord]:
+        sql, args = "SELECT record FROM instance WHERE study_uid = ?", [study_uid]
+        if series_uid is not None:
+            sql, args = sql + " AND series_uid = ?", [*args, series_uid]
+        if instance_uid is not None:
+            sql, args = sql + " AND instance_uid = ?", [*args, instance_uid]
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            gone = [record_from_json(blob) for (blob,) in conn.execute(sql, args).fetchall()]
+            self._delete_rows(conn, gone)
+            now = time.time()
+            tombstones = {(study_uid, "", "")} if gone else set()
+            for r in gone:
+                tombstones |= {(r.study_uid, r.series_uid, ""), (r.study_uid, r.series_uid, r.instance_uid)}
+            conn.executemany("INSERT OR REPLACE INTO tombstone (study_uid, series_uid, instance_uid, removed_at)"
+                             " VALUES (?, ?, ?, ?)", [(*t, now) for t in sorted(tombstones)])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._forget([r.instance_uid for r in gone])
+        return gone
+
+    def _delete_rows(self, conn: sqlite3.Connection, records: Sequence[InstanceRecord]) -> None:
+        """Delete instance rows, keep the counts, and drop series and studies left empty (caller's transaction)."""
+        for r in records:
+            conn.execute("DELETE FROM instance WHERE instance_uid = ?", (r.instance_uid,))
+            conn.execute("DELETE FROM display_pending WHERE instance_uid = ?", (r.instance_uid,))
+            conn.execute("UPDATE series SET number_of_instances = number_of_instances - 1 WHERE series_uid = ?",
+                         (r.series_uid,))
+            conn.execute("UPDATE study SET number_of_instances = number_of_instances - 1 WHERE study_uid = ?",
+                         (r.study_uid,))
+        for series_uid, study_uid in {(r.series_uid, r.study_uid) for r in records}:
+            if conn.execute("DELETE FROM series WHERE series_uid = ? AND number_of_instances <= 0",
+                            (series_uid,)).rowcount:
+                conn.execute("UPDATE study SET number_of_series = number_of_series - 1 WHERE study_uid = ?",
+                             (study_uid,))
+        for study_uid in {r.study_uid for r in records}:
+            conn.execute("DELETE FROM study WHERE study_uid = ? AND number_of_series <= 0", (study_uid,))
+
+    def _forget(self, instance_uids: Sequence[str]) -> None:
+        """Drop records from the memo: a deleted or replaced instance is never served from it."""
+        with self._cache_lock:
+            self._generation += 1
+            for uid in instance_uids:
+                self._cache.pop(uid, None)
+
+    def removed(self, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None) -> bool:
+        conn = self._connection()
+        key = (study_uid, series_uid or "", instance_uid or "")
+        if conn.execute("SELECT 1 FROM tombstone WHERE study_uid = ? AND series_uid = ? AND instance_uid = ?",
+                        key).fetchone() is None:
+            return False
+        if instance_uid is not None:
+            live = "SELECT 1 FROM instance WHERE instance_uid = ?", (instance_uid,)
+        elif series_uid is not None:
+            live = "SELECT 1 FROM series WHERE series_uid = ?", (series_uid,)
+        else:
+            live = "SELECT 1 FROM study WHERE study_uid = ?", (study_uid,)
+        return conn.execute(*live).fetchone() is None
+
+    def records(self, after: str = "", limit: int = 1000) -> list[InstanceRecord]:
+        rows = self._connection().execute(
+            "SELECT record FROM instance WHERE instance_uid > ? ORDER BY instance_uid LIMIT ?", (after, limit))
+        return [record_from_json(blob) for (blob,) in rows]
 
     def get(self, instance_uid: str) -> InstanceRecord | None:
         with self._cache_lock:
@@ -291,17 +400,20 @@ class SqliteIndex:
             if cached is not None:
                 self._cache.move_to_end(instance_uid)
                 return cached
+            generation = self._generation
         row = self._connection().execute(
             "SELECT record FROM instance WHERE instance_uid = ?", (instance_uid,)
         ).fetchone()
         if row is None:
             return None
         record = record_from_json(row[0])
-        self._remember(record)
+        self._remember(record, generation)
         return record
 
-    def _remember(self, record: InstanceRecord) -> None:
+    def _remember(self, record: InstanceRecord, generation: int) -> None:
         with self._cache_lock:
+            if generation != self._generation:
+                return  # read before a delete or replace committed: maybe stale
             self._cache[record.instance_uid] = record
             self._cache.move_to_end(record.instance_uid)
             while len(self._cache) > self._cache_size:
@@ -318,12 +430,14 @@ class SqliteIndex:
             args.append(series_uid)
         sql += " ORDER BY s.series_number, i.series_uid, i.instance_number, i.instance_uid"
         records = []
+        with self._cache_lock:
+            generation = self._generation
         for uid, blob in self._connection().execute(sql, args):
             with self._cache_lock:
                 record = self._cache.get(uid)
             if record is None:  # records are immutable: parse each once, then reuse it
                 record = record_from_json(blob)
-                self._remember(record)
+                self._remember(record, generation)
             records.append(record)
         return records
 

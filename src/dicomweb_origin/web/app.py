@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -13,13 +15,18 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount
 
+from ..auth import Authenticator
 from ..errors import DicomWebError
 from ..ingest import Ingest
 from ..retrieve import Retrieve
 from ..search import Search
 from ..settings import Settings
+from .accesslog import AccessLog
+from .auth import BearerAuth
 from .capabilities import capabilities_mount
 from .hosts import HostGuard, allowed_names, trusted_networks
+from .metrics import Metrics, Observed
+from .ops import Ops, Probes, ops_routes
 from .routes import Endpoints, routes
 from .search import search_routes
 from .viewer import Viewer
@@ -33,7 +40,8 @@ async def dicomweb_error(request: Request, exc: Exception) -> Response:
     if exc.status >= 500:
         log.error("%s %s: %s", request.method, request.url.path, exc.message)
     # A request body cut short (408) or refused unread (413) leaves the connection unusable (RFC 9110 §15.5.9).
-    headers = {"Connection": "close"} if exc.status in (408, 413) else None
+    headers = {"Connection": "close"} if exc.status in (408, 413) else {}
+    headers.update(exc.headers)  # e.g. WWW-Authenticate of 401 / 403 (RFC 6750 §3)
     return PlainTextResponse(f"{exc.status} {exc.message}\n", status_code=exc.status, headers=headers)
 
 
@@ -61,27 +69,53 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Settings,
-               viewer_dir: Path | None = None) -> Starlette:
+               viewer_dir: Path | None = None, authenticator: Authenticator | None = None,
+               probes: Probes | None = None, on_shutdown: Callable[[], None] | None = None) -> Starlette:
     endpoints = Endpoints(retrieve, ingest, settings)
-    # Outermost: no response names a host that is not configured.
-    middleware = [Middleware(HostGuard, allowed=allowed_names(settings), proxies=trusted_networks(settings))]
+    metrics = Metrics(Observed(
+        caches={"frames": retrieve.sources.cache, "rendered": retrieve.rendered_cache, "gzip": endpoints.compressed},
+        outcomes=endpoints.outcomes, queue_depth=lambda: _queue_depth(retrieve.executor)))
+    ops = Ops(probes or Probes(), metrics, settings, viewer=viewer_dir is not None)
+    # Outermost (inside Starlette's error middleware): it sees every answer, the CORS ones included.
+    middleware = [Middleware(AccessLog, metrics=metrics)]
+    # Next: no response names a host that is not configured (a refused Host is still logged).
+    middleware.append(Middleware(HostGuard, allowed=allowed_names(settings), proxies=trusted_networks(settings)))
     if settings.cors_origins:
         middleware.append(Middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+            allow_methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
             allow_headers=["*"],
-            expose_headers=["ETag", "Content-Location", "Content-Range", "Warning", "Content-Length"],
+            expose_headers=["ETag", "Content-Location", "Content-Range", "Warning", "Content-Length",
+                            "WWW-Authenticate"],
             max_age=600,
         ))
-    mounts = capabilities_mount(settings.root_path, search_routes(search, endpoints) + routes(endpoints), endpoints)
+    if authenticator is not None:  # inside CORS: a 401 / 403 still carries the CORS headers the browser needs
+        middleware.append(Middleware(BearerAuth, authenticator=authenticator, error_response=dicomweb_error,
+                                     root_path=settings.root_path, viewer=viewer_dir is not None))
+    mounts = ops_routes(ops) + capabilities_mount(settings.root_path, search_routes(search, endpoints) + routes(endpoints), endpoints)
     if viewer_dir is not None:  # after the DICOMweb root: the viewer answers every other path
         mounts.append(Mount("", app=Viewer(viewer_dir, settings)))
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if on_shutdown is not None:  # the index's connections (a PostgreSQL pool) are closed, not dropped
+            on_shutdown()
+
     app = Starlette(
         routes=mounts,
         middleware=middleware,
+        lifespan=lifespan,
         exception_handlers={DicomWebError: dicomweb_error, HTTPException: http_error, ClientDisconnect: client_disconnect,
                             Exception: unexpected_error},
     )
     app.state.gzip_cache = endpoints.compressed  # observable: its hits and size
+    app.state.metrics = metrics
+    app.state.authenticator = authenticator  # observable: the JWKS fetches (None: the server is open)
     return app
+
+
+def _queue_depth(executor: object) -> int:
+    """Jobs waiting in a ThreadPoolExecutor's queue (0 for an executor that does not say)."""
+    queue = getattr(executor, "_work_queue", None)
+    return int(queue.qsize()) if queue is not None else 0

@@ -71,7 +71,7 @@ SEARCH_PARAMETERS: tuple[tuple[str, str, bool, str], ...] = (  # name, XSD type,
 )
 MATCH_KEYS_DOC = ("Match keys: {attributeID}={value}, the attribute by keyword or tag, a sequence item as"
                   " {sequence}.{attribute} (§8.3.4.1); the attributes and matching kinds are listed in"
-                  " docs/conformance.md.")
+                  " the conformance statement (GET /conformance on this server).")
 
 _TEMPLATE_DOCS = {
     "study": "Study Instance UID",
@@ -166,6 +166,13 @@ def _store(title: str) -> Method:
                   response_types=(DICOM_JSON,), success="200 202", failure="400 409 413 415")
 
 
+def _delete(title: str) -> Method:
+    # Not a PS3.18 transaction: what dcm4chee-arc and Orthanc do (docs/conformance.md, "Deleting and correcting").
+    return Method("DELETE", title, "not in PS3.18", success="204", failure="400 404",
+                  doc="Removes the index rows, then the stored files; again after success: 204; retrieving it"
+                      " afterwards: 410 Gone (§8.5).")
+
+
 def _search(title: str) -> Method:
     params = _negotiated(METADATA_TYPES, charset=True) + tuple(
         Param(name, "query", doc, type=kind, repeating=repeating) for name, kind, repeating, doc in SEARCH_PARAMETERS
@@ -197,6 +204,39 @@ THUMBNAIL_PARAMETERS: tuple[Param, ...] = (
 )
 
 
+# Rendered MPR and Rendered 3D (Tables 10.4.1.7-1, 10.4.1.8-1) and the parameters of Table 8.3.5-3.
+VOLUME_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/gif", "video/mp4", "application/dicom+json")
+VOLUME_PARAMETERS: tuple[Param, ...] = (
+    Param("volumeinputreference", "query", "SOP Instance UIDs or frame numbers that form the volume (§8.3.5.3.1)",
+          repeating=True),
+    Param("match", "query", "attribute=value: keep the instances whose metadata match, QIDO-style (§8.3.5.3.2)",
+          repeating=True),
+    Param("renderingmethod", "query", "volume_rendered, maximum_ip, minimum_ip or average_ip (§8.3.5.3.3); default"
+          " average_ip for /renderedmpr, volume_rendered for /rendered3d",
+          options=("volume_rendered", "maximum_ip", "minimum_ip", "average_ip")),
+    Param("orientation", "query", "view from the patient's a, p, r, l, h or f side (§8.3.5.3.4); default f for"
+          " /renderedmpr, a for /rendered3d", options=("a", "p", "r", "l", "h", "f")),
+    Param("viewpointposition", "query", "x,y,z mm: the camera (§8.3.5.3.5), with viewpointlookat and viewpointup"),
+    Param("viewpointlookat", "query", "x,y,z mm: the image centre (§8.3.5.3.6)"),
+    Param("viewpointup", "query", "x,y,z: the image's up (§8.3.5.3.7)"),
+    Param("mprslab", "query", "slab thickness in mm, above 0 (§8.3.5.3.8)", type="xsd:decimal"),
+    Param("swivelrange", "query", "degrees of a swivel animation (§8.3.5.3.9)", type="xsd:decimal"),
+    Param("volumetriccurvepoint", "query", "x,y,z mm points of a curve: curved MPR, or a fly-through (§8.3.5.3.10)",
+          repeating=True),
+    Param("animationstepsize", "query", "degrees (swivel, default 10) or mm (curve) per frame (§8.3.5.3.11)",
+          type="xsd:unsignedInt"),
+    Param("animationrate", "query", "frames per second, default 10 (§8.3.5.3.12)", type="xsd:unsignedInt"),
+    Param("renderedvolumetricmetadata", "query", "yes: only the Annex K Rendered Volume Response Module"
+          " (§8.3.5.3.13)", options=("yes",)),
+)
+
+
+def _volume(title: str) -> Method:
+    params = _negotiated(VOLUME_TYPES, charset=True) + RENDERED_PARAMETERS + VOLUME_PARAMETERS
+    return Method("GET", title, "PS3.18 §10.4.1.1.7" if "MPR" in title else "PS3.18 §10.4.1.1.8", params,
+                  response_types=VOLUME_TYPES)
+
+
 def _rendered(title: str, thumbnail: bool, single: bool = True) -> Method:
     options = THUMBNAIL_TYPES if thumbnail else RENDERED_TYPES if single else RENDERED_MULTIPART
     params = _negotiated(options, charset=True) + (THUMBNAIL_PARAMETERS if thumbnail else RENDERED_PARAMETERS)
@@ -219,10 +259,14 @@ def describe(segments: Sequence[str], method: str, resource: str | None) -> Meth
     level = levels[-1] if levels else ""
     last = segments[-1]
     framed = "Frames" if "frames" in segments else ""
+    # Method ids are unique (xsd:ID): the camel-case aliases and the seed's study path say what they are.
+    variant = (" (seed path)" if len(segments) > 1 and segments[-2] == "series" else "") + (
+        " (alias)" if last in ("renderedMPR", "rendered3D") else "")
     key = (method, resource or "")
     builders: dict[tuple[str, str], Callable[[], Method]] = {
         ("GET", "uid"): lambda: _retrieve(f"Retrieve {level}", _dicom_options(level)),
         ("POST", "uid"): lambda: _store(f"Store {level} Instances"),
+        ("DELETE", "uid"): lambda: _delete(f"Delete {level}"),
         ("GET", "collection"): lambda: _search(" ".join(["Search for", *levels, _COLLECTIONS[last]])),
         ("POST", "collection"): lambda: _store(" ".join(["Store", *levels, "Instances"])),
         ("GET", "metadata"): lambda: _retrieve(f"Retrieve {level} Metadata", METADATA_TYPES, charset=True),
@@ -234,6 +278,8 @@ def describe(segments: Sequence[str], method: str, resource: str | None) -> Meth
         ("GET", "rendered"): lambda: _rendered(f"Retrieve Rendered {framed or level}", thumbnail=False,
                                                single=level == "Instance"),
         ("GET", "thumbnail"): lambda: _rendered(f"Retrieve {framed or level} Thumbnail", thumbnail=True),
+        ("GET", "renderedmpr"): lambda: _volume(f"Retrieve Rendered MPR {framed or level}{variant}"),
+        ("GET", "rendered3d"): lambda: _volume(f"Retrieve Rendered 3D {framed or level}{variant}"),
     }
     build = builders.get(key)
     return build() if build is not None else None

@@ -15,7 +15,17 @@ import re
 from starlette.datastructures import QueryParams
 
 from ..errors import BadRequest
-from ..model import RenderParams, Viewport, Window
+from ..model import (
+    ORIENTATIONS,
+    RENDERING_METHODS,
+    RenderParams,
+    Vector,
+    Viewport,
+    VolumeParams,
+    VolumeSelector,
+    Window,
+    uid_error,
+)
 
 ANNOTATIONS = ("patient", "technique")  # §8.3.5.1.1
 WINDOW_FUNCTIONS = {"linear": "LINEAR", "linear-exact": "LINEAR_EXACT", "sigmoid": "SIGMOID"}  # §8.3.5.1.4
@@ -122,3 +132,147 @@ def _viewport(text: str | None, thumbnail: bool) -> Viewport | None:
         region.append(value)
     region += [None] * (4 - len(region))
     return Viewport(size[0], size[1], *region)
+
+
+# -- Rendered MPR and 3D (§8.3.5.3, Table 8.3.5-3) -----------------------------------------------------
+
+MAX_CURVE_POINTS = 256
+MAX_ANIMATION_STEP = 3600  # degrees or mm: a larger step makes one frame at most anyway
+_FRAME_NUMBER = re.compile(r"\d{1,9}")
+
+
+def volume_params(query: QueryParams) -> tuple[VolumeParams, tuple[str, ...]]:
+    """The request's Rendered MPR / 3D parameters, and the annotation values that are not supported.
+
+    The camera triple is all three or none, and never with ``orientation`` (§8.3.5.3: two mutually
+    exclusive ways to set the view; giving both is 400 here, UNVERIFIED in the retrieved text).
+    """
+    render, unsupported = render_params(query)
+    method = _rendering_method(_values(query, "renderingmethod", single=True))
+    orientation = _orientation(_values(query, "orientation", single=True))
+    triple = [_values(query, name, single=True) for name in ("viewpointposition", "viewpointlookat", "viewpointup")]
+    viewpoint = None
+    if any(value is not None for value in triple):
+        missing = [name for name, value in zip(("viewpointposition", "viewpointlookat", "viewpointup"), triple,
+                                               strict=True) if value is None]
+        if missing:
+            raise BadRequest(f"the camera needs viewpointposition, viewpointlookat and viewpointup together;"
+                             f" {', '.join(missing)} missing (PS3.18 §8.3.5.3.5-7)")
+        if orientation is not None:
+            raise BadRequest("orientation and the viewpoint parameters are mutually exclusive (PS3.18 §8.3.5.3)")
+        position, lookat, up = (_vector(v or "", n) for v, n in zip(
+            triple, ("viewpointposition", "viewpointlookat", "viewpointup"), strict=True))
+        if position == lookat:
+            raise BadRequest("viewpointposition equals viewpointlookat: the camera has no view direction")
+        if up == (0.0, 0.0, 0.0):
+            raise BadRequest("viewpointup is the zero vector: it needs a direction")
+        viewpoint = (position, lookat, up)
+    slab = _positive(_values(query, "mprslab", single=True), "mprslab")
+    swivel = _positive(_values(query, "swivelrange", single=True), "swivelrange")
+    if swivel is not None and swivel > 360:
+        raise BadRequest(f"invalid swivelrange {swivel:g}: degrees, at most 360")
+    curve = tuple(_vector(item, "volumetriccurvepoint") for item in _points(query.getlist("volumetriccurvepoint")))
+    if len(curve) > MAX_CURVE_POINTS:
+        raise BadRequest(f"volumetriccurvepoint has {len(curve)} points; at most {MAX_CURVE_POINTS}")
+    if curve and len(curve) < 2:
+        raise BadRequest("volumetriccurvepoint needs at least two points to make a curve")
+    if curve and swivel is not None:
+        raise BadRequest("swivelrange and volumetriccurvepoint are two animations: give one of them")
+    step = _integer(_values(query, "animationstepsize", single=True), "animationstepsize", MAX_ANIMATION_STEP)
+    rate = _integer(_values(query, "animationrate", single=True), "animationrate", 100)
+    metadata = _values(query, "renderedvolumetricmetadata", single=True)
+    if metadata is not None and metadata.strip() != "yes":
+        raise BadRequest(f"invalid renderedvolumetricmetadata {metadata[:40]!r}: the only value is yes"
+                         " (PS3.18 §8.3.5.3.13)")
+    selector = VolumeSelector(*_references(_values(query, "volumeinputreference")), _match(query.getlist("match")))
+    return VolumeParams(render, selector, method, orientation, viewpoint, slab, swivel, curve, step, rate,
+                        metadata is not None), unsupported
+
+
+def _rendering_method(text: str | None) -> str | None:
+    if text is None:
+        return None
+    items = [item.strip() for item in text.split(",")]
+    for item in items:  # the grammar is 1#: the first one wins, every one must be known
+        if item not in RENDERING_METHODS:
+            raise BadRequest(f"invalid renderingmethod {item[:40]!r}: one of {', '.join(RENDERING_METHODS)}")
+    return RENDERING_METHODS[items[0]]
+
+
+def _orientation(text: str | None) -> str | None:
+    if text is None:
+        return None
+    items = [item.strip() for item in text.split(",")]
+    for item in items:
+        if item not in ORIENTATIONS:
+            raise BadRequest(f"invalid orientation {item[:40]!r}: one of {' '.join(ORIENTATIONS)} (PS3.18 §8.3.5.3.4)")
+    return items[0]
+
+
+def _vector(text: str, name: str) -> Vector:
+    items = text.split(",")
+    if len(items) != 3:
+        raise BadRequest(f"invalid {name} {text[:80]!r}: three numbers x,y,z (mm, patient coordinates)")
+    x, y, z = (_number(item, name) for item in items)
+    return (x, y, z)
+
+
+def _points(values: list[str]) -> list[str]:
+    """Curve points: repeated parameters, or one list of x,y,z triples (UNVERIFIED: §8.3.5.3.10 not retrieved)."""
+    points: list[str] = []
+    for value in values:
+        items = value.split(",")
+        if len(items) % 3 or not items:
+            raise BadRequest(f"invalid volumetriccurvepoint {value[:80]!r}: x,y,z triples")
+        points += [",".join(items[i:i + 3]) for i in range(0, len(items), 3)]
+    return points
+
+
+def _positive(text: str | None, name: str) -> float | None:
+    if text is None:
+        return None
+    value = _number(text, name)
+    if value <= 0:
+        raise BadRequest(f"invalid {name} {text[:40]!r}: a number above 0")
+    return value
+
+
+def _integer(text: str | None, name: str, most: int) -> int | None:
+    if text is None:
+        return None
+    if not re.fullmatch(r"\d{1,6}", text.strip()) or not 1 <= int(text) <= most:
+        raise BadRequest(f"invalid {name} {text[:40]!r}: an integer from 1 to {most}")
+    return int(text)
+
+
+def _references(text: str | None) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """SOP Instance UIDs or frame numbers (§8.3.5.3.1; UNVERIFIED: a comma-separated list of one kind)."""
+    if text is None:
+        return (), ()
+    items = [item.strip() for item in text.split(",")]
+    if all(_FRAME_NUMBER.fullmatch(item) for item in items):
+        numbers = tuple(int(item) for item in items)
+        if 0 in numbers:
+            raise BadRequest("invalid volumeinputreference: frame numbers start at 1")
+        return (), numbers
+    for item in items:
+        if (error := uid_error(item, "volumeinputreference SOP Instance UID")) is not None:
+            raise BadRequest(error + " (volumeinputreference takes SOP Instance UIDs or frame numbers)")
+    return tuple(items), ()
+
+
+def _match(values: list[str]) -> tuple[tuple[str, str], ...]:
+    """``match=attribute=value`` items (§8.3.5.3.2, as QIDO matching §8.3.4.1; UNVERIFIED text).
+
+    The attribute (keyword or tag) is resolved by the use case, which knows the data dictionary.
+    """
+    found = []
+    for value in values:
+        name, equals, wanted = value.partition("=")
+        if not equals or not _ATTRIBUTE.fullmatch(name.strip()):
+            raise BadRequest(f"invalid match {value[:80]!r}: attribute=value, e.g. match=ImageType=ORIGINAL")
+        found.append((name.strip(), wanted))
+    return tuple(found)
+
+
+_ATTRIBUTE = re.compile(r"[A-Za-z0-9]+(\.[A-Za-z0-9]+)*")

@@ -8,6 +8,7 @@ import logging
 import re
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -18,7 +19,14 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from ..cache import BytesCache
-from ..errors import BadRequest, DicomWebError, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from ..errors import (
+    BadRequest,
+    DicomWebError,
+    NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from ..ingest import Ingest, Outcome, StoreResult, render_store_response, store_response
 from ..retrieve import Payload, Retrieve, Target
 from ..settings import Settings
@@ -32,7 +40,7 @@ from .negotiate import (
     parse_media_range,
     token_quality,
 )
-from .params import render_params
+from .params import render_params, volume_params
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +59,7 @@ class Endpoints:
         # gzip bodies by the ETag of what they compress (ETags name exact bytes): metadata is
         # compressed once, not on every request (a 500-instance series costs ~5 ms of gzip).
         self.compressed = BytesCache(settings.gzip_cache_bytes)
+        self.outcomes: Counter[str] = Counter()  # STOW-RS instances by Outcome value (read by the metrics)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -213,6 +222,37 @@ class Endpoints:
             payload.warnings += (f"The following annotation values are not supported: {', '.join(unsupported)}",)
         return await self.send(request, payload)
 
+    # -- Delete (not a PS3.18 transaction; see docs/conformance.md "Deleting and correcting") ----------
+
+    async def delete(self, request: Request) -> Response:
+        """204 No Content: deleted now or before (DELETE is idempotent, RFC 9110 §9.2.2); 404 if never stored."""
+        target = self.target(request)
+        deleted = await run_in_threadpool(self.ingest.delete, target.study_uid, target.series_uid,
+                                          target.instance_uid)
+        if deleted is None:
+            uid = target.instance_uid or target.series_uid or target.study_uid
+            raise NotFound(f"{uid} is not stored here (nor was it deleted)")
+        return Response(status_code=204)
+
+    async def rendered_mpr(self, request: Request) -> Response:
+        return await self._volume(request, "mpr")
+
+    async def rendered_3d(self, request: Request) -> Response:
+        return await self._volume(request, "3d")
+
+    async def _volume(self, request: Request, kind: str) -> Response:
+        """Rendered MPR and Rendered 3D resources (§10.4.1.1.7-8): one view, an animation, or Annex K metadata."""
+        target, accept = self.target(request), self.accept(request)
+        check_charset(request.query_params.getlist("charset"), header_field(request.headers, "accept-charset"))
+        params, unsupported = volume_params(request.query_params)
+        frame_list = request.path_params.get("frames")
+        # In the thread pool, not the executor: assembly decodes frames on the executor and waits for
+        # them; the rendering itself runs on the executor when ``send`` produces the part.
+        payload = await run_in_threadpool(self.retrieve.volume, kind, target, frame_list, accept, params)
+        if unsupported:  # §8.3.5.1.1
+            payload.warnings += (f"The following annotation values are not supported: {', '.join(unsupported)}",)
+        return await self.send(request, payload)
+
     # -- Store (STOW-RS) -------------------------------------------------------------------------
 
     async def store(self, request: Request) -> Response:
@@ -248,6 +288,7 @@ class Endpoints:
             results = await run_in_threadpool(self._store_parts, spool, boundary, study_uid)
         finally:
             spool.close()
+        self.outcomes.update(r.outcome.value for r in results)
         status, body = store_response(results, self.root(request))
         headers = {}
         reasons = [f"{r.instance_uid or 'part'}: {r.reason}" for r in results if r.reason]
@@ -405,7 +446,7 @@ class ResourceRoute(Route):
     """One row of the resource table: a path, its handlers by method, and the kind of resource it is.
 
     The kind (``uid``, ``collection``, ``metadata``, ``bulkdata``, ``pixeldata``, ``frames``,
-    ``rendered``, ``thumbnail``: the resources of PS3.18 Table H-1) is what the Retrieve Capabilities
+    ``rendered``, ``thumbnail``, ``renderedmpr``, ``rendered3d``: the resources of PS3.18 Table H-1) is what the Retrieve Capabilities
     description reads, so routing and description come from this one table.
     """
 
@@ -420,19 +461,27 @@ def routes(endpoints: Endpoints) -> list[BaseRoute]:
     study = "/studies/{study}"
     series = study + "/series/{series}"
     instance = series + "/instances/{instance}"
+    levels = (study, series, instance, instance + "/frames/{frames}")
+    volumes = [(level + f"/{name}", _get(handler), kind)
+               for level in (*levels, study + "/series")  # the seed's study-level /studies/{study}/series/rendered3d
+               for names, handler, kind in ((("renderedmpr", "renderedMPR"), e.rendered_mpr, "renderedmpr"),
+                                            (("rendered3d", "rendered3D"), e.rendered_3d, "rendered3d"))
+               for name in names if level != study + "/series" or kind == "rendered3d"]
     table: list[tuple[str, dict[str, Handler], str]] = [
-        (study, {"GET": e.instances, "POST": e.store}, "uid"),
-        (series, _get(e.instances), "uid"),
-        (instance, _get(e.instances), "uid"),
+        (study, {"GET": e.instances, "POST": e.store, "DELETE": e.delete}, "uid"),
+        # Before {series}: "rendered3d" is never a series UID (UIDs are digits and dots, PS3.5 §9.1).
+        *(row for row in volumes if row[0].startswith(study + "/series/rendered")),
+        (series, {"GET": e.instances, "DELETE": e.delete}, "uid"),
+        (instance, {"GET": e.instances, "DELETE": e.delete}, "uid"),
         *((level + "/metadata", _get(e.metadata), "metadata") for level in (study, series, instance)),
         *((level + "/bulkdata", _get(e.bulkdata), "bulkdata") for level in (study, series, instance)),
         (instance + "/bulkdata/{path:path}", _get(e.bulkdata), "bulkdata"),
         *((level + "/pixeldata", _get(e.pixeldata), "pixeldata") for level in (study, series, instance)),
         (instance + "/frames/{frames}", _get(e.frames), "frames"),
         *((level + "/rendered", _get(e.rendered), "rendered")
-          for level in (study, series, instance, instance + "/frames/{frames}")),
-        *((level + "/thumbnail", _get(e.thumbnail), "thumbnail")
-          for level in (study, series, instance, instance + "/frames/{frames}")),
+          for level in levels),
+        *((level + "/thumbnail", _get(e.thumbnail), "thumbnail") for level in levels),
+        *(row for row in volumes if not row[0].startswith(study + "/series/rendered")),
     ]
     return [ResourceRoute(path, handlers, resource) for path, handlers, resource in table]
 

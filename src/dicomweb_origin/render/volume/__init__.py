@@ -1,0 +1,30 @@
+"""Volumes from frames and their renderings (PS3.18 §10.4.1.1.7-8, §8.3.5.3; PS3.3 C.11.23.1): pure numpy/scipy.
+
+``assemble`` checks and stacks frames into a ``Volume`` (array + LPS affine); a ``Camera`` (from an orientation
+keyword or the viewpoint triple) then gives planar or curved MPR (``mpr``, ``curved_mpr``), intensity projections
+(``project``) and shaded volume renderings (``volume_render``); ``swivel_cameras`` and ``curve_cameras`` give the
+frames of the animations. The geometry convention is stated once, in ``geometry``.
+"""
+
+from __future__ import annotations
+
+from .assemble import TOLERANCE_MM, assemble
+from .geometry import (
+    ORIENTATIONS,
+    Camera,
+    Slice,
+    Volume,
+    camera_for_orientation,
+    camera_from_triple,
+    default_size,
+    swivel_cameras,
+)
+from .mpr import SLAB_METHODS, curve_cameras, curved_mpr, mpr
+from .project import PROJECTIONS, project
+from .raycast import CT_TRANSFER, TransferFunction, volume_render
+
+__all__ = [
+    "CT_TRANSFER", "ORIENTATIONS", "PROJECTIONS", "SLAB_METHODS", "TOLERANCE_MM", "Camera", "Slice",
+    "TransferFunction", "Volume", "assemble", "camera_for_orientation", "camera_from_triple", "curve_cameras",
+    "curved_mpr", "default_size", "mpr", "project", "swivel_cameras", "volume_render",
+]

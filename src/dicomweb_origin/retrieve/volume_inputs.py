@@ -1,0 +1,297 @@
+"""The Volume Data of a Rendered MPR / 3D request: which frames form it, and the assembled, cached volume.
+
+A target (study, series, instance, frames) holds candidates (PS3.3 C.11.23.1 VOLUME inputs):
+the single-frame slices of one series grouped by Frame of Reference, orientation, pixel format and
+spacing, and each multi-frame instance with per-frame geometry on its own. One-slice groups and
+groups that are not MONOCHROME2 (a localizer beside the CT, a colour screen capture) are not
+candidates, so they never make a study ambiguous. ``volumeinputreference`` and ``match``
+(§8.3.5.3.1-2) choose among them; the frames they name are the volume as they are, checked by
+``assemble`` (400 naming the reason when they fail C.11.23.1).
+
+Assembled volumes are kept in a memory-bounded LRU keyed by the digests of their instances and
+the frames used: a changed instance has another digest, so a stale volume is never served, and a
+viewer rotating a view pays for decoding and assembly once (concurrent requests wait for the first).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from pydicom.datadict import tag_for_keyword
+
+from ..cache import SizedCache
+from ..errors import BadRequest, DicomWebError
+from ..model import InstanceRecord, VolumeSelector, Window
+from ..render import lut
+from ..render.volume import Slice, Volume, assemble
+from .sources import Sources
+
+VOLUME_SOP_EXCLUDED = ("1.2.840.10008.5.1.4.1.1.11.",)  # presentation states hold no pixels
+_ROUND = 4  # decimals when grouping orientations and spacings (C.11.23.1: tolerance is the application's)
+
+FrameRef = tuple[InstanceRecord, int]  # a record and a 0-based frame index
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One possible VOLUME input of a target, described for the 400 that lists several."""
+
+    frames: tuple[FrameRef, ...]
+    series_uid: str
+    instance_uid: str | None  # a multi-frame instance that is a candidate on its own
+
+    def describe(self, description: str | None) -> str:
+        what = f"series {self.series_uid}"
+        if self.instance_uid is not None:
+            what = f"instance {self.instance_uid} of {what}"
+        if description:
+            what += f" ({description!r})"
+        unit = "frames" if self.instance_uid is not None else "slices"
+        return f"{what}: {len(self.frames)} {unit}"
+
+
+@dataclass(frozen=True, slots=True)
+class Assembled:
+    """A volume and what rendering it needs besides voxels: the default VOI and the first record."""
+
+    volume: Volume
+    window: Window  # the instances' stored window, else the volume's data range (LINEAR_EXACT)
+    records: tuple[InstanceRecord, ...]
+    key: tuple[object, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.volume.nbytes)
+
+
+class VolumeCache(SizedCache[Assembled]):
+    """The LRU of assembled volumes, bounded by their voxel bytes (``Settings.volume_cache_bytes``)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(max_bytes, lambda assembled: assembled.nbytes)
+
+
+def _monochrome_image(record: InstanceRecord) -> bool:
+    pixel = record.pixel
+    return (pixel is not None and bool(record.frames) and record.display is not None and pixel.samples_per_pixel == 1
+            and pixel.photometric_interpretation == "MONOCHROME2"
+            and not record.sop_class_uid.startswith(VOLUME_SOP_EXCLUDED))
+
+
+def _has_geometry(record: InstanceRecord, index: int) -> bool:
+    assert record.display is not None
+    frame = record.display.frame(index)
+    return frame.position is not None and frame.orientation is not None and frame.pixel_spacing is not None
+
+
+def _group_key(record: InstanceRecord) -> tuple[object, ...]:
+    assert record.display is not None and record.pixel is not None
+    frame = record.display.frame(0)
+    pixel = record.pixel
+    return (record.series_uid, record.display.frame_of_reference_uid,
+            tuple(round(v, _ROUND) for v in frame.orientation or ()),
+            tuple(round(v, _ROUND) for v in frame.pixel_spacing or ()),
+            pixel.rows, pixel.columns, pixel.bits_allocated, pixel.bits_stored, pixel.pixel_representation)
+
+
+def candidates(records: Sequence[InstanceRecord]) -> list[Candidate]:
+    """The VOLUME input candidates among ``records`` (see the module docstring), largest first."""
+    found: list[Candidate] = []
+    groups: dict[tuple[object, ...], list[InstanceRecord]] = {}
+    for record in records:
+        if not _monochrome_image(record):
+            continue
+        if len(record.frames) > 1:
+            if all(_has_geometry(record, i) for i in range(len(record.frames))):
+                frames = tuple((record, i) for i in range(len(record.frames)))
+                found.append(Candidate(frames, record.series_uid, record.instance_uid))
+        elif _has_geometry(record, 0):
+            groups.setdefault(_group_key(record), []).append(record)
+    for group in groups.values():
+        if len(group) > 1:
+            found.append(Candidate(tuple((r, 0) for r in group), group[0].series_uid, None))
+    return sorted(found, key=lambda c: -len(c.frames))
+
+
+_HEX_TAG = re.compile(r"[0-9A-Fa-f]{8}")
+
+
+def _attribute_path(name: str) -> tuple[str, ...] | None:
+    """``SeriesDescription``, ``0008103E`` or ``00081140.00081155`` as tags, as QIDO names them (§8.3.4.1)."""
+    tags = []
+    for part in name.split("."):
+        if _HEX_TAG.fullmatch(part):
+            tags.append(part.upper())
+            continue
+        tag = tag_for_keyword(part) if part.isidentifier() else None
+        if tag is None:
+            return None
+        tags.append(f"{tag:08X}")
+    return tuple(tags)
+
+
+def _metadata(sources: Sources, records: Sequence[InstanceRecord]) -> list[dict[str, Any]]:
+    return [orjson.loads(data) for data in sources.index.metadata(list(records))]
+
+
+def _element_values(item: dict[str, Any], path: tuple[str, ...]) -> list[str]:
+    """The values of an attribute (a path through sequences: any item) as strings, for matching."""
+    element = item.get(path[0])
+    if not isinstance(element, dict):
+        return []
+    values = element.get("Value", [])
+    if len(path) > 1:
+        return [v for child in values if isinstance(child, dict) for v in _element_values(child, path[1:])]
+    out = []
+    for value in values:
+        if isinstance(value, dict):  # PN: the alphabetic group
+            value = value.get("Alphabetic", "")
+        out.append(str(value))
+    return out
+
+
+def _matches(item: dict[str, Any], conditions: Sequence[tuple[tuple[str, ...], str]]) -> bool:
+    """QIDO-style single value matching (§8.3.4.1): any value equal, ``*`` and ``?`` wildcards, case kept."""
+    for path, wanted in conditions:
+        values = _element_values(item, path)
+        if wanted == "":
+            continue  # universal matching
+        if not any(fnmatch.fnmatchcase(value, wanted) for value in values):
+            return False
+    return True
+
+
+def select(sources: Sources, records: Sequence[InstanceRecord], selector: VolumeSelector,
+           frame_numbers: Sequence[int] | None) -> Sequence[FrameRef]:
+    """The frames of the one VOLUME input of the target, or 400 naming why there is none or several.
+
+    ``frame_numbers`` (1-based) come from a frames resource; ``selector`` from the query.
+    """
+    pool = list(records)
+    if selector.instance_uids:  # §8.3.5.3.1: the named instances are the input, as they are
+        by_uid = {r.instance_uid: r for r in pool}
+        missing = [uid for uid in selector.instance_uids if uid not in by_uid]
+        if missing:
+            raise BadRequest(f"volumeinputreference names instances this target does not hold: {', '.join(missing)}")
+        pool = [by_uid[uid] for uid in dict.fromkeys(selector.instance_uids)]
+    if selector.match:
+        conditions = []
+        for name, value in selector.match:
+            path = _attribute_path(name)
+            if path is None:
+                raise BadRequest(f"invalid match attribute {name[:60]!r}: a keyword or 8 hex digits")
+            conditions.append((path, value))
+        pool = [r for r, item in zip(pool, _metadata(sources, pool), strict=True) if _matches(item, conditions)]
+        if not pool:
+            raise BadRequest("match selects no instance of this target")
+    numbers = list(frame_numbers or ()) + list(selector.frame_numbers)
+    if numbers:
+        multi = [r for r in pool if r.pixel is not None and len(r.frames) > 1]
+        if len(pool) != 1 or not multi:
+            raise BadRequest("frame numbers (a frames resource or volumeinputreference) select frames of one"
+                             " multi-frame instance; this target is not one")
+        record = multi[0]
+        wanted = list(dict.fromkeys(frame_numbers or selector.frame_numbers))
+        if frame_numbers and selector.frame_numbers:
+            wanted = [n for n in wanted if n in set(selector.frame_numbers)]
+        bad = [n for n in wanted if not 1 <= n <= len(record.frames)]
+        if bad:
+            raise BadRequest(f"instance {record.instance_uid} has {len(record.frames)} frames; no frame"
+                             f" {', '.join(map(str, bad))}")
+        return [(record, n - 1) for n in wanted]
+    if selector.instance_uids:
+        return [(r, i) for r in pool for i in range(len(r.frames) if r.pixel is not None else 0)]
+    found = candidates(pool)
+    if len(found) == 1:
+        return found[0].frames
+    if not found:
+        images = [r for r in pool if r.pixel is not None and r.frames]
+        if not images:
+            raise BadRequest("this target holds no image to build a volume from (PS3.3 C.11.23.1)")
+        # No candidate: the largest set of frames says what keeps it from being a volume.
+        return max(([(r, i) for r in images if r.series_uid == s for i in range(len(r.frames))]
+                    for s in {r.series_uid for r in images}), key=len)
+    descriptions = _descriptions(sources, found)
+    listing = "; ".join(c.describe(d) for c, d in zip(found, descriptions, strict=True))
+    raise BadRequest(f"this target holds {len(found)} volumes; choose one with volumeinputreference (SOP Instance"
+                     f" UIDs) or match (e.g. match=SeriesInstanceUID=...): {listing}")
+
+
+def _descriptions(sources: Sources, found: Sequence[Candidate]) -> list[str | None]:
+    items = _metadata(sources, [c.frames[0][0] for c in found])
+    out: list[str | None] = []
+    for item in items:
+        values = _element_values(item, ("0008103E",))
+        out.append(values[0] if values else None)
+    return out
+
+
+def _slice(sources: Sources, ref: FrameRef) -> Slice:
+    """One frame as a ``Slice``: decoded stored values, or float32 modality values for a non-linear LUT."""
+    record, index = ref
+    pixel = record.pixel
+    display = record.display
+    assert pixel is not None and display is not None
+    frame = display.frame(index)
+    values, described = sources.decoded_frame(record, index)
+    if values.ndim == 3 and values.shape[-1] == 1:
+        values = values[..., 0]
+    if values.ndim == 2:
+        values = lut.stored_values(values, described)
+    slope, intercept = frame.rescale_slope, frame.rescale_intercept
+    if frame.modality_lut is not None and values.ndim == 2:  # PS3.3 C.11.1: a LUT is not linear
+        values, slope, intercept = lut.modality(values, frame), 1.0, 0.0
+    label = f"frame {index + 1}" if len(record.frames) > 1 else f"instance {record.instance_uid}"
+    pixel_format = (described.samples_per_pixel, described.photometric_interpretation, described.rows,
+                    described.columns, described.bits_allocated, described.bits_stored, described.bits_stored - 1,
+                    described.pixel_representation)
+    return Slice(pixels=values, position=frame.position, orientation=frame.orientation,
+                 pixel_spacing=frame.pixel_spacing, label=label, slope=slope, intercept=intercept,
+                 frame_of_reference_uid=display.frame_of_reference_uid, pixel_format=pixel_format)
+
+
+def volume_key(frames: Sequence[FrameRef]) -> tuple[object, ...]:
+    """What names an assembled volume: each instance's digest and the frames taken from it."""
+    return ("volume", *((record.digest, index) for record, index in frames))
+
+
+def _default_window(frames: Sequence[FrameRef], volume: Volume) -> Window:
+    """The first instance's stored window, else LINEAR_EXACT over the volume's modality value range."""
+    record, index = frames[0]
+    assert record.display is not None
+    stored = record.display.frame(index).windows
+    if stored:
+        return stored[0]
+    data = volume.data
+    low = float(data.min()) * volume.slope + volume.intercept
+    high = float(data.max()) * volume.slope + volume.intercept
+    return lut.auto_window(np.asarray([min(low, high), max(low, high)], dtype=np.float32), (low, high + 1.0))
+
+
+def assembled(sources: Sources, cache: VolumeCache, frames: Sequence[FrameRef]) -> Assembled:
+    """The volume of ``frames``, from the cache or decoded in parallel on the executor and assembled once.
+
+    Call from outside the executor (the web layer runs the use case in its thread pool): decoding
+    jobs are submitted to the executor and waited for here.
+    """
+    key = volume_key(frames)
+
+    def make() -> Assembled:
+        futures = [sources.executor.submit(_slice, sources, ref) for ref in frames]
+        try:
+            slices = [future.result() for future in futures]
+        except DicomWebError:
+            for future in futures:
+                future.cancel()
+            raise
+        volume = assemble(slices)
+        records = tuple({record.instance_uid: record for record, _ in frames}.values())
+        return Assembled(volume, _default_window(frames, volume), records, key)
+
+    return cache.get_or_make(key, make)

@@ -1,0 +1,146 @@
+"""What an operator asks of a running server: is it alive, is it ready, its metrics, and a home page.
+
+``GET /health`` answers while the process serves at all; ``GET /ready`` only when the index and the
+blob store answer (each check runs in a thread of its own with a time limit, so a hung backend is a 503,
+not a hung probe). ``GET /metrics`` is the Prometheus scrape. ``GET /`` (unless a viewer is mounted
+there) and ``GET {root}`` are a small HTML page: version, archive counts and links to the
+conformance statement (``GET /conformance``), the viewer, and how to ask for the capabilities
+description (an ``OPTIONS`` request, which a link cannot make).
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ..settings import Settings
+from .metrics import CONTENT_TYPE, Metrics
+
+READY_TIMEOUT = 5.0  # seconds a readiness check may take before the backend counts as not answering
+
+
+@dataclass(frozen=True)
+class Probes:
+    """What the composition root tells the web layer about the archive behind it."""
+
+    version: str = "unknown"
+    # readiness: name -> a call that returns when that part answers and raises when it does not
+    checks: Mapping[str, Callable[[], object]] = field(default_factory=dict)
+    counts: Callable[[], Mapping[str, int]] = lambda: {}  # studies, series, instances
+    conformance: Path | None = None  # the conformance statement (Markdown), when it can be found
+
+
+def _check(call: Callable[[], object], timeout: float) -> str | None:
+    """None when ``call`` returns within ``timeout``; else what went wrong, in a few words."""
+    outcome: list[str | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", said in the answer
+            outcome.append(f"{type(exc).__name__}: {exc}"[:300])
+
+    thread = threading.Thread(target=run, name="ready-check", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return outcome[0] if outcome else f"no answer within {timeout:g} s"
+
+
+class Ops:
+    """The operator's endpoints of one application."""
+
+    def __init__(self, probes: Probes, metrics: Metrics, settings: Settings, viewer: bool) -> None:
+        self.probes = probes
+        self.metrics = metrics
+        self.settings = settings
+        self.viewer = viewer
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(self, request: Request) -> Response:
+        failed: dict[str, str] = {}
+        for name, call in self.probes.checks.items():
+            problem = await run_in_threadpool(_check, call, READY_TIMEOUT)
+            if problem is not None:
+                failed[name] = problem
+        if failed:
+            return JSONResponse({"status": "unavailable", "failed": failed}, status_code=503)
+        return JSONResponse({"status": "ready", "checked": list(self.probes.checks)})
+
+    async def scrape(self, request: Request) -> Response:
+        return Response(await run_in_threadpool(self.metrics.scrape), media_type=CONTENT_TYPE)
+
+    async def conformance(self, request: Request) -> Response:
+        path = self.probes.conformance
+        if path is None or not path.is_file():
+            return PlainTextResponse("404 the conformance statement is not installed with this server\n", 404)
+        text = await run_in_threadpool(path.read_text, encoding="utf-8")
+        return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
+
+    async def home(self, request: Request) -> Response:
+        try:
+            counts = dict(await run_in_threadpool(self.probes.counts))
+        except Exception as exc:  # noqa: BLE001 - the page still says what it can
+            counts = {}
+            problem = f"the index does not answer ({type(exc).__name__})"
+        else:
+            problem = ""
+        public = self.settings.public_url
+        url = public.rstrip("/") if public else str(request.base_url).rstrip("/") + self.settings.root_path
+        return HTMLResponse(home_page(self.probes.version, counts, self.settings.root_path, self.viewer, problem, url),
+                            headers={"Cache-Control": "no-cache"})
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>dicomweb-origin {version}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
+code{{background:#f3f3f3;padding:0 .2em}}td{{padding:0 1em 0 0}}</style></head>
+<body><h1>dicomweb-origin {version}</h1>
+<p>A DICOMweb origin server: WADO-RS Retrieve, STOW-RS and QIDO-RS. DICOMweb root: <a href="{root}/studies"><code>{root}</code></a></p>
+<h2>Archive</h2>
+<table id="counts">{counts}</table>{problem}
+<h2>Links</h2>
+<ul>
+<li><a href="{root}/studies">Studies</a> (QIDO-RS: <code>GET {root}/studies</code>, DICOM JSON)</li>
+<li>Capabilities: <code>curl -X OPTIONS {url} -H 'Accept: application/vnd.sun.wadl+xml'</code>
+(or <code>application/json</code>; the Retrieve Capabilities transaction is an OPTIONS request, PS3.18 §8.9)</li>
+<li><a href="/conformance">Conformance statement</a></li>
+{viewer}<li><a href="/health">Health</a>, <a href="/ready">readiness</a>, <a href="/metrics">metrics</a> (Prometheus)</li>
+</ul></body></html>
+"""
+
+
+def home_page(version: str, counts: Mapping[str, int], root: str, viewer: bool, problem: str = "",
+              url: str = "") -> str:
+    """The page; ``url`` is the absolute DICOMweb root for the capabilities command (the path alone if empty)."""
+    rows = "".join(f"<tr><td>{html.escape(name.capitalize())}</td><td>{value}</td></tr>"
+                   for name, value in counts.items())
+    return PAGE.format(version=html.escape(version), root=html.escape(root), url=html.escape(url or root), counts=rows,
+                       problem=f"<p>{html.escape(problem)}</p>" if problem else "",
+                       viewer='<li><a href="/">Viewer</a> (OHIF)</li>\n' if viewer else "")
+
+
+def ops_routes(ops: Ops) -> list[BaseRoute]:
+    """The routes outside the DICOMweb root, and the root's own page; they go before every Mount."""
+    found: list[BaseRoute] = [
+        Route("/health", ops.health, methods=["GET"], name="health"),
+        Route("/ready", ops.ready, methods=["GET"], name="ready"),
+        Route("/metrics", ops.scrape, methods=["GET"], name="metrics"),
+        Route("/conformance", ops.conformance, methods=["GET"], name="conformance"),
+    ]
+    root = ops.settings.root_path.rstrip("/")
+    if root:
+        found.append(Route(root, ops.home, methods=["GET"], name="home"))
+    if not ops.viewer or not root:  # with a viewer, / is the viewer's
+        found.append(Route("/", ops.home, methods=["GET"], name="home"))
+    return found
