@@ -406,7 +406,7 @@ def test_every_limit_flag_is_documented_with_its_default() -> None:
     parser = argparse.ArgumentParser()
     add_limit_arguments(parser)
     root = Path(__file__).resolve().parent.parent
-    limits = (root / "docs" / "conformance.md").read_text().split("## Limits", 1)[1].split("\n## ", 1)[0]
+    limits = (root / "docs" / "conformance.md").read_text().split("\n## Limits\n", 1)[1].split("\n## ", 1)[0]
     readme = (root / "README.md").read_text()
     for action in parser._actions[1:]:
         flag = action.option_strings[0]
