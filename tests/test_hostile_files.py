@@ -94,14 +94,14 @@ def test_mutated_files_are_refused_or_served_without_unexpected_errors(tmp_path:
 
 async def test_a_codec_panic_is_a_decode_error_for_that_request(empty_archive: LoadedArchive,
                                                                 empty_client: httpx.AsyncClient) -> None:
-    """pylibjpeg-rle (Rust) panics on this segment; the panic is not an Exception, yet it is one request's 500."""
+    """pylibjpeg-rle (Rust) panics on this segment; the panic is not an Exception, yet it is one request's 406."""
     data = bytearray(Path(str(get_testdata_file("MR_small_RLE.dcm"))).read_bytes())
     data[7578:7582] = bytes([216, 140, 180, 50])  # inside the RLE segment of the only frame
     result = empty_archive.app.state.archive.ingest.store(io.BytesIO(bytes(data)))
     assert result.record is not None, result.reason
     path = result.record.path.lstrip("/")
     decoded = await empty_client.get(f"{path}/frames/1", headers={"Accept": MULTIPART_OCTET})
-    assert decoded.status_code == 500
-    assert decoded.text.startswith("500 cannot decode frame:")
+    assert decoded.status_code == 406  # no representation in the acceptable types (errors.DecodeError)
+    assert decoded.text.startswith("406 cannot decode frame:")
     stored = await empty_client.get(f"{path}/frames/1", headers={"Accept": f"{MULTIPART_OCTET}; transfer-syntax=*"})
     assert stored.status_code == 200  # the stored bitstream is still served as it is

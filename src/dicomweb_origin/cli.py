@@ -143,8 +143,7 @@ def startup_lines(settings: Settings, counts: dict[str, int], viewer: Path | Non
 
 
 def serve(settings: Settings, demo: bool, viewer: Path | None = None, log_level: str = "info") -> None:
-    import uvicorn
-
+    from . import server
     from .app import Archive, build_app
 
     if demo:
@@ -160,8 +159,9 @@ def serve(settings: Settings, demo: bool, viewer: Path | None = None, log_level:
     warn_if_open(settings)
     # log_config=None: uvicorn logs through the handler configure_logging installed; its access log stays off
     # (web.accesslog writes one line per request, with the user and the bytes really sent).
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, access_log=False, log_config=None,
-                ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key)
+    # server.run: uvicorn with the limits of docs/conformance.md (Limits); options go to uvicorn.Config.
+    server.run(app, settings, log_level=log_level, log_config=None,
+               ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key)
 
 
 def warn_if_open(settings: Settings) -> None:
@@ -227,6 +227,47 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
         return text + " (default: %(default)s)"
 
 
+def add_limit_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The flags of the limits on hostile clients (docs/conformance.md, Limits)."""
+    d = Settings()
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME[:PORT]",
+                        help="a name that may appear in returned URLs (repeatable; default: only the listening"
+                             " address, loopback names and --public-url's host; other Hosts get 400)")
+    parser.add_argument("--trusted-proxy", action="append", default=[], metavar="IP_OR_CIDR",
+                        help="honour Forwarded / X-Forwarded-* headers from this address (repeatable; default: none)")
+    parser.add_argument("--max-header-kb", type=int, default=d.max_header_bytes >> 10,
+                        help="request line + header fields, in KiB; above: 431")
+    parser.add_argument("--max-header-line-kb", type=int, default=d.max_header_line_bytes >> 10,
+                        help="one header line or the request target, in KiB")
+    parser.add_argument("--header-timeout", type=float, default=d.header_timeout_seconds, metavar="SECONDS",
+                        help="time to receive a request head, in s; then 408")
+    parser.add_argument("--keep-alive", type=float, default=d.keep_alive_seconds, metavar="SECONDS",
+                        help="idle kept-alive connections close after this, in s")
+    parser.add_argument("--body-idle-timeout", type=float, default=d.body_idle_seconds, metavar="SECONDS",
+                        help="a STOW body silent this long gets 408, in s")
+    parser.add_argument("--body-min-rate", type=int, default=d.body_min_bytes_per_second, metavar="BYTES_PER_S",
+                        help="after --body-idle-timeout, a STOW body slower than this on average gets 408, in"
+                             " bytes/s")
+    parser.add_argument("--max-request-mb", type=int, default=d.max_request_bytes >> 20,
+                        help="largest STOW body, in MiB; above: 413")
+    parser.add_argument("--max-connections", type=int, default=d.max_connections,
+                        help="open connections and requests in flight; past it: 503")
+    parser.add_argument("--max-sequence-depth", type=int, default=d.max_sequence_depth,
+                        help="deepest sequence nesting stored; deeper: 0xC000")
+
+
+def limit_settings(args: argparse.Namespace) -> dict[str, object]:
+    """Settings fields from the flags of ``add_limit_arguments``."""
+    return {
+        "allowed_hosts": tuple(args.allowed_host), "trusted_proxies": tuple(args.trusted_proxy),
+        "max_header_bytes": args.max_header_kb << 10, "max_header_line_bytes": args.max_header_line_kb << 10,
+        "header_timeout_seconds": args.header_timeout, "keep_alive_seconds": args.keep_alive,
+        "body_idle_seconds": args.body_idle_timeout, "body_min_bytes_per_second": args.body_min_rate,
+        "max_request_bytes": args.max_request_mb << 20, "max_connections": args.max_connections,
+        "max_sequence_depth": args.max_sequence_depth,
+    }
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line; every option says its default and its unit."""
     from .app import version
@@ -256,6 +297,7 @@ def parser() -> argparse.ArgumentParser:
     serve_p.add_argument("--on-conflict", choices=("refuse", "replace"), default="refuse",
                          help="STOW of a stored SOP Instance UID with different content: refuse it (409, the"
                               " default) or replace the stored instance")
+    add_limit_arguments(serve_p.add_argument_group("limits on hostile clients (docs/conformance.md, Limits)"))
     check_p = sub.add_parser("check", help="verify the index against the stored files (digests, orphans)",
                              formatter_class=_Help)
     check_p.add_argument("--data", type=Path, default=Path("data"), help="archive directory")
@@ -336,7 +378,7 @@ def _run(cli: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                             index_url=args.index, blob_url=args.blobs, on_conflict=args.on_conflict,
                             oidc_issuer=args.oidc_issuer, oidc_audience=args.oidc_audience,
                             oidc_jwks=args.oidc_jwks, tokens_file=args.tokens, tls_cert=args.tls_cert,
-                            tls_key=args.tls_key)
+                            tls_key=args.tls_key, **limit_settings(args))  # type: ignore[arg-type]
         serve(settings, args.demo, args.viewer, args.log_level)
         return 0
     if args.command == "check":

@@ -19,7 +19,7 @@ header (the authentication errors' ``WWW-Authenticate``) carries it in ``headers
      ├── Gone (410)                  known to have been deleted
      ├── PayloadTooLarge (413)       request or response too large for this server
      ├── UnsupportedMediaType (415)  STOW: request Content-Type not supported
-     ├── DecodeError (500)           stored pixel data cannot be decoded
+     ├── DecodeError (406)           stored pixel data cannot be decoded into the acceptable types
      └── NotImplementedFeature (501) SOP class / feature not supported
 """
 
@@ -124,7 +124,14 @@ class UnsupportedMediaType(DicomWebError):
 
 
 class DecodeError(DicomWebError):
-    status = 500
+    """Stored data that no decoder accepts: no representation in the acceptable media types exists.
+
+    406 (PS3.18 Table 10.4.3-1; RFC 9110 §15.5.7: no current representation is acceptable), not
+    500: the condition is permanent and expected, and the stored bytes remain retrievable
+    (``transfer-syntax=*``). Found by tests/test_fuzz.py.
+    """
+
+    status = 406
 
 
 class NotImplementedFeature(DicomWebError):

@@ -108,7 +108,7 @@ class Ingest:
 
     def _store(self, source: BinaryIO, study_uid: str | None) -> StoreResult:
         with _reading():
-            parsed = reader.parse(source, self.settings.bulk_threshold)
+            parsed = reader.parse(source, self.settings.bulk_threshold, self.settings.max_sequence_depth)
         try:
             return self._store_parsed(parsed, study_uid)
         finally:

@@ -21,6 +21,19 @@ class Settings:
     workers: int = 0  # threads of the one CPU executor (transcoding, rendering); 0: one per core
     max_request_bytes: int = 4 << 30  # STOW request bodies above this get 413
     body_idle_seconds: float = 60.0  # a STOW body that sends nothing for this long gets 408
+    # Limits on hostile clients (docs/conformance.md, Limits; server.py, web/hosts.py, dicom/reader.py).
+    body_min_bytes_per_second: int = 1024  # after body_idle_seconds, a slower STOW body gets 408
+    max_header_bytes: int = 64 << 10  # request line + header fields; above: 431 (RFC 6585 §5)
+    max_header_line_bytes: int = 16 << 10  # one header field line or the request target; above: 431 / 414
+    header_timeout_seconds: float = 10.0  # a request head (or a new connection's first one) must arrive in this
+    keep_alive_seconds: float = 5.0  # an idle kept-alive connection is closed after this
+    max_connections: int = 1024  # open connections (and requests in flight); past it: 503
+    max_sequence_depth: int = 32  # nesting of sequences in a stored instance; deeper: refused (0xC000)
+    # Names that may appear in returned URLs (Host, or X-Forwarded-Host from a trusted proxy), as
+    # NAME or NAME:PORT. None: any well-formed Host (in-process use, tests); `serve` always sets a
+    # tuple, to which the listening address, loopback names and public_url's host are added.
+    allowed_hosts: tuple[str, ...] | None = None
+    trusted_proxies: tuple[str, ...] = field(default=())  # IPs or CIDRs whose forwarded headers count
     cors_origins: tuple[str, ...] = field(default=())
     gzip_min_bytes: int = 1024
     gzip_cache_bytes: int = 64 << 20  # bounded LRU of gzip-compressed metadata and search bodies

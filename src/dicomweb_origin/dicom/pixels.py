@@ -17,6 +17,7 @@ Rules kept here:
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -111,6 +112,20 @@ DECODERS: dict[tuple[str, str, bool], str] = {
     **{(uid, pi, True): OPENJPEG for uid in _HT_FAMILY for pi in _COLOUR},
 }
 
+
+
+def _quiet_plugin_fallback(record: logging.LogRecord) -> bool:
+    """Drop pydicom's traceback for each decoding plugin that fails before another one succeeds.
+
+    pydicom tries its plugins in turn and logs every failure with ``LOGGER.exception`` (e.g. Pillow
+    on 12-bit JPEG Extended, which pylibjpeg then decodes): a traceback per request for a frame that
+    is served. When every plugin fails, the RuntimeError it raises names each failure and becomes
+    a DecodeError here, so nothing is lost.
+    """
+    return record.exc_info is None
+
+
+logging.getLogger("pydicom.pixels.decoders.base").addFilter(_quiet_plugin_fallback)
 
 def decoder_for(transfer_syntax_uid: str, photometric_interpretation: str, lossy: bool) -> str:
     """Return the name of the decoder ``decode_frame`` uses for such a bitstream."""

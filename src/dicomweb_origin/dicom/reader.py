@@ -37,6 +37,7 @@ from ..model import (
     Frame,
     PixelDescription,
 )
+from .nesting import check_depth
 
 # VRs whose values ingest moves out of the metadata into bulk data (PS3.18 §F.2.6 allows more; binary
 # VRs are what pydicom externalizes and what clients expect as BulkDataURI).
@@ -80,17 +81,22 @@ class ParsedFile:
 READ_ERRORS: tuple[type[BaseException], ...] = (
     InvalidDicomError, BytesLengthException, EOFError, ValueError, KeyError, IndexError, TypeError,
     struct.error, zlib.error, OSError, NotImplementedError, OverflowError, UnicodeError, MemoryError,
+    RecursionError,  # a backstop: nesting is bounded before pydicom reads (nesting.py)
 )
 
 
-def parse(source: BinaryIO, threshold: int) -> ParsedFile:
-    """Read ``source`` (seekable), normalizing its encoding when it cannot be served as stored."""
+def parse(source: BinaryIO, threshold: int, max_depth: int = 32) -> ParsedFile:
+    """Read ``source`` (seekable), normalizing its encoding when it cannot be served as stored.
+
+    Sequences nested deeper than ``max_depth`` are refused before pydicom reads them (nesting.py).
+    """
     source.seek(0)
     head = source.read(132)
     source.seek(0)
     has_preamble = len(head) == 132 and head[128:132] == b"DICM"
     if problem := _start_problem(source, 132 if has_preamble else 0):
         raise (IngestError if has_preamble else NotDicom)(problem)
+    check_depth(source, 132 if has_preamble else 0, max_depth)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -120,7 +126,7 @@ def parse(source: BinaryIO, threshold: int) -> ParsedFile:
     miscoded = source_ts not in NORMALIZED_SYNTAXES and (bool(implicit) or little is False)
     if not has_preamble or not source_ts or source_ts in NORMALIZED_SYNTAXES or miscoded:
         stream = _normalize(source, source_ts)
-        parsed = parse(stream, threshold)
+        parsed = parse(stream, threshold, max_depth)
         parsed.source_transfer_syntax_uid = source_ts or IMPLICIT_VR_LE
         return parsed
     pixel_start = source.tell()
@@ -128,7 +134,7 @@ def parse(source: BinaryIO, threshold: int) -> ParsedFile:
         pixel, pixel_path, pixel_vr, frames = _scan_pixel_data(source, pixel_start, dataset, source_ts)
     except _Miscoded:
         stream = _normalize(source, source_ts)
-        parsed = parse(stream, threshold)
+        parsed = parse(stream, threshold, max_depth)
         parsed.source_transfer_syntax_uid = source_ts
         return parsed
     if pixel is not None:

@@ -7,6 +7,7 @@ import gzip
 import logging
 import re
 import tempfile
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -279,7 +280,8 @@ class Endpoints:
         spool = tempfile.TemporaryFile()  # noqa: SIM115
         try:
             size = 0
-            async for chunk in _body(request, self.settings.body_idle_seconds):
+            async for chunk in _body(request, self.settings.body_idle_seconds,
+                                     self.settings.body_min_bytes_per_second):
                 size = await run_in_threadpool(self._spool, spool, decoder, chunk, size)
             if decoder is not None:
                 decoder.finish()
@@ -348,17 +350,31 @@ def _produce_ahead(retrieve: Retrieve, payload: Payload) -> None:
         raise error
 
 
-async def _body(request: Request, idle_seconds: float) -> AsyncIterator[bytes]:
-    """The request body as it arrives; a client that stalls for ``idle_seconds`` is cut off with 408."""
+async def _body(request: Request, idle_seconds: float, min_rate: int) -> AsyncIterator[bytes]:
+    """The request body as it arrives, cut off with 408 when the client stalls or drips it.
+
+    A client that sends nothing for ``idle_seconds``, or after the first ``idle_seconds`` averages
+    less than ``min_rate`` bytes/s (a byte every few seconds never trips an idle timer), holds a
+    connection and a spool file for nothing (RFC 9110 §15.5.9: 408).
+    """
     stream = request.stream()
+    start, received = time.monotonic(), 0
     while True:
+        # The latest moment by which the body so far would still average min_rate after the grace.
+        due = start + idle_seconds + received / min_rate if min_rate > 0 else float("inf")
+        wait = min(idle_seconds, due - time.monotonic())
         try:
-            with anyio.fail_after(idle_seconds):
+            if wait <= 0:
+                raise TimeoutError
+            with anyio.fail_after(wait):
                 chunk = await anext(stream)
         except StopAsyncIteration:
             return
         except TimeoutError:
+            if wait < idle_seconds:
+                raise RequestTimeout(f"the request body arrived at less than {min_rate} bytes/s") from None
             raise RequestTimeout(f"no part of the request body arrived for {idle_seconds:g} s") from None
+        received += len(chunk)
         yield chunk
 
 

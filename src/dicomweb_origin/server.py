@@ -1,0 +1,168 @@
+"""The HTTP server: uvicorn with httptools, plus the limits httptools does not enforce.
+
+httptools (uvicorn's fast C parser) buffers a request head of any size and waits for it forever;
+uvicorn arms no timer before the first request of a connection nor while a request head arrives.
+``GuardedHttpTools`` adds, per connection and without touching the parser's fast path:
+
+- a limit on the request head (request line and header fields) in bytes, whole and per line:
+  431 Request Header Fields Too Large (RFC 6585 §5), 414 URI Too Long for the request line
+  (RFC 9110 §15.5.15), sent as soon as the limit is passed, not after the whole head arrived;
+- a deadline for the request head: a connection that opens and sends nothing, or sends its head
+  slowly (slowloris), is closed after ``header_timeout_seconds`` (408 if part of a head arrived);
+- a request body the application did not read is not waited for: the connection closes once the
+  response is sent (a GET with a dripped body cannot hold the connection).
+
+The request body's pace (idle time, minimum rate) is enforced where it is read (web/routes.py);
+``max_connections`` maps to uvicorn's ``limit_concurrency`` (503 past it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httptools
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .settings import Settings
+
+_REASONS = {408: b"Request Timeout", 414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a request head that broke a limit."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class GuardedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol with bounded request heads (size and time); see the module doc."""
+
+    settings: Settings = Settings()  # bound per server by ``guarded_protocol``
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_bytes = 0  # bytes received while a request head is incomplete
+        self._in_head = True  # waiting for (the rest of) a request head
+        self._in_body = False  # head complete, body not yet complete
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.parser is None:  # refused: the rest is not read
+            return
+        if self._in_head:
+            if self._head_timer is None:
+                self._arm_head_timer()
+            self._head_bytes += len(data)  # judged after parsing: the chunk may hold a body too
+        self._unset_keepalive_if_required()
+        try:  # uvicorn's data_received, which would answer a refusal raised in a callback with a bare 400
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _Refused):
+                self._refuse(exc.__context__.status, exc.__context__.message)
+            else:
+                self.logger.warning("Invalid HTTP request received.")
+                self.send_400_response("Invalid HTTP request received.")
+        except httptools.HttpParserError:
+            self.logger.warning("Invalid HTTP request received.")
+            self.send_400_response("Invalid HTTP request received.")
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        if self.parser is not None and self._in_head and self._head_bytes > self.settings.max_header_bytes:
+            # Still inside a head: every byte counted is a head byte (httptools would buffer them all).
+            self._refuse(431, f"the request head exceeds {self.settings.max_header_bytes} bytes")
+
+    # -- parser callbacks -------------------------------------------------------------------------
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > self.settings.max_header_line_bytes:
+            raise _Refused(414, f"the request target exceeds {self.settings.max_header_line_bytes} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) + len(value) + 2 > self.settings.max_header_line_bytes:
+            raise _Refused(431, f"a header field line exceeds {self.settings.max_header_line_bytes} bytes")
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+        if size > self.settings.max_header_bytes:
+            raise _Refused(431, f"the request head exceeds {self.settings.max_header_bytes} bytes")
+        self._in_head, self._in_body, self._head_bytes = False, True, 0
+        self._cancel_head_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_head, self._in_body = True, False
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        if self._in_body and not self.transport.is_closing():  # an unread body is not waited for
+            self.transport.close()
+        super().on_response_complete()
+
+    # -- the head deadline ----------------------------------------------------------------------
+
+    def _arm_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(self.settings.header_timeout_seconds, self._head_timeout)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if not self._in_head or self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # a request in flight (pipelined data waits for it): not this timer's business
+        if self._head_bytes:
+            self._refuse(408, f"the request head did not arrive within {self.settings.header_timeout_seconds:g} s")
+        else:
+            self.transport.close()  # an idle connection: nothing to answer
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer a broken limit with ``status`` and close: the rest of the head is not read."""
+        self._cancel_head_timer()
+        body = f"{status} {message}\n".encode()
+        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+                             b"connection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), body))
+        self.logger.info("refused a request from %s: %s", self.client, message)
+        self.transport.close()
+        self.parser = None  # type: ignore[assignment]
+        self._in_head = False
+
+
+def guarded_protocol(settings: Settings) -> type[GuardedHttpTools]:
+    """The protocol class uvicorn instantiates per connection, bound to these settings."""
+    return type("GuardedHttpTools", (GuardedHttpTools,), {"settings": settings})
+
+
+def run(app: Any, settings: Settings, **options: Any) -> None:
+    """Serve ``app`` on ``settings.host:port`` with the limits of ``settings``.
+
+    ``options`` go to ``uvicorn.Config`` as they are (e.g. ``ssl_certfile`` / ``ssl_keyfile``).
+    Forwarded headers are handled by the application (web/hosts.py, ``--trusted-proxy``), never by
+    uvicorn, which would otherwise trust them from 127.0.0.1.
+    """
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, http=guarded_protocol(settings), proxy_headers=False,
+        limit_concurrency=settings.max_connections or None,
+        timeout_keep_alive=settings.keep_alive_seconds,  # type: ignore[arg-type]
+        **({"log_level": "info", "access_log": False} | options),  # type: ignore[arg-type]
+    )
+    uvicorn.Server(config).run()
