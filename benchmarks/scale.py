@@ -40,7 +40,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from ceph_server import ceph_s3  # noqa: E402
-from cluster import nginx, start_server, stop  # noqa: E402
+from cluster import free_port, nginx, start_server, stop  # noqa: E402
 from services import PostgresServer  # noqa: E402
 
 from dicomweb_origin.app import Archive  # noqa: E402
@@ -157,11 +157,13 @@ def main() -> None:
         heading(f"PostgreSQL + S3 behind nginx, {args.concurrency} clients")
         servers = []
         try:
+            listen = free_port()  # one public name for every process (--public-url), as in production
             for count in (1, 2, 3):
                 while len(servers) < count:
-                    servers.append(start_server(root, index, blobs, {}))
+                    servers.append(start_server(root, index, blobs, {},
+                                                public_url=f"http://127.0.0.1:{listen}/dicomweb"))
                 ports = [int(s.origin.rsplit(":", 1)[1]) for s in servers]
-                with nginx(root / f"nginx-{count}", ports) as proxy:
+                with nginx(root / f"nginx-{count}", ports, listen=listen) as proxy:
                     port = int(proxy.origin.rsplit(":", 1)[1])
                     measure("127.0.0.1", port, ct_frames[:100], {"Accept": OCTETS}, concurrency=8)  # warm up
                     latency_figure(f"{count} process(es): CT frame requests",

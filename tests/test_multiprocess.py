@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 import pytest
 from ceph_server import CephS3
-from cluster import Process, nginx, start_server, stop
+from cluster import Process, free_port, nginx, start_server, stop
 from conftest import parse_multipart
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
@@ -109,10 +109,13 @@ def layout(tmp_path_factory: pytest.TempPathFactory, ceph: CephS3) -> Iterator[L
         env = ceph.environment()
         subprocess.run([sys.executable, "-m", "dicomweb_origin.cli", "migrate", "--index", index],
                        check=True, env=os.environ | env, capture_output=True)
+        # As in production, every process knows the public name nginx answers under (--public-url): the Host
+        # nginx forwards is allowed, and the URLs in responses point at nginx, not at one process.
+        listen = free_port()
         for _ in range(3):
-            servers.append(start_server(root, index, blobs, env))
+            servers.append(start_server(root, index, blobs, env, public_url=f"http://127.0.0.1:{listen}/dicomweb"))
         ports = [int(s.origin.rsplit(":", 1)[1]) for s in servers]
-        with nginx(root / "nginx", ports) as proxy:
+        with nginx(root / "nginx", ports, listen=listen) as proxy:
             yield Layout(root, index, blobs, env, servers, proxy, ceph, bucket)
     finally:
         for server in servers:
