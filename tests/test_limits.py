@@ -414,3 +414,15 @@ def test_every_limit_flag_is_documented_with_its_default() -> None:
         if action.default not in ([], None):
             assert f"{flag} {action.default:g}" in readme if isinstance(action.default, float) \
                 else f"{flag} {action.default}" in readme, flag
+
+
+def test_listening_on_every_address_allows_the_machines_own_names() -> None:
+    """``--host 0.0.0.0``: clients on the network reach it by the machine's name; other names stay refused."""
+    import socket
+
+    from dicomweb_origin.web.hosts import allowed_names
+
+    names = allowed_names(Settings(host="0.0.0.0", port=8080, allowed_hosts=()))
+    assert names is not None
+    assert (socket.gethostname().lower(), 8080) in names and ("localhost", 8080) in names
+    assert ("evil.example", 8080) not in names

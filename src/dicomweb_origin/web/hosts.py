@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,7 +43,9 @@ def allowed_names(settings: Settings) -> frozenset[tuple[str, int | None]] | Non
         return None
     names: set[tuple[str, int | None]] = set()
     listening = settings.host if ":" not in settings.host else f"[{settings.host.strip('[]')}]"
-    for name in (*_LOOPBACK, *(() if settings.host in _WILDCARD else (listening,))):
+    # Listening on every address: the machine's own names are how clients on the network reach it.
+    own = (socket.gethostname(), socket.getfqdn()) if settings.host in _WILDCARD else (listening,)
+    for name in (*_LOOPBACK, *own):
         names.add((name.lower(), settings.port))
     if settings.public_url:
         netloc = urlsplit(settings.public_url).netloc.rsplit("@", 1)[-1]
