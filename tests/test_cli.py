@@ -44,3 +44,15 @@ def test_import_reports_a_broken_file_and_exits_non_zero(tmp_path: Path, capsys:
 def test_import_of_a_missing_path_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["import", "--data", str(tmp_path / "data"), str(tmp_path / "nowhere.dcm")]) == 1
     assert "cannot read" in capsys.readouterr().out
+
+
+def test_cache_sizes_are_given_in_mib() -> None:
+    """``--frame-cache-mb``, ``--rendered-cache-mb`` and ``--volume-cache-mb`` bound the three caches."""
+    from dicomweb_origin.cli import parser, serve_settings
+
+    args = parser().parse_args(["serve", "--frame-cache-mb", "8", "--rendered-cache-mb", "16", "--volume-cache-mb", "64"])
+    settings = serve_settings(args)
+    assert (settings.frame_cache_bytes, settings.rendered_cache_bytes, settings.volume_cache_bytes) == (
+        8 << 20, 16 << 20, 64 << 20)
+    defaults = serve_settings(parser().parse_args(["serve"]))
+    assert (defaults.rendered_cache_bytes, defaults.volume_cache_bytes) == (128 << 20, 1 << 30)

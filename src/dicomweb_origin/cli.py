@@ -287,6 +287,10 @@ def parser() -> argparse.ArgumentParser:
     serve_p.add_argument("--cors-origin", action="append", default=[],
                          help="allowed CORS origin, repeatable (default: none, no CORS headers)")
     serve_p.add_argument("--frame-cache-mb", type=int, default=256, help="transcoded frame cache size, in MiB")
+    serve_p.add_argument("--rendered-cache-mb", type=int, default=128,
+                         help="rendered images and thumbnails cache size, in MiB")
+    serve_p.add_argument("--volume-cache-mb", type=int, default=1024,
+                         help="assembled volumes cache size (Rendered MPR / 3D), in MiB")
     serve_p.add_argument("--viewer", type=Path, default=None, metavar="DIR",
                          help="serve this OHIF dist folder at / (python scripts/fetch_ohif.py prints it;"
                               " default: no viewer)")
@@ -368,17 +372,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def serve_settings(args: argparse.Namespace) -> Settings:
+    """The frozen Settings of ``serve``'s parsed options (sizes in MiB become bytes)."""
+    return Settings(data_dir=args.data, host=args.host, port=args.port, public_url=args.public_url,
+                   cors_origins=tuple(args.cors_origin), frame_cache_bytes=args.frame_cache_mb << 20,
+                   rendered_cache_bytes=args.rendered_cache_mb << 20,
+                   volume_cache_bytes=args.volume_cache_mb << 20,
+                   index_url=args.index, blob_url=args.blobs, on_conflict=args.on_conflict,
+                   oidc_issuer=args.oidc_issuer, oidc_audience=args.oidc_audience,
+                   oidc_jwks=args.oidc_jwks, tokens_file=args.tokens, tls_cert=args.tls_cert,
+                   tls_key=args.tls_key, **limit_settings(args))  # type: ignore[arg-type]
+
+
 def _run(cli: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "serve":
         if args.viewer is not None and not (args.viewer / "index.html").is_file():
             cli.error(f"--viewer {args.viewer}: no index.html there (scripts/fetch_ohif.py prints the folder)")
         _check_auth_args(args, cli)
-        settings = Settings(data_dir=args.data, host=args.host, port=args.port, public_url=args.public_url,
-                            cors_origins=tuple(args.cors_origin), frame_cache_bytes=args.frame_cache_mb << 20,
-                            index_url=args.index, blob_url=args.blobs, on_conflict=args.on_conflict,
-                            oidc_issuer=args.oidc_issuer, oidc_audience=args.oidc_audience,
-                            oidc_jwks=args.oidc_jwks, tokens_file=args.tokens, tls_cert=args.tls_cert,
-                            tls_key=args.tls_key, **limit_settings(args))  # type: ignore[arg-type]
+        settings = serve_settings(args)
         serve(settings, args.demo, args.viewer, args.log_level)
         return 0
     if args.command == "check":
