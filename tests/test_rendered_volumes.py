@@ -287,6 +287,9 @@ async def test_png_window_and_slab_change_the_picture(client: httpx.AsyncClient,
     assert thin.shape == bone.shape == slab.shape
     assert not np.array_equal(thin, bone) and not np.array_equal(thin, slab)
     assert slab.mean() >= thin.mean()  # a maximum over a slab is never darker than its middle plane
+    whole = await client.get(url, params={"orientation": "a", "mprslab": "1e308", "renderingmethod": "maximum_ip"},
+                             headers={"Accept": "image/png"})
+    assert whole.status_code == 200 and _image(whole).shape == thin.shape  # the whole volume, not 1e308 mm of air
 
 
 async def test_viewport_fits_and_annotation_burns_in(client: httpx.AsyncClient, volumes: Archive) -> None:

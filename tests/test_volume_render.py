@@ -146,6 +146,16 @@ def test_slab_combines_across_its_thickness() -> None:
         mpr(AXIAL_VOLUME, camera, method="volume_rendered")
 
 
+def test_a_slab_thicker_than_the_volume_is_the_whole_volume() -> None:
+    """mprslab=1e308 samples what the volume holds along the view, not 1e308 mm of empty space."""
+    lookat = SPHERE_CENTRE + (0, -15, 0)
+    camera = camera_from_triple(lookat + (0, -100, 0), lookat, (0, 0, 1))
+    huge = mpr(AXIAL_VOLUME, camera, size=SIZE, spacing=1.0, slab=1e308, method="maximum_ip")
+    assert np.array_equal(huge, mpr(AXIAL_VOLUME, camera, size=SIZE, spacing=1.0, slab=1e6, method="maximum_ip"))
+    through = project(AXIAL_VOLUME, camera, "maximum_ip", size=SIZE, spacing=1.0)
+    assert huge.max() == SPHERE_VALUE and np.abs(huge - through).max() <= 0.05 * (SPHERE_VALUE - AIR)
+
+
 def test_minimum_and_average_projections() -> None:
     camera = camera_for_orientation("a", AXIAL_VOLUME)
     size = (100, 100)  # wider than the 128 mm volume at 2 mm: the border rays miss it

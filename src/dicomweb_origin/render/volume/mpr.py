@@ -67,15 +67,26 @@ def slab_offsets(volume: Volume, slab: float, camera: Camera | None = None) -> n
     if slab == 0:
         return np.zeros(1)
     if camera is None:
+        slab = min(slab, _diagonal(volume))  # beyond the volume's diagonal every sample would be outside it
         return np.linspace(-slab / 2, slab / 2, max(2, int(math.ceil(slab / volume.finest_spacing)) + 1))
     per_mm = np.abs(volume.inverse[:3, :3] @ camera.direction)  # voxels per mm along each index axis
     step = 1.0 / float(np.max(per_mm))
-    count = max(2, int(math.ceil(slab / step - 1e-9)) + 1)
     depth = (volume.corners() - camera.lookat) @ camera.direction
+    # A slab reaching past the volume on both sides samples nothing more: keep the part that meets the volume
+    # (an mprslab of 1e308 mm is the whole volume, not an array of 1e308 samples).
+    reach = float(np.max(np.abs(depth)))
+    if slab / 2 > reach + step:
+        slab = 2 * (reach + step)
+    count = max(2, int(math.ceil(slab / step - 1e-9)) + 1)
     first = max(0, int(math.floor((float(depth.min()) + slab / 2) / (slab / (count - 1)))))
     last = min(count - 1, int(math.ceil((float(depth.max()) + slab / 2) / (slab / (count - 1)))))
     offsets = np.linspace(-slab / 2, slab / 2, count)
     return offsets[first:last + 1] if last >= first else offsets[:0]
+
+
+def _diagonal(volume: Volume) -> float:
+    corners = volume.corners()
+    return float(np.linalg.norm(corners.max(axis=0) - corners.min(axis=0)))
 
 
 def mpr(volume: Volume, camera: Camera, *, size: tuple[int, int] | None = None, spacing: float | None = None,
