@@ -537,3 +537,16 @@ async def test_concurrent_requests_share_one_assembled_volume(client: httpx.Asyn
     assert responses[0].content == responses[1].content
     assert len(cache) == before + 1  # one volume for the four views
     assert cache.size <= cache.max_bytes
+
+
+async def test_out_of_range_camera_and_oversized_animations_are_refused(client: httpx.AsyncClient,
+                                                                        volumes: Archive) -> None:
+    """A camera a light-year away overflows the maths (400); frames x pixels beyond the budget is 413, up front."""
+    url = f"{volumes.series_path}/renderedmpr"
+    far = await client.get(url, params={"viewpointposition": "1e308,1e308,1e308", "viewpointlookat": "0,0,0",
+                                        "viewpointup": "0,1,0"})
+    assert far.status_code == 400 and "viewpointposition" in far.text and "mm" in far.text
+    huge = await client.get(f"{volumes.series_path}/rendered3d",
+                            params={"swivelrange": "360", "animationstepsize": "1", "viewport": "4096,4096"},
+                            headers={"Accept": "image/gif"})
+    assert huge.status_code == 413 and "million pixels" in huge.text

@@ -28,7 +28,7 @@ from pydicom import Dataset
 
 from .. import render
 from ..cache import BytesCache, SizedCache
-from ..errors import BadRequest, NotAcceptable
+from ..errors import BadRequest, NotAcceptable, PayloadTooLarge
 from ..model import Acceptable, InstanceRecord, Vector, VolumeParams, VolumeSelector, Window, excluded
 from ..render import lut, video
 from ..render import volume as vr
@@ -45,6 +45,7 @@ ANIMATED = frozenset({"image/gif", "video/mp4"})
 DEFAULT_SWIVEL_STEP = 10  # degrees
 DEFAULT_RATE = 10  # steps per second
 MAX_FRAMES = 360
+MAX_ANIMATION_PIXELS = 100_000_000  # 360 frames of 512 x 512 fit; 360 of 4096 x 4096 (6 GB) do not
 DEFAULT_ORIENTATION = {"mpr": "f", "3d": "a"}
 DEFAULT_METHOD = {"mpr": "AVERAGE_IP", "3d": "VOLUME_RENDERED"}
 OPERATION = {"mpr": "MPR", "3d": "3D_RENDERING"}  # Reformatting Operation Type (0072,0510)
@@ -227,6 +228,11 @@ def _plan(kind: str, built: Assembled, params: VolumeParams, state: VolumetricSt
         if len(cameras) > MAX_FRAMES:
             raise BadRequest(f"the animation would have {len(cameras)} frames; at most {MAX_FRAMES}: take a"
                              " larger animationstepsize")
+        pixels = len(cameras) * size[0] * size[1]
+        if pixels > MAX_ANIMATION_PIXELS:  # frames x width x height bounds one request's time and memory
+            raise PayloadTooLarge(f"an animation of {len(cameras)} frames of {size[0]} x {size[1]} pixels is more"
+                                  f" than this server renders ({MAX_ANIMATION_PIXELS // 1_000_000} million pixels):"
+                                  " take a smaller viewport or a larger animationstepsize")
     modality = built.records[0].display.modality if built.records[0].display is not None else None
     return Plan(kind, method, camera, cameras, size, spacing, slab, window, animation, swivel, step, rate, params.curve,
                 modality)

@@ -214,7 +214,12 @@ def _vector(text: str, name: str) -> Vector:
     if len(items) != 3:
         raise BadRequest(f"invalid {name} {text[:80]!r}: three numbers x,y,z (mm, patient coordinates)")
     x, y, z = (_number(item, name) for item in items)
+    if max(abs(x), abs(y), abs(z)) > MAX_COORDINATE_MM:  # beyond this, the camera maths overflows to inf / NaN
+        raise BadRequest(f"invalid {name} {text[:80]!r}: coordinates within ±{MAX_COORDINATE_MM:g} mm")
     return (x, y, z)
+
+
+MAX_COORDINATE_MM = 1e6  # a kilometre: far beyond any patient, well within float precision
 
 
 def _points(values: list[str]) -> list[str]:
