@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_VR
 
 from .dicom import metadata as dicom_metadata
 from .dicom.xml import json_to_xml
@@ -99,7 +99,6 @@ _TEMPORAL = {
     "TM": r"(?:[01]\d|2[0-3])(?:[0-5]\d(?:[0-5]\d(?:\.\d{1,6})?)?)?",
     "DT": r"\d{4}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?)?)?)?(?:[+-]\d{4})?",
 }
-_HEX_TAG = re.compile(r"[0-9A-Fa-f]{8}")
 _MAX_INT = 1 << 62
 
 
@@ -161,7 +160,7 @@ def _parse(where: Resource, params: Sequence[tuple[str, str]]) -> _Parsed:
             if name in options:
                 raise BadRequest(f"the query parameter {name} is repeated")
             options[name] = value
-        elif (path := _attribute_path(name)) is None:
+        elif (path := dicom_metadata.attribute_path(name)) is None:
             warnings.append(f"Query parameter {_printable(name)} is not supported and was ignored")  # §8.3
         elif path in keys:  # §8.3.4.1: an attribute shall not be repeated
             raise BadRequest(f"the match attribute {name} is repeated")
@@ -176,20 +175,6 @@ def _parse(where: Resource, params: Sequence[tuple[str, str]]) -> _Parsed:
     _include(where, includes, returns)
     limit = _uint("limit", options.get("limit"))
     return _Parsed(conditions, returns, _uint("offset", options.get("offset")) or 0, limit or None, warnings)
-
-
-def _attribute_path(name: str) -> tuple[str, ...] | None:
-    """``PatientID``, ``00100020`` or ``00400275.00400009`` as tags; None if not an attribute."""
-    tags = []
-    for part in name.split("."):
-        if _HEX_TAG.fullmatch(part):
-            tags.append(part.upper())
-            continue
-        tag = tag_for_keyword(part) if part.isidentifier() else None
-        if tag is None:
-            return None
-        tags.append(f"{tag:08X}")
-    return tuple(tags)
 
 
 def _vr(tag: str) -> str | None:
@@ -319,7 +304,7 @@ def _include(where: Resource, includes: list[str], returns: dict[str, bool]) -> 
             returns.setdefault(tag, False)
         return
     for item in names:
-        path = _attribute_path(item)
+        path = dicom_metadata.attribute_path(item)
         if path is None:
             raise BadRequest(f"includefield: {item!r} is neither an attribute keyword nor a tag")
         tag = path[0]

@@ -9,9 +9,11 @@ quote is escaped, so no data value can forge it.
 from __future__ import annotations
 
 import base64
+import re
 import warnings
 from typing import Any
 
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
 from ..model import BulkElement
@@ -105,3 +107,20 @@ def absolutize(metadata: bytes, root: str) -> bytes:
 def json_array(parts: list[bytes], root: str) -> bytes:
     """Join stored instance objects into one DICOM JSON array (PS3.18 §F.2.1)."""
     return absolutize(b"[" + b",".join(parts) + b"]", root)
+
+
+_HEX_TAG = re.compile(r"[0-9A-Fa-f]{8}")
+
+
+def attribute_path(name: str) -> tuple[str, ...] | None:
+    """``PatientID``, ``00100020`` or ``00400275.00400009`` as tags, as QIDO names them (§8.3.4.1); None if not one."""
+    tags = []
+    for part in name.split("."):
+        if _HEX_TAG.fullmatch(part):
+            tags.append(part.upper())
+            continue
+        tag = tag_for_keyword(part) if part.isidentifier() else None
+        if tag is None:
+            return None
+        tags.append(f"{tag:08X}")
+    return tuple(tags)

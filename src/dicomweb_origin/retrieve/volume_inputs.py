@@ -16,16 +16,15 @@ viewer rotating a view pays for decoding and assembly once (concurrent requests 
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
-from pydicom.datadict import tag_for_keyword
 
 from ..cache import SizedCache
+from ..dicom import metadata as dicom_metadata
 from ..errors import BadRequest, DicomWebError
 from ..model import InstanceRecord, VolumeSelector, Window
 from ..render import lut
@@ -119,21 +118,6 @@ def candidates(records: Sequence[InstanceRecord]) -> list[Candidate]:
     return sorted(found, key=lambda c: -len(c.frames))
 
 
-_HEX_TAG = re.compile(r"[0-9A-Fa-f]{8}")
-
-
-def _attribute_path(name: str) -> tuple[str, ...] | None:
-    """``SeriesDescription``, ``0008103E`` or ``00081140.00081155`` as tags, as QIDO names them (§8.3.4.1)."""
-    tags = []
-    for part in name.split("."):
-        if _HEX_TAG.fullmatch(part):
-            tags.append(part.upper())
-            continue
-        tag = tag_for_keyword(part) if part.isidentifier() else None
-        if tag is None:
-            return None
-        tags.append(f"{tag:08X}")
-    return tuple(tags)
 
 
 def _metadata(sources: Sources, records: Sequence[InstanceRecord]) -> list[dict[str, Any]]:
@@ -183,7 +167,7 @@ def select(sources: Sources, records: Sequence[InstanceRecord], selector: Volume
     if selector.match:
         conditions = []
         for name, value in selector.match:
-            path = _attribute_path(name)
+            path = dicom_metadata.attribute_path(name)
             if path is None:
                 raise BadRequest(f"invalid match attribute {name[:60]!r}: a keyword or 8 hex digits")
             conditions.append((path, value))
