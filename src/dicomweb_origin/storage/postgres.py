@@ -30,6 +30,7 @@ from ..errors import SeriesInOtherStudy
 from ..model import InstanceRecord, StoredInstance
 from .backends import BackendUnavailable
 from .base import Condition, ItemCondition, SearchPage, SearchQuery
+from .rows import search_matches
 from .sqlite import _SERIES_COLUMNS, _STUDY_COLUMNS, column_value, fold, record_from_json, record_to_json
 
 try:
@@ -469,26 +470,7 @@ class PostgresIndex:
             sql = (f"SELECT {_SELECT[query.level]} FROM {_FROM[query.level]}{clause}"
                    f" ORDER BY {_ORDER[query.level]} LIMIT %s OFFSET %s")
             rows = conn.execute(sql, [*args, query.limit, query.offset]).fetchall()
-            studies: dict[str, dict[str, Any]] = {}
-            matches = []
-            for row in rows:
-                study = studies.get(row[0])
-                if study is None:
-                    study = studies[row[0]] = orjson.loads(row[1]) | {
-                        "00201206": {"vr": "IS", "Value": [row[2]]},
-                        "00201208": {"vr": "IS", "Value": [row[3]]},
-                    }
-                match = dict(study)
-                match["0020000D"] = {"vr": "UI", "Value": [row[0]]}
-                if query.level != "study":
-                    match.update(orjson.loads(row[5]))
-                    match["0020000E"] = {"vr": "UI", "Value": [row[4]]}
-                    match["00201209"] = {"vr": "IS", "Value": [row[6]]}
-                if query.level == "instance":
-                    match.update(orjson.loads(row[8]))
-                    match["00080018"] = {"vr": "UI", "Value": [row[7]]}
-                    match["00083002"] = {"vr": "UI", "Value": [row[9]]}
-                matches.append(match)
+            studies, matches = search_matches(rows, query.level)
             for tag, derived_sql in _DERIVED.items():
                 if tag in query.computed and studies:
                     found: dict[str, set[str]] = {}

@@ -42,6 +42,7 @@ from ..model import (
     Window,
 )
 from .base import Condition, ItemCondition, SearchPage, SearchQuery
+from .rows import search_matches
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[str] = [
@@ -500,26 +501,7 @@ class SqliteIndex:
         sql = (f"SELECT {_SELECT[query.level]} FROM {_FROM[query.level]}{clause}"
                f" ORDER BY {_ORDER[query.level]} LIMIT ? OFFSET ?")
         rows = conn.execute(sql, [*args, -1 if query.limit is None else query.limit, query.offset]).fetchall()
-        studies: dict[str, dict[str, Any]] = {}
-        matches = []
-        for row in rows:
-            study = studies.get(row[0])
-            if study is None:
-                study = studies[row[0]] = orjson.loads(row[1]) | {
-                    "00201206": {"vr": "IS", "Value": [row[2]]},
-                    "00201208": {"vr": "IS", "Value": [row[3]]},
-                }
-            match = dict(study)
-            match["0020000D"] = {"vr": "UI", "Value": [row[0]]}
-            if query.level != "study":
-                match.update(orjson.loads(row[5]))
-                match["0020000E"] = {"vr": "UI", "Value": [row[4]]}
-                match["00201209"] = {"vr": "IS", "Value": [row[6]]}
-            if query.level == "instance":
-                match.update(orjson.loads(row[8]))
-                match["00080018"] = {"vr": "UI", "Value": [row[7]]}
-                match["00083002"] = {"vr": "UI", "Value": [row[9]]}
-            matches.append(match)
+        studies, matches = search_matches(rows, query.level)
         for tag, sql in _DERIVED.items():
             if tag in query.computed and studies:
                 found: dict[str, set[str]] = {}
