@@ -30,7 +30,8 @@ from dicomweb_origin.dicom.display import extract_display
 from dicomweb_origin.model import Display, Lut, Window
 from dicomweb_origin.settings import Settings
 from dicomweb_origin.storage.backends import open_index
-from dicomweb_origin.storage.sqlite import MIGRATIONS, SqliteIndex, record_from_json, record_to_json
+from dicomweb_origin.storage.records import record_from_json, record_to_json
+from dicomweb_origin.storage.sqlite import MIGRATIONS, SqliteIndex
 
 
 def _read(name: str) -> Dataset:
@@ -319,6 +320,11 @@ def _make_old(index_path: Path, icc_path: str = "00282000") -> int:
     conn = sqlite3.connect(index_path, isolation_level=None)
     conn.execute("DROP TABLE display_pending")
     conn.execute("DROP TABLE IF EXISTS tombstone")  # schema 5
+    conn.execute("DROP TABLE counter")  # schema 6: counters, record revisions, instance indexes
+    conn.execute("DROP INDEX instance_in_series")
+    conn.execute("DROP INDEX instance_by_study")
+    conn.execute("ALTER TABLE instance DROP COLUMN revision")
+    conn.execute("CREATE INDEX instance_by_series ON instance(study_uid, series_uid, instance_number, instance_uid)")
     rows = conn.execute("SELECT instance_uid, record FROM instance").fetchall()
     for uid, blob in rows:
         raw = orjson.loads(blob)

@@ -1,7 +1,5 @@
-"""One contract for the Index Protocol (storage/base.py), run against every backend: memory, SQLite, PostgreSQL.
-
-Search (the SearchIndex Protocol) runs against the backends that answer it: SQLite and PostgreSQL (a real
-cluster from Debian's packages, started by the ``postgres`` fixture; one schema per test).
+"""One contract for the Index Protocol (storage/base.py), every role, run against every backend: memory, SQLite,
+PostgreSQL (a real cluster from Debian's packages, started by the ``postgres`` fixture; one schema per test).
 """
 
 from __future__ import annotations
@@ -63,7 +61,7 @@ def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     yield from _open(request, tmp_path, request.param)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def search_index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     yield from _open(request, tmp_path, request.param)
 
@@ -210,9 +208,8 @@ def test_instances_of_one_new_series_added_from_threads(index: Any) -> None:
 
     _threads(add, 6)
     assert index.count() == 30
-    if hasattr(index, "search"):
-        (study,) = index.search(SearchQuery("study")).matches
-        assert study["00201206"]["Value"] == [1] and study["00201208"]["Value"] == [30]
+    (study,) = index.search(SearchQuery("study")).matches
+    assert study["00201206"]["Value"] == [1] and study["00201208"]["Value"] == [30]
 
 
 def test_concurrent_replaces_of_one_instance_leave_one_of_them(index: Any) -> None:

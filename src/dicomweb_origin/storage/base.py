@@ -1,7 +1,9 @@
-"""The two storage Protocols every backend satisfies.
+"""The storage Protocols every backend satisfies: the blob store, and the index by role.
 
 Bytes and records only: parsing DICOM is the job of ``dicom/`` at ingest. A PostgreSQL index
-or an S3 blob store slots in behind the same Protocols.
+or an S3 blob store slots in behind the same Protocols. The index is three small roles, each the
+interface of the use case that needs it: ``Catalogue`` (Retrieve), ``Writer`` (Ingest, DELETE),
+``SearchIndex`` (Search, the home page); ``Index`` is all three and what a backend implements.
 """
 
 from __future__ import annotations
@@ -42,12 +44,8 @@ class BlobStore(Protocol):
         ...
 
 
-class Index(Protocol):
-    """Study / series / instance records with their precomputed metadata."""
-
-    def add(self, stored: StoredInstance) -> InstanceRecord | None:
-        """Insert the instance; return the record already stored under its SOP Instance UID, if any."""
-        ...
+class Catalogue(Protocol):
+    """What Retrieve reads: records and their metadata, by UID, and whether a resource was deleted."""
 
     def get(self, instance_uid: str) -> InstanceRecord | None: ...
 
@@ -59,19 +57,24 @@ class Index(Protocol):
         """The stored DICOM JSON object of each record, in the same order."""
         ...
 
+    def removed(self, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None) -> bool:
+        """Whether that resource was deleted and nothing is stored under it now."""
+        ...
+
+    def records(self, after: str = "", limit: int = 1000) -> list[InstanceRecord]:
+        """Records in SOP Instance UID order, UIDs after ``after``: a constant-memory walk for check and copy."""
+        ...
+
     def count(self) -> int:
-        """Number of stored instances."""
+        """Number of stored instances (kept as it changes: constant time)."""
         ...
 
-    def records_missing_display(self, after: str = "", limit: int = 100) -> list[InstanceRecord]:
-        """Records with pixel data but no ``display`` (stored before ingest extracted it), UIDs after ``after``.
 
-        The caller (the Ingest use case) reads their blobs: storage never parses DICOM.
-        """
-        ...
+class Writer(Protocol):
+    """What Ingest and DELETE change: instances in, instances out, records completed."""
 
-    def set_display(self, record: InstanceRecord) -> None:
-        """Replace a stored record by the same one with its ``display`` (and bulk elements) filled in."""
+    def add(self, stored: StoredInstance) -> InstanceRecord | None:
+        """Insert the instance; return the record already stored under its SOP Instance UID, if any."""
         ...
 
     def replace(self, stored: StoredInstance) -> InstanceRecord | None:
@@ -90,15 +93,16 @@ class Index(Protocol):
         """
         ...
 
-    def removed(self, study_uid: str, series_uid: str | None = None, instance_uid: str | None = None) -> bool:
-        """Whether that resource was deleted and nothing is stored under it now."""
+    def records_missing_display(self, after: str = "", limit: int = 100) -> list[InstanceRecord]:
+        """Records with pixel data but no ``display`` (stored before ingest extracted it), UIDs after ``after``.
+
+        The caller (the Ingest use case) reads their blobs: storage never parses DICOM.
+        """
         ...
 
-    def records(self, after: str = "", limit: int = 1000) -> list[InstanceRecord]:
-        """Records in SOP Instance UID order, UIDs after ``after``: a constant-memory walk for check and copy."""
+    def set_display(self, record: InstanceRecord) -> None:
+        """Replace a stored record by the same one with its ``display`` (and bulk elements) filled in."""
         ...
-
-    def close(self) -> None: ...
 
 
 # -- Search (QIDO-RS) -----------------------------------------------------------------------------
@@ -165,7 +169,28 @@ class SearchPage:
     total: int  # matches before offset and limit
 
 
-class SearchIndex(Protocol):
-    """An index that answers searches (PS3.18 §10.6) from its own records, never from the files."""
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """How many studies, series and instances an index holds."""
 
-    def search(self, query: SearchQuery) -> SearchPage: ...
+    studies: int = 0
+    series: int = 0
+    instances: int = 0
+
+
+class SearchIndex(Protocol):
+    """What Search and the operator's pages read: matches (PS3.18 §10.6) from the index alone, and its size."""
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        """One page of matches in a stable order; any ``offset`` costs about what the first page does."""
+        ...
+
+    def counts(self) -> Counts:
+        """The archive's size, kept as it changes: constant time whatever the size."""
+        ...
+
+
+class Index(Catalogue, Writer, SearchIndex, Protocol):
+    """Every role of one index (what ``--index URL`` opens)."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,420 @@
+"""Search for the SQL indexes: ``Condition``s to SQL, and pages that cost the same at any offset.
+
+``compile_query`` turns a ``SearchQuery`` into a ``Plan``: the WHERE clause of the match keys over the
+level's join (study ``st``, series ``se``, instance ``i``), in the one order that makes searches idempotent
+(PS3.18 §8.3.4.4): newest study first (StudyDate, StudyTime descending, missing ones last), then series
+number, instance number (missing ones first), UIDs breaking ties. Hot attributes are indexed columns; any
+other attribute kept at a level is matched in that level's JSON through the dialect.
+
+``Pager`` answers ``offset`` / ``limit`` exactly as the standard defines them, without letting the cost grow
+with the offset. Every page is read *after a key* (the order's columns of one row) through indexes that
+hold the order, so no request sorts or counts the whole result; an offset is reached from the nearest
+remembered key at or before it (keyset continuation behind the offset). Keys are remembered every
+``stride`` rows and at the end of each page served, per query and per state of the index: the index's
+change counter is read in the same snapshot as the rows, so a key is only used while the rows before it are
+the ones it was found behind. Only the first request that goes deeper than any before it walks (one
+query per ``stride`` rows, inside the database); ``total`` comes from the index's counters, from the page
+itself when it reaches the end, or from one count per query and state.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .base import Condition, ItemCondition, SearchQuery
+from .records import NUMERIC_COLUMNS, SERIES_COLUMNS, STUDY_COLUMNS, fold, integer, text
+
+Rows = list[tuple[Any, ...]]
+Run = Callable[[str, Sequence[Any]], Rows]  # execute SQL ('?' placeholders) in the search's snapshot
+
+
+class Dialect(Protocol):
+    """What differs between the SQL databases an index runs on, and nothing else."""
+
+    name: str
+    shards: int  # rows per counter: writers that run at once update different ones
+    lock: str  # appended to a SELECT of rows the transaction will change (" FOR UPDATE" or "")
+    key_columns: bool  # whether level rows carry a ``keys`` column of match keys (``records.match_keys``)
+
+    def members(self, expr: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """``expr`` equals one of ``values`` (list membership)."""
+        ...
+
+    def wildcard(self, expr: str, patterns: Sequence[str]) -> tuple[str, list[Any]]:
+        """``expr`` matches one of the DICOM patterns (``*``, ``?``; every other character literal)."""
+        ...
+
+    def order(self, column: str, descending: bool) -> str:
+        """An ORDER BY term in which NULL sorts before every value (last when descending)."""
+        ...
+
+    def document(self, alias: str) -> str:
+        """The JSON of the attributes of the level row ``alias`` that ``any_value`` and ``items`` read."""
+        ...
+
+    def any_value(self, document: str, condition: Condition) -> tuple[str, list[Any]]:
+        """Any value of the condition's attribute in ``document`` matches it (PS3.4 C.2.2.3)."""
+        ...
+
+    def first_value(self, document: str, tag: str) -> str:
+        """The first value of a single-valued attribute of ``document``, as text."""
+        ...
+
+    def items(self, document: str, tag: str) -> str:
+        """A FROM item over the items of sequence ``tag`` as rows ``item``, whose ``item.value`` is a document."""
+        ...
+
+
+# -- from Conditions to SQL ---------------------------------------------------------------------------
+
+ALIAS: dict[str, str] = {"study": "st", "series": "se", "instance": "i"}
+FROM: dict[str, str] = {
+    "study": "study st",
+    "series": "series se JOIN study st ON st.study_uid = se.study_uid",
+    "instance": "instance i JOIN series se ON se.series_uid = i.series_uid JOIN study st ON st.study_uid = se.study_uid",
+}
+_STUDY_SELECT = "st.study_uid, st.attributes, st.number_of_series, st.number_of_instances"
+_SERIES_SELECT = _STUDY_SELECT + ", se.series_uid, se.attributes, se.number_of_instances"
+SELECT: dict[str, str] = {
+    "study": _STUDY_SELECT,
+    "series": _SERIES_SELECT,
+    "instance": _SERIES_SELECT + ", i.instance_uid, i.attributes, i.transfer_syntax_uid",
+}
+_STUDY_ORDER = [("st.study_date", True), ("st.study_time", True), ("st.study_uid", False)]
+_SERIES_ORDER = [*_STUDY_ORDER, ("se.series_number", False), ("se.series_uid", False)]
+# The order of each level: (column, descending); NULL sorts first ascending, last descending.
+ORDER: dict[str, list[tuple[str, bool]]] = {
+    "study": _STUDY_ORDER,
+    "series": _SERIES_ORDER,
+    "instance": [*_SERIES_ORDER, ("i.instance_number", False), ("i.instance_uid", False)],
+}
+# Attributes kept in columns: tag -> (level, column). Person names point at their folded copy.
+COLUMN_FIELDS: dict[str, tuple[str, str]] = {
+    "0020000D": ("study", "study_uid"),
+    **{tag: ("study", column) for tag, column in STUDY_COLUMNS.items()},
+    "00100010": ("study", "patient_name_folded"),
+    "00080090": ("study", "referring_physician_name_folded"),
+    "0020000E": ("series", "series_uid"),
+    **{tag: ("series", column) for tag, column in SERIES_COLUMNS.items()},
+    "00080016": ("instance", "sop_class_uid"),
+    "00080018": ("instance", "instance_uid"),
+    "00200013": ("instance", "instance_number"),
+    "00083002": ("instance", "transfer_syntax_uid"),
+}
+# Study attributes derived from lower levels: matched through the lower level's index, computed for a page.
+DERIVED_SOURCE: dict[str, tuple[str, str]] = {
+    "00080061": ("series", "modality"),  # ModalitiesInStudy
+    "00080062": ("instance", "sop_class_uid"),  # SOPClassesInStudy
+}
+DERIVED_VR = {"00080061": "CS", "00080062": "UI"}
+
+
+def derived_values(dialect: Dialect, run: Run, tag: str, study_uids: Sequence[str]) -> dict[str, set[str]]:
+    """The values of a derived study attribute for each of the studies."""
+    table, column = DERIVED_SOURCE[tag]
+    found: dict[str, set[str]] = {}
+    for start in range(0, len(study_uids), 500):
+        members, args = dialect.members("study_uid", study_uids[start : start + 500])
+        for study_uid, value in run(f"SELECT DISTINCT study_uid, {column} FROM {table} WHERE {members}"
+                                    f" AND {column} IS NOT NULL", args):
+            found.setdefault(study_uid, set()).add(value)
+    return found
+
+
+def predicate(dialect: Dialect, expr: str, condition: Condition, kind: str = "text") -> tuple[str, list[Any]]:
+    """``expr`` satisfies the condition; ``kind`` is ``text``, ``number`` (an integer column) or ``json``."""
+    values = [text(v) if isinstance(v, str) else v for v in condition.values]
+    if condition.person_name:
+        values = [fold(v) for v in values]
+    if condition.kind == "equal":
+        if kind == "number":
+            values = [n for n in map(integer, values) if n is not None] or [None]
+        elif kind == "text":
+            values = [str(v) for v in values]
+        if len(values) == 1:
+            return f"{expr} = ?", values
+        return dialect.members(expr, values)
+    if condition.kind == "pattern":
+        return dialect.wildcard(expr, [str(v) for v in values])
+    if condition.kind == "range":
+        low, high = values
+        parts, args = [], []
+        if low:
+            parts.append(f"{expr} >= ?")
+            args.append(low)
+        if high:
+            parts.append(f"{expr} <= ?")
+            args.append(high)
+        return (" AND ".join(parts) or f"{expr} IS NOT NULL"), args
+    if condition.kind == "fuzzy":  # a prefix of the whole name, of a component or of a word
+        return dialect.wildcard(expr, [p for v in values for p in (f"{v}*", f"*^{v}*", f"* {v}*")])
+    raise ValueError(f"unknown condition kind {condition.kind!r}")
+
+
+def _level_alias(condition: Condition | ItemCondition) -> str:
+    if condition.level not in ALIAS:
+        raise ValueError(f"condition on {condition.tag} names no level")
+    return ALIAS[condition.level]
+
+
+def check_tag(tag: str) -> str:
+    """A tag as it may appear inside SQL text: eight upper-case hexadecimal digits."""
+    if len(tag) != 8 or any(c not in "0123456789ABCDEF" for c in tag):
+        raise ValueError(f"not a tag: {tag!r}")
+    return tag
+
+
+def condition_sql(dialect: Dialect, condition: Condition | ItemCondition, level: str) -> tuple[str, list[Any]]:
+    """One SQL predicate for a condition on an entity of ``level``."""
+    if isinstance(condition, ItemCondition):
+        parts, args = [], []
+        for inner in condition.conditions:
+            sql, values = dialect.any_value("item.value", inner)
+            parts.append(sql)
+            args.extend(values)
+        items = dialect.items(dialect.document(_level_alias(condition)), check_tag(condition.tag))
+        return f"EXISTS (SELECT 1 FROM {items} WHERE {' AND '.join(parts)})", args
+    tag = condition.tag
+    if tag in DERIVED_SOURCE:
+        table, column = DERIVED_SOURCE[tag]
+        sql, args = predicate(dialect, f"x.{column}", condition)
+        # Not correlated: the set of matching studies is built once, from the index on the column.
+        return f"st.study_uid IN (SELECT x.study_uid FROM {table} x WHERE {sql})", args
+    if tag == "0020000D" and level == "series":  # the same value, on the indexed column of this level
+        return predicate(dialect, "se.study_uid", condition)
+    if tag == "0020000E" and level == "instance":
+        return predicate(dialect, "i.series_uid", condition)
+    if condition.time_tag is not None:  # combined date-time matching (PS3.18 §8.3.4.1.1)
+        combined = f"({_scalar(dialect, tag, condition)} || coalesce({_scalar(dialect, condition.time_tag, condition)}, ''))"
+        return predicate(dialect, combined, condition)
+    if tag in COLUMN_FIELDS:
+        field_level, column = COLUMN_FIELDS[tag]
+        return predicate(dialect, f"{ALIAS[field_level]}.{column}", condition,
+                         "number" if column in NUMERIC_COLUMNS else "text")
+    return dialect.any_value(dialect.document(_level_alias(condition)), condition)
+
+
+def _scalar(dialect: Dialect, tag: str, condition: Condition) -> str:
+    """The first value of a single-valued attribute (the date or time of a combined range)."""
+    if tag in COLUMN_FIELDS:
+        field_level, column = COLUMN_FIELDS[tag]
+        return f"{ALIAS[field_level]}.{column}"
+    return dialect.first_value(dialect.document(_level_alias(condition)), check_tag(tag))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A search without its paging: the level and the WHERE clause of its match keys."""
+
+    level: str
+    where: tuple[str, ...]
+    args: tuple[Any, ...]
+
+    @property
+    def signature(self) -> tuple[Any, ...]:
+        return (self.level, self.where, tuple(tuple(a) if isinstance(a, list) else a for a in self.args))
+
+
+def compile_query(dialect: Dialect, query: SearchQuery) -> Plan:
+    where, args = [], []
+    for condition in query.conditions:
+        sql, values = condition_sql(dialect, condition, query.level)
+        where.append(sql)
+        args.extend(values)
+    return Plan(query.level, tuple(where), tuple(args))
+
+
+# -- pages at any offset ------------------------------------------------------------------------------
+
+Key = tuple[Any, ...]  # the values of ORDER[level] of one row
+_ALL = 1 << 62  # LIMIT of "no limit", which both databases take
+
+
+def after(columns: Sequence[tuple[str, bool]], key: Key | None) -> list[tuple[list[str], list[Any]]]:
+    """The rows after ``key`` as conjunctive parts, in the order's order (their union, in turn, is the rest).
+
+    Rows sharing the longest prefix with the key come first; NULL sorts lowest, so it is first ascending
+    and last descending. Each part is a range of an index that holds the order.
+    """
+    if key is None:
+        return [([], [])]
+    parts: list[tuple[list[str], list[Any]]] = []
+    for depth in reversed(range(len(columns))):
+        prefix, args = [], []
+        for (column, _), value in zip(columns[:depth], key[:depth], strict=True):
+            if value is None:
+                prefix.append(f"{column} IS NULL")
+            else:
+                prefix.append(f"{column} = ?")
+                args.append(value)
+        column, descending = columns[depth]
+        value = key[depth]
+        if not descending:
+            beyond = [(f"{column} IS NOT NULL", [])] if value is None else [(f"{column} > ?", [value])]
+        else:
+            beyond = [] if value is None else [(f"{column} < ?", [value]), (f"{column} IS NULL", [])]
+        parts.extend(([*prefix, sql], [*args, *values]) for sql, values in beyond)
+    return parts
+
+
+@dataclass
+class _Marks:
+    """What one query at one state of the index is known to hold: keys behind offsets, its total."""
+
+    generation: int
+    strided: list[Key] = field(default_factory=list)  # strided[j]: the key of row (j + 1) * stride - 1
+    recent: OrderedDict[int, Key] = field(default_factory=OrderedDict)  # offset -> key of the row before it
+    total: int | None = None
+
+    def size(self) -> int:
+        return len(self.strided) + len(self.recent) + 1
+
+
+@dataclass
+class Page:
+    rows: Rows  # SELECT[level] then the key columns
+    total: int
+
+
+class Pager:
+    """Pages of a plan at any offset, through keys remembered behind offsets (see the module docstring)."""
+
+    RECENT = 32  # page ends kept per query: clients paging forward, several at once
+
+    def __init__(self, dialect: Dialect, stride: int = 1000, budget: int = 40_000) -> None:
+        self.dialect = dialect
+        self.stride = stride
+        self.budget = budget  # keys kept in all, over every query (a key is a few hundred bytes)
+        self._marks: OrderedDict[tuple[Any, ...], _Marks] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def page(self, run: Run, plan: Plan, offset: int, limit: int | None, generation: int,
+             counted: int | None) -> Page:
+        """Rows ``offset`` to ``offset + limit`` of the plan; ``counted``: its total when the counters know it."""
+        columns = ORDER[plan.level]
+        start, key = self._nearest(plan, generation, offset)
+        while offset - start >= self.stride:  # walk forward, a stride at a time, remembering keys
+            found, consumed = self._nth_after(run, plan, key, self.stride)
+            if found is None:  # the result ends before the offset
+                return Page([], self._total(plan, generation, start + consumed))
+            start, key = start + self.stride, found
+            self._remember(plan, generation, start, key, strided=True)
+        want = None if limit is None else limit + 1  # one more row says whether the result goes on
+        rows, skipped = self._take(run, plan, key, offset - start, want)
+        if limit is not None and len(rows) > limit:
+            rows = rows[:limit]
+            total = counted if counted is not None else self._count(run, plan, generation)
+        elif rows or skipped == offset - start:
+            total = self._total(plan, generation, offset + len(rows))
+        else:
+            total = self._total(plan, generation, start + skipped)
+        if rows:
+            self._remember(plan, generation, offset + len(rows), tuple(rows[-1][-len(columns):]), strided=False)
+        return Page(rows, total)
+
+    # -- reading after a key --------------------------------------------------------------------
+
+    def _sql(self, plan: Plan, part: list[str], select: str, suffix: str = "") -> str:
+        where = " AND ".join([*plan.where, *part])
+        order = ", ".join(self.dialect.order(c, d) for c, d in ORDER[plan.level])
+        return f"SELECT {select} FROM {FROM[plan.level]}{' WHERE ' + where if where else ''} ORDER BY {order}{suffix}"
+
+    def _count_part(self, run: Run, plan: Plan, part: list[str], args: list[Any], cap: int) -> int:
+        """How many rows the part holds, counting no further than ``cap``."""
+        where = " AND ".join([*plan.where, *part])
+        inner = f"SELECT 1 FROM {FROM[plan.level]}{' WHERE ' + where if where else ''} LIMIT ?"
+        return int(run(f"SELECT count(*) FROM ({inner}) AS capped", [*plan.args, *args, cap])[0][0])
+
+    def _take(self, run: Run, plan: Plan, key: Key | None, skip: int, want: int | None) -> tuple[Rows, int]:
+        """Up to ``want`` rows after ``key`` once ``skip`` are passed; also how many were passed."""
+        rows: Rows = []
+        skipped = 0
+        keys = ", ".join(c for c, _ in ORDER[plan.level])
+        for part, args in after(ORDER[plan.level], key):
+            if skip > skipped:
+                held = self._count_part(run, plan, part, args, skip - skipped)
+                if held < skip - skipped:
+                    skipped += held
+                    continue
+            need = None if want is None else want - len(rows)
+            sql = self._sql(plan, part, f"{SELECT[plan.level]}, {keys}", " LIMIT ? OFFSET ?")
+            rows += run(sql, [*plan.args, *args, _ALL if need is None else need, skip - skipped])
+            skipped = skip
+            if want is not None and len(rows) >= want:
+                break
+        return rows, skipped
+
+    def _nth_after(self, run: Run, plan: Plan, key: Key | None, n: int) -> tuple[Key | None, int]:
+        """The key of the ``n``-th row after ``key`` (None past the end) and how many rows were passed."""
+        keys = ", ".join(c for c, _ in ORDER[plan.level])
+        passed = 0
+        for part, args in after(ORDER[plan.level], key):
+            held = self._count_part(run, plan, part, args, n - passed)
+            if held < n - passed:
+                passed += held
+                continue
+            found = run(self._sql(plan, part, keys, " LIMIT 1 OFFSET ?"), [*plan.args, *args, n - passed - 1])
+            return tuple(found[0]), n
+        return None, passed
+
+    def _count(self, run: Run, plan: Plan, generation: int) -> int:
+        with self._lock:
+            marks = self._marks.get(plan.signature)
+            if marks is not None and marks.generation == generation and marks.total is not None:
+                return marks.total
+        where = " WHERE " + " AND ".join(plan.where) if plan.where else ""
+        total = int(run(f"SELECT count(*) FROM {FROM[plan.level]}{where}", plan.args)[0][0])
+        return self._total(plan, generation, total)
+
+    # -- the keys remembered ---------------------------------------------------------------------
+
+    def _entry(self, plan: Plan, generation: int) -> _Marks:
+        marks = self._marks.get(plan.signature)
+        if marks is None or marks.generation != generation:
+            marks = self._marks[plan.signature] = _Marks(generation)
+        self._marks.move_to_end(plan.signature)
+        return marks
+
+    def _nearest(self, plan: Plan, generation: int, offset: int) -> tuple[int, Key | None]:
+        """The remembered (offset, key) nearest at or before ``offset``; (0, None) is the start."""
+        with self._lock:
+            marks = self._marks.get(plan.signature)
+            if marks is None or marks.generation != generation:
+                return 0, None
+            j = min(offset // self.stride, len(marks.strided))
+            start, key = (j * self.stride, marks.strided[j - 1]) if j else (0, None)
+            recent = [o for o in marks.recent if start < o <= offset]
+            if recent:
+                start = max(recent)
+                key = marks.recent[start]
+                marks.recent.move_to_end(start)
+            return start, key
+
+    def _remember(self, plan: Plan, generation: int, offset: int, key: Key, strided: bool) -> None:
+        with self._lock:
+            marks = self._entry(plan, generation)
+            if offset == (len(marks.strided) + 1) * self.stride:
+                marks.strided.append(key)
+            elif not strided:
+                marks.recent[offset] = key
+                marks.recent.move_to_end(offset)
+                while len(marks.recent) > self.RECENT:
+                    marks.recent.popitem(last=False)
+            self._trim()
+
+    def _total(self, plan: Plan, generation: int, total: int) -> int:
+        with self._lock:
+            self._entry(plan, generation).total = total
+            self._trim()
+        return total
+
+    def _trim(self) -> None:
+        """Forget the least recently used queries while more keys than the budget are kept."""
+        kept = sum(m.size() for m in self._marks.values())
+        while kept > self.budget and len(self._marks) > 1:
+            _, marks = self._marks.popitem(last=False)
+            kept -= marks.size()
