@@ -53,9 +53,14 @@ def _run_as() -> list[str]:
 class PostgresServer:
     """One throwaway PostgreSQL cluster; ``url()`` names a database in it (created on demand)."""
 
-    def __init__(self) -> None:
+    # Fast and unsafe (tests throw the cluster away); a benchmark passes the durable settings it measures.
+    SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "300",
+                "shared_buffers": "64MB"}
+
+    def __init__(self, settings: dict[str, str] | None = None, parent: Path | None = None) -> None:
+        self.settings = self.SETTINGS | (settings or {})
         self.bin = pg_bin()
-        self.dir = Path(tempfile.mkdtemp(prefix="dicomweb-pg-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="dicomweb-pg-", dir=parent))
         self.port = free_port()
         self.user = "dicomweb"
         self.prefix = _run_as()
@@ -73,8 +78,7 @@ class PostgresServer:
         self.process = subprocess.Popen(
             [*self.prefix, str(self.bin / "postgres"), "-D", str(data), "-p", str(self.port),
              "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}",
-             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-             "-c", "max_connections=300", "-c", "shared_buffers=64MB"],
+             *(arg for name, value in self.settings.items() for arg in ("-c", f"{name}={value}"))],
             stdout=subprocess.DEVNULL, stderr=open(self.dir / "server.log", "wb"),  # noqa: SIM115
         )
         deadline = time.monotonic() + 30

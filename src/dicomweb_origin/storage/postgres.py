@@ -205,6 +205,12 @@ class PostgresDialect:
     def order(self, column: str, descending: bool) -> str:
         return f"{column} DESC NULLS LAST" if descending else f"{column} NULLS FIRST"
 
+    def distinct(self, alias: str) -> str | None:
+        return None  # the planner's incremental sort finishes each study's rows
+
+    def unindexed(self, expr: str) -> str:
+        return expr  # the planner weighs LIMIT itself, from its statistics
+
     def document(self, alias: str) -> str:
         return f"{alias}.keys"
 

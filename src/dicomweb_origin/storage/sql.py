@@ -48,6 +48,22 @@ _STUDY_FIELDS = [*STUDY_COLUMNS.values(), "patient_name_folded", "referring_phys
 _CHUNK = 500  # values in one list membership
 
 
+class _Added:
+    """The instances, series and studies a transaction added, per series and study: one UPDATE each at the end."""
+
+    def __init__(self) -> None:
+        self.per_series: dict[str, int] = {}
+        self.per_study: dict[str, list[int]] = {}  # study UID -> [instances, series]
+        self.studies = 0
+
+    def instance(self, study_uid: str, series_uid: str, new_series: bool, new_study: bool) -> None:
+        self.per_series[series_uid] = self.per_series.get(series_uid, 0) + 1
+        counts = self.per_study.setdefault(study_uid, [0, 0])
+        counts[0] += 1
+        counts[1] += new_series
+        self.studies += new_study
+
+
 class Session:
     """A connection (in whatever transaction the backend opened) that speaks ``?`` placeholders."""
 
@@ -55,6 +71,7 @@ class Session:
         self.conn = conn
         self.translate = translate
         self.parsed: list[tuple[str, int, InstanceRecord]] = []  # records written: memoised once committed
+        self.added = _Added()  # counts to move before the transaction commits
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
         return self.conn.execute(self.translate(sql), args)
@@ -145,6 +162,7 @@ class SqlIndex:
             try:
                 with self._transaction() as session:
                     result = work(session)
+                    self._flush(session)
                 for uid, revision, record in session.parsed:
                     self._cache.put(uid, revision, record)
                 return result
@@ -302,14 +320,21 @@ class SqlIndex:
         if _pending(record):  # waits for set_display
             s.execute("INSERT INTO display_pending (instance_uid) VALUES (?) ON CONFLICT DO NOTHING",
                       (record.instance_uid,))
-        # Counts for Search (NumberOfStudyRelatedSeries/Instances, NumberOfSeriesRelatedInstances).
-        s.execute("UPDATE series SET number_of_instances = number_of_instances + 1 WHERE series_uid = ?",
-                  (record.series_uid,))
-        s.execute("UPDATE study SET number_of_instances = number_of_instances + 1,"
-                  " number_of_series = number_of_series + ? WHERE study_uid = ?", (int(new_series), record.study_uid))
-        self._count(s, int(new_study), int(new_series), 1)
+        s.added.instance(record.study_uid, record.series_uid, new_series, new_study)
         s.parsed.append((record.instance_uid, revision, record))
         return None
+
+    def _flush(self, s: Session) -> None:
+        """Move the counts of what the transaction added (NumberOfSeriesRelatedInstances and the others)."""
+        added, s.added = s.added, _Added()
+        for series_uid, n in sorted(added.per_series.items()):  # series before study, as _delete_rows
+            s.execute("UPDATE series SET number_of_instances = number_of_instances + ? WHERE series_uid = ?",
+                      (n, series_uid))
+        for study_uid, (instances, series) in sorted(added.per_study.items()):
+            s.execute("UPDATE study SET number_of_instances = number_of_instances + ?,"
+                      " number_of_series = number_of_series + ? WHERE study_uid = ?", (instances, series, study_uid))
+        if added.per_series:
+            self._count(s, added.studies, sum(n for _, n in added.per_study.values()), sum(added.per_series.values()))
 
     def _revision(self, s: Session) -> int:
         row = s.one(self.revision_sql)
@@ -349,6 +374,7 @@ class SqlIndex:
 
     def _delete_rows(self, s: Session, instance_uids: Sequence[str]) -> None:
         """Delete instance rows, keep the counts, drop series and studies left empty (caller's transaction)."""
+        self._flush(s)  # the counts of rows added earlier in the transaction first: they decide what is empty
         per_series: dict[tuple[str, str], int] = {}
         for start in range(0, len(instance_uids), _CHUNK):
             chunk = instance_uids[start : start + _CHUNK]
@@ -404,8 +430,8 @@ class SqlIndex:
         plan = compile_query(self.dialect, query)
         with self._snapshot() as s:
             counters = self._counters(s)
-            counted = None if plan.where else counters[_LEVEL_COUNTER[query.level]]
-            page = self._pager.page(s.all, plan, query.offset, query.limit, counters["changes"], counted)
+            page = self._pager.page(s.all, plan, query.offset, query.limit, counters["changes"],
+                                    counters[_LEVEL_COUNTER[query.level]])
             studies, matches = search_matches(page.rows, query.level)
             for tag in DERIVED_SOURCE:
                 if tag in query.computed and studies:

@@ -52,6 +52,14 @@ class Dialect(Protocol):
         """An ORDER BY term in which NULL sorts before every value (last when descending)."""
         ...
 
+    def distinct(self, alias: str) -> str | None:
+        """An ORDER BY term after a level's UID that tells the planner its index order is a total order."""
+        ...
+
+    def unindexed(self, expr: str) -> str:
+        """``expr`` in a form the planner will not look up through an index (so it walks the order's index)."""
+        ...
+
     def document(self, alias: str) -> str:
         """The JSON of the attributes of the level row ``alias`` that ``any_value`` and ``items`` read."""
         ...
@@ -92,6 +100,7 @@ ORDER: dict[str, list[tuple[str, bool]]] = {
     "series": _SERIES_ORDER,
     "instance": [*_SERIES_ORDER, ("i.instance_number", False), ("i.instance_uid", False)],
 }
+_ORDER_COLUMNS = frozenset({"st.study_date", "st.study_time"})  # a range on them is a range of the order's index
 # Attributes kept in columns: tag -> (level, column). Person names point at their folded copy.
 COLUMN_FIELDS: dict[str, tuple[str, str]] = {
     "0020000D": ("study", "study_uid"),
@@ -168,8 +177,16 @@ def check_tag(tag: str) -> str:
     return tag
 
 
-def condition_sql(dialect: Dialect, condition: Condition | ItemCondition, level: str) -> tuple[str, list[Any]]:
-    """One SQL predicate for a condition on an entity of ``level``."""
+def condition_sql(dialect: Dialect, condition: Condition | ItemCondition, level: str,
+                  ordered: bool = False) -> tuple[str, list[Any]]:
+    """One SQL predicate for a condition on an entity of ``level``.
+
+    ``ordered``: a form that leaves the planner no index of its own to start from but the order's (for a
+    condition that many rows satisfy, walking the order and testing each row beats sorting every match).
+    """
+    def column(expr: str) -> str:
+        return dialect.unindexed(expr) if ordered and expr not in _ORDER_COLUMNS else expr
+
     if isinstance(condition, ItemCondition):
         parts, args = [], []
         for inner in condition.conditions:
@@ -180,21 +197,21 @@ def condition_sql(dialect: Dialect, condition: Condition | ItemCondition, level:
         return f"EXISTS (SELECT 1 FROM {items} WHERE {' AND '.join(parts)})", args
     tag = condition.tag
     if tag in DERIVED_SOURCE:
-        table, column = DERIVED_SOURCE[tag]
-        sql, args = predicate(dialect, f"x.{column}", condition)
+        table, source = DERIVED_SOURCE[tag]
+        sql, args = predicate(dialect, f"x.{source}", condition)
         # Not correlated: the set of matching studies is built once, from the index on the column.
-        return f"st.study_uid IN (SELECT x.study_uid FROM {table} x WHERE {sql})", args
+        return f"{column('st.study_uid')} IN (SELECT x.study_uid FROM {table} x WHERE {sql})", args
     if tag == "0020000D" and level == "series":  # the same value, on the indexed column of this level
-        return predicate(dialect, "se.study_uid", condition)
+        return predicate(dialect, column("se.study_uid"), condition)
     if tag == "0020000E" and level == "instance":
-        return predicate(dialect, "i.series_uid", condition)
+        return predicate(dialect, column("i.series_uid"), condition)
     if condition.time_tag is not None:  # combined date-time matching (PS3.18 §8.3.4.1.1)
         combined = f"({_scalar(dialect, tag, condition)} || coalesce({_scalar(dialect, condition.time_tag, condition)}, ''))"
         return predicate(dialect, combined, condition)
     if tag in COLUMN_FIELDS:
-        field_level, column = COLUMN_FIELDS[tag]
-        return predicate(dialect, f"{ALIAS[field_level]}.{column}", condition,
-                         "number" if column in NUMERIC_COLUMNS else "text")
+        field_level, name = COLUMN_FIELDS[tag]
+        return predicate(dialect, column(f"{ALIAS[field_level]}.{name}"), condition,
+                         "number" if name in NUMERIC_COLUMNS else "text")
     return dialect.any_value(dialect.document(_level_alias(condition)), condition)
 
 
@@ -208,11 +225,12 @@ def _scalar(dialect: Dialect, tag: str, condition: Condition) -> str:
 
 @dataclass(frozen=True)
 class Plan:
-    """A search without its paging: the level and the WHERE clause of its match keys."""
+    """A search without its paging: the level and the WHERE clause of its match keys (in two forms, one args)."""
 
     level: str
     where: tuple[str, ...]
     args: tuple[Any, ...]
+    ordered: tuple[str, ...] = ()  # the same conditions in condition_sql's ``ordered`` form
 
     @property
     def signature(self) -> tuple[Any, ...]:
@@ -220,12 +238,13 @@ class Plan:
 
 
 def compile_query(dialect: Dialect, query: SearchQuery) -> Plan:
-    where, args = [], []
+    where, ordered, args = [], [], []
     for condition in query.conditions:
         sql, values = condition_sql(dialect, condition, query.level)
         where.append(sql)
+        ordered.append(condition_sql(dialect, condition, query.level, ordered=True)[0])
         args.extend(values)
-    return Plan(query.level, tuple(where), tuple(args))
+    return Plan(query.level, tuple(where), tuple(args), tuple(ordered))
 
 
 # -- pages at any offset ------------------------------------------------------------------------------
@@ -292,10 +311,17 @@ class Pager:
         self._marks: OrderedDict[tuple[Any, ...], _Marks] = OrderedDict()
         self._lock = threading.Lock()
 
-    def page(self, run: Run, plan: Plan, offset: int, limit: int | None, generation: int,
-             counted: int | None) -> Page:
-        """Rows ``offset`` to ``offset + limit`` of the plan; ``counted``: its total when the counters know it."""
+    def page(self, run: Run, plan: Plan, offset: int, limit: int | None, generation: int, size: int) -> Page:
+        """Rows ``offset`` to ``offset + limit`` of the plan; ``size``: how many entities the level holds."""
         columns = ORDER[plan.level]
+        counted = None if plan.where else size
+        if plan.where:
+            # Walking the order and testing rows costs about window * size / matches; starting from the
+            # conditions' own indexes costs a sort of every match. The count (kept per state) tells which.
+            counted = self._count(run, plan, generation)
+            window = self.stride + (limit or 0)
+            if counted * counted > window * size:
+                plan = Plan(plan.level, plan.ordered, plan.args, plan.ordered)
         start, key = self._nearest(plan, generation, offset)
         while offset - start >= self.stride:  # walk forward, a stride at a time, remembering keys
             found, consumed = self._nth_after(run, plan, key, self.stride)
@@ -320,8 +346,13 @@ class Pager:
 
     def _sql(self, plan: Plan, part: list[str], select: str, suffix: str = "") -> str:
         where = " AND ".join([*plan.where, *part])
-        order = ", ".join(self.dialect.order(c, d) for c, d in ORDER[plan.level])
-        return f"SELECT {select} FROM {FROM[plan.level]}{' WHERE ' + where if where else ''} ORDER BY {order}{suffix}"
+        terms = []
+        for column, descending in ORDER[plan.level]:
+            terms.append(self.dialect.order(column, descending))
+            if column.endswith("_uid") and (distinct := self.dialect.distinct(column.split(".")[0])):
+                terms.append(distinct)
+        return (f"SELECT {select} FROM {FROM[plan.level]}{' WHERE ' + where if where else ''}"
+                f" ORDER BY {', '.join(terms)}{suffix}")
 
     def _count_part(self, run: Run, plan: Plan, part: list[str], args: list[Any], cap: int) -> int:
         """How many rows the part holds, counting no further than ``cap``."""
