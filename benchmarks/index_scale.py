@@ -128,6 +128,19 @@ class Generator:
         self.made = Generated()
         self.next_study = 0
 
+    def save(self, path: Path) -> None:
+        """What was made, so that a later run goes on filling (and measuring) the kept index."""
+        state = {"rng": self.rng.getstate(), "patients": self.patients, "next_study": self.next_study,
+                 "made": self.made.__dict__}
+        path.write_bytes(orjson.dumps(state))
+
+    def load(self, path: Path) -> None:
+        state = orjson.loads(path.read_bytes())
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        self.patients, self.next_study = state["patients"], state["next_study"]
+        self.made = Generated(**state["made"])
+
     def patient(self) -> tuple[str, str, str, str]:
         if self.patients == 0 or self.rng.random() < 0.35:
             self.patients += 1
@@ -290,6 +303,10 @@ class Bench:
         self.index = self.app.state.archive.index
         self.empty = open_index(empty_url or f"sqlite://{folder.resolve()}/empty-{name}.sqlite")  # the ingest baseline
         self.generator = Generator()
+        self.state = folder / f"state-{name}.json"
+        if self.state.exists():
+            self.generator.load(self.state)
+            print(f"  (going on from the kept index: {self.generator.made.instances:,} instances)")
         self.requests = requests
         self.rng = random.Random(7)
         self.first_p50: dict[str, float] = {}
@@ -305,6 +322,7 @@ class Bench:
                 rate = (done - before) / (time.perf_counter() - start)
                 print(f"  ... {done:,} instances ({rate:,.0f}/s)", flush=True)
         seconds = time.perf_counter() - start
+        self.generator.save(self.state)
         made = self.generator.made
         print(f"  filled to {made.instances:,} instances ({made.studies:,} studies, {made.series:,} series) in"
               f" {seconds:,.0f} s: {(made.instances - before) / max(seconds, 1e-9):,.0f} instances/s (add_all)")
@@ -419,6 +437,7 @@ class Bench:
         rate, empty_rate = self.ingest_rate()
         print(f"  {'add (one synced transaction each)':<46} {rate:8.0f} instances/s,"
               f" {rate / empty_rate:.0%} of an empty index's {empty_rate:.0f}/s (alternating rounds)", flush=True)
+        self.generator.save(self.state)
         per_instance = self.disk()
         row = self.table.setdefault(size, {})
         row.update({r.label: r.p50 for r, _, _ in results})
@@ -502,8 +521,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,100000,1000000", help="instances, comma-separated, ascending")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--requests", type=int, default=30, help="requests per figure")
-    parser.add_argument("--data", type=Path, help="where the indexes go (default: a temporary folder)")
-    parser.add_argument("--keep", action="store_true", help="keep the indexes afterwards")
+    parser.add_argument("--data", type=Path, help="where the indexes go and stay (default: a temporary folder);"
+                        " a later run with the same folder goes on from them")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder afterwards")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     print(machine_line())
@@ -511,26 +531,29 @@ def main() -> None:
     with temp_dir(args.keep) as folder:
         folder = args.data or folder
         folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o755)  # PostgreSQL runs as its own user when we are root
         for backend in args.backends.split(","):
             server = url = empty_url = None
             if backend == "postgresql":
                 server = PostgresServer({"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on",
                                          "shared_buffers": "1GB", "max_wal_size": "8GB", "work_mem": "16MB"},
-                                        parent=folder).start()
+                                        directory=folder / "postgresql-cluster").start()
                 url, empty_url = server.url("dicomweb"), server.url("empty")
                 migrate_index(url)
                 migrate_index(empty_url)
             bench = Bench(backend, folder, url, empty_url, args.requests)
             try:
                 for size in sizes:
+                    if bench.generator.made.instances >= size and size != sizes[-1]:
+                        continue  # a kept index already past it
                     heading(f"{backend}: {size:,} instances")
                     bench.fill(size)
                     asyncio.run(bench.measure(size))
                 benches.append(bench)
             finally:
                 bench.close()
-                if server is not None and not args.keep:
-                    server.stop()
+                if server is not None:
+                    server.stop()  # a cluster under --data stays
         print_table(benches)
 
 

@@ -57,10 +57,14 @@ class PostgresServer:
     SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "300",
                 "shared_buffers": "64MB"}
 
-    def __init__(self, settings: dict[str, str] | None = None, parent: Path | None = None) -> None:
+    def __init__(self, settings: dict[str, str] | None = None, directory: Path | None = None) -> None:
+        """``directory``: a cluster kept there (created on the first start, reused after, never removed)."""
         self.settings = self.SETTINGS | (settings or {})
         self.bin = pg_bin()
-        self.dir = Path(tempfile.mkdtemp(prefix="dicomweb-pg-", dir=parent))
+        self.kept = directory is not None
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+        self.dir = directory or Path(tempfile.mkdtemp(prefix="dicomweb-pg-"))
         self.port = free_port()
         self.user = "dicomweb"
         self.prefix = _run_as()
@@ -72,9 +76,10 @@ class PostgresServer:
 
     def start(self) -> PostgresServer:
         data = self.dir / "data"
-        subprocess.run([*self.prefix, str(self.bin / "initdb"), "-D", str(data), "-U", self.user,
-                        "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
-                       check=True, capture_output=True)
+        if not data.exists():
+            subprocess.run([*self.prefix, str(self.bin / "initdb"), "-D", str(data), "-U", self.user,
+                            "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
+                           check=True, capture_output=True)
         self.process = subprocess.Popen(
             [*self.prefix, str(self.bin / "postgres"), "-D", str(data), "-p", str(self.port),
              "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}",
@@ -99,7 +104,8 @@ class PostgresServer:
 
     def url(self, database: str = "postgres") -> str:
         if database != "postgres" and database not in self._databases:
-            self.psql(f'CREATE DATABASE "{database}"')
+            if not self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}'").strip():  # a kept cluster's
+                self.psql(f'CREATE DATABASE "{database}"')
             self._databases.add(database)
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
 
@@ -126,4 +132,5 @@ class PostgresServer:
             except subprocess.TimeoutExpired:
                 os.kill(postmaster, signal.SIGQUIT)  # immediate shutdown, children included
                 self.process.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not self.kept:
+            shutil.rmtree(self.dir, ignore_errors=True)

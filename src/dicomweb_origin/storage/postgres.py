@@ -250,7 +250,7 @@ def _like(pattern: str) -> str:
 class PostgresIndex(SqlIndex):
     """Index backed by a PostgreSQL database shared by any number of server processes."""
 
-    revision_sql = "SELECT nextval('record_revision')"
+    revision_expr = "nextval('record_revision')"
     _retryable = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure,
                   psycopg.errors.ForeignKeyViolation)
 

@@ -205,20 +205,37 @@ def _lut(raw: dict[str, Any] | None) -> Lut | None:
     return Lut(raw["first_mapped"], raw["bits"], _unpack(raw["data"])) if raw else None
 
 
+_SHARED: dict[Any, Any] = {}  # values every record of a series repeats, one object each (bounded below)
+
+
+def _shared(value: Any) -> Any:
+    """The one kept object equal to ``value`` (hashable): a study's records share their pixel description."""
+    found = _SHARED.get(value)
+    if found is None:
+        if len(_SHARED) > 4096:
+            _SHARED.clear()
+        found = _SHARED[value] = value
+    return found
+
+
 def _floats(raw: list[float] | None) -> Any:
-    return tuple(float(v) for v in raw) if raw is not None else None
+    return None if raw is None else _shared(tuple(map(float, raw)))
 
 
 def _frame_display(raw: dict[str, Any]) -> FrameDisplay:
+    get = raw.get
+    windows = get("windows")
+    voi_luts = get("voi_luts")
     return FrameDisplay(
-        rescale_slope=raw.get("rescale_slope", 1.0),
-        rescale_intercept=raw.get("rescale_intercept", 0.0),
-        modality_lut=_lut(raw.get("modality_lut")),
-        windows=tuple(Window(**w) for w in raw.get("windows", ())),
-        voi_luts=tuple(lut for lut in map(_lut, raw.get("voi_luts", ())) if lut is not None),
-        position=_floats(raw.get("position")),
-        orientation=_floats(raw.get("orientation")),
-        pixel_spacing=_floats(raw.get("pixel_spacing")),
+        get("rescale_slope", 1.0),
+        get("rescale_intercept", 0.0),
+        _lut(get("modality_lut")),
+        _shared(tuple(Window(w["center"], w["width"], w.get("function", "LINEAR")) for w in windows))
+        if windows else (),
+        tuple(lut for lut in map(_lut, voi_luts) if lut is not None) if voi_luts else (),
+        None if (position := get("position")) is None else tuple(map(float, position)),  # type: ignore[arg-type]
+        _floats(get("orientation")),
+        _floats(get("pixel_spacing")),
     )
 
 
@@ -227,7 +244,7 @@ def _display(raw: dict[str, Any] | None) -> Display | None:
         return None
     palette = [_lut(p) for p in raw.get("palette") or ()]
     return Display(
-        frames=tuple(_frame_display(f) for f in raw.get("frames", ())) or (FrameDisplay(),),
+        frames=tuple(map(_frame_display, raw.get("frames", ()))) or (FrameDisplay(),),
         presentation_lut_shape=raw.get("presentation_lut_shape"),
         presentation_lut=_lut(raw.get("presentation_lut")),
         palette=(palette[0], palette[1], palette[2]) if len(palette) == 3 and all(palette) else None,  # type: ignore[arg-type]
@@ -239,24 +256,27 @@ def _display(raw: dict[str, Any] | None) -> Display | None:
 
 
 def record_from_json(data: bytes) -> InstanceRecord:
+    """The record of ``record_to_json``; what a series' records repeat is one object in memory (``_shared``)."""
     raw = orjson.loads(data)
-    pixel = raw.get("pixel")
+    get = raw.get
+    pixel = get("pixel")
+    bulk = get("bulk")
     return InstanceRecord(
-        study_uid=raw["study_uid"],
-        series_uid=raw["series_uid"],
+        study_uid=_shared(raw["study_uid"]),
+        series_uid=_shared(raw["series_uid"]),
         instance_uid=raw["instance_uid"],
-        sop_class_uid=raw["sop_class_uid"],
-        transfer_syntax_uid=raw["transfer_syntax_uid"],
-        source_transfer_syntax_uid=raw["source_transfer_syntax_uid"],
+        sop_class_uid=_shared(raw["sop_class_uid"]),
+        transfer_syntax_uid=_shared(raw["transfer_syntax_uid"]),
+        source_transfer_syntax_uid=_shared(raw["source_transfer_syntax_uid"]),
         blob_key=raw["blob_key"],
         size=raw["size"],
         digest=raw["digest"],
-        instance_number=raw.get("instance_number"),
-        number_of_frames=raw.get("number_of_frames", 0),
-        pixel=PixelDescription(**pixel) if pixel else None,
-        pixel_path=raw.get("pixel_path"),
-        frames=tuple(tuple((int(o), int(n)) for o, n in frame) for frame in raw.get("frames", ())),
-        bulk=tuple(BulkElement(**b) for b in raw.get("bulk", ())),
-        lossy=raw.get("lossy", False),
-        display=_display(raw.get("display")),
+        instance_number=get("instance_number"),
+        number_of_frames=get("number_of_frames", 0),
+        pixel=_shared(PixelDescription(**pixel)) if pixel else None,
+        pixel_path=get("pixel_path"),
+        frames=tuple([tuple([(int(o), int(n)) for o, n in frame]) for frame in get("frames", ())]),
+        bulk=tuple([BulkElement(**b) for b in bulk]) if bulk else (),
+        lossy=get("lossy", False),
+        display=_display(get("display")),
     )

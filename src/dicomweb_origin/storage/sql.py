@@ -72,6 +72,7 @@ class Session:
         self.translate = translate
         self.parsed: list[tuple[str, int, InstanceRecord]] = []  # records written: memoised once committed
         self.added = _Added()  # counts to move before the transaction commits
+        self.levels: dict[str, str] = {}  # series UID -> study UID whose rows this transaction has written
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
         return self.conn.execute(self.translate(sql), args)
@@ -130,7 +131,8 @@ class SqlIndex:
     """The Index Protocol over SQL; subclasses give it connections, transactions, a schema and a dialect."""
 
     dialect: Dialect
-    revision_sql: str  # the next record revision, inside a write transaction
+    revision_sql: str | None = None  # a statement that gives the next record revision, inside a write transaction
+    revision_expr: str | None = None  # or an expression for it that an INSERT or UPDATE takes
     _retryable: tuple[type[BaseException], ...] = ()
 
     def __init__(self, dialect: Dialect, cache_size: int = 20_000) -> None:
@@ -231,17 +233,34 @@ class SqlIndex:
 
     def add_all(self, batch: Sequence[StoredInstance]) -> list[InstanceRecord | None]:
         """``add`` of each instance, all in one transaction: for bulk loads (a whole import, the scale benchmark)."""
-        return self._write(lambda s: [self._add(s, stored, in_batch=True) for stored in batch])
+        def add_all(s: Session) -> list[InstanceRecord | None]:
+            uids = [stored.record.instance_uid for stored in batch]
+            taken: dict[str, InstanceRecord] = {}
+            for start in range(0, len(uids), _CHUNK):
+                members, args = self.dialect.members("instance_uid", uids[start : start + _CHUNK])
+                for row in s.all(f"SELECT instance_uid, revision, record FROM instance WHERE {members}", args):
+                    taken[row[0]] = self._cache.record(*row)
+            added: list[InstanceRecord | None] = []
+            for stored in batch:
+                uid = stored.record.instance_uid
+                if uid in taken:
+                    added.append(taken[uid])
+                elif self._insert(s, stored, update_levels=False) is not None:
+                    raise Retry(uid)  # stored meanwhile: run again, the batch sees it first
+                else:
+                    added.append(None)
+                    taken[uid] = stored.record  # the same UID again later in the batch
+            return added
 
-    def _add(self, s: Session, stored: StoredInstance, in_batch: bool = False) -> InstanceRecord | None:
+        return self._write(add_all)
+
+    def _add(self, s: Session, stored: StoredInstance) -> InstanceRecord | None:
         row = s.one("SELECT instance_uid, revision, record FROM instance WHERE instance_uid = ?",
                     (stored.record.instance_uid,))
         if row is not None:
             return self._cache.record(*row)
         taken = self._insert(s, stored, update_levels=False)
         if taken is not None:
-            if in_batch:
-                raise Retry(stored.record.instance_uid)  # stored meanwhile: run again, the batch sees it first
             raise Rollback(taken)  # nothing of this instance's study or series stays either
         return None
 
@@ -271,6 +290,42 @@ class SqlIndex:
         """
         record = stored.record
         now = time.time()
+        new_study = new_series = False
+        if update_levels or s.levels.get(record.series_uid) != record.study_uid:  # else: done in this transaction
+            new_study, new_series = self._levels(s, stored, update_levels, now)
+        revision, revision_args = ("?", [self._revision(s)]) if self.revision_expr is None else (self.revision_expr, [])
+        instance = [record.instance_uid, record.series_uid, record.study_uid, record.sop_class_uid,
+                    record.instance_number, record.transfer_syntax_uid, record.number_of_frames, record.size,
+                    record.digest, record_to_json(record), *revision_args, stored.metadata,
+                    orjson.dumps(stored.instance_attributes), now]
+        fields = ("instance_uid, series_uid, study_uid, sop_class_uid, instance_number, transfer_syntax_uid,"
+                  " number_of_frames, size, digest, record, revision, metadata, attributes, stored_at")
+        values = ["?"] * 10 + [revision] + ["?"] * 3
+        if self.dialect.key_columns:
+            instance.append(orjson.dumps(match_keys(stored.instance_attributes)).decode())
+            fields += ", keys"
+            values.append("?")
+        inserted = s.one(f"INSERT INTO instance ({fields}) VALUES ({', '.join(values)})"
+                         " ON CONFLICT (instance_uid) DO NOTHING RETURNING revision", instance)
+        if inserted is None:
+            row = s.one("SELECT instance_uid, revision, record FROM instance WHERE instance_uid = ?",
+                        (record.instance_uid,))
+            if row is None:  # removed since the conflict was seen: try again
+                raise Retry(record.instance_uid)
+            return self._cache.record(*row)
+        if _pending(record):  # waits for set_display
+            s.execute("INSERT INTO display_pending (instance_uid) VALUES (?) ON CONFLICT DO NOTHING",
+                      (record.instance_uid,))
+        s.added.instance(record.study_uid, record.series_uid, new_series, new_study)
+        s.parsed.append((record.instance_uid, int(inserted[0]), record))
+        return None
+
+    def _levels(self, s: Session, stored: StoredInstance, update_levels: bool, now: float) -> tuple[bool, bool]:
+        """Insert the instance's study and series rows when new (update them, with ``update_levels``).
+
+        Returns whether each was new. A series is in one study only (SeriesInOtherStudy otherwise).
+        """
+        record = stored.record
         keys = self.dialect.key_columns
         study = [*study_columns(stored.study_attributes), orjson.dumps(stored.study_attributes)]
         study_fields = [*_STUDY_FIELDS, "attributes"]
@@ -299,30 +354,8 @@ class SqlIndex:
             if update_levels:
                 s.execute(f"UPDATE series SET {', '.join(f + ' = ?' for f in series_fields)} WHERE series_uid = ?",
                           (*series, record.series_uid))
-        revision = self._revision(s)
-        instance = [record.instance_uid, record.series_uid, record.study_uid, record.sop_class_uid,
-                    record.instance_number, record.transfer_syntax_uid, record.number_of_frames, record.size,
-                    record.digest, record_to_json(record), revision, stored.metadata,
-                    orjson.dumps(stored.instance_attributes), now]
-        fields = ("instance_uid, series_uid, study_uid, sop_class_uid, instance_number, transfer_syntax_uid,"
-                  " number_of_frames, size, digest, record, revision, metadata, attributes, stored_at")
-        if keys:
-            instance.append(orjson.dumps(match_keys(stored.instance_attributes)).decode())
-            fields += ", keys"
-        inserted = s.one(f"INSERT INTO instance ({fields}) VALUES ({', '.join('?' * len(instance))})"
-                         " ON CONFLICT (instance_uid) DO NOTHING RETURNING instance_uid", instance)
-        if inserted is None:
-            row = s.one("SELECT instance_uid, revision, record FROM instance WHERE instance_uid = ?",
-                        (record.instance_uid,))
-            if row is None:  # removed since the conflict was seen: try again
-                raise Retry(record.instance_uid)
-            return self._cache.record(*row)
-        if _pending(record):  # waits for set_display
-            s.execute("INSERT INTO display_pending (instance_uid) VALUES (?) ON CONFLICT DO NOTHING",
-                      (record.instance_uid,))
-        s.added.instance(record.study_uid, record.series_uid, new_series, new_study)
-        s.parsed.append((record.instance_uid, revision, record))
-        return None
+        s.levels[record.series_uid] = record.study_uid
+        return new_study, new_series
 
     def _flush(self, s: Session) -> None:
         """Move the counts of what the transaction added (NumberOfSeriesRelatedInstances and the others)."""
@@ -337,17 +370,21 @@ class SqlIndex:
             self._count(s, added.studies, sum(n for _, n in added.per_study.values()), sum(added.per_series.values()))
 
     def _revision(self, s: Session) -> int:
-        row = s.one(self.revision_sql)
+        row = s.one(self.revision_sql or "")
         assert row is not None
         return int(row[0])
 
-    def _count(self, s: Session, studies: int, series: int, instances: int) -> None:
-        """Move the counters (last in a transaction: a writer holds their row only until it commits)."""
+    def _count(self, s: Session, studies: int, series: int, instances: int) -> dict[str, int]:
+        """Move the counters (last in a transaction: a writer holds their row only until it commits).
+
+        Returns the rows' new values: the counts themselves where there is one row per counter.
+        """
         shard = random.randrange(self.dialect.shards)
-        s.execute("UPDATE counter SET value = value + CASE name WHEN 'studies' THEN CAST(? AS BIGINT)"
-                  " WHEN 'series' THEN CAST(? AS BIGINT) WHEN 'instances' THEN CAST(? AS BIGINT) ELSE 1 END"
-                  " WHERE shard = ? AND name IN ('studies', 'series', 'instances', 'changes')",
-                  (studies, series, instances, shard))
+        return {name: int(value) for name, value in s.all(
+            "UPDATE counter SET value = value + CASE name WHEN 'studies' THEN CAST(? AS BIGINT)"
+            " WHEN 'series' THEN CAST(? AS BIGINT) WHEN 'instances' THEN CAST(? AS BIGINT) ELSE 1 END"
+            " WHERE shard = ? AND name IN ('studies', 'series', 'instances', 'changes') RETURNING name, value",
+            (studies, series, instances, shard))}
 
     def remove(self, study_uid: str, series_uid: str | None = None,
                instance_uid: str | None = None) -> list[InstanceRecord]:
@@ -375,6 +412,7 @@ class SqlIndex:
     def _delete_rows(self, s: Session, instance_uids: Sequence[str]) -> None:
         """Delete instance rows, keep the counts, drop series and studies left empty (caller's transaction)."""
         self._flush(s)  # the counts of rows added earlier in the transaction first: they decide what is empty
+        s.levels.clear()
         per_series: dict[tuple[str, str], int] = {}
         for start in range(0, len(instance_uids), _CHUNK):
             chunk = instance_uids[start : start + _CHUNK]
@@ -415,10 +453,11 @@ class SqlIndex:
 
     def set_display(self, record: InstanceRecord) -> None:
         def update(s: Session) -> None:
-            revision = self._revision(s)
-            if s.execute("UPDATE instance SET record = ?, revision = ? WHERE instance_uid = ?",
-                         (record_to_json(record), revision, record.instance_uid)).rowcount:
-                s.parsed.append((record.instance_uid, revision, record))
+            revision, args = ("?", [self._revision(s)]) if self.revision_expr is None else (self.revision_expr, [])
+            row = s.one(f"UPDATE instance SET record = ?, revision = {revision} WHERE instance_uid = ?"
+                        " RETURNING revision", (record_to_json(record), *args, record.instance_uid))
+            if row is not None:
+                s.parsed.append((record.instance_uid, int(row[0]), record))
             if not _pending(record):
                 s.execute("DELETE FROM display_pending WHERE instance_uid = ?", (record.instance_uid,))
 

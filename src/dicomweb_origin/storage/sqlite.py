@@ -25,7 +25,7 @@ from .sql import Session, SqlIndex
 from .sqlsearch import check_tag, predicate
 
 _T = TypeVar("_T")
-ANALYZE_EVERY = 1000  # write transactions between two looks at whether the statistics are still right
+ANALYZE_FROM = 500  # instances before the first statistics (and the slack of each doubling)
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: list[str] = [
@@ -190,7 +190,7 @@ class SqliteIndex(SqlIndex):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._writes = 0
+        self._instances = self._analyzed = 0  # the instance count last seen, and when statistics were taken
         self._migrate()
         self._analyze()
 
@@ -226,26 +226,33 @@ class SqliteIndex(SqlIndex):
             conn.execute("ROLLBACK")
             raise
 
+    def _count(self, s: Session, studies: int, series: int, instances: int) -> dict[str, int]:
+        counted = super()._count(s, studies, series, instances)
+        self._instances = counted.get("instances", self._instances)  # one row per counter: the count itself
+        return counted
+
     def _write(self, work: Callable[[Session], _T]) -> _T:
         result = super()._write(work)
-        self._writes += 1
-        if self._writes % ANALYZE_EVERY == 0:
+        if self._instances >= 2 * self._analyzed + ANALYZE_FROM:
             self._analyze()
         return result
 
     def _analyze(self) -> None:
-        """Statistics for the planner (sqlite_stat1) whenever the archive has doubled since they were taken.
+        """Statistics for the planner (sqlite_stat1), taken again whenever the archive has doubled since.
 
         Without them SQLite takes an equality on any indexed column as selective, and sorts every CT series of
         the archive rather than walking the order's index. Sampled (analysis_limit): milliseconds at any size.
         """
         with self._transaction() as s:
-            counters: dict[str, int] = dict(s.all("SELECT name, value FROM counter WHERE name IN ('instances', 'analyzed')"))
-            if counters.get("instances", 0) < 2 * counters.get("analyzed", 0) + 1000:
+            counters = {name: int(value) for name, value in
+                        s.all("SELECT name, value FROM counter WHERE name IN ('instances', 'analyzed')")}
+            self._instances, self._analyzed = counters.get("instances", 0), counters.get("analyzed", 0)
+            if self._instances < 2 * self._analyzed + ANALYZE_FROM:
                 return
             s.execute("PRAGMA analysis_limit = 1000")
             s.execute("ANALYZE")
-            s.execute("UPDATE counter SET value = ? WHERE name = 'analyzed'", (counters["instances"],))
+            s.execute("UPDATE counter SET value = ? WHERE name = 'analyzed'", (self._instances,))
+            self._analyzed = self._instances
 
     @contextmanager
     def _session(self) -> Iterator[Session]:

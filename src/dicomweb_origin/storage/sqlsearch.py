@@ -348,9 +348,12 @@ class Pager:
         where = " AND ".join([*plan.where, *part])
         terms = []
         for column, descending in ORDER[plan.level]:
-            terms.append(self.dialect.order(column, descending))
-            if column.endswith("_uid") and (distinct := self.dialect.distinct(column.split(".")[0])):
-                terms.append(distinct)
+            if column.endswith("_uid"):  # never NULL: as the indexes hold it
+                terms.append(column)
+                if distinct := self.dialect.distinct(column.split(".")[0]):
+                    terms.append(distinct)
+            else:
+                terms.append(self.dialect.order(column, descending))
         return (f"SELECT {select} FROM {FROM[plan.level]}{' WHERE ' + where if where else ''}"
                 f" ORDER BY {', '.join(terms)}{suffix}")
 
@@ -361,35 +364,48 @@ class Pager:
         return int(run(f"SELECT count(*) FROM ({inner}) AS capped", [*plan.args, *args, cap])[0][0])
 
     def _take(self, run: Run, plan: Plan, key: Key | None, skip: int, want: int | None) -> tuple[Rows, int]:
-        """Up to ``want`` rows after ``key`` once ``skip`` are passed; also how many were passed."""
-        rows: Rows = []
+        """Up to ``want`` rows after ``key`` once ``skip`` are passed; also how many were passed.
+
+        The order's columns are read first (narrow rows, from the indexes), then the page's rows by UID: no
+        attributes are read for the rows passed over. Each part is read at its offset first; only a part that
+        turns out to end before it is counted.
+        """
+        found: Rows = []
         skipped = 0
-        keys = ", ".join(c for c, _ in ORDER[plan.level])
-        for part, args in after(ORDER[plan.level], key):
-            if skip > skipped:
-                held = self._count_part(run, plan, part, args, skip - skipped)
-                if held < skip - skipped:
-                    skipped += held
-                    continue
-            need = None if want is None else want - len(rows)
-            sql = self._sql(plan, part, f"{SELECT[plan.level]}, {keys}", " LIMIT ? OFFSET ?")
-            rows += run(sql, [*plan.args, *args, _ALL if need is None else need, skip - skipped])
+        columns = ORDER[plan.level]
+        keys = ", ".join(c for c, _ in columns)
+        for part, args in after(columns, key):
+            need = _ALL if want is None else want - len(found)
+            rows = run(self._sql(plan, part, keys, " LIMIT ? OFFSET ?"), [*plan.args, *args, need, skip - skipped])
+            if not rows and skip > skipped:
+                skipped += self._count_part(run, plan, part, args, skip - skipped)
+                continue
+            found += rows
             skipped = skip
-            if want is not None and len(rows) >= want:
+            if want is not None and len(found) >= want:
                 break
-        return rows, skipped
+        return self._rows(run, plan.level, found), skipped
+
+    def _rows(self, run: Run, level: str, keys: Rows) -> Rows:
+        """The rows of SELECT[level] (then the order's columns) of the entities whose keys are given, in order."""
+        uid = ORDER[level][-1][0]
+        by_uid: dict[str, tuple[Any, ...]] = {}
+        names = ", ".join(c for c, _ in ORDER[level])
+        for start in range(0, len(keys), 500):
+            members, args = self.dialect.members(uid, [k[-1] for k in keys[start : start + 500]])
+            for row in run(f"SELECT {SELECT[level]}, {names} FROM {FROM[level]} WHERE {members}", args):
+                by_uid[row[-1]] = row
+        return [by_uid[k[-1]] for k in keys if k[-1] in by_uid]
 
     def _nth_after(self, run: Run, plan: Plan, key: Key | None, n: int) -> tuple[Key | None, int]:
         """The key of the ``n``-th row after ``key`` (None past the end) and how many rows were passed."""
         keys = ", ".join(c for c, _ in ORDER[plan.level])
         passed = 0
         for part, args in after(ORDER[plan.level], key):
-            held = self._count_part(run, plan, part, args, n - passed)
-            if held < n - passed:
-                passed += held
-                continue
             found = run(self._sql(plan, part, keys, " LIMIT 1 OFFSET ?"), [*plan.args, *args, n - passed - 1])
-            return tuple(found[0]), n
+            if found:
+                return tuple(found[0]), n
+            passed += self._count_part(run, plan, part, args, n - passed)
         return None, passed
 
     def _count(self, run: Run, plan: Plan, generation: int) -> int:
