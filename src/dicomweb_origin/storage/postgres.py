@@ -137,6 +137,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX instance_by_study ON instance(study_uid, sop_class_uid);
     DROP INDEX series_by_study;
     CREATE INDEX series_by_study ON series(study_uid, series_number NULLS FIRST, series_uid);
+    CREATE INDEX study_by_referring ON study(referring_physician_name_folded);
     """,
 ]
 
@@ -192,6 +193,7 @@ class PostgresDialect:
     """PostgreSQL's SQL: ``= ANY`` lists, LIKE patterns, explicit NULL order, JSON through the ``keys`` JSONB."""
 
     name = "postgresql"
+    stride = 1024
     shards = 16
     lock = " FOR UPDATE"
     key_columns = True
@@ -254,8 +256,9 @@ class PostgresIndex(SqlIndex):
     _retryable = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure,
                   psycopg.errors.ForeignKeyViolation)
 
-    def __init__(self, url: str, min_size: int = 1, max_size: int = 16, cache_size: int = 20_000) -> None:
-        super().__init__(PostgresDialect(), cache_size)
+    def __init__(self, url: str, min_size: int = 1, max_size: int = 16, cache_size: int = 20_000,
+                 stride: int | None = None) -> None:
+        super().__init__(PostgresDialect(), cache_size, stride)
         self.url = url
         with _connect(url) as conn:
             version = schema_version(conn)

@@ -135,10 +135,11 @@ class SqlIndex:
     revision_expr: str | None = None  # or an expression for it that an INSERT or UPDATE takes
     _retryable: tuple[type[BaseException], ...] = ()
 
-    def __init__(self, dialect: Dialect, cache_size: int = 20_000) -> None:
+    def __init__(self, dialect: Dialect, cache_size: int = 20_000, stride: int | None = None) -> None:
+        """``stride``: rows between two keys Search remembers behind offsets (default: the dialect's; see Pager)."""
         self.dialect = dialect
         self._cache = RecordCache(cache_size)
-        self._pager = Pager(dialect)
+        self._pager = Pager(dialect, stride or dialect.stride)
 
     # -- what the backend supplies ----------------------------------------------------------------
 

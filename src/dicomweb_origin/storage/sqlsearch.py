@@ -36,6 +36,7 @@ class Dialect(Protocol):
     """What differs between the SQL databases an index runs on, and nothing else."""
 
     name: str
+    stride: int  # rows between the keys a Pager remembers: a request walks at most this many past its key
     shards: int  # rows per counter: writers that run at once update different ones
     lock: str  # appended to a SELECT of rows the transaction will change (" FOR UPDATE" or "")
     key_columns: bool  # whether level rows carry a ``keys`` column of match keys (``records.match_keys``)
@@ -128,8 +129,9 @@ def derived_values(dialect: Dialect, run: Run, tag: str, study_uids: Sequence[st
     found: dict[str, set[str]] = {}
     for start in range(0, len(study_uids), 500):
         members, args = dialect.members("study_uid", study_uids[start : start + 500])
+        # The value's own index would be scanned whole for "IS NOT NULL": look the studies up instead.
         for study_uid, value in run(f"SELECT DISTINCT study_uid, {column} FROM {table} WHERE {members}"
-                                    f" AND {column} IS NOT NULL", args):
+                                    f" AND {dialect.unindexed(column)} IS NOT NULL", args):
             found.setdefault(study_uid, set()).add(value)
     return found
 
