@@ -407,3 +407,29 @@ def test_a_nul_character_in_a_value_is_stored_and_searched_without_error(search_
     assert _studies(search_index, _c("00081030", "equal", "\x00")) == []
     (match,) = search_index.search(SearchQuery("study")).matches
     assert match["00081030"]["Value"] == ["Head\x00Neck"]  # returned as stored
+
+
+@pytest.mark.anyio
+async def test_a_server_on_the_memory_index_answers_search(tmp_path: Path) -> None:
+    """``--index memory:``: every index the server accepts answers Search (it raised AttributeError)."""
+    import httpx
+    from pydicom.data import get_testdata_file
+
+    from dicomweb_origin.app import build_app
+    from dicomweb_origin.settings import Settings
+
+    app = build_app(Settings(data_dir=tmp_path, index_url="memory:", blob_url="memory:"))
+    with open(get_testdata_file("CT_small.dcm"), "rb") as fp:
+        assert app.state.archive.ingest.store(fp).record is not None
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+        studies = await client.get("/dicomweb/studies?PatientName=CompressedSamples*",
+                                   headers={"Accept": "application/dicom+json"})
+        assert studies.status_code == 200, studies.text
+        (study,) = studies.json()
+        assert study["00100010"]["Value"] == [{"Alphabetic": "CompressedSamples^CT1"}]
+        assert study["00201208"]["Value"] == [1] and study["00080061"]["Value"] == ["CT"]
+        instances = await client.get(f"/dicomweb/studies/{study['0020000D']['Value'][0]}/instances",
+                                     headers={"Accept": "application/dicom+json"})
+        assert instances.status_code == 200 and len(instances.json()) == 1
+        home = await client.get("/")
+        assert "<tr><td>Instances</td><td>1</td></tr>" in home.text

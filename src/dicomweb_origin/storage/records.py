@@ -242,16 +242,17 @@ def _frame_display(raw: dict[str, Any]) -> FrameDisplay:
 def _display(raw: dict[str, Any] | None) -> Display | None:
     if raw is None:
         return None
-    palette = [_lut(p) for p in raw.get("palette") or ()]
+    get = raw.get
+    palette = [_lut(p) for p in get("palette") or ()]
     return Display(
-        frames=tuple(map(_frame_display, raw.get("frames", ()))) or (FrameDisplay(),),
-        presentation_lut_shape=raw.get("presentation_lut_shape"),
-        presentation_lut=_lut(raw.get("presentation_lut")),
-        palette=(palette[0], palette[1], palette[2]) if len(palette) == 3 and all(palette) else None,  # type: ignore[arg-type]
-        icc_profile_path=raw.get("icc_profile_path"),
-        frame_time_ms=raw.get("frame_time_ms"),
-        modality=raw.get("modality"),
-        frame_of_reference_uid=raw.get("frame_of_reference_uid"),
+        tuple(map(_frame_display, get("frames", ()))) or (FrameDisplay(),),
+        get("presentation_lut_shape"),
+        _lut(get("presentation_lut")),
+        (palette[0], palette[1], palette[2]) if len(palette) == 3 and all(palette) else None,  # type: ignore[arg-type]
+        get("icc_profile_path"),
+        get("frame_time_ms"),
+        get("modality"),
+        get("frame_of_reference_uid"),
     )
 
 
@@ -261,22 +262,22 @@ def record_from_json(data: bytes) -> InstanceRecord:
     get = raw.get
     pixel = get("pixel")
     bulk = get("bulk")
-    return InstanceRecord(
-        study_uid=_shared(raw["study_uid"]),
-        series_uid=_shared(raw["series_uid"]),
-        instance_uid=raw["instance_uid"],
-        sop_class_uid=_shared(raw["sop_class_uid"]),
-        transfer_syntax_uid=_shared(raw["transfer_syntax_uid"]),
-        source_transfer_syntax_uid=_shared(raw["source_transfer_syntax_uid"]),
-        blob_key=raw["blob_key"],
-        size=raw["size"],
-        digest=raw["digest"],
-        instance_number=get("instance_number"),
-        number_of_frames=get("number_of_frames", 0),
-        pixel=_shared(PixelDescription(**pixel)) if pixel else None,
-        pixel_path=get("pixel_path"),
-        frames=tuple([tuple([(int(o), int(n)) for o, n in frame]) for frame in get("frames", ())]),
-        bulk=tuple([BulkElement(**b) for b in bulk]) if bulk else (),
-        lossy=get("lossy", False),
-        display=_display(get("display")),
+    return InstanceRecord(  # positionally, in the fields' order: a few microseconds less per record
+        _shared(raw["study_uid"]),
+        _shared(raw["series_uid"]),
+        raw["instance_uid"],
+        _shared(raw["sop_class_uid"]),
+        _shared(raw["transfer_syntax_uid"]),
+        _shared(raw["source_transfer_syntax_uid"]),
+        raw["blob_key"],
+        raw["size"],
+        raw["digest"],
+        get("instance_number"),
+        get("number_of_frames", 0),
+        _shared(PixelDescription(**pixel)) if pixel else None,
+        get("pixel_path"),
+        tuple([tuple([(int(o), int(n)) for o, n in frame]) for frame in get("frames", ())]),
+        tuple([BulkElement(**b) for b in bulk]) if bulk else (),
+        get("lossy", False),
+        _display(get("display")),
     )
