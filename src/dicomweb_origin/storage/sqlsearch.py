@@ -263,6 +263,7 @@ def after(columns: Sequence[tuple[str, bool]], key: Key | None) -> list[tuple[li
     """
     if key is None:
         return [([], [])]
+    columns = columns[: len(key)]  # a study's key alone: the rows of the studies after it
     parts: list[tuple[list[str], list[Any]]] = []
     for depth in reversed(range(len(columns))):
         prefix, args = [], []
@@ -324,7 +325,13 @@ class Pager:
             window = self.stride + (limit or 0)
             if counted * counted > window * size:
                 plan = Plan(plan.level, plan.ordered, plan.args, plan.ordered)
+        if counted is not None and offset >= counted:
+            return Page([], self._total(plan, generation, counted))
         start, key = self._nearest(plan, generation, offset)
+        if not plan.where and plan.level == "instance" and offset - start >= self.stride:
+            start, key = self._jump(run, offset)
+            if key is not None:
+                self._remember(plan, generation, start, key, strided=False)
         while offset - start >= self.stride:  # walk forward, a stride at a time, remembering keys
             found, consumed = self._nth_after(run, plan, key, self.stride)
             if found is None:  # the result ends before the offset
@@ -409,6 +416,24 @@ class Pager:
                 return tuple(found[0]), n
             passed += self._count_part(run, plan, part, args, n - passed)
         return None, passed
+
+    def _jump(self, run: Run, offset: int) -> tuple[int, Key | None]:
+        """Where the study holding instance ``offset`` of all instances starts: (its row, the key before).
+
+        The studies' kept counts add up along the study order; the key is that of the study before it (a key
+        of the study's columns alone: ``after`` it are the rows of the studies that follow). A study row is
+        read per study, never an instance: two orders of magnitude fewer rows, whatever the state of the index.
+        """
+        order = ", ".join([*(self.dialect.order(c, d) for c, d in _STUDY_ORDER[:2]), "st.study_uid",
+                           *filter(None, [self.dialect.distinct("st")])])
+        found = run("SELECT reached - n, d, t, u FROM (SELECT sum(st.number_of_instances) OVER w AS reached,"
+                    " st.number_of_instances AS n, lag(st.study_date) OVER w AS d, lag(st.study_time) OVER w AS t,"
+                    f" lag(st.study_uid) OVER w AS u FROM study st WINDOW w AS (ORDER BY {order}"
+                    " ROWS UNBOUNDED PRECEDING)) AS w WHERE reached > ? ORDER BY reached LIMIT 1", [offset])
+        if not found or found[0][3] is None:  # in the first study (past the end is answered before)
+            return 0, None
+        before, *key = found[0]
+        return int(before), tuple(key)
 
     def _count(self, run: Run, plan: Plan, generation: int) -> int:
         with self._lock:
