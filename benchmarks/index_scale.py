@@ -343,7 +343,7 @@ class Bench:
         transport = httpx.ASGITransport(app=self.app)
         result = Result(label, [])
         async with httpx.AsyncClient(transport=transport, base_url=f"{ROOT}/") as client:
-            for k in range((requests or self.requests) + 1):
+            for k in range((self.requests if requests is None else requests) + 1):
                 method, url = make(k)
                 start = time.perf_counter()
                 response = await client.request(method, url, headers=JSON)
@@ -378,7 +378,7 @@ class Bench:
 
         study_offset, series_offset, instance_offset = deep(made.studies), deep(made.ct_series), deep(made.instances)
         victims = []
-        for _ in range(n + 1):
+        for _ in range(n + 2):  # the last one for the plan, if DELETE is slow
             batch = self.generator.study("CT", 1, 100, sample=False)
             self.index.add_all(batch)
             victims.append(batch[0].record.study_uid)

@@ -317,32 +317,31 @@ class Pager:
     def page(self, run: Run, plan: Plan, offset: int, limit: int | None, generation: int, size: int) -> Page:
         """Rows ``offset`` to ``offset + limit`` of the plan; ``size``: how many entities the level holds."""
         columns = ORDER[plan.level]
-        counted = None if plan.where else size
-        if plan.where:
-            # Walking the order and testing rows costs about window * size / matches; starting from the
-            # conditions' own indexes costs a sort of every match. The count (kept per state) tells which.
-            counted = self._count(run, plan, generation)
-            window = self.stride + (limit or 0)
-            if counted * counted > window * size:
-                plan = Plan(plan.level, plan.ordered, plan.args, plan.ordered)
-        if counted is not None and offset >= counted:
+        counted = self._count(run, plan, generation) if plan.where else size
+        if offset >= counted:
             return Page([], self._total(plan, generation, counted))
+
+        def form(window: int) -> Plan:
+            """Walking the order and testing each row costs about window * size / matches rows; starting from
+            the conditions' own indexes costs a sort of every match. The count (kept per state) tells which."""
+            return Plan(plan.level, plan.ordered, plan.args) if counted * counted > window * size else plan
+
         start, key = self._nearest(plan, generation, offset)
         if not plan.where and plan.level == "instance" and offset - start >= self.stride:
             start, key = self._jump(run, offset)
             if key is not None:
                 self._remember(plan, generation, start, key, strided=False)
         while offset - start >= self.stride:  # walk forward, a stride at a time, remembering keys
-            found, consumed = self._nth_after(run, plan, key, self.stride)
+            found, consumed = self._nth_after(run, form(self.stride), key, self.stride)
             if found is None:  # the result ends before the offset
                 return Page([], self._total(plan, generation, start + consumed))
             start, key = start + self.stride, found
             self._remember(plan, generation, start, key, strided=True)
         want = None if limit is None else limit + 1  # one more row says whether the result goes on
-        rows, skipped = self._take(run, plan, key, offset - start, want)
+        rows, skipped = self._take(run, form(offset - start + (want or counted)), key, offset - start, want)
         if limit is not None and len(rows) > limit:
             rows = rows[:limit]
-            total = counted if counted is not None else self._count(run, plan, generation)
+            total = counted
         elif rows or skipped == offset - start:
             total = self._total(plan, generation, offset + len(rows))
         else:
