@@ -7,6 +7,7 @@
 * ``fold``: a person name as compared (PS3.4 C.2.2.2.1.1, case- and accent-insensitive); ``match_keys``: every
   attribute's values as matched, computed once at ingest.
 * ``search_matches``: the rows of a search back into DICOM JSON matches.
+* ``RecordCache``: parsed records by (UID, revision), so a record read again is not parsed again.
 """
 
 from __future__ import annotations
@@ -281,3 +282,30 @@ def record_from_json(data: bytes) -> InstanceRecord:
         get("lossy", False),
         _display(get("display")),
     )
+
+
+class RecordCache:
+    """Parsed records by (SOP Instance UID, revision): a row rewritten by any process has a new revision."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._records: OrderedDict[tuple[str, int], InstanceRecord] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def record(self, uid: str, revision: int, blob: bytes) -> InstanceRecord:
+        key = (uid, revision)
+        with self._lock:
+            cached = self._records.get(key)
+            if cached is not None:
+                self._records.move_to_end(key)
+                return cached
+        record = record_from_json(blob)
+        self.put(uid, revision, record)
+        return record
+
+    def put(self, uid: str, revision: int, record: InstanceRecord) -> None:
+        with self._lock:
+            self._records[(uid, revision)] = record
+            self._records.move_to_end((uid, revision))
+            while len(self._records) > self.size:
+                self._records.popitem(last=False)

@@ -10,14 +10,15 @@ placeholders and ``ON CONFLICT`` upserts, which both databases speak.
 
 Writes are transactions that can be run again: a backend that lets writers run at once (PostgreSQL) names
 the errors that mean "lost a race, try again" in ``_retryable``.
+
+Past 400 lines on purpose: this is the Index Protocol's whole algorithm (reads, writes with the counts they
+move, and Search's entry), kept in one place so that both databases run exactly the same code.
 """
 
 from __future__ import annotations
 
 import random
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
@@ -27,17 +28,18 @@ import orjson
 from ..errors import SeriesInOtherStudy
 from ..model import InstanceRecord, StoredInstance
 from .base import Counts, SearchPage, SearchQuery
+from .paging import Pager
 from .records import (
     SERIES_COLUMNS,
     STUDY_COLUMNS,
+    RecordCache,
     match_keys,
-    record_from_json,
     record_to_json,
     search_matches,
     series_columns,
     study_columns,
 )
-from .sqlsearch import DERIVED_SOURCE, DERIVED_VR, Dialect, Pager, compile_query, derived_values
+from .sqlsearch import DERIVED_SOURCE, DERIVED_VR, Dialect, compile_query, derived_values
 
 _T = TypeVar("_T")
 Row = tuple[Any, ...]
@@ -98,33 +100,6 @@ class Rollback(Exception):  # noqa: N818 - control flow, not an error
 
 class Retry(Exception):  # noqa: N818 - control flow, not an error
     """The transaction saw a concurrent write half-way: roll back and run it again."""
-
-
-class RecordCache:
-    """Parsed records by (SOP Instance UID, revision): a row rewritten by any process has a new revision."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._records: OrderedDict[tuple[str, int], InstanceRecord] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def record(self, uid: str, revision: int, blob: bytes) -> InstanceRecord:
-        key = (uid, revision)
-        with self._lock:
-            cached = self._records.get(key)
-            if cached is not None:
-                self._records.move_to_end(key)
-                return cached
-        record = record_from_json(blob)
-        self.put(uid, revision, record)
-        return record
-
-    def put(self, uid: str, revision: int, record: InstanceRecord) -> None:
-        with self._lock:
-            self._records[(uid, revision)] = record
-            self._records.move_to_end((uid, revision))
-            while len(self._records) > self.size:
-                self._records.popitem(last=False)
 
 
 class SqlIndex:
