@@ -14,6 +14,7 @@ or the conditions' own indexes and a sort (a narrow one).
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -62,9 +63,12 @@ class _Marks:
     strided: list[Key] = field(default_factory=list)  # strided[j]: the key of row (j + 1) * stride - 1
     recent: OrderedDict[int, Key] = field(default_factory=OrderedDict)  # offset -> key of the row before it
     total: int | None = None
+    # All instances: where every STUDY_STEP-th study starts, and the key of the study before it (Pager._jump).
+    study_starts: list[int] | None = None
+    study_keys: list[Key | None] = field(default_factory=list)
 
     def size(self) -> int:
-        return len(self.strided) + len(self.recent) + 1
+        return len(self.strided) + len(self.recent) + len(self.study_keys) + 1
 
 
 @dataclass
@@ -99,9 +103,9 @@ class Pager:
 
         start, key = self._nearest(plan, generation, offset)
         if not plan.where and plan.level == "instance" and offset - start >= self.stride:
-            start, key = self._jump(run, offset)
-            if key is not None:
-                self._remember(plan, generation, start, key, strided=False)
+            jumped, study_key = self._jump(run, plan, generation, offset)
+            if jumped > start:
+                start, key = jumped, study_key
         while offset - start >= self.stride:  # walk forward, a stride at a time, remembering keys
             found, consumed = self._nth_after(run, form(self.stride), key, self.stride)
             if found is None:  # the result ends before the offset
@@ -187,23 +191,34 @@ class Pager:
             passed += self._count_part(run, plan, part, args, n - passed)
         return None, passed
 
-    def _jump(self, run: Run, offset: int) -> tuple[int, Key | None]:
-        """Where the study holding instance ``offset`` of all instances starts: (its row, the key before).
+    STUDY_STEP = 8  # studies between two starts kept by _jump: at most that many studies' rows are passed over
 
-        The studies' kept counts add up along the study order; the key is that of the study before it (a key
-        of the study's columns alone: ``after`` it are the rows of the studies that follow). A study row is
-        read per study, never an instance: two orders of magnitude fewer rows, whatever the state of the index.
+    def _jump(self, run: Run, plan: Plan, generation: int, offset: int) -> tuple[int, Key | None]:
+        """Where a study near (at or before) instance ``offset`` of all instances starts: (its row, the key before).
+
+        The studies' kept counts add up along the study order, in one pass over the study rows per state of the
+        index (no instance row is read); every ``STUDY_STEP``-th study's start is kept, with the key of the study
+        before it (a key of the study's columns alone: ``after`` it are the rows of the studies that follow).
         """
-        order = ", ".join([*(self.dialect.order(c, d) for c, d in _STUDY_ORDER[:2]), "st.study_uid",
-                           *filter(None, [self.dialect.distinct("st")])])
-        found = run("SELECT reached - n, d, t, u FROM (SELECT sum(st.number_of_instances) OVER w AS reached,"
-                    " st.number_of_instances AS n, lag(st.study_date) OVER w AS d, lag(st.study_time) OVER w AS t,"
-                    f" lag(st.study_uid) OVER w AS u FROM study st WINDOW w AS (ORDER BY {order}"
-                    " ROWS UNBOUNDED PRECEDING)) AS w WHERE reached > ? ORDER BY reached LIMIT 1", [offset])
-        if not found or found[0][3] is None:  # in the first study (past the end is answered before)
-            return 0, None
-        before, *key = found[0]
-        return int(before), tuple(key)
+        with self._lock:
+            marks = self._entry(plan, generation)
+            starts, keys = marks.study_starts, marks.study_keys
+        if starts is None:
+            order = ", ".join([*(self.dialect.order(c, d) for c, d in _STUDY_ORDER[:2]), "st.study_uid",
+                               *filter(None, [self.dialect.distinct("st")])])
+            rows = run("SELECT before, d, t, u FROM (SELECT sum(st.number_of_instances) OVER w"
+                       " - st.number_of_instances AS before, lag(st.study_date) OVER w AS d,"
+                       " lag(st.study_time) OVER w AS t, lag(st.study_uid) OVER w AS u, row_number() OVER w AS r"
+                       f" FROM study st WINDOW w AS (ORDER BY {order} ROWS UNBOUNDED PRECEDING)) AS w"
+                       f" WHERE r % {self.STUDY_STEP} = 1 ORDER BY before", [])
+            starts = [int(row[0]) for row in rows]
+            keys = [None if row[3] is None else tuple(row[1:]) for row in rows]
+            with self._lock:
+                marks = self._entry(plan, generation)
+                marks.study_starts, marks.study_keys = starts, keys
+                self._trim()
+        j = bisect.bisect_right(starts, offset) - 1
+        return (starts[j], keys[j]) if j >= 0 else (0, None)
 
     def _count(self, run: Run, plan: Plan, generation: int) -> int:
         with self._lock:
