@@ -6,10 +6,10 @@ request sorts or counts the whole result; an offset is reached from the nearest 
 served, per query and per state of the index: the index's change counter is read in the same snapshot as the
 rows, so a key is only used while the rows before it are the ones it was found behind. Only the first request
 that goes deeper than any before it walks (one query per ``stride`` rows, inside the database); a deep offset
-into all instances starts instead from the study that holds it, found from the studies' kept counts. ``total``
-comes from the index's counters, from the page itself when it reaches the end, or from one count per query and
-state. For each statement the pager picks the plan's form: walking the order (a condition many rows satisfy)
-or the conditions' own indexes and a sort (a narrow one).
+into all instances starts instead from a study near it, found from the studies' kept counts. ``total`` comes
+from the index's counters (no condition) or from one count per query and state, which also tells, for each
+statement, which form of the plan to run: walking the order (a condition many rows satisfy) or the conditions'
+own indexes and a sort of their matches (a narrow one).
 """
 
 from __future__ import annotations
@@ -107,23 +107,15 @@ class Pager:
             if jumped > start:
                 start, key = jumped, study_key
         while offset - start >= self.stride:  # walk forward, a stride at a time, remembering keys
-            found, consumed = self._nth_after(run, form(self.stride), key, self.stride)
-            if found is None:  # the result ends before the offset
-                return Page([], self._total(plan, generation, start + consumed))
+            found = self._nth_after(run, form(self.stride), key, self.stride)
+            if found is None:  # cannot be: offset < counted, read in the same snapshot
+                raise RuntimeError(f"the index holds fewer than {counted} matches")
             start, key = start + self.stride, found
             self._remember(plan, generation, start, key, strided=True)
-        want = None if limit is None else limit + 1  # one more row says whether the result goes on
-        rows, skipped = self._take(run, form(offset - start + (want or counted)), key, offset - start, want)
-        if limit is not None and len(rows) > limit:
-            rows = rows[:limit]
-            total = counted
-        elif rows or skipped == offset - start:
-            total = self._total(plan, generation, offset + len(rows))
-        else:
-            total = self._total(plan, generation, start + skipped)
+        rows = self._take(run, form(offset - start + (limit or counted)), key, offset - start, limit)
         if rows:
             self._remember(plan, generation, offset + len(rows), tuple(rows[-1][-len(columns):]), strided=False)
-        return Page(rows, total)
+        return Page(rows, counted)
 
     # -- reading after a key --------------------------------------------------------------------
 
@@ -146,28 +138,27 @@ class Pager:
         inner = f"SELECT 1 FROM {FROM[plan.level]}{' WHERE ' + where if where else ''} LIMIT ?"
         return int(run(f"SELECT count(*) FROM ({inner}) AS capped", [*plan.args, *args, cap])[0][0])
 
-    def _take(self, run: Run, plan: Plan, key: Key | None, skip: int, want: int | None) -> tuple[Rows, int]:
-        """Up to ``want`` rows after ``key`` once ``skip`` are passed; also how many were passed.
+    def _take(self, run: Run, plan: Plan, key: Key | None, skip: int, want: int | None) -> Rows:
+        """Up to ``want`` rows after ``key`` once ``skip`` are passed.
 
         The order's columns are read first (narrow rows, from the indexes), then the page's rows by UID: no
         attributes are read for the rows passed over. Each part is read at its offset first; only a part that
         turns out to end before it is counted.
         """
         found: Rows = []
-        skipped = 0
         columns = ORDER[plan.level]
         keys = ", ".join(c for c, _ in columns)
         for part, args in after(columns, key):
             need = _ALL if want is None else want - len(found)
-            rows = run(self._sql(plan, part, keys, " LIMIT ? OFFSET ?"), [*plan.args, *args, need, skip - skipped])
-            if not rows and skip > skipped:
-                skipped += self._count_part(run, plan, part, args, skip - skipped)
+            rows = run(self._sql(plan, part, keys, " LIMIT ? OFFSET ?"), [*plan.args, *args, need, skip])
+            if not rows and skip:
+                skip -= self._count_part(run, plan, part, args, skip)
                 continue
             found += rows
-            skipped = skip
+            skip = 0
             if want is not None and len(found) >= want:
                 break
-        return self._rows(run, plan.level, found), skipped
+        return self._rows(run, plan.level, found)
 
     def _rows(self, run: Run, level: str, keys: Rows) -> Rows:
         """The rows of SELECT[level] (then the order's columns) of the entities whose keys are given, in order."""
@@ -180,16 +171,15 @@ class Pager:
                 by_uid[row[-1]] = row
         return [by_uid[k[-1]] for k in keys if k[-1] in by_uid]
 
-    def _nth_after(self, run: Run, plan: Plan, key: Key | None, n: int) -> tuple[Key | None, int]:
-        """The key of the ``n``-th row after ``key`` (None past the end) and how many rows were passed."""
+    def _nth_after(self, run: Run, plan: Plan, key: Key | None, n: int) -> Key | None:
+        """The key of the ``n``-th row after ``key`` (None past the end)."""
         keys = ", ".join(c for c, _ in ORDER[plan.level])
-        passed = 0
         for part, args in after(ORDER[plan.level], key):
-            found = run(self._sql(plan, part, keys, " LIMIT 1 OFFSET ?"), [*plan.args, *args, n - passed - 1])
+            found = run(self._sql(plan, part, keys, " LIMIT 1 OFFSET ?"), [*plan.args, *args, n - 1])
             if found:
-                return tuple(found[0]), n
-            passed += self._count_part(run, plan, part, args, n - passed)
-        return None, passed
+                return tuple(found[0])
+            n -= self._count_part(run, plan, part, args, n)
+        return None
 
     STUDY_STEP = 8  # studies between two starts kept by _jump: at most that many studies' rows are passed over
 
