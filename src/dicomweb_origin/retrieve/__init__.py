@@ -21,7 +21,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 
 from ..cache import BytesCache
 from ..model import Acceptable, RenderParams, VolumeParams
-from ..storage.base import BlobStore, Catalogue
+from ..storage.base import BlobStore, Index
 from . import bulk, instances, metadata, rendered, volumes
 from .bulk import parse_frame_list
 from .metadata import metadata_kind
@@ -36,7 +36,7 @@ __all__ = ["Body", "Part", "Payload", "Retrieve", "Target", "bytes_body", "etag"
 class Retrieve:
     """Answers every Retrieve resource from the index and the blob store."""
 
-    def __init__(self, index: Catalogue, blobs: BlobStore, frame_cache: BytesCache, executor: Executor | None = None,
+    def __init__(self, index: Index, blobs: BlobStore, frame_cache: BytesCache, executor: Executor | None = None,
                  workers: int | None = None, rendered_cache: BytesCache | None = None,
                  volume_cache_bytes: int = 1 << 30) -> None:
         self.workers = workers or os.cpu_count() or 2

@@ -21,7 +21,7 @@ from ..model import (
     InstanceRecord,
     PixelDescription,
 )
-from ..storage.base import BlobStore, Catalogue
+from ..storage.base import BlobStore, Index
 from .payload import Body, Part, Target
 
 FrameKey = tuple[str, str, int, str]
@@ -31,7 +31,7 @@ SPAN_SLACK = 64 << 10  # gaps between one frame's fragments up to this are read 
 class Sources:
     """The index, the blobs, the frame cache and the CPU executor, with the reads resources share."""
 
-    def __init__(self, index: Catalogue, blobs: BlobStore, cache: BytesCache, executor: Executor, workers: int) -> None:
+    def __init__(self, index: Index, blobs: BlobStore, cache: BytesCache, executor: Executor, workers: int) -> None:
         self.index = index
         self.blobs = blobs
         self.cache = cache
