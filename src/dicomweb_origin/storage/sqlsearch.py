@@ -190,8 +190,10 @@ def condition_sql(dialect: Dialect, condition: Condition | ItemCondition, level:
     if tag in DERIVED_SOURCE:
         table, source = DERIVED_SOURCE[tag]
         sql, args = predicate(dialect, f"x.{source}", condition)
+        if ordered:  # each study walked is looked up (the column's index holds (value, study_uid))
+            return f"EXISTS (SELECT 1 FROM {table} x WHERE {sql} AND x.study_uid = st.study_uid)", args
         # Not correlated: the set of matching studies is built once, from the index on the column.
-        return f"{column('st.study_uid')} IN (SELECT x.study_uid FROM {table} x WHERE {sql})", args
+        return f"st.study_uid IN (SELECT x.study_uid FROM {table} x WHERE {sql})", args
     if tag == "0020000D" and level == "series":  # the same value, on the indexed column of this level
         return predicate(dialect, column("se.study_uid"), condition)
     if tag == "0020000E" and level == "instance":
