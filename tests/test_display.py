@@ -325,6 +325,8 @@ def _make_old(index_path: Path, icc_path: str = "00282000") -> int:
     conn.execute("DROP INDEX instance_by_study")
     conn.execute("DROP INDEX study_by_referring")
     conn.execute("DROP INDEX study_by_study_id")
+    conn.execute("DROP INDEX study_by_patient_name")
+    conn.execute("CREATE INDEX study_by_patient_name ON study(patient_name_folded)")
     conn.execute("ALTER TABLE instance DROP COLUMN revision")
     conn.execute("CREATE INDEX instance_by_series ON instance(study_uid, series_uid, instance_number, instance_uid)")
     rows = conn.execute("SELECT instance_uid, record FROM instance").fetchall()

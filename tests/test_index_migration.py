@@ -60,7 +60,8 @@ def test_a_version_5_sqlite_archive_upgrades_when_opened(tmp_path: Path) -> None
     index.close()
     conn = sqlite3.connect(path, isolation_level=None)  # back to version 5, as the previous release left it
     for statement in ("DROP TABLE counter", "DROP INDEX instance_in_series", "DROP INDEX instance_by_study",
-                      "DROP INDEX study_by_referring", "DROP INDEX study_by_study_id",
+                      "DROP INDEX study_by_referring", "DROP INDEX study_by_study_id", "DROP INDEX study_by_patient_name",
+                      "CREATE INDEX study_by_patient_name ON study(patient_name_folded)",
                       "ALTER TABLE instance DROP COLUMN revision", "DROP TABLE IF EXISTS sqlite_stat1",
                       "CREATE INDEX instance_by_series ON instance(study_uid, series_uid, instance_number, instance_uid)",
                       "PRAGMA user_version = 5"):

@@ -134,6 +134,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX instance_by_study ON instance(study_uid, sop_class_uid);
     CREATE INDEX study_by_referring ON study(referring_physician_name_folded);
     CREATE INDEX study_by_study_id ON study(study_id);
+    DROP INDEX study_by_patient_name;
+    CREATE INDEX study_by_patient_name ON study(patient_name_folded, study_date, study_time, study_uid);
     """,
 ]
 
