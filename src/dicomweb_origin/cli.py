@@ -231,8 +231,9 @@ def add_limit_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGrou
     """The flags of the limits on hostile clients (docs/conformance.md, Limits)."""
     d = Settings()
     parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME[:PORT]",
-                        help="a name that may appear in returned URLs (repeatable; default: only the listening"
-                             " address, loopback names and --public-url's host; other Hosts get 400)")
+                        help="a name that may appear in returned URLs, NAME at any port, NAME:PORT at that port"
+                             " (repeatable; default: only this machine's names, at any port, and --public-url's"
+                             " host; other Hosts get 400)")
     parser.add_argument("--trusted-proxy", action="append", default=[], metavar="IP_OR_CIDR",
                         help="honour Forwarded / X-Forwarded-* headers from this address (repeatable; default: none)")
     parser.add_argument("--max-header-kb", type=int, default=d.max_header_bytes >> 10,
