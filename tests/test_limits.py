@@ -21,7 +21,7 @@ import httpx
 import psutil
 import pydicom
 import pytest
-from live_server import LiveServer, live_server
+from live_server import LiveServer, host_keeping_proxy, live_server
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
@@ -340,6 +340,21 @@ def test_a_foreign_host_gets_400_on_the_real_server(server: LiveServer) -> None:
     assert request_once(server, b"GET /dicomweb/studies HTTP/1.1\r\nConnection: close\r\n\r\n")[0] == 400
     raw = b"GET /dicomweb/studies HTTP/1.0\r\nAccept: application/dicom+json\r\n\r\n"
     assert request_once(server, raw)[0] in (200, 204)
+
+
+def test_a_client_behind_a_proxy_on_another_port_that_keeps_host_is_served(server: LiveServer) -> None:
+    """A viewer at 127.0.0.1:PROXYPORT whose proxy forwards Host: answers, with links through the proxy."""
+    request_once(server, stow_request(stow_body(deep_instance(1, True))) + stow_body(deep_instance(1, True)))
+    with host_keeping_proxy(server.origin) as proxy:
+        response = httpx.get(proxy + "/dicomweb/studies?limit=101&offset=0&fuzzymatching=true&includefield=00081030",
+                             headers={"Accept": "application/dicom+json"}, timeout=30)
+        assert response.status_code == 200, response.text
+        assert response.json()[0]["00081190"]["Value"][0].startswith(proxy + "/dicomweb/studies/")
+        for host in ("localhost:3000", "127.0.0.1:1"):  # OHIF's development server; any loopback port
+            response = httpx.get(proxy + "/dicomweb/studies", headers={"Accept": "application/dicom+json",
+                                                                       "Host": host}, timeout=30)
+            assert response.status_code == 200, (host, response.text)
+            assert response.json()[0]["00081190"]["Value"][0].startswith(f"http://{host}/dicomweb/")
 
 
 def _app(tmp_path: Path, **settings: object) -> httpx.AsyncClient:
