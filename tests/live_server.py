@@ -17,10 +17,10 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path

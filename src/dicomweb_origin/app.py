@@ -78,8 +78,9 @@ class Archive:
         self.settings = settings
         data = settings.data_dir.absolute()
         # An --index or --blobs URL names its own place; otherwise the trouble is the --data folder's.
-        index_option = ("--index", _redacted(settings.index_url)) if settings.index_url else ("--data", data)
-        blobs_option = ("--blobs", settings.blob_url) if settings.blob_url else ("--data", data)
+        index_option: tuple[str, object] = ("--index", _redacted(settings.index_url)) if settings.index_url \
+            else ("--data", data)
+        blobs_option: tuple[str, object] = ("--blobs", settings.blob_url) if settings.blob_url else ("--data", data)
         index_url = settings.index_url or settings.index_path.absolute().as_uri().replace("file:", "sqlite:", 1)
         blob_url = settings.blob_url or settings.blob_dir.absolute().as_uri()
         try:
@@ -92,7 +93,7 @@ class Archive:
         try:
             self.index: Index = open_index(index_url)
         except Exception as exc:  # noqa: BLE001
-            raise _unusable(*index_option, exc, _local_folder(index_url)) from exc
+            raise _unusable(index_option[0], index_option[1], exc, _local_folder(index_url)) from exc
         try:
             self.blobs: BlobStore = open_blobs(blob_url)
             # Uploads a crash cut short (never indexed); those a live writer (another process) holds stay.
@@ -101,13 +102,13 @@ class Archive:
                 log.info("removed %d unfinished upload(s) left by a crash", removed)
         except Exception as exc:  # noqa: BLE001
             self.index.close()
-            raise _unusable(*blobs_option, exc, _local_folder(blob_url)) from exc
+            raise _unusable(blobs_option[0], blobs_option[1], exc, _local_folder(blob_url)) from exc
         self.ingest = Ingest(self.index, self.blobs, settings)
         try:
             self.ingest.fill_missing_display()  # archives written before records kept the display
         except Exception as exc:  # noqa: BLE001
             self.index.close()
-            raise _unusable(*index_option, exc, _local_folder(index_url)) from exc
+            raise _unusable(index_option[0], index_option[1], exc, _local_folder(index_url)) from exc
         workers = settings.workers or os.cpu_count() or 2
         # One executor bounds all CPU work (transcoding, rendering): built here, once, and shared.
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cpu")
