@@ -415,26 +415,6 @@ def test_a_real_serve_process_prints_its_archive_and_logs_json(tmp_path: Path) -
     assert "dicomweb_requests_total" in metrics and len(paths) > 5
 
 
-def test_readme_frames_examples_name_the_enhanced_ct_of_the_default_demo(tmp_path: Path) -> None:
-    """The README's S / SE / I are the multi-frame instance `make serve` loads (generate_demo's defaults)."""
-    import inspect
-
-    import pydicom
-
-    from dicomweb_origin import demo
-
-    defaults = inspect.signature(demo.generate_demo).parameters
-    slices, size = defaults["slices"].default, defaults["size"].default
-    geometry = demo._Geometry(min(slices, demo.ENHANCED_FRAMES), min(size, demo.ENHANCED_SIZE))
-    ds: pydicom.Dataset = demo._enhanced_ct(geometry)
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    assert int(ds.NumberOfFrames) > 2
-    assert f"S={ds.StudyInstanceUID}\n" in readme
-    assert f"SE={ds.SeriesInstanceUID}\n" in readme
-    assert f"I={ds.SOPInstanceUID}\n" in readme
-    assert f"SOPClassUID={ds.SOPClassUID}" in readme
-
-
 def test_conformance_statement_has_the_ps32_shape_and_says_what_is_logged() -> None:
     text = (Path(__file__).resolve().parent.parent / "docs" / "conformance.md").read_text(encoding="utf-8")
     headings = re.findall(r"^## (.+)$", text, re.M)
