@@ -127,3 +127,20 @@ def test_every_readme_example_works_as_pasted(server: LiveServer, tmp_path: Path
     run = subprocess.run([sys.executable, "-c", python.replace(DEFAULT_URL, server.url)], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_the_layout_section_is_generated_from_the_module_docstrings() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_layout", ROOT / "scripts" / "readme_layout.py")
+    assert spec is not None and spec.loader is not None
+    readme_layout = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(readme_layout)
+    text = README.read_text(encoding="utf-8")
+    assert readme_layout.render(text) == text, "run `python scripts/readme_layout.py` to regenerate README.md"
+    layout = section(text, "Layout")
+    modules = sorted(p.relative_to(readme_layout.PACKAGE) for p in readme_layout.PACKAGE.rglob("*.py"))
+    for module in modules:  # every module is listed, under its folder
+        if module.name != "__init__.py":
+            assert f"- `{module.name}`: " in layout, module
+    assert "retrieve.py" not in layout  # the tree the old section described (retrieve/ is a package now)

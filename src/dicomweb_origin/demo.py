@@ -1,5 +1,6 @@
-"""Deterministic demo data: a synthetic CT phantom in three encodings, a report (an SR and the same report
-as an Encapsulated PDF) and a few of pydicom's own files.
+"""Deterministic demo data: a synthetic CT phantom in three encodings, its report, and some of pydicom's files.
+
+The report is kept twice, as a Comprehensive SR and as an Encapsulated PDF.
 
 A fresh server needs studies a viewer (e.g. OHIF) can open, and tests need the same bytes every run.
 Everything here is derived from fixed seeds and fixed UID entropy, so generating twice gives identical
