@@ -144,3 +144,30 @@ def test_the_layout_section_is_generated_from_the_module_docstrings() -> None:
         if module.name != "__init__.py":
             assert f"- `{module.name}`: " in layout, module
     assert "retrieve.py" not in layout  # the tree the old section described (retrieve/ is a package now)
+
+
+# -- what `make test` installs -----------------------------------------------------------------------------------
+
+
+def test_make_test_says_what_it_installs_and_waits_for_apt() -> None:
+    """Every apt-get of the Makefile waits for the dpkg lock; the README names each package and why."""
+    dry = subprocess.run(["make", "-n", "node", "browser", "services", "postgres"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    calls = re.findall(r"apt-get[^;&|]*", dry)
+    assert len(calls) >= 10, dry  # update and install, for each of the five targets
+    assert all("-o DPkg::Lock::Timeout=" in call for call in calls), calls
+    packages = set(re.findall(r"--no-install-recommends ([^>]+)>", dry))
+    two_commands = section(README.read_text(encoding="utf-8"), "Two commands")
+    for names in packages:
+        assert f"| `{names.strip()}` |" in two_commands, names  # a row of the table: the packages and why
+
+
+def test_the_license_is_an_spdx_expression() -> None:
+    """PEP 639: ``project.license`` as an SPDX string (the table form makes setuptools print a deprecation box)."""
+    import tomllib
+    from importlib.metadata import metadata
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["license"] == "MIT"
+    assert "setuptools>=77" in project["build-system"]["requires"]  # the first to take the string form
+    assert metadata("dicomweb-origin").get("License-Expression") == "MIT"  # as installed (make reinstalls)
