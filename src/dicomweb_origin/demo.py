@@ -508,9 +508,9 @@ def report_pdf() -> bytes:
         b"<< /Title (Demo report: CT phantom) /Producer (dicomweb-origin demo) >>",
     ]
     out, offsets = bytearray(b"%PDF-1.4\n"), []
-    for number, body in enumerate(objects, 1):
+    for number, obj in enumerate(objects, 1):
         offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+        out += b"%d 0 obj\n" % number + obj + b"\nendobj\n"
     xref = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
