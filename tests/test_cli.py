@@ -68,7 +68,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 
 CT_SMALL = str(get_testdata_file("CT_small.dcm"))
-LOG_RECORD = re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+Z (DEBUG|INFO) ")
+LOG_RECORD = re.compile(r'\d{4}-\d\d-\d\dT[\d:.]+Z (DEBUG|INFO) |\{"time": ?"[^"]+", ?"level": ?"(DEBUG|INFO)"')  # text or JSON
 
 
 def _cli(*args: str, cwd: Path | None = None, read_only: Path | None = None,
