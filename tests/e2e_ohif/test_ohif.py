@@ -323,14 +323,22 @@ def click_if_shown(page: Any, locator: Any, timeout_s: float) -> bool:
 
 
 def scroll(page: Any, slices: int) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
-    """Mouse-wheel over the viewport, one notch per slice; return the overlay index before and after."""
+    """Mouse-wheel over the viewport, one notch per slice; return the overlay index before and after.
+
+    Each notch waits for the overlay to move before the next: a renderer busy decoding (2 shared cores) merges
+    wheel events that arrive together into one, which OHIF scrolls as one slice.
+    """
     before = overlay_index(page)
     box = page.locator(CANVAS).first.bounding_box()
     assert box is not None, "the viewport canvas has no box"
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    for _ in range(slices):
+    for notch in range(slices):
+        shown = overlay_index(page)
         page.mouse.wheel(0, 100)
-        page.wait_for_timeout(40)
+        try:
+            wait_until(lambda shown=shown: overlay_index(page) != shown, 10, f"notch {notch + 1} to scroll", 0.02)
+        except AssertionError:
+            break  # the end of the stack, or a notch that did nothing: the final count says which
     settled: list[Any] = [None, 0]
 
     def stable() -> bool:
