@@ -30,9 +30,12 @@ viewer: install node
 	dist=$$($(PY) scripts/fetch_ohif.py) && $(VENV)/bin/dicomweb-origin serve --data data --demo --viewer "$$dist" \
 		--host $(HOST) --port $(PORT)
 
-# Debian packages a command needs, installed only when the machine lacks them: npm (`npm pack` fetches the
-# pinned OHIF viewer) and, for the OHIF end-to-end test, Chromium (playwright drives it; no browser download).
-APT_INSTALL = apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+# Debian packages a command needs, installed only when the machine lacks them (as root: apt-get): npm (`npm pack`
+# fetches the pinned OHIF viewer) and, for the OHIF end-to-end test, Chromium (playwright drives it; no browser
+# download). apt-get waits up to 10 minutes for the dpkg and package-list locks another apt holds (an unattended
+# upgrade on a fresh machine) instead of failing at once.
+APT = apt-get -o DPkg::Lock::Timeout=600
+APT_INSTALL = $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq --no-install-recommends
 
 node:
 	@command -v npm >/dev/null 2>&1 || { $(APT_INSTALL) nodejs npm >/dev/null; }

@@ -21,7 +21,7 @@ import httpx
 import psutil
 import pydicom
 import pytest
-from live_server import LiveServer, live_server
+from live_server import LiveServer, host_keeping_proxy, live_server
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
@@ -326,10 +326,35 @@ def test_a_foreign_host_gets_400_on_the_real_server(server: LiveServer) -> None:
     raw = b"GET /dicomweb/studies HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Host: evil.example\r\n" \
           b"Accept: application/dicom+json\r\nConnection: close\r\n\r\n"
     assert request_once(server, raw)[0] in (200, 204)  # forwarded headers from an untrusted peer are ignored
+    # RFC 9112 §3.2: more than one Host field is 400 (whichever came first would be a guess).
+    for hosts in (b"Host: 127.0.0.1\r\nHost: evil.example\r\n", b"Host: localhost\r\nHost: localhost\r\n"):
+        status, body = request_once(server, b"GET /dicomweb/studies HTTP/1.1\r\n" + hosts + b"Connection: close\r\n\r\n")
+        assert status == 400 and b"more than one Host" in body, body
+    # A Host without a port that names this machine: the links carry the port the client really reached.
+    port = server.origin.rsplit(":", 1)[1].encode()
+    raw = b"GET /dicomweb/studies HTTP/1.1\r\nHost: localhost\r\nAccept: application/dicom+json\r\nConnection: close\r\n\r\n"
+    request_once(server, stow_request(stow_body(deep_instance(1, True))) + stow_body(deep_instance(1, True)))
+    status, body = request_once(server, raw)
+    assert status == 200 and b'"http://localhost:' + port + b'/dicomweb/studies/' in body, body[-300:]
     # RFC 9112 §3.2: an HTTP/1.1 request without Host is 400; HTTP/1.0 may omit it.
     assert request_once(server, b"GET /dicomweb/studies HTTP/1.1\r\nConnection: close\r\n\r\n")[0] == 400
     raw = b"GET /dicomweb/studies HTTP/1.0\r\nAccept: application/dicom+json\r\n\r\n"
     assert request_once(server, raw)[0] in (200, 204)
+
+
+def test_a_client_behind_a_proxy_on_another_port_that_keeps_host_is_served(server: LiveServer) -> None:
+    """A viewer at 127.0.0.1:PROXYPORT whose proxy forwards Host: answers, with links through the proxy."""
+    request_once(server, stow_request(stow_body(deep_instance(1, True))) + stow_body(deep_instance(1, True)))
+    with host_keeping_proxy(server.origin) as proxy:
+        response = httpx.get(proxy + "/dicomweb/studies?limit=101&offset=0&fuzzymatching=true&includefield=00081030",
+                             headers={"Accept": "application/dicom+json"}, timeout=30)
+        assert response.status_code == 200, response.text
+        assert response.json()[0]["00081190"]["Value"][0].startswith(proxy + "/dicomweb/studies/")
+        for host in ("localhost:3000", "127.0.0.1:1"):  # OHIF's development server; any loopback port
+            response = httpx.get(proxy + "/dicomweb/studies", headers={"Accept": "application/dicom+json",
+                                                                       "Host": host}, timeout=30)
+            assert response.status_code == 200, (host, response.text)
+            assert response.json()[0]["00081190"]["Value"][0].startswith(f"http://{host}/dicomweb/")
 
 
 def _app(tmp_path: Path, **settings: object) -> httpx.AsyncClient:
@@ -356,7 +381,7 @@ async def test_only_configured_names_appear_in_returned_urls(tmp_path: Path) -> 
             assert response.status_code == 200, host
             url = response.json()[0]["00081190"]["Value"][0]
             assert url.split("/")[2].startswith(host.split(":")[0].lower()), (host, url)
-        for host in ("evil.example", "localhost:9999", "127.0.0.1:1", "pacs.example.evil.example", "a b", ""):
+        for host in ("evil.example", "evil.example:8080", "pacs.example.evil.example", "a b", ""):
             response = await _retrieve_urls(client, {"Host": host})
             assert response.status_code == 400, host
             assert "evil" not in response.headers.get("content-location", "")
@@ -364,6 +389,44 @@ async def test_only_configured_names_appear_in_returned_urls(tmp_path: Path) -> 
         response = await _retrieve_urls(client, {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https",
                                                  "Forwarded": "host=evil.example;proto=https"})
         assert response.json()[0]["00081190"]["Value"][0].startswith("http://127.0.0.1:8080/")
+
+
+def _host_of(response: httpx.Response) -> str:
+    """The host[:port] of the first RetrieveURL of a search answer."""
+    return str(response.json()[0]["00081190"]["Value"][0].split("/")[2])
+
+
+@pytest.mark.anyio
+async def test_loopback_names_at_any_port_allowed_names_at_their_port(tmp_path: Path) -> None:
+    """A viewer behind a proxy that keeps Host (OHIF's dev server at localhost:3000, a proxy at 127.0.0.1:PORT).
+
+    Loopback names are this machine at any port; ``--allowed-host NAME`` allows NAME at any port, ``NAME:PORT``
+    only at that port (a Host without a port names the scheme's default port, RFC 9110 §7.2).
+    """
+    async with _app(tmp_path, allowed_hosts=("pacs.example", "viewer.example:3000")) as client:
+        for host in ("localhost:3000", "127.0.0.1:45678", "[::1]:1", "LOCALHOST:9999", "pacs.example:9999",
+                     "viewer.example:3000"):
+            response = await _retrieve_urls(client, {"Host": host})
+            assert response.status_code == 200, (host, response.text)
+            assert _host_of(response).lower() == host.lower()
+        for host in ("viewer.example:3001", "viewer.example", "evil.example:3000", "localhost.evil.example:3000"):
+            response = await _retrieve_urls(client, {"Host": host})
+            assert response.status_code == 400, host
+            assert "is not a name of this server" in response.text
+
+
+@pytest.mark.anyio
+async def test_a_host_without_a_port_that_names_this_machine_gets_the_sockets_port(tmp_path: Path) -> None:
+    """``Host: localhost`` on a socket at port 8080: URLs say localhost:8080, not port 80 (which is not us)."""
+    async with _app(tmp_path, allowed_hosts=("pacs.example", "pacs.example:8443")) as client:
+        for host, expected in (("localhost", "localhost:8080"), ("127.0.0.1", "127.0.0.1:8080"),
+                               ("[::1]", "[::1]:8080"), ("pacs.example", "pacs.example")):
+            response = await _retrieve_urls(client, {"Host": host})
+            assert response.status_code == 200, (host, response.text)
+            assert _host_of(response) == expected, host
+    async with _app(tmp_path / "b", allowed_hosts=("pacs.example:8443",)) as client:
+        # pacs.example without a port is pacs.example:80, not an allowed name
+        assert (await _retrieve_urls(client, {"Host": "pacs.example"})).status_code == 400
 
 
 @pytest.mark.anyio
@@ -424,5 +487,5 @@ def test_listening_on_every_address_allows_the_machines_own_names() -> None:
 
     names = allowed_names(Settings(host="0.0.0.0", port=8080, allowed_hosts=()))
     assert names is not None
-    assert (socket.gethostname().lower(), 8080) in names and ("localhost", 8080) in names
-    assert ("evil.example", 8080) not in names
+    assert (socket.gethostname().lower(), None) in names and ("localhost", None) in names  # at any port
+    assert not [name for name, _port in names if name == "evil.example"]

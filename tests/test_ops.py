@@ -324,6 +324,37 @@ async def test_home_page_says_version_counts_and_links(archive: LoadedArchive) -
     assert conformance.status_code == 200 and conformance.text.startswith("# dicomweb-origin")
 
 
+@pytest.mark.parametrize("accept", [
+    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",  # Chromium, Firefox
+    "text/html", "text/html, */*", "text/markdown;q=0.5, text/html"])
+async def test_a_browser_gets_the_conformance_statement_as_html(archive: LoadedArchive, accept: str) -> None:
+    """Rendered from the Markdown (tables, code, headings with the anchors its own #links point to)."""
+    async with _origin_client(archive.app) as client:
+        response = await client.get("/conformance", headers={"Accept": accept})
+        again = await client.get("/conformance", headers={"Accept": accept})
+    assert response.status_code == 200 and response.headers["content-type"] == "text/html; charset=utf-8"
+    assert "Accept" in response.headers["vary"] and again.text == response.text
+    page = response.text
+    assert page.startswith("<!doctype html>") and "<h1 id=" in page and "# dicomweb-origin" not in page
+    assert page.count("<table>") >= 10 and "<td><code>1.2.840.10008.1.2.4.90</code></td>" in page
+    source = (Path(__file__).resolve().parent.parent / "docs" / "conformance.md").read_text(encoding="utf-8")
+    ids = set(re.findall(r' id="([^"]+)"', page))
+    links = set(re.findall(r"\]\(#([^)]+)\)", source))
+    assert links and links <= ids, links - ids  # every in-document link lands on a heading
+    assert "<!-- BEGIN" in page and "&lt;!--" not in page  # the generated sections' markers stay comments
+
+
+@pytest.mark.parametrize("accept", ["*/*", "text/markdown", "text/plain", "text/markdown, text/html", None,
+                                    "text/html;q=0, */*"])
+async def test_other_clients_get_the_conformance_statement_as_markdown(archive: LoadedArchive,
+                                                                      accept: str | None) -> None:
+    async with _origin_client(archive.app) as client:
+        headers = {"Accept": accept} if accept is not None else {}
+        response = await client.get("/conformance", headers=headers)
+    assert response.status_code == 200 and response.headers["content-type"] == "text/markdown; charset=utf-8"
+    assert response.text.startswith("# dicomweb-origin") and "Accept" in response.headers["vary"]
+
+
 async def test_with_a_viewer_the_root_stays_the_viewer(tmp_path: Path) -> None:
     viewer = tmp_path / "dist"
     viewer.mkdir()
@@ -413,26 +444,6 @@ def test_a_real_serve_process_prints_its_archive_and_logs_json(tmp_path: Path) -
                                                                                        "uvicorn"))], others
     assert not [line for line in lines if "INFO" in line and not line.startswith("{")]  # uvicorn's own format
     assert "dicomweb_requests_total" in metrics and len(paths) > 5
-
-
-def test_readme_frames_examples_name_the_enhanced_ct_of_the_default_demo(tmp_path: Path) -> None:
-    """The README's S / SE / I are the multi-frame instance `make serve` loads (generate_demo's defaults)."""
-    import inspect
-
-    import pydicom
-
-    from dicomweb_origin import demo
-
-    defaults = inspect.signature(demo.generate_demo).parameters
-    slices, size = defaults["slices"].default, defaults["size"].default
-    geometry = demo._Geometry(min(slices, demo.ENHANCED_FRAMES), min(size, demo.ENHANCED_SIZE))
-    ds: pydicom.Dataset = demo._enhanced_ct(geometry)
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    assert int(ds.NumberOfFrames) > 2
-    assert f"S={ds.StudyInstanceUID}\n" in readme
-    assert f"SE={ds.SeriesInstanceUID}\n" in readme
-    assert f"I={ds.SOPInstanceUID}\n" in readme
-    assert f"SOPClassUID={ds.SOPClassUID}" in readme
 
 
 def test_conformance_statement_has_the_ps32_shape_and_says_what_is_logged() -> None:

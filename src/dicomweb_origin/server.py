@@ -19,6 +19,8 @@ The request body's pace (idle time, minimum rate) is enforced where it is read (
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Callable
 from typing import Any
 
 import httptools
@@ -152,8 +154,40 @@ def guarded_protocol(settings: Settings) -> type[GuardedHttpTools]:
     return type("GuardedHttpTools", (GuardedHttpTools,), {"settings": settings})
 
 
-def run(app: Any, settings: Settings, **options: Any) -> None:
-    """Serve ``app`` on ``settings.host:port`` with the limits of ``settings``.
+def bind(settings: Settings) -> socket.socket:
+    """A socket bound to ``settings.host:port`` (OSError when taken), not yet listening.
+
+    Bound before anything else happens, so a port in use is said at once; connections are refused, not
+    queued, until the server listens on it (``run``).
+    """
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT does not block
+        sock.bind((settings.host.strip("[]"), settings.port))
+    except BaseException:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server that calls ``on_listening`` once its sockets accept connections."""
+
+    def __init__(self, config: uvicorn.Config, on_listening: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self.on_listening = on_listening
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.on_listening is not None:
+            self.on_listening()
+
+
+def run(app: Any, settings: Settings, sock: socket.socket | None = None,
+        on_listening: Callable[[], None] | None = None, **options: Any) -> None:
+    """Serve ``app`` on ``sock`` (``bind(settings)``; by default bound here) with the limits of ``settings``.
 
     ``options`` go to ``uvicorn.Config`` as they are (e.g. ``ssl_certfile`` / ``ssl_keyfile``).
     Forwarded headers are handled by the application (web/hosts.py, ``--trusted-proxy``), never by
@@ -165,4 +199,4 @@ def run(app: Any, settings: Settings, **options: Any) -> None:
         timeout_keep_alive=settings.keep_alive_seconds,  # type: ignore[arg-type]
         **({"log_level": "info", "access_log": False} | options),  # type: ignore[arg-type]
     )
-    uvicorn.Server(config).run()
+    _Server(config, on_listening).run(sockets=[sock if sock is not None else bind(settings)])

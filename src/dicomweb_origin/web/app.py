@@ -24,7 +24,7 @@ from ..settings import Settings
 from .accesslog import AccessLog
 from .auth import BearerAuth
 from .capabilities import capabilities_mount
-from .hosts import HostGuard, allowed_names, trusted_networks
+from .hosts import HostGuard, allowed_names, machine_names, trusted_networks
 from .metrics import Metrics, Observed
 from .ops import Ops, Probes, ops_routes
 from .routes import Endpoints, routes
@@ -79,7 +79,8 @@ def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Set
     # Outermost (inside Starlette's error middleware): it sees every answer, the CORS ones included.
     middleware = [Middleware(AccessLog, metrics=metrics)]
     # Next: no response names a host that is not configured (a refused Host is still logged).
-    middleware.append(Middleware(HostGuard, allowed=allowed_names(settings), proxies=trusted_networks(settings)))
+    middleware.append(Middleware(HostGuard, allowed=allowed_names(settings), proxies=trusted_networks(settings),
+                                 local=machine_names(settings)))
     if settings.cors_origins:
         middleware.append(Middleware(
             CORSMiddleware,

@@ -32,6 +32,7 @@ from ..retrieve import Payload, Retrieve, Target
 from ..settings import Settings
 from . import multipart
 from .encoding import ContentDecoder, content_decoder
+from .hosts import split_host
 from .negotiate import (
     acceptable_media_types,
     check_charset,
@@ -45,7 +46,6 @@ from .params import render_params, volume_params
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
-_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})(:[0-9]{1,5})?")
 SMALL_BODY = 8 << 20  # bodies up to this size are produced in one go rather than streamed
 
 
@@ -67,16 +67,11 @@ class Endpoints:
         """The absolute DICOMweb root URL for links in this response."""
         if self.settings.public_url:
             return self.settings.public_url.rstrip("/")
+        # The Host as web/hosts.py left it: an allowed name, with the socket's port when it named this
+        # machine without one.
         host = request.headers.get("host", "")
-        if not _HOST.fullmatch(host):  # never splice an arbitrary header into JSON, XML or headers
+        if split_host(host) is None:  # HTTP/1.0 without Host; never splice an arbitrary header into links
             host = f"{self.settings.host}:{self.settings.port}"
-        server = request.scope.get("server")
-        # dicomweb-client sends "Host: 127.0.0.1" without the port it connected to; links built
-        # from that would point at port 80. When the Host names this very socket's address, the
-        # port is the socket's. (Behind a proxy Host names the proxy: use --public-url.)
-        if (server and server[1] and server[1] != (443 if request.url.scheme == "https" else 80)
-                and ":" not in host.rsplit("]", 1)[-1] and host.strip("[]") == str(server[0]).strip("[]")):
-            host = f"{host}:{server[1]}"
         return f"{request.url.scheme}://{host}{self.settings.root_path}"
 
     @staticmethod
