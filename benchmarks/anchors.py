@@ -15,16 +15,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Self
 
 import psutil
 from common import free_port
+from pool import ClientPool, Expect, Req, run_requests
 
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "orthanc-latest.sh"
@@ -193,6 +196,15 @@ class Orthanc:
         with urlopen(f"http://{self.host}:{self.port}/statistics", timeout=30) as response:
             return int(json.load(response)["CountInstances"])
 
+    def upload(self, pool: ClientPool, files: Sequence[str], clients: int) -> ImportRun:
+        """POST /instances of every file (its REST upload) from ``clients`` processes; checked, and counted after."""
+        reqs = [Req("/instances", (("Content-Type", "application/dicom"),), Expect(contains=b"Success"), "POST", f)
+                for f in files]
+        run = posted(pool, self.host, self.port, reqs, clients, self.cpu)
+        if run.problem is None and (count := self.count()) != len(files):
+            run.problem = f"Orthanc holds {count} instances of {len(files)}"
+        return run
+
     def stop(self) -> None:
         stop_process(self.process, timeout=30)
         self.process = None
@@ -206,6 +218,41 @@ class Orthanc:
         self.stop()
 
 
+@dataclass
+class ImportRun:
+    seconds: float
+    cpu: float
+    stored: int
+    problem: str | None = None
+
+
+def cli_import(folder: Path, files: Sequence[str], extra: Sequence[str]) -> ImportRun:
+    """``dicomweb-origin import`` of ``files`` (their folders) into an empty archive: wall time, CPU, stored."""
+    folders = sorted({str(Path(f).parent) for f in files})
+    command = [sys.executable, "-m", "dicomweb_origin.cli", "import", "--data", str(folder), *extra, *folders]
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert process.stdout is not None
+    output = process.stdout.read().decode(errors="replace")
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    match = re.search(r"stored: (\d+)", output)
+    stored = int(match.group(1)) if match else 0
+    problem = None
+    if process.returncode != 0 or stored != len(files):
+        problem = f"exit {process.returncode}, stored {stored} of {len(files)}: {output[-300:]!r}"
+    return ImportRun(seconds, usage.ru_utime + usage.ru_stime, stored, problem)
+
+
+def posted(pool: ClientPool, host: str, port: int, reqs: list[Req], clients: int,
+           cpu: Callable[[], float]) -> ImportRun:
+    """POST every request from ``clients`` processes: wall time, server CPU, answers that were right."""
+    m = run_requests(pool, host, port, reqs, clients, meter=cpu)
+    problem = f"{m.bad} bad answers: {m.problems[0]}" if m.bad else None
+    return ImportRun(m.latencies.wall, m.meter, m.requests - m.bad, problem)
+
+
 # -- nginx -------------------------------------------------------------------------------------------
 
 
@@ -214,7 +261,8 @@ def nginx_binary() -> str | None:
 
 
 class Nginx:
-    """nginx on a free loopback port running the ``server`` blocks given (``{port}`` and ``{root}`` filled in).
+    """nginx on a free loopback port running the ``server`` blocks given (``{port}``, ``{root}`` and the keys of
+    ``fill``, which may be set after construction, filled in at start).
 
     ``types`` maps file suffixes to the Content-Type to send for them (so a saved multipart body goes out with
     its boundary, as our server sent it). Access log off, sendfile on, keep-alive without a request limit.
@@ -230,6 +278,7 @@ class Nginx:
         self.servers = servers
         self.types = types or {}
         self.workers = workers or (os.cpu_count() or 1)
+        self.fill: dict[str, str] = {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def config(self) -> str:
@@ -237,7 +286,9 @@ class Nginx:
                           for suffix, media in self.types.items())
         temp = " ".join(f"{name}_temp_path {self.root}/temp-{name};"
                         for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        servers = self.servers.replace("{port}", str(self.port)).replace("{root}", str(self.root))
+        servers = self.servers
+        for key, value in {"port": str(self.port), "root": str(self.root), **self.fill}.items():
+            servers = servers.replace("{" + key + "}", value)
         return f"""worker_processes {self.workers};
 daemon off;
 pid {self.root}/nginx.pid;

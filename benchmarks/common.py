@@ -300,6 +300,7 @@ class RawClient:
         self.sock: socket.socket | None = None
         self.file: BinaryIO | None = None
         self.buffer = bytearray(MIB)
+        self.response_headers: dict[str, str] = {}  # of the answer being read
 
     def _connect(self) -> None:
         self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
@@ -354,6 +355,7 @@ class RawClient:
         while (line := self.file.readline()) not in (b"\r\n", b"\n", b""):
             name, _, value = line.decode("latin-1").partition(":")
             response[name.strip().lower()] = value.strip()
+        self.response_headers = response
         if "content-length" in response:
             length = self._drain(int(response["content-length"]))
         elif response.get("transfer-encoding", "").lower() == "chunked":

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,13 +32,16 @@ from anchors import (
     DEFAULT_FILES,
     DEFAULT_ORTHANC,
     Dataset,
+    ImportRun,
     Nginx,
     Orthanc,
     Series,
+    cli_import,
     cpu_seconds,
     dataset,
     nginx_binary,
     orthanc_problem,
+    posted,
 )
 from common import MB, ROOT_PATH, Server, machine_line
 from pool import STOW_TYPE, ClientPool, Expect, KeepingClient, Measured, Req, run_requests
@@ -234,9 +235,10 @@ def save_bodies(ours: Side, items: Sequence[Item], folder: Path, types: dict[str
     by_type = {media: suffix for suffix, media in types.items()}
     saved: dict[Item, str] = {}
     client = KeepingClient(ours.host, ours.port)
+    client.keep_limit = 1 << 40  # keep whole studies too: they are written out
     for it in dict.fromkeys(items):
         status, headers, length = client.request("GET", ours.prefix + it.rel, dict(it.headers))
-        problem = it.expect.problem(status, headers, client.kept, length)
+        problem = client.problem(it.expect, status, headers, length)
         if problem:
             raise RuntimeError(f"our server's answer to {it.rel} is wrong ({problem}): nothing to give nginx")
         media = headers.get("content-type", "application/octet-stream")
@@ -285,40 +287,6 @@ def run_rounds(pool: ClientPool, loads: list[Workload], sides: dict[str, Side], 
 # -- import ------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class ImportRun:
-    seconds: float
-    cpu: float
-    stored: int
-    problem: str | None = None
-
-
-def cli_import(folder: Path, files: Sequence[str], extra: Sequence[str]) -> ImportRun:
-    """``dicomweb-origin import`` of ``files`` (their folders) into an empty archive: wall time, CPU, stored."""
-    folders = sorted({str(Path(f).parent) for f in files})
-    command = [sys.executable, "-m", "dicomweb_origin.cli", "import", "--data", str(folder), *extra, *folders]
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert process.stdout is not None
-    output = process.stdout.read().decode(errors="replace")
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    match = re.search(r"stored: (\d+)", output)
-    stored = int(match.group(1)) if match else 0
-    problem = None
-    if process.returncode != 0 or stored != len(files):
-        problem = f"exit {process.returncode}, stored {stored} of {len(files)}: {output[-300:]!r}"
-    return ImportRun(seconds, usage.ru_utime + usage.ru_stime, stored, problem)
-
-
-def posted(pool: ClientPool, host: str, port: int, reqs: list[Req], clients: int,
-           cpu: Callable[[], float]) -> ImportRun:
-    m = run_requests(pool, host, port, reqs, clients, meter=cpu)
-    problem = f"{m.bad} bad answers: {m.problems[0]}" if m.bad else None
-    return ImportRun(m.latencies.wall, m.meter, m.requests - m.bad, problem)
-
-
 def run_imports(pool: ClientPool, data: Dataset, args: argparse.Namespace, scratch: Path,
                 orthanc_root: Path | None) -> dict[str, list[ImportRun]]:
     """Rounds of: our CLI import, STOW from N client processes, Orthanc's REST upload from N client processes,
@@ -331,12 +299,7 @@ def run_imports(pool: ClientPool, data: Dataset, args: argparse.Namespace, scrat
         runs["cli"].append(cli_import(folder / "cli", files, args.import_arg))
         if orthanc_root is not None:
             with Orthanc(orthanc_root, f"import{r}") as orthanc:
-                reqs = [Req("/instances", (("Content-Type", "application/dicom"),), Expect(contains=b"Success"),
-                            "POST", f) for f in files]
-                run = posted(pool, orthanc.host, orthanc.port, reqs, args.import_clients, orthanc.cpu)
-                if run.problem is None and (count := orthanc.count()) != len(files):
-                    run.problem = f"Orthanc holds {count} instances of {len(files)}"
-                runs[ORTHANC].append(run)
+                runs[ORTHANC].append(orthanc.upload(pool, files, args.import_clients))
         with Server(folder / "stow", *args.server_arg, log_path=folder / "stow.log") as server:
             reqs = [Req(ROOT_PATH + "/studies", (("Content-Type", STOW_TYPE),), stow, "POST", f, stow=True)
                     for f in files]
@@ -527,11 +490,9 @@ def read_figures(stack: ExitStack, pool: ClientPool, data: Dataset, args: argpar
     table = {OURS: Side(OURS, server.host, server.port, ROOT_PATH, lambda: cpu_seconds([server.pid]))}
     if ORTHANC in sides:
         orthanc = stack.enter_context(Orthanc(args.orthanc, "main", keep=args.keep))
-        reqs = [Req("/instances", (("Content-Type", "application/dicom"),), Expect(contains=b"Success"), "POST", f)
-                for f in files]
-        upload = posted(pool, orthanc.host, orthanc.port, reqs, args.import_clients, orthanc.cpu)
-        if upload.problem or orthanc.count() != len(files):
-            raise RuntimeError(f"upload into Orthanc failed: {upload.problem} ({orthanc.count()} stored)")
+        upload = orthanc.upload(pool, files, args.import_clients)
+        if upload.problem:
+            raise RuntimeError(f"upload into Orthanc failed: {upload.problem}")
         print(f"  Orthanc 1.13: {len(files):,} files uploaded in {upload.seconds:.1f} s", flush=True)
         table[ORTHANC] = Side(ORTHANC, orthanc.host, orthanc.port, Orthanc.prefix, orthanc.cpu)
 

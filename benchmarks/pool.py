@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol
 
-from common import Latencies, RawClient
+from common import MIB, Latencies, RawClient
 
 BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
 STOW_BOUNDARY = "dicomweb-bench-stow-boundary"
@@ -41,7 +41,9 @@ class Expect:
     contains: bytes | None = None  # the (decoded) body holds these bytes
     lacks: bytes | None = None  # ... and not these (e.g. a STOW answer's FailedSOPSequence, "00081198")
 
-    def problem(self, status: int, headers: dict[str, str], buf: bytearray, length: int) -> str | None:
+    def problem(
+        self, status: int, headers: dict[str, str], buf: bytearray, length: int, streamed: Streamed | None = None
+    ) -> str | None:
         if self.status is not None and status != self.status:
             return f"status {status}"
         if length < self.min_bytes:
@@ -50,18 +52,22 @@ class Expect:
         if self.media is not None and not content_type.startswith(self.media):
             return f"Content-Type {content_type!r}"
         if self.parts is not None:
-            match = BOUNDARY.search(content_type)
-            if not content_type.startswith("multipart/related") or not match:
+            delimiter = multipart_delimiter(content_type)
+            if not content_type.startswith("multipart/related") or delimiter is None:
                 return f"not multipart: Content-Type {content_type!r}"
-            delimiter = b"--" + match.group(1).encode("latin-1")
-            if buf.find(delimiter + b"--", 0, length) < 0:
+            if streamed is not None:
+                closed, parts = streamed.closed, streamed.delimiters - 1
+            else:
+                closed, parts = buf.find(delimiter + b"--", 0, length) >= 0, buf.count(delimiter, 0, length) - 1
+            if not closed:
                 return "no closing multipart delimiter"
-            parts = buf.count(delimiter, 0, length) - 1
             if parts != self.parts:
                 return f"{parts} parts, not {self.parts}"
             if length < parts * self.part_bytes:
                 return f"{length} bytes for {parts} parts of at least {self.part_bytes}"
         if self.instances is not None or self.contains is not None or self.lacks is not None:
+            if streamed is not None:
+                return "a large body was not kept: its content cannot be checked"
             body: bytes | bytearray = buf[:length]
             if headers.get("content-encoding", "identity").lower() in ("gzip", "deflate"):
                 body = zlib.decompress(bytes(body), 47)
@@ -100,21 +106,33 @@ def request(path: str, headers: dict[str, str], expect: Expect) -> Req:
 
 
 class KeepingClient(RawClient):
-    """RawClient that keeps the whole body of the last answer (in one reused, growing buffer) for checking."""
+    """RawClient that keeps the body of the last answer for checking (in one reused, growing buffer).
+
+    A multipart body larger than ``keep_limit`` (a whole study) is not kept: it is read through a 4 MiB buffer
+    while its multipart delimiters are counted, so a 2 GB study needs no 2 GB buffer and no page faults.
+    """
+
+    keep_limit = 32 * MIB
 
     def __init__(self, host: str, port: int, timeout: float = 300.0) -> None:
         super().__init__(host, port, timeout)
         self.kept = bytearray(1 << 20)
         self.used = 0
+        self.streamed: Streamed | None = None
 
     def _request(
         self, method: str, path: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], int]:
         self.used = 0
+        self.streamed = None
         return super()._request(method, path, headers, body)
 
     def _drain(self, size: int | None) -> int:
         assert self.file is not None
+        delimiter = multipart_delimiter(self.response_headers.get("content-type", ""))
+        if size is not None and size > self.keep_limit and delimiter is not None and not self.used:
+            self.streamed = Streamed(delimiter)
+            return self.streamed.read(self.file, size)
         total = 0
         while size is None or total < size:
             want = (1 << 20) if size is None else size - total
@@ -129,6 +147,42 @@ class KeepingClient(RawClient):
             total += n
             self.used += n
         return total
+
+    def problem(self, expect: Expect, status: int, headers: dict[str, str], length: int) -> str | None:
+        return expect.problem(status, headers, self.kept, length, self.streamed)
+
+
+class Streamed:
+    """Multipart delimiters counted while a large body streams through one buffer (each where it ends)."""
+
+    def __init__(self, delimiter: bytes, chunk: int = 4 * MIB) -> None:
+        self.delimiter = delimiter
+        self.closing = delimiter + b"--"
+        self.delimiters = 0
+        self.closed = False
+        self.buffer = bytearray(chunk + len(self.closing))
+
+    def read(self, source: Any, size: int) -> int:
+        keep = len(self.closing) - 1
+        total, carry = 0, 0
+        with memoryview(self.buffer) as view:
+            while total < size:
+                n = source.readinto(view[carry : carry + min(size - total, len(self.buffer) - carry)])
+                if not n:
+                    raise EOFError("connection closed mid-body")
+                total += n
+                end = carry + n
+                self.delimiters += self.buffer.count(self.delimiter, max(0, carry - len(self.delimiter) + 1), end)
+                if not self.closed:
+                    self.closed = self.buffer.find(self.closing, max(0, carry - keep), end) >= 0
+                carry = min(keep, end)
+                view[:carry] = view[end - carry : end]
+        return total
+
+
+def multipart_delimiter(content_type: str) -> bytes | None:
+    match = BOUNDARY.search(content_type) if content_type.startswith("multipart/") else None
+    return b"--" + match.group(1).encode("latin-1") if match else None
 
 
 @dataclass
@@ -181,7 +235,7 @@ class RequestJob:
             out.samples.append((time.perf_counter() - t0) * 1000)
             out.bytes += length
             out.statuses.add(status)
-            if (problem := req.expect.problem(status, answer, client.kept, client.used)) is not None:
+            if (problem := client.problem(req.expect, status, answer, length)) is not None:
                 out.bad += 1
                 if len(out.problems) < 3:
                     out.problems.append(f"{req.method} {req.path}: {problem}")
