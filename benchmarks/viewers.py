@@ -151,6 +151,7 @@ def trial(pool: ClientPool, target: Target, stages: list[list[Req]], viewers: in
 
 
 def ladder(limit: int) -> list[int]:
+    """1, 2, 3, 4, 6, 9, 13, 19, 28, ...: every N at first, then half again each step."""
     steps, n = [], 1
     while n <= limit:
         steps.append(n)
@@ -222,9 +223,9 @@ def main(argv: list[str] | None = None) -> int:
               f"<= {SLOWDOWN}x", flush=True)
         print(f"  {'N':>3}  " + "  ".join(f"{t.name + ': slowest, x alone, CPU s/load, clients CPU s':<60}"
                                           for t in targets))
-        best = {t.name: 0 for t in targets}
+        best = {t.name: 1 for t in targets}  # one viewer is the time alone
         failures = {t.name: 0 for t in targets}
-        for step, n in enumerate(ladder(args.max_viewers)):
+        for step, n in enumerate(ladder(args.max_viewers)[1:]):
             active = [t for t in targets if failures[t.name] < 2]
             if not active:
                 break
@@ -258,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {target.name:<13} N = {best[target.name]}")
         if len(targets) == 2 and best[targets[1].name]:
             print(f"  ours / Orthanc 1.13: {best['ours'] / best[targets[1].name]:.2f}x")
+        if len(targets) == 2:
+            ours, theirs = (statistics.median(t.server_cpu for t in alone[x.name]) for x in targets)
+            print(f"  server CPU per load alone, ours / Orthanc 1.13: {ours / theirs:.2f}x "
+                  f"({ours:.2f} s / {theirs:.2f} s: what bounds N when the cores are the limit)")
         if problem:
             print(f"\n(Orthanc 1.13 skipped: {problem})")
     return 0
