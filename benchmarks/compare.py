@@ -132,6 +132,9 @@ class Figures:
         self.values.setdefault(side, []).append(value)
         self.cpu_ms.setdefault(side, []).append(cpu_ms)
         self.client_cpu.setdefault(side, []).append(client)
+        self.failed(side, bad, problems)
+
+    def failed(self, side: str, bad: int, problems: list[str]) -> None:
         self.bad[side] = self.bad.get(side, 0) + bad
         self.problems.setdefault(side, []).extend(problems[: max(0, 3 - len(self.problems.get(side, [])))])
 
@@ -274,6 +277,9 @@ def run_rounds(pool: ClientPool, loads: list[Workload], sides: dict[str, Side], 
             turn = [s for s in order[r % len(order):] + order[: r % len(order)] if s in workload.sides]
             for key in turn:
                 m = run_workload_round(pool, workload, sides[key], items)
+                if not m.requests:  # nothing answered: only the problems count
+                    results[workload.key].failed(key, m.bad, m.problems)
+                    continue
                 value = value_of(workload, m)
                 results[workload.key].add(key, value, m.meter * 1000 / max(1, m.requests),
                                           m.client_cpu / max(m.latencies.wall, 1e-9), m.bad, m.problems)

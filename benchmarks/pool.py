@@ -231,7 +231,14 @@ class RequestJob:
         for req in self.requests:
             body, headers = req.body(), dict(req.headers)
             t0 = time.perf_counter()
-            status, answer, length = client.request(req.method, req.path, headers, body)
+            try:
+                status, answer, length = client.request(req.method, req.path, headers, body)
+            except (OSError, EOFError, ValueError) as exc:  # no answer at all: a bad one, not a crash of the run
+                client.close()
+                out.bad += 1
+                if len(out.problems) < 3:
+                    out.problems.append(f"{req.method} {req.path}: {type(exc).__name__}: {exc}")
+                continue
             out.samples.append((time.perf_counter() - t0) * 1000)
             out.bytes += length
             out.statuses.add(status)

@@ -103,8 +103,12 @@ class ViewerJob:
                         req = next(queue, None)  # type: ignore[call-overload]
                     if req is None:
                         return
-                    status, headers, length = client.request("GET", self.prefix + req.path, dict(req.headers))
-                    problem = client.problem(req.expect, status, headers, length)
+                    try:
+                        status, headers, length = client.request("GET", self.prefix + req.path, dict(req.headers))
+                        problem = client.problem(req.expect, status, headers, length)
+                    except (OSError, EOFError, ValueError) as exc:  # no answer: a bad one, the load goes on
+                        client.close()
+                        length, problem = 0, f"{type(exc).__name__}: {exc}"
                     with lock:
                         size[0] += length
                         if problem:
