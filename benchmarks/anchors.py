@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -97,6 +98,24 @@ def orthanc_problem(root: Path) -> str | None:
     if os.geteuid() != 0:
         return "running it needs root (it runs in a chroot)"
     return None
+
+
+def peer_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every side-by-side script takes: where Orthanc and the files are, our server's extra options."""
+    parser.add_argument("--orthanc", type=Path, default=DEFAULT_ORTHANC,
+                        help=f"Orthanc 1.13 chroot (default $ORTHANC_DIR or {DEFAULT_ORTHANC}); 'none': leave it out")
+    parser.add_argument("--files", type=Path, default=DEFAULT_FILES,
+                        help=f"cache of the generated files (default $BENCH_FILES or {DEFAULT_FILES})")
+    parser.add_argument("--server-arg", action="append", default=[],
+                        help="extra `serve` argument for our server, repeatable (e.g. --server-arg=--workers=2)")
+
+
+def orthanc_announced(root: Path) -> str | None:
+    """Why Orthanc 1.13 is left out (printed, so the output says so), or None when it runs."""
+    problem = orthanc_problem(root) if str(root) != "none" else "left out (--orthanc none)"
+    if problem:
+        print(f"  Orthanc 1.13: {problem} -- the Orthanc column is skipped", flush=True)
+    return problem
 
 
 def build_orthanc(root: Path) -> str | None:

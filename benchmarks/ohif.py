@@ -36,14 +36,13 @@ from typing import Any
 
 import psutil
 from anchors import (
-    DEFAULT_FILES,
-    DEFAULT_ORTHANC,
     Nginx,
     Orthanc,
     cli_import,
     cpu_seconds,
     dataset,
-    orthanc_problem,
+    orthanc_announced,
+    peer_arguments,
 )
 from common import Server, machine_line
 from pool import ClientPool
@@ -356,10 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views", default="stack,mpr", help="stack, mpr or both (default stack,mpr)")
     parser.add_argument("--slices", type=int, default=300, help="CT slices (default 300)")
     parser.add_argument("--size", type=int, default=512, help="CT matrix (default 512)")
-    parser.add_argument("--orthanc", type=Path, default=DEFAULT_ORTHANC, help="Orthanc 1.13 chroot ('none': skip)")
-    parser.add_argument("--files", type=Path, default=DEFAULT_FILES, help="generated files cache")
+    peer_arguments(parser)
     parser.add_argument("--viewer", type=Path, default=None, help="OHIF dist folder (default: scripts/fetch_ohif.py)")
-    parser.add_argument("--server-arg", action="append", default=[], help="extra `serve` argument, repeatable")
     parser.add_argument("--json", type=Path, default=None, help="also write every run's figures to this file")
     parser.add_argument("--tiny", action="store_true", help="8 small slices, stack view, 1 round: checks the script")
     args = parser.parse_args(argv)
@@ -370,9 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"OHIF 3.13 in headless Chromium on {machine_line()}", flush=True)
     from playwright.sync_api import sync_playwright
 
-    problem = orthanc_problem(args.orthanc) if str(args.orthanc) != "none" else "left out (--orthanc none)"
-    if problem:
-        print(f"  Orthanc 1.13: {problem} -- its column is skipped", flush=True)
+    problem = orthanc_announced(args.orthanc)
     dist = args.viewer or fetch_viewer()
     rest = {"meta_slices": 12, "meta_size": 32, "frames": 4, "j2k_slices": 5} if args.tiny else {}
     ct = dataset(args.files, slices=args.slices, size=args.size, **rest).ct

@@ -29,14 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from anchors import (
-    DEFAULT_FILES,
-    DEFAULT_ORTHANC,
     Orthanc,
     Series,
     cli_import,
     cpu_seconds,
     dataset,
-    orthanc_problem,
+    orthanc_announced,
+    peer_arguments,
 )
 from common import ROOT_PATH, Server, machine_line
 from pool import ClientPool, Expect, KeepingClient, Req
@@ -170,9 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-viewers", type=int, default=32, help="largest N tried (default 32)")
     parser.add_argument("--trials", type=int, default=2, help="runs per N and server (default 2; median)")
     parser.add_argument("--alone", type=int, default=3, help="runs of one viewer alone per server (default 3)")
-    parser.add_argument("--orthanc", type=Path, default=DEFAULT_ORTHANC, help="Orthanc 1.13 chroot ('none': skip)")
-    parser.add_argument("--files", type=Path, default=DEFAULT_FILES, help="generated files cache")
-    parser.add_argument("--server-arg", action="append", default=[], help="extra `serve` argument, repeatable")
+    peer_arguments(parser)
     parser.add_argument("--tiny", action="store_true", help="8 small slices, N up to 3: checks the script")
     args = parser.parse_args(argv)
     if args.tiny:
@@ -180,9 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"dicomweb-origin viewers capacity on {machine_line()}", flush=True)
     pool = ClientPool(2)
-    problem = orthanc_problem(args.orthanc) if str(args.orthanc) != "none" else "left out (--orthanc none)"
-    if problem:
-        print(f"  Orthanc 1.13: {problem} -- its column is skipped", flush=True)
+    problem = orthanc_announced(args.orthanc)
     data = dataset(args.files, slices=args.slices, size=args.size, **_small_rest(args.tiny))
     ct = data.ct
     import pydicom
