@@ -308,7 +308,10 @@ class Nginx:
         servers = self.servers
         for key, value in {"port": str(self.port), "root": str(self.root), **self.fill}.items():
             servers = servers.replace("{" + key + "}", value)
-        return f"""worker_processes {self.workers};
+        # Started as root, nginx would run its workers as nobody, who may not read the files (a 0700 temporary
+        # folder, a checkout under /root): keep them as the user who started it.
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        return f"""{user}worker_processes {self.workers};
 daemon off;
 pid {self.root}/nginx.pid;
 error_log {self.root}/error.log warn;

@@ -465,7 +465,6 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     with ExitStack() as stack:
         tmp = Path(tempfile.mkdtemp(prefix="dicomweb-compare-"))
-        tmp.chmod(0o755)  # nginx's workers (user nobody when started as root) read the saved bodies
         stack.callback(lambda: print(f"(kept {tmp})") if args.keep else shutil.rmtree(tmp, ignore_errors=True))
         stack.callback(pool.close)
         if loads:

@@ -375,7 +375,6 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[tuple[str, str], list[Run]] = {}
     with ExitStack() as stack:
         tmp = Path(tempfile.mkdtemp(prefix="dicomweb-ohif-"))
-        tmp.chmod(0o755)
         stack.callback(shutil.rmtree, tmp, True)
         stack.callback(pool.close)
         run = cli_import(tmp / "ours", ct.files, [])
