@@ -442,7 +442,7 @@ def describe(files: list[Path]) -> Series:
 
 def dataset(
     cache: Path, *, slices: int = 300, size: int = 512, meta_slices: int = 1000, meta_size: int = 64,
-    frames: int = 200, j2k_slices: int = 48, log: Any = print,
+    frames: int = 200, j2k_slices: int = 64, log: Any = print,
 ) -> Dataset:
     """The comparison's files, generated into ``cache`` once per set of sizes (a manifest marks them complete)."""
     from frames import make_j2k_series, make_multiframe
