@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install install-test node browser services postgres serve viewer test test-postgres bench load clean
+.PHONY: install install-test node browser services postgres serve viewer test test-postgres bench bench-targets load clean
 
 # What serving needs (the package and its runtime dependencies); the test tools come with `make test`.
 install: $(VENV)/.installed
@@ -61,7 +61,24 @@ test: install-test browser postgres services
 test-postgres: install-test postgres services
 	DICOMWEB_TEST_INDEX=postgresql DICOMWEB_TEST_BLOBS=s3 $(PY) -m pytest -n 2 -q --ignore=tests/e2e_ohif --ignore=tests/e2e_browser
 
-bench: install-test
+# Issue 18's figures beside Orthanc 1.13 and nginx sending the same bytes (benchmarks/compare.py), viewer capacity
+# (viewers.py) and OHIF itself in Chromium (ohif.py), ~12 min on 2 cores. Orthanc 1.13 is built in ORTHANC_DIR when
+# missing (root, debootstrap); without it the Orthanc column is left out and the output says so.
+# BENCH_ARGS go to compare.py (e.g. "--rounds 9 --only frame-1,frame-8"); SERVER_ARGS to every server we start.
+ORTHANC_DIR ?= /work/orthanc
+BENCH_ARGS ?=
+SERVER_ARGS ?=
+BENCH_SERVER = $(addprefix --server-arg=,$(SERVER_ARGS))
+bench: install-test browser
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { $(APT_INSTALL) nginx-light >/dev/null; }
+	@$(PY) benchmarks/anchors.py build $(ORTHANC_DIR)
+	$(PY) benchmarks/compare.py --orthanc $(ORTHANC_DIR) $(BENCH_SERVER) $(BENCH_ARGS)
+	$(PY) benchmarks/viewers.py --orthanc $(ORTHANC_DIR) $(BENCH_SERVER)
+	$(PY) benchmarks/ohif.py --orthanc $(ORTHANC_DIR) $(BENCH_SERVER)
+
+# The design targets of the scripts before issue 18 (ingest, retrieve vs the page cache, memory, frames,
+# search, rendered, volumes), each printed beside its target.
+bench-targets: install-test
 	$(PY) benchmarks/retrieve.py && $(PY) benchmarks/frames.py && $(PY) benchmarks/search.py && $(PY) benchmarks/rendered.py && $(PY) benchmarks/volumes.py
 
 # Mixed load: 32 clients for 300 s (CLIENTS=, DURATION= to change); prints requests/s, p50/p99 per kind, RSS.
