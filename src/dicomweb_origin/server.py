@@ -10,7 +10,8 @@ uvicorn arms no timer before the first request of a connection nor while a reque
 - a deadline for the request head: a connection that opens and sends nothing, or sends its head
   slowly (slowloris), is closed after ``header_timeout_seconds`` (408 if part of a head arrived);
 - a request body the application did not read is not waited for: the connection closes once the
-  response is sent (a GET with a dripped body cannot hold the connection).
+  response is sent (a GET with a dripped body cannot hold the connection). Judged per request: the
+  next request on a kept-alive or pipelined connection may be receiving its body by then.
 
 The request body's pace (idle time, minimum rate) is enforced where it is read (web/routes.py);
 ``max_connections`` maps to uvicorn's ``limit_concurrency`` (503 past it).
@@ -23,7 +24,7 @@ from typing import Any
 
 import httptools
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from .settings import Settings
 
@@ -48,7 +49,6 @@ class GuardedHttpTools(HttpToolsProtocol):
         super().connection_made(transport)
         self._head_bytes = 0  # bytes received while a request head is incomplete
         self._in_head = True  # waiting for (the rest of) a request head
-        self._in_body = False  # head complete, body not yet complete
         self._head_timer: asyncio.TimerHandle | None = None
         self._arm_head_timer()
 
@@ -101,18 +101,27 @@ class GuardedHttpTools(HttpToolsProtocol):
         size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
         if size > self.settings.max_header_bytes:
             raise _Refused(431, f"the request head exceeds {self.settings.max_header_bytes} bytes")
-        self._in_head, self._in_body, self._head_bytes = False, True, 0
+        self._in_head, self._head_bytes = False, 0
         self._cancel_head_timer()
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None:  # (None when the head asked for a WebSocket upgrade)
+            cycle.on_response = lambda: self._response_complete(cycle)
 
     def on_message_complete(self) -> None:
-        self._in_head, self._in_body = True, False
+        self._in_head = True
         super().on_message_complete()
 
-    def on_response_complete(self) -> None:
-        if self._in_body and not self.transport.is_closing():  # an unread body is not waited for
+    def _response_complete(self, cycle: RequestResponseCycle) -> None:
+        """The response to ``cycle`` is sent: close if that request's own body is still arriving.
+
+        Judged by the cycle, not the connection: once a streamed response's last bytes are out, the
+        next request on the connection (kept alive or pipelined) may already be receiving its body,
+        and that body is not this response's business.
+        """
+        if cycle.more_body and not self.transport.is_closing():  # an unread body is not waited for
             self.transport.close()
-        super().on_response_complete()
+        self.on_response_complete()
 
     # -- the head deadline ----------------------------------------------------------------------
 
@@ -152,17 +161,21 @@ def guarded_protocol(settings: Settings) -> type[GuardedHttpTools]:
     return type("GuardedHttpTools", (GuardedHttpTools,), {"settings": settings})
 
 
-def run(app: Any, settings: Settings, **options: Any) -> None:
-    """Serve ``app`` on ``settings.host:port`` with the limits of ``settings``.
+def config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration: ``app`` on ``settings.host:port`` with the limits of ``settings``.
 
     ``options`` go to ``uvicorn.Config`` as they are (e.g. ``ssl_certfile`` / ``ssl_keyfile``).
     Forwarded headers are handled by the application (web/hosts.py, ``--trusted-proxy``), never by
     uvicorn, which would otherwise trust them from 127.0.0.1.
     """
-    config = uvicorn.Config(
+    return uvicorn.Config(
         app, host=settings.host, port=settings.port, http=guarded_protocol(settings), proxy_headers=False,
         limit_concurrency=settings.max_connections or None,
         timeout_keep_alive=settings.keep_alive_seconds,  # type: ignore[arg-type]
         **({"log_level": "info", "access_log": False} | options),  # type: ignore[arg-type]
     )
-    uvicorn.Server(config).run()
+
+
+def run(app: Any, settings: Settings, **options: Any) -> None:
+    """Serve ``app`` with the limits of ``settings`` until stopped (see ``config``)."""
+    uvicorn.Server(config(app, settings, **options)).run()
