@@ -208,3 +208,34 @@ def test_a_request_sent_before_the_previous_response_ended_is_answered() -> None
             assert len(client.get("/").content) == 65536
             stored = client.post("/", content=bytes(525_000))
             assert stored.status_code == 200 and stored.text == "525000"
+
+
+# -- client data in response headers ---------------------------------------------------------------------
+
+
+def _stow_parts(*instances: bytes) -> bytes:
+    return b"".join(f"--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode() + instance + b"\r\n"
+                    for instance in instances) + f"--{BOUNDARY}--\r\n".encode()
+
+
+@pytest.mark.parametrize("bad", ["\x00x", "\x01", "\nx", "\u00e9\""], ids=["nul", "soh", "newline", "non-ascii"])
+@pytest.mark.parametrize("accept", ["application/dicom+json", "application/dicom+xml"])
+def test_a_part_whose_uid_holds_a_control_character_still_gets_a_response(
+        server: LiveServer, bad: str, accept: str) -> None:
+    """The Warning header quotes the refused UID escaped; the valid part of the same request is stored."""
+    number = 100 + ord(bad[0]) + (1000 if accept.endswith("xml") else 0)
+    valid = uid(7003, 1, number)
+    body = _stow_parts(instance_bytes(uid(7003), uid(7003, 1), valid),
+                       instance_bytes(uid(7003), uid(7003, 1), uid(7003, 1, number, 2) + bad))
+    response = httpx.post(server.url + "/studies", content=body, timeout=30,
+                          headers={"Content-Type": STOW_TYPE, "Accept": accept})
+    assert response.status_code == 202, response.text  # some stored, some failed (Table 10.5.3-1)
+    warning = response.headers["warning"]
+    assert warning.isascii() and warning.isprintable() and warning.startswith('299 dicomweb-origin "')
+    assert warning.count('"') == 2  # one quoted-string: the client's quote did not end it
+    assert "a UID is digits and dots" in warning
+    assert valid in response.text  # reported as stored ...
+    stored = httpx.head(f"{server.url}/studies/{uid(7003)}/series/{uid(7003, 1)}/instances/{valid}",
+                        headers={"Accept": "application/dicom; transfer-syntax=*"})
+    assert stored.status_code == 200  # ... and stored
+

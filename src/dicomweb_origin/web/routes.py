@@ -9,7 +9,7 @@ import re
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -106,7 +106,7 @@ class Endpoints:
             warnings.append(f"{payload.omitted} of the items of the target could not be represented in an acceptable"
                             " media type and were omitted")
         if warnings:
-            headers["Warning"] = ", ".join(f'299 dicomweb-origin "{text}"' for text in warnings)
+            headers["Warning"] = warning_value(warnings)
         status = 206 if payload.omitted else 200
         root = self.root(request)
         if payload.multipart_type is None:
@@ -293,8 +293,7 @@ class Endpoints:
         headers = {}
         reasons = [f"{r.instance_uid or 'part'}: {r.reason}" for r in results if r.reason]
         if reasons:
-            text = "; ".join(reasons)[:2000].replace('"', "'")
-            headers["Warning"] = f'299 dicomweb-origin "{text}"'
+            headers["Warning"] = warning_value(["; ".join(reasons)[:2000]])
         data, media_type = render_store_response(body, _prefers_xml(header_field(request.headers, "accept")))
         return Response(data, status, headers, media_type=media_type)
 
@@ -323,6 +322,29 @@ class Endpoints:
         if not results:
             raise BadRequest("the multipart payload has no parts")
         return results
+
+
+def warning_value(texts: Sequence[str]) -> str:
+    """A ``Warning`` field value of 299 warnings, one per text (RFC 7234 §5.5), whatever the texts hold.
+
+    The texts quote client data (a SOP Instance UID, an annotation value): a control character in a
+    header value is no HTTP at all (the response would never come) and ``"`` or ``\\`` would end or
+    break the quoted-string. Each character outside printable ASCII is written as its escape
+    (``\\x00``, ``\\u00e9``), with the backslash itself quoted (RFC 9110 §5.6.4), and ``"`` as ``'``.
+    """
+    return ", ".join(f'299 dicomweb-origin "{_quotable(text)}"' for text in texts)
+
+
+def _quotable(text: str) -> str:
+    quoted = []
+    for c in text:
+        if " " <= c <= "~" and c not in '"\\':
+            quoted.append(c)
+        elif c in '"\\':
+            quoted.append("'" if c == '"' else "\\\\")
+        else:  # \x00 as the four characters \x00, its backslash quoted
+            quoted.append("\\" + c.encode("unicode_escape").decode("ascii"))
+    return "".join(quoted)
 
 
 def _produce_ahead(retrieve: Retrieve, payload: Payload) -> None:
