@@ -76,6 +76,20 @@ async def test_access_log_writes_one_json_line_per_request_with_every_field(
     assert line["resource"] == "collection"
 
 
+async def test_access_log_redacts_credentials_in_the_query(
+        archive: LoadedArchive, access_lines: io.StringIO) -> None:
+    """A token sent as ``?access_token=`` (RFC 6750 §2.3) or another credential never reaches the log."""
+    secret = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0.c2lnbmF0dXJl"
+    async with _origin_client(archive.app) as client:
+        await client.get(f"/dicomweb/studies?PatientID=nobody&access_token={secret}&limit=3&api_key={secret}"
+                         f"&X-Amz-Signature={secret}&Client%5FSecret={secret}",
+                         headers={"Accept": "application/dicom+json"})
+    (line,) = _lines(access_lines)
+    assert secret not in json.dumps(line)
+    assert line["query"] == ("PatientID=nobody&access_token=REDACTED&limit=3&api_key=REDACTED"
+                             "&X-Amz-Signature=REDACTED&Client%5FSecret=REDACTED")
+
+
 async def test_access_log_counts_the_bytes_of_a_streamed_multipart_response(
         archive: LoadedArchive, access_lines: io.StringIO) -> None:
     """A study retrieve larger than the small-body limit streams: every byte is counted, the line comes at the end."""
