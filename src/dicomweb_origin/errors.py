@@ -25,13 +25,29 @@ header (the authentication errors' ``WWW-Authenticate``) carries it in ``headers
 
 from __future__ import annotations
 
+import re
+
+# What a library's error text may hold that means nothing to a client and tells an attacker about the
+# process: object reprs with their addresses (``<_io.BytesIO object at 0x7fe6...>``) and errno prefixes
+# (``[Errno 1094995529]``).
+_INTERNAL = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>|\[Errno -?\d+\]\s*")
+
+
+def client_safe(text: str) -> str:
+    """``text`` without Python object reprs (and their memory addresses) or errno numbers."""
+    return _INTERNAL.sub("", text) if " at 0x" in text or "[Errno" in text else text
+
 
 class DicomWebError(Exception):
-    """Base class: a failure with a short, client-safe message and an HTTP status."""
+    """Base class: a failure with a short, client-safe message and an HTTP status.
+
+    Messages often quote a codec's error text: what is internal in it is dropped here, once.
+    """
 
     status: int = 500
 
     def __init__(self, message: str) -> None:
+        message = client_safe(message)
         super().__init__(message)
         self.message = message
         self.headers: dict[str, str] = {}

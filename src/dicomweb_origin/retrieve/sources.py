@@ -13,7 +13,7 @@ from typing import Any
 
 from ..cache import BytesCache
 from ..dicom import pixels, transcode
-from ..errors import DicomWebError, Gone, NotFound
+from ..errors import DecodeError, DicomWebError, Gone, NotFound
 from ..model import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_LE,
@@ -160,13 +160,20 @@ class Sources:
                                              source_lossy=record.lossy,
                                              pixel_keyword=pixels.pixel_keyword(record.pixel_path)).data
 
-        return self.cache.get_or_make(self.frame_key(record, index, syntax), make)
+        try:
+            return self.cache.get_or_make(self.frame_key(record, index, syntax), make)
+        except DecodeError as exc:
+            raise _undecodable(record, index, exc) from exc
 
     def decoded_frame(self, record: InstanceRecord, index: int) -> tuple[Any, PixelDescription]:
         """One frame decoded to an array, through the same decoder frames and transcoding use."""
         assert record.pixel is not None
         keyword = pixels.pixel_keyword(record.pixel_path)  # Float and Double Float Pixel Data decode as floats
-        return pixels.decode_frame(self.stored_frame(record, index), record.transfer_syntax_uid, record.pixel, keyword)
+        try:
+            return pixels.decode_frame(self.stored_frame(record, index), record.transfer_syntax_uid, record.pixel,
+                                       keyword)
+        except DecodeError as exc:
+            raise _undecodable(record, index, exc) from exc
 
     # -- what an instance can become -----------------------------------------------------------
 
@@ -195,6 +202,14 @@ def _materialize_quietly(part: Part) -> None:
         part.materialize()
     except DicomWebError:
         pass  # left for the consumer, which decides what a failed part means
+
+
+def _undecodable(record: InstanceRecord, index: int, exc: DecodeError) -> DecodeError:
+    """The 406 of a frame no decoder accepts: which frame, what went wrong, and what can still be had."""
+    uid = record.transfer_syntax_uid
+    return DecodeError(f"frame {index + 1} of instance {record.instance_uid} (stored as {pixels.syntax_name(uid)})"
+                       f" does not decode: {exc.message.removeprefix('cannot decode frame: ')}; it can be retrieved"
+                       f" only as stored: {record.syntax.media_type}; transfer-syntax={uid}")
 
 
 def not_acceptable_message(records: Sequence[InstanceRecord], what: str) -> str:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import re
 import time
-from urllib.parse import unquote_plus
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
