@@ -11,6 +11,7 @@ header (the authentication errors' ``WWW-Authenticate``) carries it in ``headers
      │    └── InvalidVolume (400)    frames that do not form a volume (PS3.3 C.11.23.1)
      ├── Unauthorized (401)          no or no valid credentials (RFC 6750 §3: WWW-Authenticate: Bearer)
      ├── Forbidden (403)             valid credentials without the scope the request needs (insufficient_scope)
+     ├── CrossOriginRefused (403)    a CORS pre-flight to a server that allows no other origin
      ├── NotFound (404)              unknown study / series / instance / frame / bulk data
      ├── NotAcceptable (406)         none of the Acceptable Media Types can be served
      ├── RequestTimeout (408)        STOW: the request body stopped arriving
@@ -98,6 +99,12 @@ class Forbidden(DicomWebError):
     def __init__(self, message: str, scope: str) -> None:
         super().__init__(message)
         self.headers["WWW-Authenticate"] = _bearer_challenge("insufficient_scope", message, scope)
+
+
+class CrossOriginRefused(DicomWebError):
+    """A CORS pre-flight (Fetch §4.8) when no origin is allowed (no ``--cors-origin``): not a Capabilities request."""
+
+    status = 403
 
 
 class InvalidVolume(BadRequest):
