@@ -60,14 +60,15 @@ class Retrieve:
     def bulkdata(self, target: Target, accept: Sequence[Acceptable]) -> Payload:
         return bulk.bulkdata(self.sources, target, accept)
 
-    def bulk_element(self, target: Target, path: str, accept: Sequence[Acceptable]) -> Payload:
-        return bulk.bulk_element(self.sources, target, path, accept)
+    def bulk_element(self, target: Target, path: str, accept: Sequence[Acceptable], ranged: bool = False) -> Payload:
+        """``ranged``: the request carries Range, which a wildcard's single-part form can honour (bulk.py)."""
+        return bulk.bulk_element(self.sources, target, path, accept, ranged)
 
-    def pixeldata(self, target: Target, accept: Sequence[Acceptable]) -> Payload:
-        return bulk.pixeldata(self.sources, target, accept)
+    def pixeldata(self, target: Target, accept: Sequence[Acceptable], ranged: bool = False) -> Payload:
+        return bulk.pixeldata(self.sources, target, accept, ranged)
 
-    def frames(self, target: Target, frame_list: str, accept: Sequence[Acceptable]) -> Payload:
-        return bulk.frames(self.sources, target, frame_list, accept)
+    def frames(self, target: Target, frame_list: str, accept: Sequence[Acceptable], ranged: bool = False) -> Payload:
+        return bulk.frames(self.sources, target, frame_list, accept, ranged)
 
     def rendered(self, target: Target, frame_list: str | None, accept: Sequence[Acceptable],
                  params: RenderParams) -> Payload:

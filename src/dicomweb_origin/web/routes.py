@@ -179,20 +179,21 @@ class Endpoints:
         if path is not None:
             if not re.fullmatch(r"[0-9A-Fa-f]{8}(/[0-9]+/[0-9A-Fa-f]{8})*", path):
                 raise BadRequest(f"invalid bulk data path {path!r}")
-            payload = await run_in_threadpool(self.retrieve.bulk_element, target, path.upper(), accept)
+            payload = await run_in_threadpool(self.retrieve.bulk_element, target, path.upper(), accept,
+                                              "range" in request.headers)
         else:
             payload = await run_in_threadpool(self.retrieve.bulkdata, target, accept)
         return await self.send(request, payload)
 
     async def pixeldata(self, request: Request) -> Response:
         target, accept = self.target(request), self.accept(request)
-        payload = await run_in_threadpool(self.retrieve.pixeldata, target, accept)
+        payload = await run_in_threadpool(self.retrieve.pixeldata, target, accept, "range" in request.headers)
         return await self.send(request, payload)
 
     async def frames(self, request: Request) -> Response:
         target, accept = self.target(request), self.accept(request)
         frame_list = request.path_params["frames"]
-        payload = await run_in_threadpool(self.retrieve.frames, target, frame_list, accept)
+        payload = await run_in_threadpool(self.retrieve.frames, target, frame_list, accept, "range" in request.headers)
         return await self.send(request, payload)
 
     async def rendered(self, request: Request) -> Response:
