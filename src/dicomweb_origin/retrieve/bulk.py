@@ -13,7 +13,7 @@ mean nothing to a client following a BulkDataURI (our choice; RFC 9110 §14.2 le
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from ..errors import BadRequest, InvalidFrameList, NotAcceptable, NotFound
