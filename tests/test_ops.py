@@ -275,7 +275,9 @@ async def test_metrics_count_requests_by_resource_and_status(empty_archive: Load
     assert metric['dicomweb_cache_misses_total{cache="gzip"}'] >= 1
     assert metric['dicomweb_cache_size_bytes{cache="gzip"}'] > 0
     assert metric['dicomweb_cache_limit_bytes{cache="frames"}'] == empty_archive.settings.frame_cache_bytes
-    assert metric["dicomweb_executor_queue_depth"] == 0
+    assert metric['dicomweb_executor_queue_depth{lane="heavy"}'] == 0
+    assert metric['dicomweb_executor_queue_depth{lane="light"}'] == 0
+    assert metric['dicomweb_executor_running{lane="light"}'] == 0
     assert not any("1.2.3" in key for key in metric)  # labels are resource kinds, never paths
 
 

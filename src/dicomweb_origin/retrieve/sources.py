@@ -1,14 +1,14 @@
 """Where every Retrieve resource gets its bytes: records from the index, ranges of blobs, frames.
 
 One ``Sources`` per application holds the index, the blob store, the cache of produced frames and
-the one executor that bounds all CPU work (transcoding, rendering): parts are produced there, in
-parallel with their neighbours, never on the event loop nor in an unbounded pool.
+the lanes that bound all CPU work (lanes.py): parts are produced on their lane, in parallel with their
+neighbours, never on the event loop nor in an unbounded pool. ``executor`` is the heavy lane.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 from typing import Any
 
 from ..cache import BytesCache
@@ -22,6 +22,7 @@ from ..model import (
     PixelDescription,
 )
 from ..storage.base import BlobStore, Index
+from .lanes import Lanes
 from .payload import Body, Part, Target
 
 FrameKey = tuple[str, str, int, str]
@@ -29,13 +30,14 @@ SPAN_SLACK = 64 << 10  # gaps between one frame's fragments up to this are read 
 
 
 class Sources:
-    """The index, the blobs, the frame cache and the CPU executor, with the reads resources share."""
+    """The index, the blobs, the frame cache and the CPU lanes, with the reads resources share."""
 
-    def __init__(self, index: Index, blobs: BlobStore, cache: BytesCache, executor: Executor, workers: int) -> None:
+    def __init__(self, index: Index, blobs: BlobStore, cache: BytesCache, lanes: Lanes, workers: int) -> None:
         self.index = index
         self.blobs = blobs
         self.cache = cache
-        self.executor = executor
+        self.lanes = lanes
+        self.executor = lanes.heavy  # decoding (volume assembly's slices)
         self.workers = workers
 
     # -- lookup ------------------------------------------------------------------------------
@@ -69,17 +71,18 @@ class Sources:
     # -- producing parts ---------------------------------------------------------------------
 
     def produce(self, parts: Sequence[Part]) -> Iterator[Part]:
-        """Yield the parts in order while the next few are produced in parallel on the executor.
+        """Yield the parts in order while the next few are produced in parallel, each on its lane.
 
         At most ``workers`` parts are produced ahead of the one being sent, which bounds memory.
         A part that fails keeps ``length`` None; the consumer meets the error when it reads it.
-        Never call this from the executor's own threads (it waits on them).
+        Never call this from a lane's own threads (it waits on them).
         """
         pending: dict[int, Future[None]] = {}
         for position, part in enumerate(parts):
             for ahead in range(position, min(len(parts), position + self.workers + 1)):
                 if parts[ahead].length is None and ahead not in pending:
-                    pending[ahead] = self.executor.submit(_materialize_quietly, parts[ahead])
+                    lane = self.lanes.of(parts[ahead].cost)
+                    pending[ahead] = lane.submit(_materialize_quietly, parts[ahead])
             if position in pending:
                 pending.pop(position).result()
             yield part

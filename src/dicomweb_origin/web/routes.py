@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import logging
 import re
@@ -111,8 +110,7 @@ class Endpoints:
         root = self.root(request)
         if payload.multipart_type is None:
             part = payload.parts[0]
-            if part.length is None:  # transcoding or rendering: CPU work, on the one bounded executor
-                await asyncio.wrap_future(self.retrieve.executor.submit(part.materialize))
+            await self.retrieve.materialize(part)  # transcoding, rendering, metadata: on its lane
             if not compressible and part.length is not None:  # a single representation: Range applies (RFC 9110 §14)
                 headers["Accept-Ranges"] = "bytes"
                 # If-Range that does not match means "send it all" (RFC 9110 §13.1.5), before any 416.
@@ -209,16 +207,8 @@ class Endpoints:
         check_charset(request.query_params.getlist("charset"), header_field(request.headers, "accept-charset"))
         params, unsupported = render_params(request.query_params, thumbnail=thumbnail)
         frame_list = request.path_params.get("frames")
-        use = self.retrieve.thumbnail if thumbnail else self.retrieve.rendered
         conditional = "if-none-match" in request.headers  # a 304 must not pay for a rendering
-
-        def render() -> Payload:
-            payload = use(target, frame_list, accept, params)
-            if payload.multipart_type is None and not conditional:
-                payload.parts[0].materialize()  # one trip to the executor for a single image
-            return payload
-
-        payload = await asyncio.wrap_future(self.retrieve.executor.submit(render))
+        payload = await self.retrieve.render(thumbnail, target, frame_list, accept, params, produce=not conditional)
         if unsupported:  # §8.3.5.1.1
             payload.warnings += (f"The following annotation values are not supported: {', '.join(unsupported)}",)
         return await self.send(request, payload)
@@ -247,8 +237,8 @@ class Endpoints:
         check_charset(request.query_params.getlist("charset"), header_field(request.headers, "accept-charset"))
         params, unsupported = volume_params(request.query_params)
         frame_list = request.path_params.get("frames")
-        # In the thread pool, not the executor: assembly decodes frames on the executor and waits for
-        # them; the rendering itself runs on the executor when ``send`` produces the part.
+        # In the thread pool, not a lane: assembly decodes frames on the heavy lane and waits for
+        # them; the rendering itself runs there when ``send`` produces the part.
         payload = await run_in_threadpool(self.retrieve.volume, kind, target, frame_list, accept, params)
         if unsupported:  # §8.3.5.1.1
             payload.warnings += (f"The following annotation values are not supported: {', '.join(unsupported)}",)
@@ -286,17 +276,25 @@ class Endpoints:
                 size = await run_in_threadpool(self._spool, spool, decoder, chunk, size)
             if decoder is not None:
                 decoder.finish()
-            results = await run_in_threadpool(self._store_parts, spool, boundary, study_uid)
+            xml = _prefers_xml(header_field(request.headers, "accept"))
+            # Storing and the response (10,000 parts make a large one) off the event loop, in one hop.
+            status, headers, data, media_type, outcomes = await run_in_threadpool(
+                self._store_and_answer, spool, boundary, study_uid, self.root(request), xml)
         finally:
             spool.close()
-        self.outcomes.update(r.outcome.value for r in results)
-        status, body = store_response(results, self.root(request))
+        self.outcomes.update(outcomes)  # on the loop: concurrent STOWs never race on the tally
+        return Response(data, status, headers, media_type=media_type)
+
+    def _store_and_answer(self, spool: Any, boundary: str, study_uid: str | None, root: str,
+                          xml: bool) -> tuple[int, dict[str, str], bytes, str, Counter[str]]:
+        results = self._store_parts(spool, boundary, study_uid)
+        status, body = store_response(results, root)
         headers = {}
         reasons = [f"{r.instance_uid or 'part'}: {r.reason}" for r in results if r.reason]
         if reasons:
             headers["Warning"] = warning_value(["; ".join(reasons)[:2000]])
-        data, media_type = render_store_response(body, _prefers_xml(header_field(request.headers, "accept")))
-        return Response(data, status, headers, media_type=media_type)
+        data, media_type = render_store_response(body, xml)
+        return status, headers, data, media_type, Counter(r.outcome.value for r in results)
 
     def _spool(self, spool: Any, decoder: ContentDecoder | None, chunk: bytes, size: int) -> int:
         """Append one chunk of the body, decoded, to the spool; return the decoded size so far.
