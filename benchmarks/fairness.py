@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heavy", type=int, default=8, help="clients sending heavy requests (default 8)")
     parser.add_argument("--requests", type=int, default=40, help="requests of each light kind per figure")
     parser.add_argument("--parts", type=int, default=10_000, help="tiny instances in the big STOW (default 10000)")
+    parser.add_argument("--stow-viewport", type=int, default=512,
+                        help="viewport of the rendered request measured during the STOW (default 512)")
     parser.add_argument("--server-src", action="append", default=[],
                         help="serve the package under this src folder instead (repeatable: one run per folder)")
     parser.add_argument("--serve-arg", action="append", default=[], help="an extra argument for serve (repeatable)")
@@ -221,7 +223,7 @@ def run(data: Path, args: argparse.Namespace, light: dict[str, tuple[str, dict[s
         heading(f"A rendered request alone, then while one client stores {args.parts} tiny instances in one STOW")
         body, content_type = stow_body(args.parts)
         render = [f"{ROOT_PATH}{records[i % len(records)].path}/rendered?window={900 + i},400,linear"
-                  for i in range(1000)]
+                  f"&viewport={args.stow_viewport},{args.stow_viewport}" for i in range(1000)]
         client = RawClient(host, port)
         quiet = [timed(client, render[i], JPEG)[0] for i in range(args.requests)]
         stow_done = threading.Event()
@@ -248,8 +250,9 @@ def run(data: Path, args: argparse.Namespace, light: dict[str, tuple[str, dict[s
             i += 1
         thread.join()
         client.close()
-        figure("rendered 512 JPEG, alone", summary(quiet))
-        figure("rendered 512 JPEG, during the STOW", summary(during) + f"  ({len(during)} req)")
+        figure(f"rendered JPEG, viewport {args.stow_viewport}, alone", summary(quiet))
+        figure(f"rendered JPEG, viewport {args.stow_viewport}, during the STOW",
+               summary(during) + f"  ({len(during)} req)")
         figure(f"STOW of {args.parts} parts ({len(body) / 1e6:.1f} MB)", stow_result[0] if stow_result else "?")
 
 
