@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import BASE_URL, MULTIPART_OCTET, LoadedArchive, path_of, prepared_bytes
+from conftest import BASE_URL, MULTIPART_OCTET, LoadedArchive, path_of, prepared_bytes, stow
 
 from dicomweb_origin.retrieve import Lanes
 from dicomweb_origin.retrieve.lanes import Lane
@@ -103,10 +103,6 @@ async def test_a_stows_response_is_made_off_the_event_loop(empty_client: httpx.A
         return original(module, xml)
 
     monkeypatch.setattr(routes, "render_store_response", recording)
-    boundary = "lanes"
-    body = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + prepared_bytes("CT_small")
-            + f"\r\n--{boundary}--\r\n".encode())
-    response = await empty_client.post("studies", content=body, headers={
-        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'})
+    response = await stow(empty_client, prepared_bytes("CT_small"))
     assert response.status_code == 200
     assert threads and threads[0] is not threading.main_thread()  # the loop runs on the main thread here

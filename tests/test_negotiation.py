@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import DICOM_JSON, MULTIPART_DICOM, MULTIPART_OCTET, media_params, parse_multipart, path_of
+from conftest import (
+    DICOM_JSON,
+    MULTIPART_DICOM,
+    MULTIPART_OCTET,
+    media_params,
+    parse_multipart,
+    path_of,
+    stow,
+)
 from reference import ELE, J2K_LOSSLESS, JLS_LOSSLESS, RLE
 
 from dicomweb_origin.errors import BadRequest, NotAcceptable
@@ -295,11 +303,7 @@ async def test_a_frame_that_does_not_decode_is_406_naming_it_and_what_is_availab
     ds.HighBit = 7
     out = io.BytesIO()
     ds.save_as(out)
-    boundary = "b406"
-    body = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + out.getvalue()
-            + f"\r\n--{boundary}--\r\n".encode())
-    stored = await empty_client.post("studies", content=body, headers={
-        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'})
+    stored = await stow(empty_client, out.getvalue())
     assert stored.status_code == 200, stored.text
     instance = f"studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
     for suffix, accept in (("/frames/1", "application/octet-stream"), ("/frames/1/rendered", "image/png"),

@@ -27,6 +27,7 @@ from conftest import (
     parse_multipart,
     path_of,
     read_dicom,
+    stow,
 )
 from pydicom import Dataset, FileMetaDataset, dcmread
 from pydicom.encaps import encapsulate, generate_frames
@@ -465,11 +466,7 @@ async def test_the_pixel_data_of_packed_one_bit_frames_is_their_value_as_stored(
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.10.1011.77.1"
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
-    boundary = "onebit"
-    body = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + out.getvalue()
-            + f"\r\n--{boundary}--\r\n".encode())
-    stored = await empty_client.post("studies", content=body, headers={
-        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'})
+    stored = await stow(empty_client, out.getvalue())
     assert stored.status_code == 200, stored.text
     url = f"studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/pixeldata"
     whole = await empty_client.get(url, headers={"Accept": "application/octet-stream"})
