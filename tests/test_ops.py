@@ -368,6 +368,10 @@ async def test_not_acceptable_lists_the_media_types_the_resource_can_produce(cli
     assert 'type="image/jls"; transfer-syntax=1.2.840.10008.1.2.4.80' in frames.text
     assert 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1' in instance.text
     assert "transfer-syntax=1.2.840.10008.1.2.4.90" in instance.text  # JPEG 2000: a transcode this server makes
+    # ... and what was asked for, as the client wrote it (nothing internal: no reprs of parsed values)
+    assert frames.text.startswith('406 none of the acceptable media types (multipart/related; type="image/gif")')
+    assert instance.text.startswith("406 none of the acceptable media types (application/dicom; transfer-syntax=1.2.3)")
+    assert "Acceptable(" not in frames.text + instance.text
 
 
 # -- command line ----------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def bulkdata(sources: Sources, target: Target, accept: Sequence[Acceptable]) -> 
     if not parts:
         if not any(r.pixel is not None or r.bulk for r in records):
             raise NotFound("the target has no bulk data")
-        raise NotAcceptable(not_acceptable_message(records, "bulk data"))
+        raise NotAcceptable(not_acceptable_message(records, "bulk data", accept))
     return replace(_bulk_payload(parts, records, bare=False), omitted=omitted)
 
 
@@ -91,7 +91,7 @@ def pixeldata(sources: Sources, target: Target, accept: Sequence[Acceptable], ra
         parts += produced
         omitted += not produced
     if not parts:
-        raise NotAcceptable(not_acceptable_message(records, "pixel data"))
+        raise NotAcceptable(not_acceptable_message(records, "pixel data", accept))
     return replace(_bulk_payload(parts, records, bare), omitted=omitted)
 
 
@@ -105,7 +105,7 @@ def frames(sources: Sources, target: Target, frame_list: str, accept: Sequence[A
     indexes = parse_frame_list(frame_list, len(record.frames))
     parts, bare = _pixel_parts(sources, record, indexes, accept, len(indexes) == 1, ranged)
     if not parts:
-        raise NotAcceptable(not_acceptable_message([record], "frames"))
+        raise NotAcceptable(not_acceptable_message([record], "frames", accept))
     return _bulk_payload(parts, [record], bare)
 
 

@@ -18,6 +18,7 @@ from ..model import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_LE,
     TRANSFER_SYNTAXES,
+    Acceptable,
     InstanceRecord,
     PixelDescription,
 )
@@ -215,14 +216,26 @@ def _undecodable(record: InstanceRecord, index: int, exc: DecodeError) -> Decode
                        f" only as stored: {record.syntax.media_type}; transfer-syntax={uid}")
 
 
-def not_acceptable_message(records: Sequence[InstanceRecord], what: str) -> str:
-    """The 406 text: what the target is stored as and every media type it can be served in (§8.7.8)."""
+def not_acceptable_message(records: Sequence[InstanceRecord], what: str, accept: Sequence[Acceptable] = ()) -> str:
+    """The 406 text: what was asked, what the target is stored as, every media type it can be served in (§8.7.8)."""
     stored = sorted({r.transfer_syntax_uid for r in records})
     offered = producible(records, what)
     served = (f"; it can be served as {', '.join(offered)} (a single item also as the bare media type)"
               if offered else "; it cannot be served in any media type")
-    return f"none of the acceptable media types can be produced for the {what} of this target" \
-           f" (stored as {', '.join(stored)}){served}"
+    asked = [a for a in accept if a.q > 0]
+    named = "; ".join(described(a) for a in asked[:6]) + (f" and {len(asked) - 6} more" if len(asked) > 6 else "")
+    return f"none of the acceptable media types ({named or 'none with q above 0'}) can be produced for the {what}" \
+           f" of this target (stored as {', '.join(stored)}){served}"
+
+
+def described(acceptable: Acceptable) -> str:
+    """An acceptable media type as a client would have written it (without its q)."""
+    text = acceptable.media_type
+    if acceptable.multipart:
+        text = "multipart/related" if text == "*/*" else f'multipart/related; type="{text}"'
+    if acceptable.transfer_syntax is not None:
+        text += f"; transfer-syntax={acceptable.transfer_syntax}"
+    return text
 
 
 def producible(records: Sequence[InstanceRecord], what: str) -> list[str]:
