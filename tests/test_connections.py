@@ -26,7 +26,7 @@ from pydicom import dcmread
 from synthetic import instance_bytes, uid
 
 from dicomweb_origin.app import Archive
-from dicomweb_origin.server import config as server_config
+from dicomweb_origin.server import guarded_protocol
 from dicomweb_origin.settings import Settings
 from dicomweb_origin.web.routes import SMALL_BODY
 
@@ -185,10 +185,11 @@ async def late_ending_app(scope: dict[str, Any], receive: Any, send: Any) -> Non
 
 @contextlib.contextmanager
 def in_process(app: Any) -> Iterator[str]:
-    """``app`` served by ``server.config`` (the guarded protocol) in a thread, on a free loopback port."""
+    """``app`` served by uvicorn with the server's guarded protocol, in a thread, on a free loopback port."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    running = uvicorn.Server(server_config(app, Settings(), lifespan="off", log_level="warning"))
+    running = uvicorn.Server(uvicorn.Config(app, http=guarded_protocol(Settings()), lifespan="off",
+                                            log_level="warning"))
     thread = threading.Thread(target=running.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

@@ -245,20 +245,16 @@ def _in_networks(settings: Settings) -> Callable[[str], bool]:
     return exempt
 
 
-def config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
-    """uvicorn's configuration: ``app`` on ``settings.host:port`` with the limits of ``settings``.
+def run(app: Any, settings: Settings, **options: Any) -> None:
+    """Serve ``app`` on ``settings.host:port`` with the limits of ``settings``.
 
     ``options`` go to ``uvicorn.Config`` as they are (e.g. ``ssl_certfile`` / ``ssl_keyfile``).
     Forwarded headers are handled by the application (web/hosts.py, ``--trusted-proxy``), never by
     uvicorn, which would otherwise trust them from 127.0.0.1.
     """
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app, host=settings.host, port=settings.port, http=guarded_protocol(settings), proxy_headers=False,
         timeout_keep_alive=settings.keep_alive_seconds,  # type: ignore[arg-type]
         **({"log_level": "info", "access_log": False} | options),  # type: ignore[arg-type]
     )
-
-
-def run(app: Any, settings: Settings, **options: Any) -> None:
-    """Serve ``app`` with the limits of ``settings`` until stopped (see ``config``)."""
-    uvicorn.Server(config(app, settings, **options)).run()
+    uvicorn.Server(config).run()
