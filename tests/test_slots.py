@@ -5,9 +5,10 @@ The same policy on a real server, with real sockets, is in test_limits.py (slow 
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
-from dicomweb_origin.slots import PROBE_SLOTS, Admission, Phase, Slots
+from dicomweb_origin.slots import PROBE_SLOTS, Admission, Phase, Slots, in_networks
 
 NOW = 1000.0
 
@@ -28,8 +29,8 @@ class Conn:
         self.evicted = True
 
 
-def slots(limit: int = 4, per_client: int = 0, exempt: tuple[str, ...] = ()) -> Slots:
-    return Slots(limit, per_client, lambda address: address in exempt, clock=lambda: NOW)
+def slots(limit: int = 4, per_client: int = 0) -> Slots:
+    return Slots(limit, per_client, clock=lambda: NOW)
 
 
 def test_room_is_made_by_closing_an_idle_connection_before_a_body() -> None:
@@ -107,9 +108,13 @@ def test_a_client_over_its_limit_loses_its_own_connection_not_anothers() -> None
 
 
 def test_a_trusted_proxy_has_no_per_client_limit() -> None:
-    s = slots(limit=100, per_client=2, exempt=("10.0.0.1",))
-    proxied = [Conn("10.0.0.1", None) for _ in range(10)]
+    networks = (ipaddress.ip_network("10.0.0.0/24"), ipaddress.ip_network("fd00::1/128"))
+    s = Slots(100, 2, in_networks(networks), clock=lambda: NOW)
+    proxied = [Conn(address, None) for address in ("10.0.0.1", "fd00::1") for _ in range(10)]
     assert all(s.open(conn) is Admission.FULL for conn in proxied)
+    outside = [Conn("10.0.1.1", None) for _ in range(3)]
+    assert [s.open(conn) for conn in outside] == [Admission.FULL, Admission.FULL, Admission.PROBATION]
+    assert not in_networks(networks)("not an address")
 
 
 def test_closing_is_idempotent_and_frees_the_slot() -> None:

@@ -24,9 +24,6 @@ The request body's pace (idle time, minimum rate) is enforced where it is read (
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httptools
@@ -34,7 +31,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from .settings import Settings
-from .slots import BODY_GRACE, Admission, Phase, Slots
+from .slots import BODY_GRACE, Admission, Phase, Slots, in_networks
 from .web.hosts import trusted_networks
 
 _REASONS = {408: b"Request Timeout", 414: b"URI Too Long", 431: b"Request Header Fields Too Large",
@@ -62,7 +59,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._head_bytes = 0  # bytes received while a request head is incomplete
         self._in_head = True  # waiting for (the rest of) a request head
         self._head_timer: asyncio.TimerHandle | None = None
-        self._idle_since = time.monotonic()  # no request in flight since
+        self._idle_since = self.loop.time()  # no request in flight since
         self._body_since, self._body_bytes = 0.0, 0  # the request body under way: its start, its bytes
         admission = self.slots.open(self)
         self._probation = admission is Admission.PROBATION
@@ -164,7 +161,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         else:
             self._probation = False
         self._in_head, self._head_bytes = False, 0
-        self._body_since, self._body_bytes = time.monotonic(), 0
+        self._body_since, self._body_bytes = self.loop.time(), 0
         self._cancel_head_timer()
         super().on_headers_complete()
         cycle = self.cycle
@@ -188,7 +185,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         """
         if cycle.more_body and not self.transport.is_closing():  # an unread body is not waited for
             self.transport.close()
-        self._idle_since = time.monotonic()
+        self._idle_since = self.loop.time()
         self.on_response_complete()
 
     # -- the head deadline ----------------------------------------------------------------------
@@ -227,22 +224,9 @@ class GuardedHttpTools(HttpToolsProtocol):
 
 def guarded_protocol(settings: Settings) -> type[GuardedHttpTools]:
     """The protocol class uvicorn instantiates per connection, bound to these settings and one set of slots."""
-    slots = Slots(settings.max_connections, settings.max_connections_per_client, _in_networks(settings))
+    slots = Slots(settings.max_connections, settings.max_connections_per_client,
+                  in_networks(trusted_networks(settings)))  # a trusted proxy carries many clients
     return type("GuardedHttpTools", (GuardedHttpTools,), {"settings": settings, "slots": slots})
-
-
-def _in_networks(settings: Settings) -> Callable[[str], bool]:
-    """Whether an address is a trusted proxy's: many clients behind one address, no per-client limit."""
-    networks = trusted_networks(settings)
-
-    def exempt(address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in networks)
-
-    return exempt
 
 
 def run(app: Any, settings: Settings, **options: Any) -> None:

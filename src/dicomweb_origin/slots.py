@@ -22,6 +22,7 @@ displaced first); past that a connection is closed as it opens.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
@@ -55,6 +56,20 @@ class Admission(enum.Enum):
     FULL = "full"  # an ordinary slot
     PROBATION = "probation"  # /health and /ready only
     REFUSED = "refused"  # closed as it opens
+
+
+def in_networks(networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> Callable[[str], bool]:
+    """Whether a client address is in one of ``networks`` (the exemption of trusted proxies)."""
+    listed = tuple(networks)
+
+    def exempt(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in listed)
+
+    return exempt
 
 
 class Slots:
