@@ -7,6 +7,7 @@ docs/conformance.md (Limits). The Host allow-list and trusted proxies are checke
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import socket
@@ -27,6 +28,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate
 
 from dicomweb_origin.app import build_app
 from dicomweb_origin.settings import Settings
+from dicomweb_origin.slots import BODY_GRACE
 
 pytestmark = pytest.mark.e2e
 BOUNDARY = b"limits-boundary"
@@ -255,6 +257,101 @@ def test_an_unread_body_does_not_hold_the_connection(server: LiveServer) -> None
                      b"Content-Length: 1000000\r\n\r\nx")
         status, _ = read_response(sock)  # answered, then closed rather than waiting for 999,999 bytes
     assert status in (200, 204)
+
+
+# -- connection slots (slots.py), scaled down: 48 in all, 16 per client address ------------------------------
+
+
+def connect_from(server: LiveServer, source: str, timeout: float = 10.0) -> socket.socket:
+    """A connection from ``source``: any 127.0.0.0/8 address is this machine, a client address of its own."""
+    host, port = server.origin.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.settimeout(timeout)
+    sock.bind((source, 0))
+    sock.connect((host, int(port)))
+    return sock
+
+
+def get_from(server: LiveServer, source: str, path: str) -> tuple[int, bytes]:
+    with connect_from(server, source) as sock:
+        sock.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/dicom+json\r\n"
+                     b"Connection: close\r\n\r\n" % path.encode())
+        return read_response(sock)
+
+
+@pytest.fixture(scope="module")
+def crowded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    data = tmp_path_factory.mktemp("slots") / "data"
+    with live_server(data, "--max-connections", "48", "--max-connections-per-client", "16") as running:
+        yield running
+
+
+def test_slow_uploads_and_idle_sockets_do_not_lock_out_other_clients_or_health(crowded: LiveServer) -> None:
+    """The issue's probe scaled down 20 times: 70 STOWs dripping ~1,100 bytes/s each and 70 idle sockets.
+
+    Before: uvicorn's limit_concurrency answered every request 503 (/health too) while they lasted.
+    Now each newcomer takes the slot of an idle socket or the slowest body; those bodies are told 503.
+    """
+    head = stow_request(b"", content_length=200_000)
+    slow = []
+    for _ in range(70):
+        slow.append(connect_from(crowded, "127.0.0.1"))
+        slow[-1].sendall(head)
+    idle = [connect_from(crowded, f"127.0.1.{n % 5 + 1}") for n in range(70)]
+    stop = threading.Event()
+
+    def drip() -> None:  # 220 bytes every 0.2 s on each slow connection
+        while not stop.is_set():
+            for sock in slow:
+                with contextlib.suppress(OSError):  # never blocks: a full buffer or a closed socket skips a turn
+                    sock.send(b"x" * 220, socket.MSG_DONTWAIT)
+            time.sleep(0.2)
+
+    body = stow_body(deep_instance(1, True))
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            dripping = pool.submit(drip)
+            try:
+                time.sleep(BODY_GRACE + 0.5)  # the bodies are judged by their rate now
+                for source in ("127.0.0.2", "127.0.0.1"):  # a new client, and one behind the slow uploads' address
+                    for path in ("/health", "/ready", "/dicomweb/studies"):
+                        status, response = get_from(crowded, source, path)
+                        assert status == 200, (source, path, response[:300])
+                    with connect_from(crowded, source) as sock:  # a STOW at full speed gets through too
+                        sock.sendall(stow_request(body) + body)
+                        status, response = read_response_until_complete(sock)
+                        assert status == 200, response[:300]
+            finally:
+                stop.set()
+            dripping.result()
+        refused = 0
+        for sock in slow:
+            sock.setblocking(False)  # the refused ones have their answer already; the rest are still uploading
+            with contextlib.suppress(OSError):
+                answer = sock.recv(4096)
+                refused += answer.startswith(b"HTTP/1.1 503") and b"arrived slowest" in answer
+        assert refused >= 70 - 16  # the address's own slowest bodies made room for its later connections
+    finally:
+        for sock in slow + idle:
+            sock.close()
+
+
+def read_response_until_complete(sock: socket.socket) -> tuple[int, bytes]:
+    """One response on a kept-alive connection: its head, then Content-Length bytes."""
+    data = b""
+
+    def more() -> bytes:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the connection; got {data[:300]!r}"
+        return chunk
+
+    while b"\r\n\r\n" not in data:
+        data += more()
+    head, rest = data.split(b"\r\n\r\n", 1)
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    while len(rest) < length:
+        rest += more()
+    return int(head[9:12]), head + b"\r\n\r\n" + rest
 
 
 # -- deep nesting ---------------------------------------------------------------------------------------

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import DICOM_JSON, MULTIPART_DICOM, MULTIPART_OCTET, media_params, parse_multipart, path_of
+from conftest import (
+    DICOM_JSON,
+    MULTIPART_DICOM,
+    MULTIPART_OCTET,
+    media_params,
+    parse_multipart,
+    path_of,
+    stow,
+)
 from reference import ELE, J2K_LOSSLESS, JLS_LOSSLESS, RLE
 
 from dicomweb_origin.errors import BadRequest, NotAcceptable
@@ -276,3 +284,36 @@ def test_an_accept_header_with_too_many_ranges_is_400() -> None:
     with pytest.raises(BadRequest, match="too many media ranges"):
         acceptable_media_types(", ".join(f"a/t{n}" for n in range(65)), [])
     assert len(acceptable_media_types(", ".join(f"a/t{n}" for n in range(64)), [])) == 64
+
+
+# -- 406 texts: what was asked, what is available, nothing internal ----------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_frame_that_does_not_decode_is_406_naming_it_and_what_is_available(
+        empty_client: httpx.AsyncClient) -> None:
+    """12-bit JPEG Extended relabelled 8-bit: Pillow's error quotes a BytesIO repr, which the client never sees."""
+    import io
+
+    from pydicom import dcmread
+    from pydicom.data import get_testdata_file
+
+    ds = dcmread(get_testdata_file("JPEG-lossy.dcm"))
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    out = io.BytesIO()
+    ds.save_as(out)
+    stored = await stow(empty_client, out.getvalue())
+    assert stored.status_code == 200, stored.text
+    instance = f"studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    for suffix, accept in (("/frames/1", "application/octet-stream"), ("/frames/1/rendered", "image/png"),
+                           ("/pixeldata", "application/octet-stream"), ("", "application/dicom; transfer-syntax="
+                                                                           "1.2.840.10008.1.2.1")):
+        response = await empty_client.get(instance + suffix, headers={"Accept": accept})
+        assert response.status_code == 406, (suffix, response.text)
+        assert " at 0x" not in response.text and "object" not in response.text, (suffix, response.text)
+        assert "cannot identify image file" in response.text, (suffix, response.text)
+    frame = await empty_client.get(instance + "/frames/1", headers={"Accept": "application/octet-stream"})
+    assert frame.text == (f"406 frame 1 of instance {ds.SOPInstanceUID} (stored as JPEG Extended (Process 2 & 4))"
+                          " does not decode: pillow: cannot identify image file; it can be retrieved only as"
+                          " stored: image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.51\n")

@@ -76,6 +76,20 @@ async def test_access_log_writes_one_json_line_per_request_with_every_field(
     assert line["resource"] == "collection"
 
 
+async def test_access_log_redacts_credentials_in_the_query(
+        archive: LoadedArchive, access_lines: io.StringIO) -> None:
+    """A token sent as ``?access_token=`` (RFC 6750 §2.3) or another credential never reaches the log."""
+    secret = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0.c2lnbmF0dXJl"
+    async with _origin_client(archive.app) as client:
+        await client.get(f"/dicomweb/studies?PatientID=nobody&access_token={secret}&limit=3&api_key={secret}"
+                         f"&X-Amz-Signature={secret}&Client%5FSecret={secret}",
+                         headers={"Accept": "application/dicom+json"})
+    (line,) = _lines(access_lines)
+    assert secret not in json.dumps(line)
+    assert line["query"] == ("PatientID=nobody&access_token=REDACTED&limit=3&api_key=REDACTED"
+                             "&X-Amz-Signature=REDACTED&Client%5FSecret=REDACTED")
+
+
 async def test_access_log_counts_the_bytes_of_a_streamed_multipart_response(
         archive: LoadedArchive, access_lines: io.StringIO) -> None:
     """A study retrieve larger than the small-body limit streams: every byte is counted, the line comes at the end."""
@@ -261,7 +275,9 @@ async def test_metrics_count_requests_by_resource_and_status(empty_archive: Load
     assert metric['dicomweb_cache_misses_total{cache="gzip"}'] >= 1
     assert metric['dicomweb_cache_size_bytes{cache="gzip"}'] > 0
     assert metric['dicomweb_cache_limit_bytes{cache="frames"}'] == empty_archive.settings.frame_cache_bytes
-    assert metric["dicomweb_executor_queue_depth"] == 0
+    assert metric['dicomweb_executor_queue_depth{lane="heavy"}'] == 0
+    assert metric['dicomweb_executor_queue_depth{lane="light"}'] == 0
+    assert metric['dicomweb_executor_running{lane="light"}'] == 0
     assert not any("1.2.3" in key for key in metric)  # labels are resource kinds, never paths
 
 
@@ -383,6 +399,10 @@ async def test_not_acceptable_lists_the_media_types_the_resource_can_produce(cli
     assert 'type="image/jls"; transfer-syntax=1.2.840.10008.1.2.4.80' in frames.text
     assert 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1' in instance.text
     assert "transfer-syntax=1.2.840.10008.1.2.4.90" in instance.text  # JPEG 2000: a transcode this server makes
+    # ... and what was asked for, as the client wrote it (nothing internal: no reprs of parsed values)
+    assert frames.text.startswith('406 none of the acceptable media types (multipart/related; type="image/gif")')
+    assert instance.text.startswith("406 none of the acceptable media types (application/dicom; transfer-syntax=1.2.3)")
+    assert "Acceptable(" not in frames.text + instance.text
 
 
 # -- command line ----------------------------------------------------------------------------------------

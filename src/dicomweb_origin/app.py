@@ -7,7 +7,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import cast
@@ -18,7 +17,7 @@ from starlette.applications import Starlette
 from .auth import Authenticator
 from .cache import BytesCache
 from .ingest import Ingest
-from .retrieve import Retrieve
+from .retrieve import Lanes, Retrieve
 from .search import Search
 from .settings import Settings
 from .storage.backends import BackendUnavailable, open_blobs, open_index
@@ -110,9 +109,9 @@ class Archive:
             self.index.close()
             raise _unusable(index_option[0], index_option[1], exc, _local_folder(index_url)) from exc
         workers = settings.workers or os.cpu_count() or 2
-        # One executor bounds all CPU work (transcoding, rendering): built here, once, and shared.
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cpu")
-        self.retrieve = Retrieve(self.index, self.blobs, BytesCache(settings.frame_cache_bytes), self.executor,
+        # Two lanes bound all CPU work, light (metadata) and heavy (decoding, rendering): built here, once.
+        self.lanes = Lanes(workers)
+        self.retrieve = Retrieve(self.index, self.blobs, BytesCache(settings.frame_cache_bytes), self.lanes,
                                  workers, BytesCache(settings.rendered_cache_bytes), settings.volume_cache_bytes)
         self.search = Search(cast(SearchIndex, self.index))  # every served backend answers Search
 
@@ -121,7 +120,7 @@ class Archive:
 
     def close(self) -> None:
         """Release the index's connections (the app's lifespan calls this on shutdown)."""
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.lanes.shutdown(wait=False, cancel_futures=True)
         self.index.close()
 
     def counts(self) -> dict[str, int]:

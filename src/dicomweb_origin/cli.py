@@ -288,7 +288,10 @@ def add_limit_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGrou
     parser.add_argument("--max-request-mb", type=int, default=d.max_request_bytes >> 20,
                         help="largest STOW body, in MiB; above: 413")
     parser.add_argument("--max-connections", type=int, default=d.max_connections,
-                        help="open connections and requests in flight; past it: 503")
+                        help="open connections; past it an idle connection or the slowest request body makes room,"
+                             " and when none can, only /health and /ready are answered (503)")
+    parser.add_argument("--max-connections-per-client", type=int, default=d.max_connections_per_client,
+                        help="open connections of one client address (a --trusted-proxy has none); 0: no limit")
     parser.add_argument("--max-sequence-depth", type=int, default=d.max_sequence_depth,
                         help="deepest sequence nesting stored; deeper: 0xC000")
 
@@ -301,6 +304,7 @@ def limit_settings(args: argparse.Namespace) -> dict[str, object]:
         "header_timeout_seconds": args.header_timeout, "keep_alive_seconds": args.keep_alive,
         "body_idle_seconds": args.body_idle_timeout, "body_min_bytes_per_second": args.body_min_rate,
         "max_request_bytes": args.max_request_mb << 20, "max_connections": args.max_connections,
+        "max_connections_per_client": args.max_connections_per_client,
         "max_sequence_depth": args.max_sequence_depth,
     }
 

@@ -27,7 +27,8 @@ class Settings:
     max_header_line_bytes: int = 16 << 10  # one header field line or the request target; above: 431 / 414
     header_timeout_seconds: float = 10.0  # a request head (or a new connection's first one) must arrive in this
     keep_alive_seconds: float = 5.0  # an idle kept-alive connection is closed after this
-    max_connections: int = 1024  # open connections (and requests in flight); past it: 503
+    max_connections: int = 1024  # open connections; past it an idle one or the slowest body makes room (slots.py)
+    max_connections_per_client: int = 256  # open connections of one client address (not a trusted proxy); 0: none
     max_sequence_depth: int = 32  # nesting of sequences in a stored instance; deeper: refused (0xC000)
     # Names that may appear in returned URLs (Host, or X-Forwarded-Host from a trusted proxy), as
     # NAME or NAME:PORT. None: any well-formed Host (in-process use, tests); `serve` always sets a

@@ -47,7 +47,7 @@ def instances(sources: Sources, target: Target, accept: Sequence[Acceptable]) ->
         parts.append(_instance_part(sources, record, syntax))
         keys += [record.digest, syntax]
     if not parts:
-        raise NotAcceptable(not_acceptable_message(records, "instances"))
+        raise NotAcceptable(not_acceptable_message(records, "instances", accept))
     single = multipart is False
     return Payload(parts, None if single else "application/dicom", etag("instances", single, *keys),
                    omitted=len(records) - len(parts))

@@ -6,6 +6,7 @@ Parts whose bytes need work (transcoding, rendering) have ``length`` None until 
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import threading
 from collections.abc import Callable, Iterator
@@ -47,6 +48,13 @@ class Target:
         return path + (f"/instances/{self.instance_uid}" if self.instance_uid is not None else "")
 
 
+class Cost(enum.Enum):
+    """How much CPU producing a part takes, so where it is produced (lanes.py)."""
+
+    LIGHT = "light"  # from what the index holds (metadata as JSON or XML): milliseconds
+    HEAVY = "heavy"  # decoding, rendering, transcoding, volumes: up to seconds
+
+
 @dataclass(slots=True)
 class Part:
     """One representation: its Content-Type, Content-Location and bytes."""
@@ -55,6 +63,7 @@ class Part:
     location: str | None
     length: int | None  # None until produced (transcoded or rendered parts)
     body: Body
+    cost: Cost = Cost.HEAVY  # of producing a part of unknown length
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def read_all(self) -> bytes:

@@ -1,27 +1,29 @@
 """Where every Retrieve resource gets its bytes: records from the index, ranges of blobs, frames.
 
 One ``Sources`` per application holds the index, the blob store, the cache of produced frames and
-the one executor that bounds all CPU work (transcoding, rendering): parts are produced there, in
-parallel with their neighbours, never on the event loop nor in an unbounded pool.
+the lanes that bound all CPU work (lanes.py): parts are produced on their lane, in parallel with their
+neighbours, never on the event loop nor in an unbounded pool. ``executor`` is the heavy lane.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 from typing import Any
 
 from ..cache import BytesCache
 from ..dicom import pixels, transcode
-from ..errors import DicomWebError, Gone, NotFound
+from ..errors import DecodeError, DicomWebError, Gone, NotFound
 from ..model import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_LE,
     TRANSFER_SYNTAXES,
+    Acceptable,
     InstanceRecord,
     PixelDescription,
 )
 from ..storage.base import BlobStore, Index
+from .lanes import Lanes
 from .payload import Body, Part, Target
 
 FrameKey = tuple[str, str, int, str]
@@ -29,13 +31,14 @@ SPAN_SLACK = 64 << 10  # gaps between one frame's fragments up to this are read 
 
 
 class Sources:
-    """The index, the blobs, the frame cache and the CPU executor, with the reads resources share."""
+    """The index, the blobs, the frame cache and the CPU lanes, with the reads resources share."""
 
-    def __init__(self, index: Index, blobs: BlobStore, cache: BytesCache, executor: Executor, workers: int) -> None:
+    def __init__(self, index: Index, blobs: BlobStore, cache: BytesCache, lanes: Lanes, workers: int) -> None:
         self.index = index
         self.blobs = blobs
         self.cache = cache
-        self.executor = executor
+        self.lanes = lanes
+        self.executor = lanes.heavy  # decoding (volume assembly's slices)
         self.workers = workers
 
     # -- lookup ------------------------------------------------------------------------------
@@ -69,17 +72,18 @@ class Sources:
     # -- producing parts ---------------------------------------------------------------------
 
     def produce(self, parts: Sequence[Part]) -> Iterator[Part]:
-        """Yield the parts in order while the next few are produced in parallel on the executor.
+        """Yield the parts in order while the next few are produced in parallel, each on its lane.
 
         At most ``workers`` parts are produced ahead of the one being sent, which bounds memory.
         A part that fails keeps ``length`` None; the consumer meets the error when it reads it.
-        Never call this from the executor's own threads (it waits on them).
+        Never call this from a lane's own threads (it waits on them).
         """
         pending: dict[int, Future[None]] = {}
         for position, part in enumerate(parts):
             for ahead in range(position, min(len(parts), position + self.workers + 1)):
                 if parts[ahead].length is None and ahead not in pending:
-                    pending[ahead] = self.executor.submit(_materialize_quietly, parts[ahead])
+                    lane = self.lanes.of(parts[ahead].cost)
+                    pending[ahead] = lane.submit(_materialize_quietly, parts[ahead])
             if position in pending:
                 pending.pop(position).result()
             yield part
@@ -160,13 +164,20 @@ class Sources:
                                              source_lossy=record.lossy,
                                              pixel_keyword=pixels.pixel_keyword(record.pixel_path)).data
 
-        return self.cache.get_or_make(self.frame_key(record, index, syntax), make)
+        try:
+            return self.cache.get_or_make(self.frame_key(record, index, syntax), make)
+        except DecodeError as exc:
+            raise _undecodable(record, index, exc) from exc
 
     def decoded_frame(self, record: InstanceRecord, index: int) -> tuple[Any, PixelDescription]:
         """One frame decoded to an array, through the same decoder frames and transcoding use."""
         assert record.pixel is not None
         keyword = pixels.pixel_keyword(record.pixel_path)  # Float and Double Float Pixel Data decode as floats
-        return pixels.decode_frame(self.stored_frame(record, index), record.transfer_syntax_uid, record.pixel, keyword)
+        try:
+            return pixels.decode_frame(self.stored_frame(record, index), record.transfer_syntax_uid, record.pixel,
+                                       keyword)
+        except DecodeError as exc:
+            raise _undecodable(record, index, exc) from exc
 
     # -- what an instance can become -----------------------------------------------------------
 
@@ -197,14 +208,34 @@ def _materialize_quietly(part: Part) -> None:
         pass  # left for the consumer, which decides what a failed part means
 
 
-def not_acceptable_message(records: Sequence[InstanceRecord], what: str) -> str:
-    """The 406 text: what the target is stored as and every media type it can be served in (§8.7.8)."""
+def _undecodable(record: InstanceRecord, index: int, exc: DecodeError) -> DecodeError:
+    """The 406 of a frame no decoder accepts: which frame, what went wrong, and what can still be had."""
+    uid = record.transfer_syntax_uid
+    return DecodeError(f"frame {index + 1} of instance {record.instance_uid} (stored as {pixels.syntax_name(uid)})"
+                       f" does not decode: {exc.message.removeprefix('cannot decode frame: ')}; it can be retrieved"
+                       f" only as stored: {record.syntax.media_type}; transfer-syntax={uid}")
+
+
+def not_acceptable_message(records: Sequence[InstanceRecord], what: str, accept: Sequence[Acceptable] = ()) -> str:
+    """The 406 text: what was asked, what the target is stored as, every media type it can be served in (§8.7.8)."""
     stored = sorted({r.transfer_syntax_uid for r in records})
     offered = producible(records, what)
     served = (f"; it can be served as {', '.join(offered)} (a single item also as the bare media type)"
               if offered else "; it cannot be served in any media type")
-    return f"none of the acceptable media types can be produced for the {what} of this target" \
-           f" (stored as {', '.join(stored)}){served}"
+    asked = [a for a in accept if a.q > 0]
+    named = "; ".join(described(a) for a in asked[:6]) + (f" and {len(asked) - 6} more" if len(asked) > 6 else "")
+    return f"none of the acceptable media types ({named or 'none with q above 0'}) can be produced for the {what}" \
+           f" of this target (stored as {', '.join(stored)}){served}"
+
+
+def described(acceptable: Acceptable) -> str:
+    """An acceptable media type as a client would have written it (without its q)."""
+    text = acceptable.media_type
+    if acceptable.multipart:
+        text = "multipart/related" if text == "*/*" else f'multipart/related; type="{text}"'
+    if acceptable.transfer_syntax is not None:
+        text += f"; transfer-syntax={acceptable.transfer_syntax}"
+    return text
 
 
 def producible(records: Sequence[InstanceRecord], what: str) -> list[str]:

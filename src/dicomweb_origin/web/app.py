@@ -74,7 +74,7 @@ def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Set
     endpoints = Endpoints(retrieve, ingest, settings)
     metrics = Metrics(Observed(
         caches={"frames": retrieve.sources.cache, "rendered": retrieve.rendered_cache, "gzip": endpoints.compressed},
-        outcomes=endpoints.outcomes, queue_depth=lambda: _queue_depth(retrieve.executor)))
+        outcomes=endpoints.outcomes, lanes=retrieve.lanes.figures))
     ops = Ops(probes or Probes(), metrics, settings, viewer=viewer_dir is not None)
     # Outermost (inside Starlette's error middleware): it sees every answer, the CORS ones included.
     middleware = [Middleware(AccessLog, metrics=metrics)]
@@ -115,8 +115,3 @@ def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Set
     app.state.authenticator = authenticator  # observable: the JWKS fetches (None: the server is open)
     return app
 
-
-def _queue_depth(executor: object) -> int:
-    """Jobs waiting in a ThreadPoolExecutor's queue (0 for an executor that does not say)."""
-    queue = getattr(executor, "_work_queue", None)
-    return int(queue.qsize()) if queue is not None else 0
