@@ -28,6 +28,7 @@ from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder  # type: ignore[attr-defined]
 
 from ..errors import DecodeError, NotAcceptable
+from . import headers
 from ..model import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_BE,
@@ -331,6 +332,7 @@ def decode_frame(
         options["pixel_vr"] = {"PixelData": "OW" if pixel.bits_allocated > 8 else "OB",
                                "FloatPixelData": "OF", "DoubleFloatPixelData": "OD"}[pixel_keyword]
     else:
+        check_header(data, uid, pixel)
         fast = _decode_fast(data, uid, pixel)
         if fast is not None:
             colour = decoded_description(uid, pixel).photometric_interpretation
@@ -345,6 +347,21 @@ def decode_frame(
     # YCbCr from lossy JPEG goes to RGB (``raw=False``: its precision is gone anyway); everything
     # else is returned as stored so that a lossless transcode never rounds through a colour transform.
     return normalize_decoded(arr, properties, pixel)
+
+
+def check_header(data: bytes, transfer_syntax_uid: str, pixel: PixelDescription) -> None:
+    """Refuse a compressed frame whose own header disagrees with the data set, before a decoder allocates for it.
+
+    A decoder believes the bitstream: a few hundred bytes whose header claims 60000 x 60000 would cost gigabytes
+    and seconds before failing (see headers.py). DecodeError (406), as for any frame that cannot be decoded.
+    """
+    try:
+        header = headers.read_header(data, transfer_syntax_uid)
+    except headers.HeaderError as exc:
+        raise DecodeError(f"cannot decode frame: {exc}") from exc
+    problem = None if header is None else headers.frame_problem(header, pixel)
+    if problem is not None:
+        raise DecodeError(f"cannot decode frame: {problem}")
 
 
 _NATIVE_DTYPES = {(8, 0): "<u1", (8, 1): "<i1", (16, 0): "<u2", (16, 1): "<i2", (32, 0): "<u4", (32, 1): "<i4"}
