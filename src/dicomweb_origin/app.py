@@ -50,7 +50,8 @@ class Archive:
         # One executor bounds all CPU work (transcoding, rendering): built here, once, and shared.
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cpu")
         self.retrieve = Retrieve(self.index, self.blobs, BytesCache(settings.frame_cache_bytes), self.executor,
-                                 workers, BytesCache(settings.rendered_cache_bytes), settings.volume_cache_bytes)
+                                 workers, BytesCache(settings.rendered_cache_bytes), settings.volume_cache_bytes,
+                                 settings.max_request_memory_bytes)
         self.search = Search(cast(SearchIndex, self.index))  # every served backend answers Search
 
     def is_empty(self) -> bool:

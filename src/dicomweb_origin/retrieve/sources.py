@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future
 from typing import Any
 
+from .. import memory
 from ..cache import BytesCache
 from ..dicom import pixels, transcode
 from ..errors import DicomWebError, Gone, NotFound
@@ -31,12 +32,14 @@ SPAN_SLACK = 64 << 10  # gaps between one frame's fragments up to this are read 
 class Sources:
     """The index, the blobs, the frame cache and the CPU executor, with the reads resources share."""
 
-    def __init__(self, index: Index, blobs: BlobStore, cache: BytesCache, executor: Executor, workers: int) -> None:
+    def __init__(self, index: Index, blobs: BlobStore, cache: BytesCache, executor: Executor, workers: int,
+                 budget: int = 0) -> None:
         self.index = index
         self.blobs = blobs
         self.cache = cache
         self.executor = executor
         self.workers = workers
+        self.budget = budget or memory.default_request_budget()  # bytes one request may use (memory.py)
 
     # -- lookup ------------------------------------------------------------------------------
 
@@ -71,13 +74,18 @@ class Sources:
     def produce(self, parts: Sequence[Part]) -> Iterator[Part]:
         """Yield the parts in order while the next few are produced in parallel on the executor.
 
-        At most ``workers`` parts are produced ahead of the one being sent, which bounds memory.
-        A part that fails keeps ``length`` None; the consumer meets the error when it reads it.
-        Never call this from the executor's own threads (it waits on them).
+        At most ``workers`` parts are produced ahead of the one being sent, and no more than the request's
+        memory budget holds at once (``Part.memory``), which bounds memory. A part that fails keeps ``length``
+        None; the consumer meets the error when it reads it. Never call this from the executor's own threads
+        (it waits on them).
         """
         pending: dict[int, Future[None]] = {}
         for position, part in enumerate(parts):
+            held = 0
             for ahead in range(position, min(len(parts), position + self.workers + 1)):
+                held += parts[ahead].memory
+                if ahead > position and held > self.budget:
+                    break  # the next parts wait until those before them are sent
                 if parts[ahead].length is None and ahead not in pending:
                     pending[ahead] = self.executor.submit(_materialize_quietly, parts[ahead])
             if position in pending:
@@ -150,11 +158,30 @@ class Sources:
     def frame_key(record: InstanceRecord, index: int, syntax: str) -> FrameKey:
         return (record.instance_uid, record.digest, index, syntax)
 
+    def frame_memory(self, record: InstanceRecord, syntax: str | None = None) -> int:
+        """Bytes producing one frame of ``record`` may hold: its decoding, and its encoding in ``syntax``."""
+        pixel = record.pixel
+        assert pixel is not None
+        need = pixels.decode_memory(record.transfer_syntax_uid, pixel)
+        if syntax is not None and syntax != record.transfer_syntax_uid:
+            need += pixels.decode_memory(syntax, pixels.decoded_description(record.transfer_syntax_uid, pixel))
+        return need
+
+    def check_frame_memory(self, record: InstanceRecord, index: int, syntax: str | None = None) -> None:
+        """413 before a frame too large for the request's memory budget is decoded (memory.py)."""
+        pixel = record.pixel
+        assert pixel is not None
+        what = "transcoding" if syntax is not None and syntax != record.transfer_syntax_uid else "decoding"
+        memory.check(self.frame_memory(record, syntax), self.budget,
+                     f"{what} frame {index + 1} of instance {record.instance_uid} ({pixel.columns} x {pixel.rows}"
+                     f" pixels, {pixel.samples_per_pixel} sample(s) of {pixel.bits_allocated} bits)")
+
     def transcoded_frame(self, record: InstanceRecord, index: int, syntax: str) -> bytes:
         pixel = record.pixel
         assert pixel is not None
 
         def make() -> bytes:
+            self.check_frame_memory(record, index, syntax)
             source = self.stored_frame(record, index)
             return transcode.transcode_frame(source, record.transfer_syntax_uid, syntax, pixel,
                                              source_lossy=record.lossy,
@@ -165,6 +192,7 @@ class Sources:
     def decoded_frame(self, record: InstanceRecord, index: int) -> tuple[Any, PixelDescription]:
         """One frame decoded to an array, through the same decoder frames and transcoding use."""
         assert record.pixel is not None
+        self.check_frame_memory(record, index)
         keyword = pixels.pixel_keyword(record.pixel_path)  # Float and Double Float Pixel Data decode as floats
         return pixels.decode_frame(self.stored_frame(record, index), record.transfer_syntax_uid, record.pixel, keyword)
 
