@@ -22,6 +22,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..model import PixelDescription
 
@@ -59,7 +60,7 @@ class FrameHeader:
     segments: int | None = None  # RLE: the number of segments
 
 
-def _unpack(fmt: str, data: bytes, offset: int) -> tuple[int, ...]:
+def _unpack(fmt: str, data: bytes, offset: int) -> tuple[Any, ...]:
     end = offset + struct.calcsize(fmt)
     if end > len(data):
         raise Truncated("the header is cut short")

@@ -28,7 +28,6 @@ from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder  # type: ignore[attr-defined]
 
 from ..errors import DecodeError, NotAcceptable
-from . import headers
 from ..model import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_BE,
@@ -37,6 +36,7 @@ from ..model import (
     TRANSFER_SYNTAXES,
     PixelDescription,
 )
+from . import headers
 
 try:  # OpenJPEG and OpenJPH with the GIL released; JPEG and HTJ2K encoders
     import imagecodecs
