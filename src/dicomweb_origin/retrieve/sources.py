@@ -23,9 +23,10 @@ from ..model import (
     PixelDescription,
 )
 from ..storage.base import BlobStore, Index
-from .payload import Body, Part, Target
+from .payload import SPOOL_IN_MEMORY, Body, Part, Target
 
 FrameKey = tuple[str, str, int, str]
+IN_MEMORY_FACTOR = 4  # an instance transcoded in memory: its bytes, pydicom's data set, the output
 SPAN_SLACK = 64 << 10  # gaps between one frame's fragments up to this are read through, not skipped
 
 
@@ -195,6 +196,69 @@ class Sources:
         self.check_frame_memory(record, index)
         keyword = pixels.pixel_keyword(record.pixel_path)  # Float and Double Float Pixel Data decode as floats
         return pixels.decode_frame(self.stored_frame(record, index), record.transfer_syntax_uid, record.pixel, keyword)
+
+    # -- whole instances ---------------------------------------------------------------------
+
+    def instance_memory(self, record: InstanceRecord, syntax: str) -> int:
+        """Bytes transcoding ``record`` may hold: a frame, decoded and encoded, and what stays in memory of it."""
+        if record.pixel is None or not record.frames:
+            return record.size * IN_MEMORY_FACTOR
+        return self.frame_memory(record, syntax) + SPOOL_IN_MEMORY
+
+    def transcoded_instance(self, record: InstanceRecord, syntax: str) -> Iterator[bytes]:
+        """The stored instance in ``syntax``, produced a frame at a time (``transcode.transcode_stream``).
+
+        Reads the elements before and after the pixel data, and each frame by its offsets: memory holds one
+        frame whatever the instance's size. An instance without pixel data (or one whose pixel data element is not
+        where its frames say) is read whole, within the request's memory budget.
+        """
+        layout = self._pixel_layout(record)
+        if layout is None:
+            memory.check(record.size * IN_MEMORY_FACTOR, self.budget,
+                         f"transcoding instance {record.instance_uid} ({record.size:,} bytes, read whole)")
+            yield transcode.transcode_instance(self.blobs.read(record.blob_key), syntax)
+            return
+        head, tail, value_start, value_length, vr = layout
+        pixel = record.pixel
+        assert pixel is not None
+        memory.check(self.frame_memory(record, syntax), self.budget,
+                     f"transcoding the frames of instance {record.instance_uid} ({pixel.columns} x {pixel.rows} pixels)")
+
+        def frames() -> Iterator[tuple[Any, PixelDescription]]:
+            for index in range(len(record.frames)):
+                yield self.decoded_frame(record, index)
+
+        def raw() -> Iterator[bytes]:
+            yield from self.blobs.stream(record.blob_key, value_start, value_length)
+
+        keyword = pixels.pixel_keyword(record.pixel_path)
+        stored = transcode.StoredPixels(keyword, pixel, frames, raw, value_length, vr)
+        yield from transcode.transcode_stream(transcode.read_head(head), tail, syntax, stored, record.lossy)
+
+    def _pixel_layout(self, record: InstanceRecord) -> tuple[bytes, bytes, int, int, str] | None:
+        """(bytes before the pixel data element, bytes after it, value start, value length, VR), or None."""
+        if record.pixel is None or not record.frames or record.syntax.video:
+            return None
+        key, encapsulated = record.blob_key, record.syntax.encapsulated
+        first = record.frames[0][0][0]
+        prefix = self.blobs.read(key, 0, first)
+        start = transcode.pixel_element_start(prefix, encapsulated, pixels.pixel_keyword(record.pixel_path))
+        if start is None:
+            return None
+        vr = prefix[start + 4:start + 6].decode("ascii", "replace")
+        if encapsulated:
+            offset, length = record.frames[-1][-1]
+            end, value_length = offset + length, 0
+            if self.blobs.read(key, end, 8) != b"\xfe\xff\xdd\xe0\x00\x00\x00\x00":
+                return None  # not the Sequence Delimitation Item right after the last fragment
+            end += 8
+        else:
+            value_length = int.from_bytes(prefix[start + 8:start + 12], "little")
+            end = first + value_length
+            if value_length == 0xFFFFFFFF or end > record.size:
+                return None
+        tail = self.blobs.read(key, end, record.size - end) if end < record.size else b""
+        return prefix[:start], tail, first, value_length, vr
 
     # -- what an instance can become -----------------------------------------------------------
 
