@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Generic, TypeVar
 
+from .. import memory
 from ..model import check_uid
 
 Body = Callable[[int, int | None], Iterator[bytes]]  # (offset, length) within the part -> chunks
@@ -71,7 +72,10 @@ class Part:
         """
         with self._lock:
             if self.length is None:
-                self.body, self.length = spool(self.body(0, None))
+                try:
+                    self.body, self.length = spool(self.body(0, None))
+                finally:
+                    memory.release(self.memory)  # large work leaves freed arenas: hand them back
 
 
 @dataclass(slots=True)

@@ -137,7 +137,8 @@ class Renderer:
         def body(offset: int, length: int | None) -> Iterator[bytes]:
             yield from bytes_body(self.cache.get_or_make(key, produce))(offset, length)
 
-        return Part(content_type, location, None, body)
+        need = self.frame_memory(record, media_type) if record.pixel is not None and record.frames else 0
+        return Part(content_type, location, None, body, need)
 
     def animation_part(self, record: InstanceRecord, frames: Sequence[int], media_type: str, location: str) -> Part:
         """An animation, refused (413) beyond MAX_ANIMATION_PIXELS, streamed frame by frame when produced.
@@ -189,7 +190,10 @@ class Renderer:
     def frame_memory(self, record: InstanceRecord, media_type: str) -> int:
         """Bytes rendering one frame of ``record`` may hold: its decoding, the display pipeline, the output."""
         assert record.pixel is not None
-        width, height = self.output_size(record)
+        try:
+            width, height = self.output_size(record)
+        except BadRequest:  # a viewport region outside the frame: refused when it is rendered
+            width, height = record.pixel.columns, record.pixel.rows
         per_output = OUTPUT_PIXEL_BYTES + (MP4_PIXEL_BYTES if media_type == "video/mp4" else 0)
         return (self.sources.frame_memory(record) + record.pixel.rows * record.pixel.columns * SOURCE_PIXEL_BYTES
                 + width * height * per_output)
