@@ -24,7 +24,7 @@ from .errors import PayloadTooLarge
 MIB = 1 << 20
 MIN_DEFAULT_BUDGET = 256 * MIB
 DEFAULT_SHARE = 16  # the default budget of one request: a sixteenth of the machine (1.5 GB of 24 GB)
-LARGE_WORK = 32 * MIB  # work estimated at this or more is followed by ``release``
+LARGE_WORK = 8 * MIB  # work estimated at this or more is followed by ``release``
 _TRIM_INTERVAL_S = 1.0
 
 

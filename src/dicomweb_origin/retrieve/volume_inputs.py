@@ -33,7 +33,7 @@ from ..dicom import pixels
 from ..errors import BadRequest
 from ..model import InstanceRecord, VolumeSelector, Window
 from ..render import lut
-from ..render.volume import MAX_DEFAULT_SIDE, Slice, Volume, fill, layout
+from ..render.volume import Slice, Volume, fill, layout
 from .sources import Sources
 
 VOLUME_SOP_EXCLUDED = ("1.2.840.10008.5.1.4.1.1.11.",)  # presentation states hold no pixels
@@ -316,9 +316,12 @@ def _default_window(frames: Sequence[FrameRef], volume: Volume) -> Window:
     return lut.auto_window(np.asarray([min(low, high), max(low, high)], dtype=np.float32), (low, high + 1.0))
 
 
-# Bytes per output pixel a rendering of a volume holds (plane coordinates, samples, VOI, RGB, encoder): measured by
-# benchmarks/memory.py. A volume leaves room for an output of MAX_DEFAULT_SIDE² pixels besides itself.
-RENDER_PIXEL_BYTES = 96
+# Bytes per pixel a rendering of a volume holds (plane coordinates, slab accumulators of two workers, VOI, RGB,
+# encoder), per output pixel or per pixel of the volume's largest face (the intermediate image of a projection),
+# whichever is more: up to ~130 measured (benchmarks/memory.py, a 10 mm slab). A volume leaves room besides itself
+# for the rendering of a 512 x 512 view; a larger one is checked when its size is known.
+RENDER_PIXEL_BYTES = 160
+RESERVED_VIEW_PIXELS = 512 * 512
 LEVEL_SHARE = 8  # volume rendering keeps a reduced copy of at most an eighth of the volume (raycast.reduced_level)
 MIN_REDUCED_SIDE = 16  # a volume reduced to fewer pixels a side than this says nothing: 413 instead
 
@@ -327,7 +330,7 @@ def volume_budget(sources: Sources, frames: Sequence[FrameRef]) -> int:
     """Bytes a volume of ``frames`` may take: the request's budget less the frames decoded ahead and a rendering."""
     record, _ = frames[0]
     decoding = sources.workers * sources.frame_memory(record)
-    rendering = MAX_DEFAULT_SIDE * MAX_DEFAULT_SIDE * RENDER_PIXEL_BYTES
+    rendering = RESERVED_VIEW_PIXELS * RENDER_PIXEL_BYTES
     return sources.budget - decoding - rendering
 
 

@@ -121,7 +121,10 @@ def volume(sources: Sources, volumes: VolumeCache, cache: BytesCache, kind: str,
         return Payload([Part("application/dicom+json", location, len(module), bytes_body(module))], None, tag,
                        warnings=warnings)
     width, height = plan.size
-    need = built.nbytes + width * height * (RENDER_PIXEL_BYTES + (MP4_PIXEL_BYTES if media_type == "video/mp4" else 0))
+    k, j, i = built.volume.shape
+    face = max(i * j, j * k, i * k)  # a projection's intermediate image is as large as the volume's face
+    need = built.nbytes + max(width * height, face) * RENDER_PIXEL_BYTES \
+        + width * height * (MP4_PIXEL_BYTES if media_type == "video/mp4" else 0)
     memory.check(need, sources.budget, f"rendering {width} x {height} pixels of a volume of"
                  f" {' x '.join(map(str, built.volume.shape[::-1]))} voxels")
     key = ("volume-part", tag)
