@@ -23,12 +23,13 @@ import imagecodecs
 import numpy as np
 import openjpeg
 import pydicom
+import pydicom.data
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from live_server import LiveServer, live_server
 from probes import MIB, j2k_bomb, j2k_codestream, measure, rss, store_in_process
-from pydicom.data import get_testdata_file, get_testdata_files
+from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels.utils import _get_jpg_parameters
@@ -47,7 +48,9 @@ BROKEN = {"JPEG2000-embedded-sequence-delimiter.dcm"}  # its SIZ marker holds an
 
 
 def _real_frames() -> Iterator[tuple[str, str, PixelDescription, bytes]]:
-    files = set(get_testdata_files("*")) | {str(p) for p in Path(data_store.__file__).parent.rglob("*.dcm")}
+    # pydicom's bundled files and pydicom-data's, found on disk (get_testdata_files would try to download others)
+    folders = (Path(pydicom.data.__file__).parent / "test_files", Path(data_store.__file__).parent)
+    files = {str(p) for folder in folders for p in folder.rglob("*") if p.is_file()}
     for path in sorted(files):
         try:
             with warnings.catch_warnings():
@@ -160,7 +163,7 @@ PIXEL = PixelDescription(64, 64, 1, 16, 12, 0, "MONOCHROME2")
     (b"\xff\xd8\xff\xe0\x00\x01", JPEG, "length 1"),
     (b"\xff\xd8\x00\x00", JPEG, "bytes between marker segments"),
     (b"\x00\x00", JPEG, "no SOI"),
-    (struct.pack("<16I", 2, 64, 70, *[0] * 13) + bytes(100), RLE, "2 segments where"),
+    (struct.pack("<16I", 3, 64, 70, 80, *[0] * 12) + bytes(100), RLE, "3 segments where"),
     (struct.pack("<16I", 2, 64, 64, *[0] * 13) + bytes(100), RLE, "in order"),
     (struct.pack("<16I", 16, *[0] * 15), RLE, "16 segments"),
 ])
@@ -227,7 +230,7 @@ def test_ingest_reads_a_header_past_its_first_kilobytes() -> None:
 
 def test_a_real_multiframe_rle_and_jpeg_ls_file_still_store() -> None:
     for name in ("SC_rgb_rle_2frame.dcm", "emri_small_jpeg_ls_lossless.dcm", "JPEG2000.dcm", "SC_rgb_jpeg.dcm"):
-        path = get_testdata_file(name)
+        path = get_testdata_file(name, download=False)
         assert path is not None
         with open(path, "rb") as fp:
             reader.parse(fp, 1024)
