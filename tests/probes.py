@@ -78,7 +78,7 @@ def j2k_codestream(rows: int, columns: int, claimed: tuple[int, int] | None = No
 def j2k_bomb(claimed: int, rows: int = 512, columns: int = 512) -> bytes:
     """A Secondary Capture instance of ``rows`` x ``columns`` whose one J2K frame claims ``claimed``² (issue 16)."""
     ds = _dataset(SECONDARY_CAPTURE, rows, columns, 16, 1, J2K_LOSSLESS)
-    ds.PixelData = encapsulate([j2k_codestream(64, 64, (claimed, claimed))])
+    ds.PixelData = encapsulate([j2k_codestream(16, 16, (claimed, claimed))])  # ~300 bytes
     ds["PixelData"].VR = "OB"
     return _part10(ds)
 
