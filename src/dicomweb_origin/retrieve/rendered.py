@@ -41,6 +41,7 @@ MAX_ANIMATION_PIXELS = 1 << 30
 SOURCE_PIXEL_BYTES = 24
 OUTPUT_PIXEL_BYTES = 16
 MP4_PIXEL_BYTES = 48  # x264 keeps its look-ahead frames (about 20 at 1.5 bytes a pixel) and their analysis
+VIDEO_COPIES = 3  # a stored video rendered: its stream, the packets demuxed from it, the MP4 remuxed
 
 # SOP classes by what they render as (PS3.4 Annex B).
 ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
@@ -302,6 +303,10 @@ class Renderer:
         return gif_chunks(images(), frame_time)
 
     def stream(self, record: InstanceRecord) -> bytes:
+        """A video's stored stream, whole: within the request's memory budget with its demuxed and remuxed copies."""
+        size = sum(length for frame in record.frames for _, length in frame)
+        memory.check(size * VIDEO_COPIES, self.sources.budget,
+                     f"rendering the {size:,}-byte video of instance {record.instance_uid}")
         return b"".join(self.sources.stored_frame(record, index) for index in range(len(record.frames)))
 
     def video(self, record: InstanceRecord, media_type: str) -> bytes:
