@@ -13,8 +13,8 @@ import numpy as np
 import pydicom
 import pytest
 from conftest import LoadedArchive, path_of
-from reference import DEFLATE, ELE, J2K_LOSSLESS, REFERENCES, RLE, dataset, where
 from pydicom.dataset import Dataset
+from reference import DEFLATE, ELE, J2K_LOSSLESS, REFERENCES, RLE, dataset, where
 
 from dicomweb_origin import memory
 from dicomweb_origin.dicom import transcode
