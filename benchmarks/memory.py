@@ -19,11 +19,9 @@ it) to compare; ``--budget-mb`` passes ``--max-request-memory-mb`` (only servers
 from __future__ import annotations
 
 import argparse
-import io
 import struct
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -40,11 +38,11 @@ from probes import (  # noqa: E402
     MULTIFRAME_BYTE_SC,
     MULTIFRAME_WORD_SC,
     _dataset,
+    ct_series,
     j2k_bomb,
     measure,
     rss,
     store_in_process,
-    uid,
     uids_of,
 )
 from pydicom.filewriter import dcmwrite  # noqa: E402
@@ -162,12 +160,13 @@ def main() -> None:
                 print(f"{name}: {frames} frames of {size}², {path.stat().st_size / MIB:,.1f} MiB stored", flush=True)
         series_path = None
         if only & {"mpr", "3d"}:
-            series_uids = (uid(), uid(), uid())
-            series_path = f"/studies/{series_uids[0]}/series/{series_uids[1]}"
-            for n, instance in enumerate(ct_slices(slices, 0, slices, series_uids)):  # one slice in memory at a time
+            for n, instance in enumerate(ct_series(slices, 1024, 0.5, 0.5)):  # one slice in memory at a time
                 path = files / f"ct-{n:05d}.dcm"
                 path.write_bytes(instance)
                 paths.append(path)
+                if series_path is None:
+                    study, series, _ = uids_of(instance)
+                    series_path = f"/studies/{study}/series/{series}"
             print(f"series: {slices} slices of 1024² ({slices * 2} MiB of pixels)", flush=True)
         store_files(data, paths)
         print(f"generated and stored in {time.perf_counter() - start:.0f} s", flush=True)
@@ -215,35 +214,6 @@ def main() -> None:
                     time.sleep(1)
                 print(f"RSS {args.settle:.0f} s after the probes: {rss(pid) / MIB:,.0f} MiB"
                       f" (after start: {baseline / MIB:,.0f} MiB)")
-
-
-def ct_slices(count: int, first: int, total: int, uids: tuple[str, str, str]) -> Iterator[bytes]:
-    """Slices ``first`` .. ``first + count`` of one 1024² CT series of ``total`` (0.5 mm): a sphere in a body."""
-    from probes import CT_IMAGE
-
-    study, series, frame_of_reference = uids
-    size, spacing = 1024, 0.5
-    half = size * spacing / 2
-    axis = (np.arange(size) + 0.5) * spacing - half
-    x, y = np.meshgrid(axis, axis)
-    body = x ** 2 + y ** 2 < (0.8 * half) ** 2
-    for n in range(first, first + count):
-        z = (n - total / 2) * spacing
-        image = np.full((size, size), 24, dtype=np.uint16)
-        image[body] = 1064
-        image[x ** 2 + y ** 2 + z ** 2 < (0.3 * half) ** 2] = 1724
-        ds = _dataset(CT_IMAGE, size, size, 16, 1, EXPLICIT_LE, study, series)
-        ds.Modality, ds.BitsStored, ds.HighBit = "CT", 12, 11
-        ds.FrameOfReferenceUID, ds.InstanceNumber = frame_of_reference, n + 1
-        ds.ImagePositionPatient = [-half + spacing / 2, -half + spacing / 2, z]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.PixelSpacing, ds.SliceThickness = [spacing, spacing], spacing
-        ds.RescaleIntercept, ds.RescaleSlope, ds.WindowCenter, ds.WindowWidth = -1024, 1, 40, 400
-        ds.PixelData = image.tobytes()
-        ds["PixelData"].VR = "OW"
-        out = io.BytesIO()
-        ds.save_as(out, enforce_file_format=True)
-        yield out.getvalue()
 
 
 if __name__ == "__main__":

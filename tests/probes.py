@@ -111,13 +111,13 @@ def multiframe(frames: int, rows: int, columns: int, bits: int = 8, syntax: str 
     return _part10(ds)
 
 
-def ct_series(slices: int, size: int, spacing: float = 0.7, thickness: float = 1.0) -> list[bytes]:
-    """Single-frame CT slices of one series (16-bit, rescale -1024): a sphere of 'bone' in 'soft tissue'."""
+def ct_series(slices: int, size: int, spacing: float = 0.7, thickness: float = 1.0) -> Iterator[bytes]:
+    """Single-frame CT slices of one series (16-bit, rescale -1024), made one at a time: a sphere of 'bone' in a
+    disc of 'soft tissue'."""
     study, series, frame_of_reference = uid(), uid(), uid()
     half = size * spacing / 2
     axis = (np.arange(size) + 0.5) * spacing - half
     x, y = np.meshgrid(axis, axis)
-    out = []
     for n in range(slices):
         z = (n - slices / 2) * thickness
         image = np.full((size, size), 1024 - 1000, dtype=np.uint16)
@@ -132,8 +132,7 @@ def ct_series(slices: int, size: int, spacing: float = 0.7, thickness: float = 1
         ds.RescaleIntercept, ds.RescaleSlope, ds.WindowCenter, ds.WindowWidth = -1024, 1, 40, 400
         ds.PixelData = image.tobytes()
         ds["PixelData"].VR = "OW"
-        out.append(_part10(ds))
-    return out
+        yield _part10(ds)
 
 
 def uids_of(instance: bytes) -> tuple[str, str, str]:

@@ -78,7 +78,7 @@ def probes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probes]:
         "j2k": multiframe(240, 256, 256, bits=16, syntax=J2K_LOSSLESS),  # decodes to 31 MB
         "native": multiframe(240, 256, 256, bits=16),  # 31 MB
     }
-    series = ct_series(200, 256)  # a 25 MB volume; the old assembly held it twice
+    series = list(ct_series(200, 256))  # a 25 MB volume; the old assembly held it twice
     store_in_process(data, [instances["bomb"]], check_headers=False)  # stored before ingest compared headers
     results = store_in_process(data, [v for k, v in instances.items() if k != "bomb"] + series)
     assert all(r.outcome.value == "stored" for r in results), [r.reason for r in results]

@@ -10,11 +10,12 @@ import hashlib
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Generic, TypeVar
 
 from .. import memory
+from ..cache import BytesCache
 from ..model import check_uid
 
 Body = Callable[[int, int | None], Iterator[bytes]]  # (offset, length) within the part -> chunks
@@ -161,6 +162,30 @@ def stream_body(chunks: Callable[[], Iterator[bytes]]) -> Body:
                 yield chunk[max(0, offset - start):None if end is None else end - start]
 
     return body
+
+
+def kept_stream_body(chunks: Callable[[], Iterator[bytes]], cache: BytesCache, key: Hashable, work: int) -> Body:
+    """``stream_body`` of an animation: its bytes kept in ``cache`` afterwards when they come to at most an eighth
+    of it (a larger one would push most thumbnails out), and memory returned after its ``work`` bytes."""
+    keep = cache.max_bytes // 8
+
+    def produce() -> Iterator[bytes]:
+        kept: list[bytes] | None = []
+        size = 0
+        try:
+            for chunk in chunks():
+                size += len(chunk)
+                if kept is not None and size <= keep:
+                    kept.append(chunk)
+                else:
+                    kept = None
+                yield chunk
+        finally:
+            memory.release(work)
+        if kept is not None:
+            cache.put(key, b"".join(kept))
+
+    return stream_body(produce)
 
 
 def lazy_body(make: Callable[[], bytes]) -> Body:

@@ -28,7 +28,7 @@ from ..render import document, icons, presentation, report, video
 from ..render.gif import gif_chunks
 from ..render.viewport import output_size, source_region
 from .bulk import parse_frame_list
-from .payload import Part, Payload, Target, bytes_body, etag, stream_body
+from .payload import Part, Payload, Target, bytes_body, etag, kept_stream_body
 from .sources import Sources
 
 THUMBNAIL_SIZE = 128  # the default thumbnail fits in 128 x 128 (§8.3.5.2: the server chooses)
@@ -158,25 +158,8 @@ class Renderer:
         cached = self.cache.get(key)
         if cached is not None:
             return Part(media_type, location, len(cached), bytes_body(cached))
-        keep = self.cache.max_bytes // 8  # a larger animation would push most thumbnails out of the cache
-
-        def chunks() -> Iterator[bytes]:
-            kept: list[bytes] | None = []
-            size = 0
-            try:
-                for chunk in self.animation(record, frames, media_type):
-                    size += len(chunk)
-                    if kept is not None and size <= keep:
-                        kept.append(chunk)
-                    else:
-                        kept = None
-                    yield chunk
-            finally:
-                memory.release(need)
-            if kept is not None:
-                self.cache.put(key, b"".join(kept))
-
-        return Part(media_type, location, None, stream_body(chunks), need)
+        chunks = partial(self.animation, record, frames, media_type)
+        return Part(media_type, location, None, kept_stream_body(chunks, self.cache, key, need), need)
 
     def output_size(self, record: InstanceRecord) -> tuple[int, int]:
         """(width, height) of a rendered frame of ``record``: its own, or what the viewport makes of it."""

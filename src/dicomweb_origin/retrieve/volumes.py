@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ from ..render import lut, video
 from ..render import volume as vr
 from ..render.gif import gif_chunks
 from .bulk import parse_frame_list
-from .payload import Part, Payload, Target, bytes_body, etag, stream_body
+from .payload import Part, Payload, Target, bytes_body, etag, kept_stream_body
 from .rendered import MP4_PIXEL_BYTES
 from .sources import Sources
 from .volume_inputs import RENDER_PIXEL_BYTES, Assembled, VolumeCache, assembled, select
@@ -133,25 +134,9 @@ def volume(sources: Sources, volumes: VolumeCache, cache: BytesCache, kind: str,
         return Payload([Part(media_type, location, len(cached), bytes_body(cached))], None, tag, warnings=warnings)
     metadata = _first_metadata(sources, built) if params.render.annotation else None
     if media_type in ANIMATED and plan.animation is not None:
-        keep = cache.max_bytes // 8
-
-        def chunks() -> Iterator[bytes]:  # frame by frame, spooled when sent (Part.materialize)
-            kept: list[bytes] | None = []
-            size = 0
-            try:
-                for chunk in _render(built, plan, params, media_type, metadata):
-                    size += len(chunk)
-                    if kept is not None and size <= keep:
-                        kept.append(chunk)
-                    else:
-                        kept = None
-                    yield chunk
-            finally:
-                memory.release(need)
-            if kept is not None:
-                cache.put(key, b"".join(kept))
-
-        return Payload([Part(media_type, location, None, stream_body(chunks), need)], None, tag, warnings=warnings)
+        chunks = partial(_render, built, plan, params, media_type, metadata)  # frame by frame, spooled when sent
+        animation = kept_stream_body(chunks, cache, key, need)
+        return Payload([Part(media_type, location, None, animation, need)], None, tag, warnings=warnings)
 
     def produce() -> bytes:
         return b"".join(_render(built, plan, params, media_type, metadata))
