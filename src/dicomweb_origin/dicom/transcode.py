@@ -280,8 +280,10 @@ def _transcode_instance(src: bytes | BinaryIO, dst_uid: str) -> bytes:
         tail = fp.getvalue()
     head = _subset(ds, [t for t in ds.keys() if t < tag])
     frames = partial(_decoded_frames, ds, src_uid, pixel, element)
-    pixels = StoredPixels(keyword, pixel, frames, partial(iter, [element.value]), len(element.value),
-                          str(element.VR))
+    vr = str(element.VR)
+    if vr not in ("OB", "OW", "OF", "OD"):  # an ambiguous VR of an Implicit VR file: PS3.5 A.2 decides
+        vr = "OW" if pixel.bits_allocated > 8 else "OB"
+    pixels = StoredPixels(keyword, pixel, frames, partial(iter, [element.value]), len(element.value), vr)
     return b"".join(_transcode_stream(head, tail, dst_uid, pixels, _source_lossy(ds, src_uid)))
 
 
