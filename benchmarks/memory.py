@@ -8,11 +8,11 @@ Probes: a ~300-byte JPEG 2000 codestream claiming 60000² in a 512² instance (S
 stored before ingest compared headers); a 60-frame 512² instance as image/gif at viewport=8192,8192; a 1,000-frame
 1024² instance as image/gif; a J2K instance of 100 frames of 1024² (~210 MB decoded) as native application/dicom;
 a native instance of N frames of 1024² as JPEG-LS application/dicom; /renderedmpr?orientation=a and /rendered3d of
-a series of 1,000 slices of 1024² (2 GB); and the server's resident memory a minute after (the server runs with
-caches of 16 MiB for frames and renderings and 64 MiB for volumes, smaller than what the probes make, so that what
-it keeps is not the caches). Each figure is the
-server's peak resident memory above its RSS before the request (VmHWM reset through /proc/PID/clear_refs), the
-answer's status and its time. Run it against another checkout with ``PYTHONPATH=OTHER/src`` (the server inherits
+a series of 1,000 slices of 1024² (2 GB). Each probe runs on a server of its own (memory an earlier probe left
+would hide the next one's peak), and its figure is the server's peak resident memory above its RSS once started
+(VmHWM reset through /proc/PID/clear_refs), the answer's status, its time and size. Then every probe runs on one
+server, which is left idle for a minute: its RSS then says what it kept (it runs with caches of 16 MiB for frames
+and renderings and 64 MiB for volumes, smaller than what the probes make, so that what it keeps is not the caches). Run it against another checkout with ``PYTHONPATH=OTHER/src`` (the server inherits
 it) to compare; ``--budget-mb`` passes ``--max-request-memory-mb`` (only servers that have it). Asserts nothing.
 """
 
@@ -100,19 +100,60 @@ def _path(head: bytes) -> str:
     return f"/studies/{study}/series/{series}/instances/{instance}"
 
 
-def report(label: str, pid: int, send: httpx.Client, method: str, url: str, **kwargs: object) -> None:
-    def request() -> httpx.Response:
-        with send.stream(method, url, **kwargs) as response:  # type: ignore[arg-type]
-            size = sum(len(chunk) for chunk in response.iter_raw())
-            response.extensions["size"] = size
-            return response
+Request = tuple[str, str, str, dict[str, object]]  # label, method, URL, httpx arguments
 
-    probe = measure(pid, request)
-    response = probe.value
-    note = response.headers.get("warning", "")[:90]
-    print(f"{label:<58} {response.status_code}  peak +{probe.peak / MIB:8,.0f} MiB  {probe.seconds:7.2f} s  "
-          f"{response.extensions['size'] / MIB:8,.1f} MiB out  RSS after {rss(pid) / MIB:6,.0f} MiB {note}",
-          flush=True)
+
+def send(pid: int, client: httpx.Client, request: Request) -> str:
+    """One probe: its status, the server's peak above its RSS before, its time, its size; one line."""
+    label, method, url, kwargs = request
+
+    def call() -> tuple[int, int, str]:
+        with client.stream(method, url, **kwargs) as response:  # type: ignore[arg-type]
+            size = sum(len(chunk) for chunk in response.iter_raw())
+            return response.status_code, size, response.headers.get("warning", "")[:80]
+
+    probe = measure(pid, call)
+    status, size, warning = probe.value
+    return (f"{label:<56} {status}  peak +{probe.peak / MIB:7,.0f} MiB  {probe.seconds:7.2f} s  {size / MIB:7,.1f} MiB"
+            f" out  RSS after {rss(pid) / MIB:6,.0f} MiB {warning}")
+
+
+def requests(heads: dict[str, bytes], series_path: str | None, sizes: argparse.Namespace) -> list[Request]:
+    """The probes of issue 16 as HTTP requests."""
+    found: list[Request] = []
+    octets = {"Accept": 'multipart/related; type="application/octet-stream"'}
+    if "bomb" in heads:
+        body = b"--b\r\nContent-Type: application/dicom\r\n\r\n" + j2k_bomb(sizes.bomb) + b"\r\n--b--\r\n"
+        found.append((f"STOW of a {len(j2k_bomb(sizes.bomb))}-byte J2K claiming {sizes.bomb}² in 512²", "POST",
+                      "/studies", {"content": body, "headers": {
+                          "Content-Type": 'multipart/related; type="application/dicom"; boundary=b'}}))
+        found.append(("  one stored before the check: /frames/1", "GET", _path(heads["bomb"]) + "/frames/1",
+                      {"headers": octets}))
+        found.append(("  one stored before the check: /rendered", "GET", _path(heads["bomb"]) + "/rendered",
+                      {"headers": {"Accept": "image/jpeg"}}))
+    if "short cine" in heads:
+        found.append((f"60 x 512² as image/gif, viewport={sizes.viewport}²", "GET",
+                      _path(heads["short cine"]) + "/rendered",
+                      {"headers": {"Accept": "image/gif"}, "params": {"viewport": f"{sizes.viewport},{sizes.viewport}"}}))
+    if "long cine" in heads:
+        found.append((f"{sizes.cine} x 1024² as image/gif", "GET", _path(heads["long cine"]) + "/rendered",
+                      {"headers": {"Accept": "image/gif"}}))
+    if "j2k" in heads:
+        found.append((f"J2K {sizes.j2k_frames} x 1024² as native application/dicom", "GET", _path(heads["j2k"]),
+                      {"headers": {"Accept": f"application/dicom; transfer-syntax={EXPLICIT_LE}"}}))
+    if "native" in heads:
+        found.append((f"native {sizes.jls_frames} x 1024² as JPEG-LS application/dicom", "GET",
+                      _path(heads["native"]),
+                      {"headers": {"Accept": f"application/dicom; transfer-syntax={JLS_LOSSLESS}"}}))
+    if series_path is not None:
+        if "mpr" in sizes.probes:
+            found.append((f"renderedmpr?orientation=a of {sizes.slices} x 1024²", "GET",
+                          series_path + "/renderedmpr", {"headers": {"Accept": "image/jpeg"},
+                                                         "params": {"orientation": "a"}}))
+        if "3d" in sizes.probes:
+            found.append((f"rendered3d of {sizes.slices} x 1024²", "GET", series_path + "/rendered3d",
+                          {"headers": {"Accept": "image/jpeg"}}))
+    return found
 
 
 def main() -> None:
@@ -130,90 +171,74 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory")
     args = parser.parse_args()
     small = args.small
-    bomb = args.bomb or (20000 if small else 60000)
-    viewport = args.viewport or (2048 if small else 8192)
-    cine = args.cine or (100 if small else 1000)
-    j2k_frames = args.j2k_frames or (10 if small else 100)
-    jls_frames = args.jls_frames or (50 if small else 1000)
-    slices = args.slices or (100 if small else 1000)
-    only = set(args.only.split(","))
+    args.bomb = args.bomb or (20000 if small else 60000)
+    args.viewport = args.viewport or (2048 if small else 8192)
+    args.cine = args.cine or (100 if small else 1000)
+    args.j2k_frames = args.j2k_frames or (10 if small else 100)
+    args.jls_frames = args.jls_frames or (50 if small else 1000)
+    args.slices = args.slices or (100 if small else 1000)
+    args.probes = set(args.only.split(","))
     print(machine_line())
     with temp_dir(args.keep) as root:
-        data, files = root / "data", root / "files"
-        files.mkdir()
-        heading("data")
-        start = time.perf_counter()
-        heads: dict[str, bytes] = {}
-        if "bomb" in only:
-            heads["bomb"] = j2k_bomb(bomb)
-            store_in_process(data, [heads["bomb"]], check_headers=False)  # as an archive from before the check
-        paths = []
-        for name, frames, size, bits, syntax, wanted in (
-                ("short cine", 60, 512, 8, EXPLICIT_LE, "gif-viewport"),
-                ("long cine", cine, 1024, 8, EXPLICIT_LE, "gif-long"),
-                ("j2k", j2k_frames, 1024, 16, J2K_LOSSLESS, "j2k-native"),
-                ("native", jls_frames, 1024, 16, EXPLICIT_LE, "native-jls")):
-            if wanted in only:
-                path = files / f"{name.replace(' ', '-')}.dcm"
-                heads[name] = write_multiframe(path, frames, size, bits, syntax)
-                paths.append(path)
-                print(f"{name}: {frames} frames of {size}², {path.stat().st_size / MIB:,.1f} MiB stored", flush=True)
-        series_path = None
-        if only & {"mpr", "3d"}:
-            for n, instance in enumerate(ct_series(slices, 1024, 0.5, 0.5)):  # one slice in memory at a time
-                path = files / f"ct-{n:05d}.dcm"
-                path.write_bytes(instance)
-                paths.append(path)
-                if series_path is None:
-                    study, series, _ = uids_of(instance)
-                    series_path = f"/studies/{study}/series/{series}"
-            print(f"series: {slices} slices of 1024² ({slices * 2} MiB of pixels)", flush=True)
-        store_files(data, paths)
-        print(f"generated and stored in {time.perf_counter() - start:.0f} s", flush=True)
+        heads, series_path, data = generate(root, args)
         # Caches smaller than the probes' data, so that the RSS afterwards shows what is kept besides them.
         server_args = ["--frame-cache-mb", "16", "--rendered-cache-mb", "16", "--volume-cache-mb", "64"]
         if args.budget_mb:
             server_args += ["--max-request-memory-mb", str(args.budget_mb)]
-        with Server(data, *server_args) as server, httpx.Client(base_url=server.base, timeout=3600) as client:
-            pid = server.pid
-            client.get("/studies", headers={"Accept": "application/dicom+json"})
-            baseline = rss(pid)
-            heading(f"probes (server RSS after start: {baseline / MIB:,.0f} MiB)")
-            if "bomb" in only:
-                body = (b"--b\r\nContent-Type: application/dicom\r\n\r\n" + j2k_bomb(bomb) + b"\r\n--b--\r\n")
-                report(f"STOW of a {len(j2k_bomb(bomb))}-byte J2K claiming {bomb}² in 512²", pid, client, "POST",
-                       "/studies", content=body,
-                       headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=b'})
-                path = _path(heads["bomb"])
-                report("  stored one: /frames/1 as octet-stream", pid, client, "GET", path + "/frames/1",
-                       headers={"Accept": 'multipart/related; type="application/octet-stream"'})
-                report("  stored one: /rendered image/jpeg", pid, client, "GET", path + "/rendered",
-                       headers={"Accept": "image/jpeg"})
-            if "gif-viewport" in only:
-                report(f"60 x 512² as image/gif, viewport={viewport},{viewport}", pid, client, "GET",
-                       _path(heads["short cine"]) + "/rendered", headers={"Accept": "image/gif"},
-                       params={"viewport": f"{viewport},{viewport}"})
-            if "gif-long" in only:
-                report(f"{cine} x 1024² as image/gif", pid, client, "GET", _path(heads["long cine"]) + "/rendered",
-                       headers={"Accept": "image/gif"})
-            if "j2k-native" in only:
-                report(f"J2K {j2k_frames} x 1024² as native application/dicom", pid, client, "GET",
-                       _path(heads["j2k"]), headers={"Accept": f"application/dicom; transfer-syntax={EXPLICIT_LE}"})
-            if "native-jls" in only:
-                report(f"native {jls_frames} x 1024² as JPEG-LS application/dicom", pid, client, "GET",
-                       _path(heads["native"]), headers={"Accept": f"application/dicom; transfer-syntax={JLS_LOSSLESS}"})
-            if "mpr" in only and series_path:
-                report(f"renderedmpr?orientation=a of {slices} x 1024²", pid, client, "GET",
-                       series_path + "/renderedmpr", headers={"Accept": "image/jpeg"}, params={"orientation": "a"})
-            if "3d" in only and series_path:
-                report(f"rendered3d of {slices} x 1024²", pid, client, "GET", series_path + "/rendered3d",
-                       headers={"Accept": "image/jpeg"})
-            if "settle" in only:
-                deadline = time.monotonic() + args.settle
-                while time.monotonic() < deadline:
-                    time.sleep(1)
-                print(f"RSS {args.settle:.0f} s after the probes: {rss(pid) / MIB:,.0f} MiB"
+        probes = requests(heads, series_path, args)
+        heading("each probe on a server of its own (peak above its RSS once started)")
+        for request in probes:
+            with Server(data, *server_args) as server, httpx.Client(base_url=server.base, timeout=7200) as client:
+                client.get("/studies", headers={"Accept": "application/dicom+json"})
+                print(send(server.pid, client, request), flush=True)
+        if "settle" in args.probes:
+            heading(f"every probe on one server, then {args.settle:.0f} s idle")
+            with Server(data, *server_args) as server, httpx.Client(base_url=server.base, timeout=7200) as client:
+                client.get("/studies", headers={"Accept": "application/dicom+json"})
+                baseline = rss(server.pid)
+                for request in probes:
+                    print(send(server.pid, client, request), flush=True)
+                time.sleep(args.settle)
+                print(f"RSS {args.settle:.0f} s after the probes: {rss(server.pid) / MIB:,.0f} MiB"
                       f" (after start: {baseline / MIB:,.0f} MiB)")
+
+
+def generate(root: Path, args: argparse.Namespace) -> tuple[dict[str, bytes], str | None, Path]:
+    """Write and store the probes' instances; return their first bytes by name, the series path and the archive."""
+    data, files = root / "data", root / "files"
+    files.mkdir()
+    heading("data")
+    start = time.perf_counter()
+    heads: dict[str, bytes] = {}
+    if "bomb" in args.probes:
+        heads["bomb"] = j2k_bomb(args.bomb)
+        store_in_process(data, [heads["bomb"]], check_headers=False)  # as an archive from before the check
+    paths = []
+    for name, frames, size, bits, syntax, wanted in (
+            ("short cine", 60, 512, 8, EXPLICIT_LE, "gif-viewport"),
+            ("long cine", args.cine, 1024, 8, EXPLICIT_LE, "gif-long"),
+            ("j2k", args.j2k_frames, 1024, 16, J2K_LOSSLESS, "j2k-native"),
+            ("native", args.jls_frames, 1024, 16, EXPLICIT_LE, "native-jls")):
+        if wanted in args.probes:
+            path = files / f"{name.replace(' ', '-')}.dcm"
+            heads[name] = write_multiframe(path, frames, size, bits, syntax)
+            paths.append(path)
+            print(f"{name}: {frames} frames of {size}², {path.stat().st_size / MIB:,.1f} MiB stored", flush=True)
+    series_path = None
+    if args.probes & {"mpr", "3d"}:
+        for n, instance in enumerate(ct_series(args.slices, 1024, 0.5, 0.5)):  # one slice in memory at a time
+            path = files / f"ct-{n:05d}.dcm"
+            path.write_bytes(instance)
+            paths.append(path)
+            if series_path is None:
+                study, series, _ = uids_of(instance)
+                series_path = f"/studies/{study}/series/{series}"
+        print(f"series: {args.slices} slices of 1024² ({args.slices * 2} MiB of pixels)", flush=True)
+    store_files(data, paths)
+    for path in paths:
+        path.unlink()  # the archive holds them now
+    print(f"generated and stored in {time.perf_counter() - start:.0f} s", flush=True)
+    return heads, series_path, data
 
 
 if __name__ == "__main__":
