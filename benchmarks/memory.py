@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/memory.py                    # the issue's sizes (a few GB of disk, minutes)
     .venv/bin/python benchmarks/memory.py --small            # a quick run: every probe at a tenth or so
-    .venv/bin/python benchmarks/memory.py --only bomb,gif    # some probes
+    .venv/bin/python benchmarks/memory.py --only bomb,gif-long,settle    # some probes
 
 Probes: a ~300-byte JPEG 2000 codestream claiming 60000² in a 512² instance (STOW, and frames / rendered of one
 stored before ingest compared headers); a 60-frame 512² instance as image/gif at viewport=8192,8192; a 1,000-frame
@@ -12,8 +12,9 @@ a series of 1,000 slices of 1024² (2 GB). Each probe runs on a server of its ow
 would hide the next one's peak), and its figure is the server's peak resident memory above its RSS once started
 (VmHWM reset through /proc/PID/clear_refs), the answer's status, its time and size. Then every probe runs on one
 server, which is left idle for a minute: its RSS then says what it kept (it runs with caches of 16 MiB for frames
-and renderings and 64 MiB for volumes, smaller than what the probes make, so that what it keeps is not the caches). Run it against another checkout with ``PYTHONPATH=OTHER/src`` (the server inherits
-it) to compare; ``--budget-mb`` passes ``--max-request-memory-mb`` (only servers that have it). Asserts nothing.
+and renderings and 64 MiB for volumes, smaller than what the probes make, so that what it keeps is not the caches).
+Run it against another checkout with ``PYTHONPATH=OTHER/src`` (the server inherits it) to compare; ``--budget-mb``
+passes ``--max-request-memory-mb`` (only servers that have it). Asserts nothing.
 """
 
 from __future__ import annotations
