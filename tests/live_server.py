@@ -59,6 +59,7 @@ def _free_port() -> int:
 class LiveServer:
     origin: str  # http://127.0.0.1:PORT
     log: Path
+    pid: int = 0  # of the server process (its memory: tests/probes.py)
 
     @property
     def url(self) -> str:
@@ -89,7 +90,7 @@ def live_server(data: Path, *args: str) -> Iterator[LiveServer]:
         process = subprocess.Popen(
             [sys.executable, "-m", "dicomweb_origin.cli", "serve", "--data", str(data), "--port", str(port), *args],
             stdout=log, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"})
-    server = LiveServer(f"http://127.0.0.1:{port}", log_path)
+    server = LiveServer(f"http://127.0.0.1:{port}", log_path, process.pid)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:

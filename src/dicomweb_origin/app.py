@@ -112,7 +112,8 @@ class Archive:
         # Two lanes bound all CPU work, light (metadata) and heavy (decoding, rendering): built here, once.
         self.lanes = Lanes(workers)
         self.retrieve = Retrieve(self.index, self.blobs, BytesCache(settings.frame_cache_bytes), self.lanes,
-                                 workers, BytesCache(settings.rendered_cache_bytes), settings.volume_cache_bytes)
+                                 workers, BytesCache(settings.rendered_cache_bytes), settings.volume_cache_bytes,
+                                 settings.max_request_memory_bytes)
         self.search = Search(cast(SearchIndex, self.index))  # every served backend answers Search
 
     def is_empty(self) -> bool:

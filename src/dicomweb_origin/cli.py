@@ -332,6 +332,9 @@ def parser() -> argparse.ArgumentParser:
                          help="rendered images and thumbnails cache size, in MiB")
     serve_p.add_argument("--volume-cache-mb", type=int, default=1024,
                          help="assembled volumes cache size (Rendered MPR / 3D), in MiB")
+    serve_p.add_argument("--max-request-memory-mb", type=int, default=0, metavar="MB",
+                         help="memory one request may use to decode, render, transcode or build a volume, in MiB;"
+                              " past it: 413 (default: 0, a sixteenth of the machine's memory, at least 256)")
     serve_p.add_argument("--viewer", type=Path, default=None, metavar="DIR",
                          help="serve this OHIF dist folder at / (python scripts/fetch_ohif.py prints it;"
                               " default: no viewer)")
@@ -421,6 +424,7 @@ def serve_settings(args: argparse.Namespace) -> Settings:
                    cors_origins=tuple(args.cors_origin), frame_cache_bytes=args.frame_cache_mb << 20,
                    rendered_cache_bytes=args.rendered_cache_mb << 20,
                    volume_cache_bytes=args.volume_cache_mb << 20,
+                   max_request_memory_bytes=args.max_request_memory_mb << 20,
                    index_url=args.index, blob_url=args.blobs, on_conflict=args.on_conflict,
                    oidc_issuer=args.oidc_issuer, oidc_audience=args.oidc_audience,
                    oidc_jwks=args.oidc_jwks, tokens_file=args.tokens, tls_cert=args.tls_cert,

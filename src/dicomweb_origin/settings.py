@@ -19,6 +19,9 @@ class Settings:
     rendered_cache_bytes: int = 128 << 20  # bounded LRU of rendered images and thumbnails
     volume_cache_bytes: int = 1 << 30  # bounded LRU of assembled volumes (Rendered MPR / 3D)
     workers: int = 0  # threads of the one CPU executor (transcoding, rendering); 0: one per core
+    # What one request may use to decode, render, transcode or assemble a volume (memory.py); past it: 413.
+    # 0: the default, a sixteenth of the machine's (or the cgroup's) memory, at least 256 MiB.
+    max_request_memory_bytes: int = 0
     max_request_bytes: int = 4 << 30  # STOW request bodies above this get 413
     body_idle_seconds: float = 60.0  # a STOW body that sends nothing for this long gets 408
     # Limits on hostile clients (docs/conformance.md, Limits; server.py, web/hosts.py, dicom/reader.py).

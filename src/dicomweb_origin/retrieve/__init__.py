@@ -41,10 +41,11 @@ class Retrieve:
 
     def __init__(self, index: Index, blobs: BlobStore, frame_cache: BytesCache, lanes: Lanes | None = None,
                  workers: int | None = None, rendered_cache: BytesCache | None = None,
-                 volume_cache_bytes: int = 1 << 30) -> None:
+                 volume_cache_bytes: int = 1 << 30, memory_budget: int = 0) -> None:
         self.workers = workers or os.cpu_count() or 2
         self.lanes = lanes or Lanes(self.workers)
-        self.sources = Sources(index, blobs, frame_cache, self.lanes, self.workers)
+        # memory_budget: bytes one request may use (memory.py); 0: the default share of the machine
+        self.sources = Sources(index, blobs, frame_cache, self.lanes, self.workers, memory_budget)
         self.rendered_cache = rendered_cache or BytesCache(64 << 20)  # rendered images and thumbnails
         self.volumes = VolumeCache(volume_cache_bytes)  # assembled volumes (Rendered MPR / 3D)
         self.volumetric_states = volumes.StateCache()  # parsed volumetric presentation states

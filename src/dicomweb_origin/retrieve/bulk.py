@@ -218,7 +218,8 @@ def _frame_part(sources: Sources, record: InstanceRecord, index: int, syntax: st
     def transcoded(offset: int, length: int | None) -> Iterator[bytes]:
         yield from bytes_body(sources.transcoded_frame(record, index, syntax))(offset, length)
 
-    return Part(media, location, None, transcoded)  # produced when sent, in parallel with its neighbours
+    # produced when sent, in parallel with its neighbours as far as the request's memory budget allows
+    return Part(media, location, None, transcoded, memory=sources.frame_memory(record, syntax))
 
 
 def _bulk_payload(parts: list[Part], records: Sequence[InstanceRecord], bare: bool) -> Payload:

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
 
+from .. import memory
 from ..cache import BytesCache
 from ..dicom import pixels, transcode
 from ..errors import DecodeError, DicomWebError, Gone, NotFound
@@ -24,22 +25,25 @@ from ..model import (
 )
 from ..storage.base import BlobStore, Index
 from .lanes import Lanes
-from .payload import Body, Part, Target
+from .payload import SPOOL_IN_MEMORY, Body, Part, Target
 
 FrameKey = tuple[str, str, int, str]
+IN_MEMORY_FACTOR = 4  # an instance transcoded in memory: its bytes, pydicom's data set, the output
 SPAN_SLACK = 64 << 10  # gaps between one frame's fragments up to this are read through, not skipped
 
 
 class Sources:
     """The index, the blobs, the frame cache and the CPU lanes, with the reads resources share."""
 
-    def __init__(self, index: Index, blobs: BlobStore, cache: BytesCache, lanes: Lanes, workers: int) -> None:
+    def __init__(self, index: Index, blobs: BlobStore, cache: BytesCache, lanes: Lanes, workers: int,
+                 budget: int = 0) -> None:
         self.index = index
         self.blobs = blobs
         self.cache = cache
         self.lanes = lanes
         self.executor = lanes.heavy  # decoding (volume assembly's slices)
         self.workers = workers
+        self.budget = budget or memory.default_request_budget()  # bytes one request may use (memory.py)
 
     # -- lookup ------------------------------------------------------------------------------
 
@@ -74,13 +78,18 @@ class Sources:
     def produce(self, parts: Sequence[Part]) -> Iterator[Part]:
         """Yield the parts in order while the next few are produced in parallel, each on its lane.
 
-        At most ``workers`` parts are produced ahead of the one being sent, which bounds memory.
-        A part that fails keeps ``length`` None; the consumer meets the error when it reads it.
-        Never call this from a lane's own threads (it waits on them).
+        At most ``workers`` parts are produced ahead of the one being sent, and no more than the request's
+        memory budget holds at once (``Part.memory``), which bounds memory. A part that fails keeps ``length``
+        None; the consumer meets the error when it reads it. Never call this from a lane's own threads (it waits
+        on them).
         """
         pending: dict[int, Future[None]] = {}
         for position, part in enumerate(parts):
+            held = 0
             for ahead in range(position, min(len(parts), position + self.workers + 1)):
+                held += parts[ahead].memory
+                if ahead > position and held > self.budget:
+                    break  # the next parts wait until those before them are sent
                 if parts[ahead].length is None and ahead not in pending:
                     lane = self.lanes.of(parts[ahead].cost)
                     pending[ahead] = lane.submit(_materialize_quietly, parts[ahead])
@@ -154,11 +163,30 @@ class Sources:
     def frame_key(record: InstanceRecord, index: int, syntax: str) -> FrameKey:
         return (record.instance_uid, record.digest, index, syntax)
 
+    def frame_memory(self, record: InstanceRecord, syntax: str | None = None) -> int:
+        """Bytes producing one frame of ``record`` may hold: its decoding, and its encoding in ``syntax``."""
+        pixel = record.pixel
+        assert pixel is not None
+        need = pixels.decode_memory(record.transfer_syntax_uid, pixel)
+        if syntax is not None and syntax != record.transfer_syntax_uid:
+            need += pixels.decode_memory(syntax, pixels.decoded_description(record.transfer_syntax_uid, pixel))
+        return need
+
+    def check_frame_memory(self, record: InstanceRecord, index: int, syntax: str | None = None) -> None:
+        """413 before a frame too large for the request's memory budget is decoded (memory.py)."""
+        pixel = record.pixel
+        assert pixel is not None
+        what = "transcoding" if syntax is not None and syntax != record.transfer_syntax_uid else "decoding"
+        memory.check(self.frame_memory(record, syntax), self.budget,
+                     f"{what} frame {index + 1} of instance {record.instance_uid} ({pixel.columns} x {pixel.rows}"
+                     f" pixels, {pixel.samples_per_pixel} sample(s) of {pixel.bits_allocated} bits)")
+
     def transcoded_frame(self, record: InstanceRecord, index: int, syntax: str) -> bytes:
         pixel = record.pixel
         assert pixel is not None
 
         def make() -> bytes:
+            self.check_frame_memory(record, index, syntax)
             source = self.stored_frame(record, index)
             return transcode.transcode_frame(source, record.transfer_syntax_uid, syntax, pixel,
                                              source_lossy=record.lossy,
@@ -172,12 +200,76 @@ class Sources:
     def decoded_frame(self, record: InstanceRecord, index: int) -> tuple[Any, PixelDescription]:
         """One frame decoded to an array, through the same decoder frames and transcoding use."""
         assert record.pixel is not None
+        self.check_frame_memory(record, index)
         keyword = pixels.pixel_keyword(record.pixel_path)  # Float and Double Float Pixel Data decode as floats
         try:
             return pixels.decode_frame(self.stored_frame(record, index), record.transfer_syntax_uid, record.pixel,
                                        keyword)
         except DecodeError as exc:
             raise _undecodable(record, index, exc) from exc
+
+    # -- whole instances ---------------------------------------------------------------------
+
+    def instance_memory(self, record: InstanceRecord, syntax: str) -> int:
+        """Bytes transcoding ``record`` may hold: a frame, decoded and encoded, and what stays in memory of it."""
+        if record.pixel is None or not record.frames:
+            return record.size * IN_MEMORY_FACTOR
+        return self.frame_memory(record, syntax) + SPOOL_IN_MEMORY
+
+    def transcoded_instance(self, record: InstanceRecord, syntax: str) -> Iterator[bytes]:
+        """The stored instance in ``syntax``, produced a frame at a time (``transcode.transcode_stream``).
+
+        Reads the elements before and after the pixel data, and each frame by its offsets: memory holds one
+        frame whatever the instance's size. An instance without pixel data (or one whose pixel data element is not
+        where its frames say) is read whole, within the request's memory budget.
+        """
+        layout = self._pixel_layout(record)
+        if layout is None:
+            memory.check(record.size * IN_MEMORY_FACTOR, self.budget,
+                         f"transcoding instance {record.instance_uid} ({record.size:,} bytes, read whole)")
+            yield transcode.transcode_instance(self.blobs.read(record.blob_key), syntax)
+            return
+        head, tail, value_start, value_length, vr = layout
+        pixel = record.pixel
+        assert pixel is not None
+        memory.check(self.frame_memory(record, syntax), self.budget,
+                     f"transcoding the frames of instance {record.instance_uid} ({pixel.columns} x {pixel.rows} pixels)")
+
+        def frames() -> Iterator[tuple[Any, PixelDescription]]:
+            for index in range(len(record.frames)):
+                yield self.decoded_frame(record, index)
+
+        def raw() -> Iterator[bytes]:
+            yield from self.blobs.stream(record.blob_key, value_start, value_length)
+
+        keyword = pixels.pixel_keyword(record.pixel_path)
+        stored = transcode.StoredPixels(keyword, pixel, frames, raw, value_length, vr)
+        yield from transcode.transcode_stream(transcode.read_head(head), tail, syntax, stored, record.lossy)
+
+    def _pixel_layout(self, record: InstanceRecord) -> tuple[bytes, bytes, int, int, str] | None:
+        """(bytes before the pixel data element, bytes after it, value start, value length, VR), or None."""
+        if record.pixel is None or not record.frames or record.syntax.video:
+            return None
+        key, encapsulated = record.blob_key, record.syntax.encapsulated
+        first = record.frames[0][0][0]
+        prefix = self.blobs.read(key, 0, first)
+        start = transcode.pixel_element_start(prefix, encapsulated, pixels.pixel_keyword(record.pixel_path))
+        if start is None:
+            return None
+        vr = prefix[start + 4:start + 6].decode("ascii", "replace")
+        if encapsulated:
+            offset, length = record.frames[-1][-1]
+            end, value_length = offset + length, 0
+            if self.blobs.read(key, end, 8) != b"\xfe\xff\xdd\xe0\x00\x00\x00\x00":
+                return None  # not the Sequence Delimitation Item right after the last fragment
+            end += 8
+        else:
+            value_length = int.from_bytes(prefix[start + 8:start + 12], "little")
+            end = first + value_length
+            if value_length == 0xFFFFFFFF or end > record.size:
+                return None
+        tail = self.blobs.read(key, end, record.size - end) if end < record.size else b""
+        return prefix[:start], tail, first, value_length, vr
 
     # -- what an instance can become -----------------------------------------------------------
 

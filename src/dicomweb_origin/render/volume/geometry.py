@@ -32,7 +32,7 @@ MAX_FRAMES = 1000
 class Slice:
     """One input frame with its geometry, before assembly."""
 
-    pixels: np.ndarray  # 2-D (rows, columns); stored integers or float32 modality values
+    pixels: np.ndarray | None  # 2-D (rows, columns), stored integers or float32 values; None: loaded when filled
     position: tuple[float, float, float] | None  # Image Position (Patient): centre of the top-left pixel, LPS mm
     orientation: tuple[float, ...] | None  # Image Orientation (Patient): row cosines (3), column cosines (3)
     pixel_spacing: tuple[float, float] | None  # (between rows, between columns), mm
