@@ -2,7 +2,8 @@
 
 Public (no token): CORS pre-flights (OPTIONS with Origin and Access-Control-Request-Method: the browser sends
 them without credentials, Fetch §4.8; with CORS origins configured CORSMiddleware, outside this one, answers
-them, and without, only Capabilities would, which describes routes and holds no data), ``/health`` and ``/ready``, and, when an OHIF viewer is mounted, its static
+them, and without, only Capabilities would, which describes routes and holds no data), ``/health`` and ``/ready``, the
+built-in viewer's files under ``/lite/`` (it sends the token on its DICOMweb requests), and, when an OHIF viewer is mounted, its static
 files (every path outside the DICOMweb root but ``/metrics``): they hold no patient data. Everything else needs
 ``dicomweb.read`` (GET, HEAD, OPTIONS) or ``dicomweb.write`` (POST, DELETE); see ``auth.REQUIRED_SCOPE``.
 
@@ -25,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..auth import Authenticator, bearer_token, require
 from ..errors import DicomWebError
+from .lite import PREFIX as LITE
 
 OPEN_PATHS: Final = frozenset({"/health", "/ready"})
 # Outside the DICOMweb root, these stay protected even when a viewer answers every other path.
@@ -67,7 +69,7 @@ class BearerAuth:
         if scope["method"] == "OPTIONS" and _header(scope, b"origin") is not None and \
                 _header(scope, b"access-control-request-method") is not None:
             return True  # CORS pre-flight: never carries credentials
-        if path in OPEN_PATHS:
+        if path in OPEN_PATHS or path == LITE or path.startswith(LITE + "/"):
             return True
         under_root = path == self.root_path or path.startswith(self.root_path + "/")
         return self.viewer and not under_root and path not in SERVER_PATHS
