@@ -105,7 +105,7 @@ class Ops:
 
 
 PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>dicomweb-origin {version}</title>
+<html lang="en"><head><meta charset="utf-8"><title>dicomweb-origin {version}</title><link rel="icon" href="data:,">
 <style>body{{font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
 code{{background:#f3f3f3;padding:0 .2em}}td{{padding:0 1em 0 0}}</style></head>
 <body><h1>dicomweb-origin {version}</h1>

@@ -100,6 +100,7 @@ async function seriesPage(study, series, mode) {
 }
 
 function show(error) {
+  main.querySelector('.view')?.remove(); // nothing to view: the message takes its place
   main.append(element('p', { class: 'error', role: 'alert' }, error.message));
 }
 
