@@ -292,6 +292,24 @@ async def test_png_window_and_slab_change_the_picture(client: httpx.AsyncClient,
     assert whole.status_code == 200 and _image(whole).shape == thin.shape  # the whole volume, not 1e308 mm of air
 
 
+async def test_low_quality_3d_is_a_preview_of_the_same_view(client: httpx.AsyncClient, volumes: Archive) -> None:
+    """quality under 60 on /rendered3d (what a viewer asks while a view turns): half the ray samples, same look.
+
+    PNG, so the difference is the rendering's, not JPEG's; /renderedmpr samples the same either way.
+    """
+    png = {"Accept": "image/png"}
+    for method, most in (("volume_rendered", 16.0), ("maximum_ip", 8.0)):  # within about 6 % (of 255)
+        params = {"viewpointposition": "-300,-400,100", "viewpointlookat": "0,0,0", "viewpointup": "0,0,1",
+                  "renderingmethod": method, "viewport": "96,96"}  # oblique: every slice is resampled
+        full, preview = [_image(await client.get(f"{volumes.series_path}/rendered3d", params=params | {"quality": q},
+                                                 headers=png)) for q in ("90", "50")]
+        assert full.shape == preview.shape and not np.array_equal(full, preview), method
+        assert np.abs(full.astype(int) - preview.astype(int)).mean() < most, method
+    mpr = [_image(await client.get(f"{volumes.series_path}/renderedmpr", params={"orientation": "a", "quality": q},
+                                   headers=png)) for q in ("90", "50")]
+    assert np.array_equal(*mpr)
+
+
 async def test_viewport_fits_and_annotation_burns_in(client: httpx.AsyncClient, volumes: Archive) -> None:
     url = f"{volumes.series_path}/renderedmpr"
     fitted = _image(await client.get(url, params={"viewport": "100,50"}, headers={"Accept": "image/png"}))
