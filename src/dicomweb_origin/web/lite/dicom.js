@@ -86,13 +86,27 @@ export function seriesFrames(metadata) {
   return out;
 }
 
+/** The frames that can be one volume: the largest group sharing orientation, spacing and size, along the normal. */
+function volumeFrames(frames) {
+  const groups = new Map();
+  for (const f of frames) {
+    if (!f.position || f.orientation?.length !== 6 || !f.spacing) continue;
+    const key = [...f.orientation, ...f.spacing].map((x) => x.toFixed(3)).concat(f.rows, f.columns).join('|');
+    groups.set(key, [...(groups.get(key) || []), f]);
+  }
+  const group = [...groups.values()].sort((a, b) => b.length - a.length)[0] || [];
+  const normal = group.length ? cross(group[0].orientation.slice(0, 3), group[0].orientation.slice(3)) : null;
+  return group.map((f) => ({ ...f, along: dot(f.position, normal) })).sort((a, b) => a.along - b.along);
+}
+
 /**
  * The box the volume fills, as the server assembles it (render/volume/assemble.py): frames along the normal on a
  * uniform grid from the first to the last position, the box half a voxel beyond the outer voxel centres.
  * Null when the frames cannot make one (the server then says why, with a 400).
  */
-export function volumeBox(frames) {
-  if (frames.length < 2 || frames.some((f) => f.along === undefined || !f.spacing)) return null;
+export function volumeBox(all) {
+  const frames = volumeFrames(all);
+  if (frames.length < 2) return null;
   const first = frames[0];
   const row = unit(first.orientation.slice(0, 3)), col = unit(first.orientation.slice(3));
   const normal = cross(row, col);

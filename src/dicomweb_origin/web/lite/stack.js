@@ -47,6 +47,7 @@ export class StackView {
         : this.go(this.index + steps)),
     });
     this.keys = (e) => {
+      if (e.target.closest?.('input, select, textarea')) return; // the keys are the control's there
       const move = { ArrowDown: 1, ArrowRight: 1, PageDown: 10, ArrowUp: -1, ArrowLeft: -1, PageUp: -10 }[e.key];
       if (move) { e.preventDefault(); this.go(this.index + move); }
       if (e.key === 'Home') this.go(0);
