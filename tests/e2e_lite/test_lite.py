@@ -577,7 +577,8 @@ def test_token_given_once_goes_with_every_request(tmp_path_factory: pytest.TempP
         assert "401" in (page.text_content("#token .note") or "")
         page.fill("#token input", token)
         page.click("#token .save")
-        page.wait_for_function("() => document.querySelectorAll('a.study img.thumb[src]').length > 0",
+        page.wait_for_function("() => document.querySelectorAll('a.study img.thumb').length > 0 && Array.from("
+                               "document.querySelectorAll('a.study img.thumb')).every(i => i.getAttribute('src'))",
                                timeout=TIMEOUT_MS)
         page.reload()  # given once: kept for the tab
         page.wait_for_selector("a.study", timeout=TIMEOUT_MS)
