@@ -6,7 +6,7 @@
 import { HttpError, Latest, picture, query, showBlob } from './api.js';
 import { add, camera, cross, dot, fit, letters, mul, rotate, sub, unit } from './dicom.js';
 import {
-  DRAG, FULL_QUALITY, Pane, choice, dragWindow, element, selector, svg, windowMenu, windowParam,
+  DRAG, FULL_QUALITY, Pane, choice, dragScale, dragWindow, element, selector, svg, windowMenu, windowParam,
 } from './ui.js';
 
 // How radiologists read each plane (§8.3.5.3.4): the view direction and up in LPS; the picture's right is
@@ -99,7 +99,7 @@ export class MprView {
 
   request(plane, low) {
     const g = this.geometry(plane);
-    const factor = low ? DRAG.factor : 1;
+    const factor = dragScale(g.full.width, g.full.height, low);
     const vw = Math.max(16, Math.round(g.size.vw * factor)), vh = Math.max(16, Math.round(g.size.vh * factor));
     const fitted = fit(this.box, g.lookat, g.right, g.up, vw, vh);
     const path = `${this.base}/renderedmpr${query({

@@ -4,7 +4,7 @@
 import { Latest, picture, query, showBlob } from './api.js';
 import { letters } from './dicom.js';
 import {
-  DRAG, FULL_QUALITY, Pane, choice, dragWindow, element, windowMenu, windowParam,
+  DRAG, FULL_QUALITY, Pane, choice, dragScale, dragWindow, element, windowMenu, windowParam,
 } from './ui.js';
 
 const CACHE = 96; // full-quality pictures kept (Blobs), so scrolling back and cine loops are instant
@@ -141,7 +141,7 @@ export class StackView {
     const floor = (v) => Math.floor(v * 1000) / 1000;
     const sx = floor(Math.max(0, x0)), sy = floor(Math.max(0, y0));
     const sw = floor(Math.min(frame.columns, x0 + vw / scale) - sx), sh = floor(Math.min(frame.rows, y0 + vh / scale) - sy);
-    const low = this.dragging ? DRAG.factor : 1;
+    const low = dragScale(sw * scale, sh * scale, this.dragging);
     const width = Math.max(1, Math.round(sw * scale * low)), height = Math.max(1, Math.round(sh * scale * low));
     const whole = sx === 0 && sy === 0 && sw === frame.columns && sh === frame.rows;
     const target = `${this.base}/instances/${frame.instance}${frame.frame ? `/frames/${frame.frame}` : ''}/rendered`;

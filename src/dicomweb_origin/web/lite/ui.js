@@ -2,7 +2,10 @@
 
 // Window presets (center, width in Hounsfield units) offered for CT; other modalities use the data set's own window.
 export const PRESETS = { 'Soft tissue': [40, 400], Lung: [-600, 1500], Bone: [400, 1800], Brain: [40, 80] };
-export const DRAG = { factor: 0.5, quality: 50 }; // while dragging: half the size, lower JPEG quality
+// While dragging: half the size, at most 320 pixels a side, and a lower quality (a preview on /rendered3d).
+export const DRAG = { factor: 0.5, most: 320, quality: 50 };
+/** The scale of a drag picture of w x h pixels (1 for the full picture). */
+export const dragScale = (w, h, low) => (low ? Math.min(DRAG.factor, DRAG.most / Math.max(w, h, 1)) : 1);
 export const FULL_QUALITY = 90;
 const SVG = 'http://www.w3.org/2000/svg';
 

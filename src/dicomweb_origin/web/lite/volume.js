@@ -4,7 +4,7 @@
 import { HttpError, Latest, picture, query, showBlob } from './api.js';
 import { camera, cross, fit, letters, rotate, unit } from './dicom.js';
 import {
-  DRAG, FULL_QUALITY, Pane, choice, dragWindow, element, windowMenu, windowParam,
+  DRAG, FULL_QUALITY, Pane, choice, dragScale, dragWindow, element, windowMenu, windowParam,
 } from './ui.js';
 import { centred, describe } from './mpr.js';
 
@@ -78,12 +78,12 @@ export class VolumeView {
 
   request(low) {
     const size = this.pane.size();
-    const factor = low ? DRAG.factor : 1;
-    const vw = Math.max(16, Math.round(size.vw * factor)), vh = Math.max(16, Math.round(size.vh * factor));
     const right = cross(this.direction, this.up);
     const centre = this.box.centre;
-    const fitted = fit(this.box, centre, right, this.up, vw, vh);
     const full = fit(this.box, centre, right, this.up, size.vw, size.vh);
+    const factor = dragScale(full.width, full.height, low);
+    const vw = Math.max(16, Math.round(size.vw * factor)), vh = Math.max(16, Math.round(size.vh * factor));
+    const fitted = fit(this.box, centre, right, this.up, vw, vh);
     const path = `${this.base}/rendered3d${query({
       ...camera(centre, this.direction, this.up, this.box.diagonal),
       viewport: `${vw},${vh}`,
