@@ -49,6 +49,7 @@ from common import (  # noqa: E402
 
 TICK_S = 0.05  # a new pointer position every 50 ms
 GOALS = {"mpr": (8, 10.0, 150.0), "3d": (4, 5.0, None)}  # sessions, pictures/s each, p95 ms
+METHODS = {"mpr": "", "3d": "&renderingmethod=volume_rendered", "3d-mip": "&renderingmethod=maximum_ip"}
 FIRST_PICTURE_S = 2.0
 JPEG = {"Accept": "image/jpeg"}
 
@@ -94,6 +95,7 @@ def run_sessions(server: Server, series: str, kind: str, count: int, seconds: fl
                  extra: str) -> None:
     resource = "renderedmpr" if kind == "mpr" else "rendered3d"
     step = 3.0 if kind == "mpr" else 4.0  # degrees per tick: 60 or 80 degrees a second
+    extra += METHODS[kind]
 
     def path_of(n: int) -> Callable[[int], str]:
         phase = 360.0 * n / count
@@ -117,7 +119,7 @@ def run_sessions(server: Server, series: str, kind: str, count: int, seconds: fl
     latencies = sorted(x for s in sessions for x in s.latencies)
     p50, p95 = (statistics.quantiles(latencies, n=100, method="inclusive")[q - 1] for q in (50, 95))
     errors = sum(s.errors for s in sessions)
-    label = f"{kind.upper():3} x{count:<2}"
+    label = f"{kind.upper():6} x{count:<2}"
     figure(f"{label} pictures/s per session (min / median / max)",
            f"{rates[0]:5.1f} / {statistics.median(rates):5.1f} / {rates[-1]:5.1f}"
            + (f"  {errors} errors!" if errors else ""), *_goal(kind, count, rates[0], p95))
@@ -129,7 +131,7 @@ def run_sessions(server: Server, series: str, kind: str, count: int, seconds: fl
 
 
 def _goal(kind: str, count: int, slowest: float, p95: float) -> tuple[str | None, bool | None]:
-    sessions, rate, latency = GOALS[kind]
+    sessions, rate, latency = GOALS.get(kind, (0, 0.0, None))
     if count != sessions:
         return None, None
     target = f">= {rate:g}/s each" + (f", p95 < {latency:g} ms" if latency else "")
@@ -189,7 +191,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="how long each drag lasts")
     parser.add_argument("--size", type=int, default=256, help="drag pictures: viewport=SIZE,SIZE")
     parser.add_argument("--quality", type=int, default=50, help="drag pictures: JPEG quality")
-    parser.add_argument("--kinds", default="mpr,3d")
+    parser.add_argument("--kinds", default="mpr,3d", help="mpr, 3d (volume rendering), 3d-mip")
     parser.add_argument("--skip-cold", action="store_true", help="skip the first-picture figures")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
@@ -218,8 +220,7 @@ def main() -> None:
                 heading(f"{kind.upper()} drag sessions: {args.size}x{args.size} q{args.quality}, a new position every"
                         f" {TICK_S * 1000:.0f} ms, latest wins ({machine_line()})")
                 for count in (int(n) for n in args.sessions.split(",")):
-                    method = "&renderingmethod=volume_rendered" if kind == "3d" else ""
-                    run_sessions(server, series, kind, count, args.seconds, centre, extra + method)
+                    run_sessions(server, series, kind, count, args.seconds, centre, extra)
 
 
 if __name__ == "__main__":
