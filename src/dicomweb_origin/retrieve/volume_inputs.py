@@ -70,10 +70,15 @@ class Assembled:
 
 
 class VolumeCache(SizedCache[Assembled]):
-    """The LRU of assembled volumes, bounded by their voxel bytes (``Settings.volume_cache_bytes``)."""
+    """The LRU of assembled volumes, bounded by their voxel bytes (``Settings.volume_cache_bytes``).
+
+    ``candidates`` keeps the candidates of the last targets by their instances' digests: grouping hundreds of
+    slices is the costliest Python of a request on a volume already assembled (a viewer dragging asks ten a second).
+    """
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(max_bytes, lambda assembled: assembled.nbytes)
+        self.candidates: SizedCache[list[Candidate]] = SizedCache(64, lambda _: 1)
 
 
 def _monochrome_image(record: InstanceRecord) -> bool:
@@ -152,10 +157,11 @@ def _matches(item: dict[str, Any], conditions: Sequence[tuple[tuple[str, ...], s
 
 
 def select(sources: Sources, records: Sequence[InstanceRecord], selector: VolumeSelector,
-           frame_numbers: Sequence[int] | None) -> Sequence[FrameRef]:
+           frame_numbers: Sequence[int] | None, memo: SizedCache[list[Candidate]] | None = None) -> Sequence[FrameRef]:
     """The frames of the one VOLUME input of the target, or 400 naming why there is none or several.
 
-    ``frame_numbers`` (1-based) come from a frames resource; ``selector`` from the query.
+    ``frame_numbers`` (1-based) come from a frames resource; ``selector`` from the query; ``memo`` keeps the
+    candidates of a set of records by their digests (a changed instance has another digest).
     """
     pool = list(records)
     if selector.instance_uids:  # §8.3.5.3.1: the named instances are the input, as they are
@@ -191,7 +197,10 @@ def select(sources: Sources, records: Sequence[InstanceRecord], selector: Volume
         return [(record, n - 1) for n in wanted]
     if selector.instance_uids:
         return [(r, i) for r in pool for i in range(len(r.frames) if r.pixel is not None else 0)]
-    found = candidates(pool)
+    if memo is None:
+        found = candidates(pool)
+    else:
+        found = memo.get_or_make(("candidates", *((r.instance_uid, r.digest) for r in pool)), lambda: candidates(pool))
     if len(found) == 1:
         return found[0].frames
     if not found:

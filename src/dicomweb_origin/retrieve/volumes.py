@@ -111,7 +111,7 @@ def volume(sources: Sources, volumes: VolumeCache, cache: BytesCache, kind: str,
         if frame_list is not None:
             record = records[0]
             numbers = [i + 1 for i in parse_frame_list(frame_list, max(1, len(record.frames)))]
-        frames = select(sources, records, params.selector, numbers)
+        frames = select(sources, records, params.selector, numbers, volumes.candidates)
     built = assembled(sources, volumes, frames)
     plan = _plan(kind, built, params, state)
     digests = (*(r.digest for r in built.records), *(() if state_record is None else (state_record.digest,)))
