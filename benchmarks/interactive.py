@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import statistics
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -62,9 +64,12 @@ class Session:
     errors: int = 0
 
 
-def camera(kind: str, centre: tuple[float, ...], angle: float, t: float) -> str:
-    """The camera triple of a drag position: a view turning about the patient's axis, tilted by 20 degrees."""
-    a, tilt = math.radians(angle), math.radians(20)
+def camera(kind: str, centre: tuple[float, ...], angle: float, t: float, session: int = 0) -> str:
+    """The camera triple of a drag position: a view turning about the patient's axis, tilted by 20 degrees.
+
+    Each session tilts another 0.7 degrees more, so two sessions never ask for the same view.
+    """
+    a, tilt = math.radians(angle), math.radians(20 + 0.7 * session)
     d = (math.sin(a) * math.cos(tilt), math.cos(a) * math.cos(tilt), math.sin(tilt))
     shift = 30 * math.sin(t) if kind == "mpr" else 0.0  # the MPR plane also moves through the volume
     lookat = tuple(c + shift * x for c, x in zip(centre, d, strict=True))
@@ -99,8 +104,10 @@ def run_sessions(server: Server, series: str, kind: str, count: int, seconds: fl
 
     def path_of(n: int) -> Callable[[int], str]:
         phase = 360.0 * n / count
-        return lambda tick: f"{series}/{resource}?{camera(kind, centre, phase + step * tick, tick * TICK_S)}&{extra}"
+        return lambda tick: (f"{series}/{resource}?{camera(kind, centre, phase + step * tick, tick * TICK_S, n)}"
+                             f"&{extra}")
 
+    hits_before = rendered_hits(server)
     sessions = [Session() for _ in range(count)]
     clients = [RawClient(server.host, server.port) for _ in range(count)]
     process = psutil.Process(server.pid)
@@ -119,15 +126,24 @@ def run_sessions(server: Server, series: str, kind: str, count: int, seconds: fl
     latencies = sorted(x for s in sessions for x in s.latencies)
     p50, p95 = (statistics.quantiles(latencies, n=100, method="inclusive")[q - 1] for q in (50, 95))
     errors = sum(s.errors for s in sessions)
+    hits = rendered_hits(server) - hits_before  # a drag never asks twice: every picture must be rendered
     label = f"{kind.upper():6} x{count:<2}"
     figure(f"{label} pictures/s per session (min / median / max)",
            f"{rates[0]:5.1f} / {statistics.median(rates):5.1f} / {rates[-1]:5.1f}"
-           + (f"  {errors} errors!" if errors else ""), *_goal(kind, count, rates[0], p95))
+           + (f"  {errors} errors!" if errors else "") + (f"  {hits} cache hits!" if hits else ""),
+           *_goal(kind, count, rates[0], p95))
     figure(f"{label} latency", f"p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  ({len(latencies)} pictures in {wall:.1f} s)")
     figure(f"{label} server CPU, RSS",
            f"{cpu / wall:4.2f} cores busy, {cpu * 1000 / max(1, len(latencies)):5.1f} ms a picture;"
            f" RSS {mib(rss.before)} -> peak {mib(rss.peak)}"
            f"  (client threads: {(time.process_time() - own_before) / wall:4.2f} cores)")
+
+
+def rendered_hits(server: Server) -> int:
+    """The rendered cache's hits so far (GET /metrics)."""
+    text = urllib.request.urlopen(f"http://{server.host}:{server.port}/metrics", timeout=30).read().decode()
+    found = re.search(r'^dicomweb_cache_hits_total\{cache="rendered"\} ([0-9.e+]+)$', text, re.M)
+    return int(float(found.group(1))) if found else 0
 
 
 def _goal(kind: str, count: int, slowest: float, p95: float) -> tuple[str | None, bool | None]:
