@@ -67,7 +67,7 @@ class Session:
 def camera(kind: str, centre: tuple[float, ...], angle: float, t: float, session: int = 0) -> str:
     """The camera triple of a drag position: a view turning about the patient's axis, tilted by 20 degrees.
 
-    Each session tilts another 0.7 degrees more, so two sessions never ask for the same view.
+    Each session tilts 0.7 degrees more than the one before, so no two sessions ever ask for the same view.
     """
     a, tilt = math.radians(angle), math.radians(20 + 0.7 * session)
     d = (math.sin(a) * math.cos(tilt), math.cos(a) * math.cos(tilt), math.sin(tilt))
@@ -99,13 +99,18 @@ def drag(client: RawClient, path: Callable[[int], str], seconds: float, session:
 def run_sessions(server: Server, series: str, kind: str, count: int, seconds: float, centre: tuple[float, ...],
                  extra: str) -> None:
     resource = "renderedmpr" if kind == "mpr" else "rendered3d"
-    step = 3.0 if kind == "mpr" else 4.0  # degrees per tick: 60 or 80 degrees a second
+    # Degrees per tick, about 60 or 80 a second: not a divisor of 360, so a turn never repeats an earlier view.
+    step = 3.1 if kind == "mpr" else 4.1
     extra += METHODS[kind]
 
     def path_of(n: int) -> Callable[[int], str]:
         phase = 360.0 * n / count
-        return lambda tick: (f"{series}/{resource}?{camera(kind, centre, phase + step * tick, tick * TICK_S, n)}"
-                             f"&{extra}")
+        # count + n: unique across the runs of one server (1, 4, 8, 16 sessions), as the rendered cache is
+        def path(tick: int) -> str:
+            view = camera(kind, centre, phase + step * tick, tick * TICK_S, count + n)
+            return f"{series}/{resource}?{view}&{extra}"
+
+        return path
 
     hits_before = rendered_hits(server)
     sessions = [Session() for _ in range(count)]
