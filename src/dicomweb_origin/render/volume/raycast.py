@@ -214,7 +214,7 @@ def _shine(facing: np.ndarray) -> np.ndarray:
     which are slower still.
     """
     base = np.maximum(facing, np.float32(0.05))
-    result = np.full_like(base, np.float32(SPECULAR))
+    result: np.ndarray = np.full_like(base, np.float32(SPECULAR))
     exponent = SHININESS
     while exponent:
         if exponent & 1:
