@@ -143,13 +143,13 @@ class Browser:
         return self.picture(selector)
 
     def settle(self) -> None:
-        """Wait until no DICOMweb request is in flight for a while (the full pictures after a drag are in)."""
-        self.page.wait_for_timeout(150)
-        for _ in range(600):
-            if not sum(self.in_flight.values()):
-                break
+        """Wait until no request has been in flight for 0.4 s (the full pictures after a drag are in and shown)."""
+        quiet = 0
+        for _ in range(1200):
             self.page.wait_for_timeout(100)
-        self.page.wait_for_timeout(300)
+            quiet = quiet + 1 if not sum(self.in_flight.values()) else 0
+            if quiet >= 4:
+                return
 
     def shot(self, name: str) -> None:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
