@@ -138,8 +138,10 @@ def run_sessions(server: Server, series: str, kind: str, count: int, seconds: fl
            + (f"  {errors} errors!" if errors else "") + (f"  {hits} cache hits!" if hits else ""),
            *_goal(kind, count, rates[0], p95))
     figure(f"{label} latency", f"p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  ({len(latencies)} pictures in {wall:.1f} s)")
+    per_picture = cpu * 1000 / max(1, len(latencies))
     figure(f"{label} server CPU, RSS",
-           f"{cpu / wall:4.2f} cores busy, {cpu * 1000 / max(1, len(latencies)):5.1f} ms a picture;"
+           f"{cpu / wall:4.2f} cores busy, {per_picture:5.1f} ms a picture (two free cores: at most"
+           f" {2000 / max(per_picture, 1e-3):.0f}/s);"
            f" RSS {mib(rss.before)} -> peak {mib(rss.peak)}"
            f"  (client threads: {(time.process_time() - own_before) / wall:4.2f} cores)")
 
