@@ -433,3 +433,24 @@ def test_preview_takes_half_the_samples_and_looks_alike() -> None:
     quick = project(AXIAL_VOLUME, camera, "maximum_ip", size=SIZE, spacing=SPACING, preview=True)
     assert np.all(quick <= mip + 1e-3)  # a subset of the samples along each ray
     assert np.abs(quick - mip).mean() < 0.05 * (mip.max() - mip.min())
+
+
+def test_nbytes_counts_the_rendering_and_preview_levels_before_they_are_made() -> None:
+    """A memory-bounded cache sizes a volume once, when it stores it: nbytes must not grow as levels are made."""
+    data = np.random.default_rng(3).integers(0, 2000, (70, 340, 200)).astype(np.int16)
+    # levels: 70 x 170 x 200 -> 70 x 85 x 100, then 35 x 42 x 50
+    volume = Volume(data, np.diag([1.0, 1.0, 2.0, 1.0]))
+    counted = volume.nbytes
+    camera = camera_for_orientation("a", volume)
+    volume_render(volume, camera, size=(32, 32))
+    volume_render(volume, camera, size=(32, 32), preview=True)
+    made = [volume.derived[name][0] for name in ("level", "preview")]
+    assert [m.shape for m in made] == [(70, 85, 100), (35, 42, 50)]
+    assert counted == volume.nbytes == data.nbytes + sum(m.nbytes for m in made)
+
+
+def test_a_volume_of_one_value_renders_black_not_an_error() -> None:
+    """An all-zero MR-like volume: the generic transfer ramp had no width (ZeroDivisionError, a 500)."""
+    volume = Volume(np.zeros((4, 8, 8), dtype=np.int16), np.eye(4))
+    image = volume_render(volume, camera_for_orientation("a", volume), size=(8, 8))
+    assert image.shape == (8, 8, 3) and image.max() == 0

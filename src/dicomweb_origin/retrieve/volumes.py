@@ -49,8 +49,9 @@ MAX_ANIMATION_PIXELS = 100_000_000  # 360 frames of 512 x 512 fit; 360 of 4096 x
 DEFAULT_ORIENTATION = {"mpr": "f", "3d": "a"}
 DEFAULT_METHOD = {"mpr": "AVERAGE_IP", "3d": "VOLUME_RENDERED"}
 OPERATION = {"mpr": "MPR", "3d": "3D_RENDERING"}  # Reformatting Operation Type (0072,0510)
-# quality (§8.3.5.1.2, meaning the server's to define) under this makes a Rendered 3D picture a preview: half the
-# samples along each ray, about half the time, for the pictures a viewer shows while a view is being turned.
+# quality (§8.3.5.1.2, meaning the server's to define) under this makes a Rendered 3D picture a preview, for the
+# pictures a viewer shows while a view is being turned: volume rendering through a level of an eighth of the voxels
+# (about a quarter of the time), projections through every other slice (about half).
 PREVIEW_QUALITY = 60
 # Parameters the standard refuses with a VPS target (Table 8.3.5-3); volumeinputreference and
 # match too: the state names its own inputs (UNVERIFIED for those two).
@@ -77,7 +78,7 @@ class Plan:
     rate: int | None
     curve: tuple[Vector, ...]
     modality: str | None
-    preview: bool = False  # /rendered3d with quality under PREVIEW_QUALITY: every other slice along the rays
+    preview: bool = False  # /rendered3d with quality under PREVIEW_QUALITY: fewer samples (see PREVIEW_QUALITY)
 
 
 class StateCache(SizedCache[VolumetricState]):

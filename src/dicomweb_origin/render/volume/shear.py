@@ -39,7 +39,7 @@ class Shear:
     step_mm: float  # distance along a ray between two slices' samples
     to_intermediate: np.ndarray  # (2, 3): (u1, u2) = M @ (row, col, 1) for output pixel centres
     gradient: np.ndarray  # (3, 3): world gradient = G @ (d/du1, d/du2, d/dn) of the sheared samples
-    stride: int = 1  # slices taken: every one, or every other one for a cheaper preview (step_mm counts it)
+    stride: int = 1  # slices taken: every one, or every other one for a projection's preview (step_mm counts it)
 
     def reader(self, data: np.ndarray) -> SliceReader:
         return SliceReader(data, self.axis)
