@@ -293,7 +293,7 @@ async def test_png_window_and_slab_change_the_picture(client: httpx.AsyncClient,
 
 
 async def test_low_quality_3d_is_a_preview_of_the_same_view(client: httpx.AsyncClient, volumes: Archive) -> None:
-    """quality under 60 on /rendered3d (what a viewer asks while a view turns): half the ray samples, same look.
+    """quality under 60 on /rendered3d (what a viewer asks while a view turns): fewer samples, the same look.
 
     PNG, so the difference is the rendering's, not JPEG's; /renderedmpr samples the same either way.
     """
@@ -303,8 +303,11 @@ async def test_low_quality_3d_is_a_preview_of_the_same_view(client: httpx.AsyncC
                   "renderingmethod": method, "viewport": "96,96"}  # oblique: every slice is resampled
         full, preview = [_image(await client.get(f"{volumes.series_path}/rendered3d", params=params | {"quality": q},
                                                  headers=png)) for q in ("90", "50")]
-        assert full.shape == preview.shape and not np.array_equal(full, preview), method
+        assert full.shape == preview.shape, method
         assert np.abs(full.astype(int) - preview.astype(int)).mean() < most, method
+        # a volume rendering preview is cast through a smaller level; a MIP's level of block maxima is this small
+        # CT itself (no axis over 160 voxels), so its preview is the picture
+        assert np.array_equal(full, preview) == (method == "maximum_ip"), method
     mpr = [_image(await client.get(f"{volumes.series_path}/renderedmpr", params={"orientation": "a", "quality": q},
                                    headers=png)) for q in ("90", "50")]
     assert np.array_equal(*mpr)

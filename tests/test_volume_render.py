@@ -435,7 +435,7 @@ def test_preview_takes_half_the_samples_and_looks_alike() -> None:
     assert np.abs(quick - mip).mean() < 0.05 * (mip.max() - mip.min())
 
 
-def test_nbytes_counts_the_rendering_and_preview_levels_before_they_are_made() -> None:
+def test_nbytes_counts_every_level_before_it_is_made() -> None:
     """A memory-bounded cache sizes a volume once, when it stores it: nbytes must not grow as levels are made."""
     data = np.random.default_rng(3).integers(0, 2000, (70, 340, 200)).astype(np.int16)
     # levels: 70 x 170 x 200 -> 70 x 85 x 100, then 35 x 42 x 50
@@ -444,8 +444,10 @@ def test_nbytes_counts_the_rendering_and_preview_levels_before_they_are_made() -
     camera = camera_for_orientation("a", volume)
     volume_render(volume, camera, size=(32, 32))
     volume_render(volume, camera, size=(32, 32), preview=True)
-    made = [volume.derived[name][0] for name in ("level", "preview")]
-    assert [m.shape for m in made] == [(70, 85, 100), (35, 42, 50)]
+    project(volume, camera, "maximum_ip", size=(32, 32), preview=True)
+    made = [volume.derived[name][0] for name in ("level", "preview", "maximum")]
+    assert [m.shape for m in made] == [(70, 85, 100), (35, 42, 50), (70, 85, 100)]
+    assert np.all(made[2] >= made[0])  # block maxima, block means
     assert counted == volume.nbytes == data.nbytes + sum(m.nbytes for m in made)
 
 

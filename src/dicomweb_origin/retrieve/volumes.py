@@ -50,8 +50,7 @@ DEFAULT_ORIENTATION = {"mpr": "f", "3d": "a"}
 DEFAULT_METHOD = {"mpr": "AVERAGE_IP", "3d": "VOLUME_RENDERED"}
 OPERATION = {"mpr": "MPR", "3d": "3D_RENDERING"}  # Reformatting Operation Type (0072,0510)
 # quality (§8.3.5.1.2, meaning the server's to define) under this makes a Rendered 3D picture a preview, for the
-# pictures a viewer shows while a view is being turned: volume rendering through a level of an eighth of the voxels
-# (about a quarter of the time), projections through every other slice (about half).
+# pictures a viewer shows while a view is being turned: drawn from the reduced levels of render/volume/levels.py.
 PREVIEW_QUALITY = 60
 # Parameters the standard refuses with a VPS target (Table 8.3.5-3); volumeinputreference and
 # match too: the state names its own inputs (UNVERIFIED for those two).

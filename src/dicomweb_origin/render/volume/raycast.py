@@ -1,7 +1,7 @@
 """Volume rendering (PS3.18 §8.3.5.3.3 volume_rendered): orthographic ray casting, front to back, shaded.
 
-Rays are cast through a reduced level of the volume (each axis longer than LEVEL_SIDE voxels halved by block
-averaging, made once and kept with the volume), one trilinear sample per slice along the principal axis (see
+Rays are cast through a reduced level of the volume (``levels.rendering_level``: block means, each axis at most about
+160 voxels, made once and kept with the volume), one trilinear sample per slice along the principal axis (see
 ``shear``: about the level's voxel size). Each sample is classified by a transfer function (tables as data: CT
 in Hounsfield units, anything else a ramp over the volume's value range), lit by a headlight on the local
 gradient (Phong: ambient, two-sided diffuse, specular), and composited front to back. The image is made at the
@@ -15,14 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .geometry import Camera, Volume, resolve_size
+from .levels import preview_level, rendering_level
 from .project import run_chunks
 from .shear import Shear, plan
 
-# Axes longer than this are halved (again) for rendering: 512 x 512 x 300 renders on 128 x 128 x 150.
-LEVEL_SIDE = 160
-# A preview (a picture shown while the view turns) renders on the level halved once more where an axis is at least
-# twice this long: 64 x 64 x 75 voxels, an eighth of the samples.
-PREVIEW_SIDE = 16
 _LUT_SIZE = 4096
 
 
@@ -64,71 +60,6 @@ def transfer_for(volume: Volume, modality: str | None) -> TransferFunction:
         return CT_TRANSFER
     lo, hi = volume.value_range()
     return generic_transfer(lo, hi)
-
-
-def _factors(shape: tuple[int, int, int]) -> tuple[int, int, int]:
-    out = []
-    for n in shape:
-        f = 1
-        while n // f > LEVEL_SIDE:
-            f *= 2
-        out.append(f)
-    return out[0], out[1], out[2]
-
-
-def _preview_factors(shape: tuple[int, int, int]) -> tuple[int, int, int]:
-    """The preview level halves each axis of the rendering level that is at least 2 x PREVIEW_SIDE long."""
-    k, j, i = (2 if n >= 2 * PREVIEW_SIDE else 1 for n in shape)
-    return k, j, i
-
-
-def _reduced_shape(shape: tuple[int, int, int], factors: tuple[int, int, int]) -> tuple[int, int, int]:
-    k, j, i = (n // f for n, f in zip(shape, factors, strict=True))
-    return k, j, i
-
-
-def reduced_level_nbytes(volume: Volume) -> int:
-    """Bytes of the reduced rendering level and its preview level (what is not the volume's own array)."""
-    factors = _factors(volume.shape)
-    level = _reduced_shape(volume.shape, factors)
-    preview = _reduced_shape(level, _preview_factors(level))
-    total = 0 if factors == (1, 1, 1) else int(np.prod(level))
-    if preview != level:
-        total += int(np.prod(preview))
-    return total * volume.data.itemsize
-
-
-def _block_mean(data: np.ndarray, affine: np.ndarray, factors: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(data, affine) averaged over blocks of ``factors`` (k, j, i) voxels, one output slice at a time."""
-    if factors == (1, 1, 1):
-        return data, affine
-    fk, fj, fi = factors
-    k, j, i = _reduced_shape(data.shape, factors)
-    out = np.empty((k, j, i), dtype=data.dtype)
-    for m in range(k):  # small temporaries
-        block = data[m * fk:(m + 1) * fk, :j * fj, :i * fi].astype(np.float32)
-        mean = block.reshape(fk, j, fj, i, fi).mean(axis=(0, 2, 4))
-        out[m] = np.rint(mean) if np.issubdtype(out.dtype, np.integer) else mean
-    scale = np.diag([fi, fj, fk, 1.0])
-    scale[:3, 3] = [(fi - 1) / 2, (fj - 1) / 2, (fk - 1) / 2]  # a block's centre in the original indices
-    return out, affine @ scale
-
-
-def reduced_level(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
-    """(data, affine) of the rendering level, made once per volume by block averaging."""
-    found = volume.derived.get("level")
-    if found is None:
-        found = volume.derived["level"] = _block_mean(volume.data, volume.affine, _factors(volume.shape))
-    return found
-
-
-def preview_level(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
-    """(data, affine) of the preview level: the rendering level halved again (an eighth of it), made once."""
-    found = volume.derived.get("preview")
-    if found is None:
-        data, affine = reduced_level(volume)
-        found = volume.derived["preview"] = _block_mean(data, affine, _preview_factors(data.shape))
-    return found
 
 
 def _tables(volume: Volume, tf: TransferFunction, step_mm: float) -> tuple[float, float, np.ndarray, np.ndarray]:
@@ -260,7 +191,7 @@ def volume_render(volume: Volume, camera: Camera, *, modality: str | None = None
     its longer steps): a quarter of the time, softer, for pictures shown while a view is being turned.
     """
     size, spacing = resolve_size(volume, camera, "volume_rendered", size, spacing)
-    data, affine = preview_level(volume) if preview else reduced_level(volume)
+    data, affine = preview_level(volume) if preview else rendering_level(volume)
     # Rays are cast at the level's density (the intermediate image is on its voxel grid); the warp goes straight
     # to the output pixels.
     shear = plan(data.shape, affine, camera, size, spacing)

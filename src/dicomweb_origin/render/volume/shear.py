@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .geometry import Camera, Volume
+from .geometry import Camera
 
 # Slices across the fastest-varying axis (i) are gathered this many at a time into a contiguous block: one strided
 # pass over the volume instead of one cache miss per voxel.
@@ -39,7 +39,7 @@ class Shear:
     step_mm: float  # distance along a ray between two slices' samples
     to_intermediate: np.ndarray  # (2, 3): (u1, u2) = M @ (row, col, 1) for output pixel centres
     gradient: np.ndarray  # (3, 3): world gradient = G @ (d/du1, d/du2, d/dn) of the sheared samples
-    stride: int = 1  # slices taken: every one, or every other one for a projection's preview (step_mm counts it)
+    stride: int = 1  # slices taken: every one, or every other one for a MinIP's preview (step_mm counts it)
 
     def reader(self, data: np.ndarray) -> SliceReader:
         return SliceReader(data, self.axis)
@@ -204,9 +204,6 @@ def plan(shape: tuple[int, int, int], affine: np.ndarray, camera: Camera, size: 
     return Shear(axis, count, sizes, shift, (origin[0], origin[1]), (extent[0], extent[1]), bool(d[axis] > 0),
                  step_mm, m, gradient, stride)
 
-
-def plan_for(volume: Volume, camera: Camera, size: tuple[int, int], spacing: float, stride: int = 1) -> Shear:
-    return plan(volume.shape, volume.affine, camera, size, spacing, stride)
 
 
 def _bilinear(image: np.ndarray, u1: np.ndarray, u2: np.ndarray, background: float) -> np.ndarray:
