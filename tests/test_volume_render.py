@@ -456,3 +456,12 @@ def test_a_volume_of_one_value_renders_black_not_an_error() -> None:
     volume = Volume(np.zeros((4, 8, 8), dtype=np.int16), np.eye(4))
     image = volume_render(volume, camera_for_orientation("a", volume), size=(8, 8))
     assert image.shape == (8, 8, 3) and image.max() == 0
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8), (40, 128, 128), (161, 161, 161), (300, 512, 512), (2, 4000, 170)])
+def test_the_levels_take_at_most_their_share_of_the_volume(shape: tuple[int, int, int]) -> None:
+    from dicomweb_origin.render.volume import levels
+
+    voxels = np.lib.stride_tricks.as_strided(np.zeros(1, np.int16), shape, (0, 0, 0))  # sized, not allocated
+    volume = Volume(voxels, np.eye(4))
+    assert levels.nbytes(volume) <= levels.MOST_SHARE * voxels.nbytes

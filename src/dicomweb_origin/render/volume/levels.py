@@ -21,6 +21,9 @@ from .geometry import Volume
 
 LEVEL_SIDE = 160
 PREVIEW_SIDE = 16
+# The levels' bytes are at most this share of the volume's: two levels of at most an eighth each (block means and
+# block maxima; an axis over LEVEL_SIDE voxels is at least halved) and a preview of an eighth of one of them.
+MOST_SHARE = 2 / 8 + 1 / 64
 Shape = tuple[int, int, int]
 
 
