@@ -69,7 +69,7 @@ class Volume:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held: the voxels plus the derived arrays (the reduced levels of ``levels``, at most about 1/3 more)."""
+        """Bytes held: the voxels plus the reduced levels of ``levels`` (at most ``levels.MOST_SHARE`` more)."""
         from .levels import nbytes
 
         return int(self.data.nbytes) + nbytes(self)
