@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: install install-test node browser services postgres serve viewer test test-postgres bench load clean
+.PHONY: install install-test node browser services postgres serve viewer test test-postgres bench bench-targets load clean
 
 # What serving needs (the package and its runtime dependencies); the test tools come with `make test`.
 install: $(VENV)/.installed
@@ -30,9 +30,12 @@ viewer: install node
 	dist=$$($(PY) scripts/fetch_ohif.py) && $(VENV)/bin/dicomweb-origin serve --data data --demo --viewer "$$dist" \
 		--host $(HOST) --port $(PORT)
 
-# Debian packages a command needs, installed only when the machine lacks them: npm (`npm pack` fetches the
-# pinned OHIF viewer) and, for the OHIF end-to-end test, Chromium (playwright drives it; no browser download).
-APT_INSTALL = apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+# Debian packages a command needs, installed only when the machine lacks them (as root: apt-get): npm (`npm pack`
+# fetches the pinned OHIF viewer) and, for the OHIF end-to-end test, Chromium (playwright drives it; no browser
+# download). apt-get waits up to 10 minutes for the dpkg and package-list locks another apt holds (an unattended
+# upgrade on a fresh machine) instead of failing at once.
+APT = apt-get -o DPkg::Lock::Timeout=600
+APT_INSTALL = $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq --no-install-recommends
 
 node:
 	@command -v npm >/dev/null 2>&1 || { $(APT_INSTALL) nodejs npm >/dev/null; }
@@ -58,7 +61,24 @@ test: install-test browser postgres services
 test-postgres: install-test postgres services
 	DICOMWEB_TEST_INDEX=postgresql DICOMWEB_TEST_BLOBS=s3 $(PY) -m pytest -n 2 -q --ignore=tests/e2e_ohif --ignore=tests/e2e_browser
 
-bench: install-test
+# Issue 18's figures beside Orthanc 1.13 and nginx sending the same bytes (benchmarks/compare.py), viewer capacity
+# (viewers.py) and OHIF itself in Chromium (ohif.py), ~12 min on 2 cores. Orthanc 1.13 is built in ORTHANC_DIR when
+# missing (root, debootstrap); without it the Orthanc column is left out and the output says so.
+# BENCH_ARGS go to compare.py (e.g. "--rounds 9 --only frame-1,frame-8"); SERVER_ARGS to every server we start.
+ORTHANC_DIR ?= /work/orthanc
+BENCH_ARGS ?=
+SERVER_ARGS ?=
+BENCH_SERVER = $(addprefix --server-arg=,$(SERVER_ARGS))
+bench: install-test browser
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { $(APT_INSTALL) nginx-light >/dev/null; }
+	@$(PY) benchmarks/anchors.py build $(ORTHANC_DIR)
+	$(PY) benchmarks/compare.py --orthanc $(ORTHANC_DIR) $(BENCH_SERVER) $(BENCH_ARGS)
+	$(PY) benchmarks/viewers.py --orthanc $(ORTHANC_DIR) $(BENCH_SERVER)
+	$(PY) benchmarks/ohif.py --orthanc $(ORTHANC_DIR) $(BENCH_SERVER)
+
+# The design targets of the scripts before issue 18 (ingest, retrieve vs the page cache, memory, frames,
+# search, rendered, volumes), each printed beside its target.
+bench-targets: install-test
 	$(PY) benchmarks/retrieve.py && $(PY) benchmarks/frames.py && $(PY) benchmarks/search.py && $(PY) benchmarks/rendered.py && $(PY) benchmarks/volumes.py
 
 # Mixed load: 32 clients for 300 s (CLIENTS=, DURATION= to change); prints requests/s, p50/p99 per kind, RSS.

@@ -300,6 +300,7 @@ class RawClient:
         self.sock: socket.socket | None = None
         self.file: BinaryIO | None = None
         self.buffer = bytearray(MIB)
+        self.response_headers: dict[str, str] = {}  # of the answer being read
 
     def _connect(self) -> None:
         self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
@@ -315,22 +316,37 @@ class RawClient:
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], int]:
         """(status, response headers with lower-case names, body length as received)."""
+        return self.request("GET", path, headers)
+
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> tuple[int, dict[str, str], int]:
+        """Send one request (with ``body`` when given) and read the whole answer."""
         for attempt in (0, 1):
             if self.sock is None:
                 self._connect()
             try:
-                return self._get(path, headers or {})
+                return self._request(method, path, headers or {}, body)
             except (ConnectionError, EOFError):  # server closed the kept-alive connection: retry once
                 self.close()
                 if attempt:
                     raise
         raise AssertionError("unreachable")
 
-    def _get(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], int]:
+    def _request(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], int]:
         assert self.sock is not None and self.file is not None
-        lines = [f"GET {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        if body or method in ("POST", "PUT"):
+            lines.append(f"Content-Length: {len(body)}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if len(body) < 65536:
+            self.sock.sendall(head + body)
+        else:
+            self.sock.sendall(head)
+            self.sock.sendall(body)
         status_line = self.file.readline()
         if not status_line:
             raise EOFError("connection closed")
@@ -339,6 +355,7 @@ class RawClient:
         while (line := self.file.readline()) not in (b"\r\n", b"\n", b""):
             name, _, value = line.decode("latin-1").partition(":")
             response[name.strip().lower()] = value.strip()
+        self.response_headers = response
         if "content-length" in response:
             length = self._drain(int(response["content-length"]))
         elif response.get("transfer-encoding", "").lower() == "chunked":
@@ -456,7 +473,12 @@ def measure(
     concurrency: int = 1,
     warmup: int = 0,
 ) -> Latencies:
-    """Request every path once, spread over ``concurrency`` keep-alive clients; per-request latencies."""
+    """Request every path once, spread over ``concurrency`` keep-alive clients; per-request latencies.
+
+    One client runs here; several are client processes (pool.py), so the GIL does not serialise them.
+    """
+    if concurrency > 1:
+        return _measure_in_processes(host, port, paths, headers, concurrency, warmup)
     clients = [RawClient(host, port) for _ in range(concurrency)]
     for i in range(warmup):
         clients[0].get(paths[i % len(paths)], headers)
@@ -501,6 +523,23 @@ def measure(
     for client in clients:
         client.close()
     return Latencies(samples, wall, total[0], statuses)
+
+
+_POOL: Any = None
+
+
+def _measure_in_processes(
+    host: str, port: int, paths: Sequence[str], headers: dict[str, str], concurrency: int, warmup: int
+) -> Latencies:
+    """``measure`` over client processes; answers are not checked here beyond their status (as before)."""
+    from pool import ClientPool, Expect, request, run_requests
+
+    global _POOL
+    if _POOL is None:
+        _POOL = ClientPool(concurrency)
+    reqs = [request(path, headers, Expect(status=None, min_bytes=0)) for path in paths]
+    warm = reqs[: min(warmup, len(reqs))]
+    return run_requests(_POOL, host, port, reqs, concurrency, warm).latencies
 
 
 # -- printing ---------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import random
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +101,10 @@ async def timed(client: httpx.AsyncClient, urls: list[str], headers: dict[str, s
 async def run(data_dir: Path, studies: int, requests: int, index_url: str | None = None) -> None:
     app = build_app(Settings(data_dir=data_dir, public_url=ROOT, index_url=index_url))
     rng = random.Random(7)
-    pick: Callable[[], int] = lambda: rng.randrange(studies)
+
+    def pick() -> int:
+        return rng.randrange(studies)
+
     scenarios: list[tuple[str, list[str], float | None]] = [
         ("OHIF study list (limit=101, fuzzy, includefield)", [STUDY_LIST] * requests, TARGET_MS),
         ("  ... page 90 (offset=9000)", [STUDY_LIST.replace("offset=0", "offset=9000")] * requests, None),

@@ -88,11 +88,11 @@ def http_figures(rows: int = 512, slices: int = 300, requests: int = 20) -> None
         swivel = VolumeParams(rendering_method="MAXIMUM_IP", swivel_range=360.0, step=10, rate=10)
         start = time.perf_counter()
         payload = archive.retrieve.volume("3d", target, None, [Acceptable("image/gif", False)], swivel)
-        archive.executor.submit(payload.parts[0].materialize).result()  # as the web layer produces it
+        archive.lanes.heavy.submit(payload.parts[0].materialize).result()  # as the web layer produces it
         gif = time.perf_counter() - start
         figure("36-frame swivel GIF, 3D MIP, through the use case", f"{gif:8.2f} s ({gif * 1000 / 36:.0f} ms a"
                f" frame, {mib(payload.parts[0].length or 0)})")
-        archive.executor.shutdown()
+        archive.lanes.shutdown()
         archive.index.close()
 
         series = f"{ROOT_PATH}/studies/{study_uid}/series/{series_uid}"

@@ -237,6 +237,14 @@ class BodyPart:
 _HEADER_LINE = re.compile(rb"^([!#$%&'*+.^_`|~0-9A-Za-z-]+): ?([^\r\n]*)$")
 
 
+async def stow(client: httpx.AsyncClient, *instances: bytes, boundary: str = "test-stow") -> httpx.Response:
+    """POST the Part 10 ``instances`` to ``studies`` as one STOW-RS request (relative to the client's base URL)."""
+    body = b"".join(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + instance + b"\r\n"
+                    for instance in instances) + f"--{boundary}--\r\n".encode()
+    return await client.post("studies", content=body, headers={
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'})
+
+
 def parse_multipart(response: httpx.Response, expected_type: str | None = None) -> list[BodyPart]:
     """Split a multipart/related response strictly (RFC 2046 §5.1.1, PS3.18 §8.6.1.2, §8.7.1).
 

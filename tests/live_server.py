@@ -3,17 +3,21 @@
 `demo_archive` writes the demo studies at a small size (`generate_demo(slices, size)`: a CT series, its JPEG 2000
 copy, an enhanced multi-frame CT and pydicom's bundled files) and stores them through the Store use case, as
 `dicomweb-origin import` does; `live_server` runs `python -m dicomweb_origin.cli serve` over it on a free loopback
-port and stops it (by its pid) afterwards.
+port and stops it (by its pid) afterwards. `host_keeping_proxy` relays another loopback port to it byte for byte,
+as a reverse proxy that keeps `Host` does (OHIF's development server, nginx with `proxy_set_header Host $http_host`):
+the server sees `Host: 127.0.0.1:PROXYPORT`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -55,6 +59,7 @@ def _free_port() -> int:
 class LiveServer:
     origin: str  # http://127.0.0.1:PORT
     log: Path
+    pid: int = 0  # of the server process (its memory: tests/probes.py)
 
     @property
     def url(self) -> str:
@@ -85,7 +90,7 @@ def live_server(data: Path, *args: str) -> Iterator[LiveServer]:
         process = subprocess.Popen(
             [sys.executable, "-m", "dicomweb_origin.cli", "serve", "--data", str(data), "--port", str(port), *args],
             stdout=log, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"})
-    server = LiveServer(f"http://127.0.0.1:{port}", log_path)
+    server = LiveServer(f"http://127.0.0.1:{port}", log_path, process.pid)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -119,3 +124,51 @@ def demo_server(root: Path, slices: int, size: int) -> Iterator[tuple[LiveServer
         by_folder.setdefault(path.parent.name, []).append(path)
     with live_server(data) as server:
         yield server, by_folder
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while chunk := await reader.read(1 << 16):
+            writer.write(chunk)
+            await writer.drain()
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        writer.close()
+
+
+@contextlib.contextmanager
+def host_keeping_proxy(origin: str) -> Iterator[str]:
+    """A TCP relay from a free loopback port to ``origin`` (http://127.0.0.1:PORT); yields its own origin.
+
+    Every byte goes through unchanged, the request's ``Host`` (the proxy's address and port) included.
+    """
+    target_host, target_port = origin.removeprefix("http://").split(":")
+    loop = asyncio.new_event_loop()
+    port = _free_port()
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(target_host, int(target_port))
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+
+    server = loop.run_until_complete(asyncio.start_server(relay, "127.0.0.1", port))
+    thread = threading.Thread(target=loop.run_forever, name="host-keeping-proxy", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        async def stop() -> None:
+            server.close()
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()

@@ -19,6 +19,9 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "storage", "dicom", "web", "ingest", "retrieve", "search", "settings", "cache"))),
     "errors": ("dicomweb_origin.", "pydicom", "numpy", "starlette"),
     "settings": ("dicomweb_origin.", "pydicom", "numpy", "starlette"),
+    # a leaf beside errors: what one request may use, and returning memory (stdlib only)
+    "memory": ("pydicom", "numpy", "starlette", *(f"dicomweb_origin.{m}" for m in (
+        "storage", "dicom", "web", "render", "ingest", "retrieve", "search", "settings", "cache"))),
     "storage": ("pydicom", "numpy", "starlette", "dicomweb_origin.web", "dicomweb_origin.dicom",
                 "dicomweb_origin.ingest", "dicomweb_origin.retrieve", "dicomweb_origin.search"),
     "dicom": ("starlette", "dicomweb_origin.web", "dicomweb_origin.storage", "dicomweb_origin.ingest",

@@ -363,6 +363,21 @@ async def test_cors_preflight_needs_no_token_and_refusals_carry_cors_headers(app
         assert (await c.request("OPTIONS", SEARCH, headers={"Origin": origin})).status_code == 401
 
 
+async def test_a_preflight_shaped_options_needs_a_token_when_cors_is_off(
+        tokens_file: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    """Without --cors-origin no pre-flight can succeed: its shape earns no exemption (nor the 160 KB description)."""
+    app = _app(tmp_path, tokens_file=tokens_file[0])
+    preflight = {"Origin": "https://viewer.example", "Access-Control-Request-Method": "GET"}
+    async with client(app) as c:
+        for path in ("/dicomweb", SEARCH):
+            refused = await c.request("OPTIONS", path, headers=preflight)
+            assert refused.status_code == 401 and len(refused.content) < 200, path
+            assert "access-control-allow-origin" not in refused.headers
+        reader = {"Authorization": f"Bearer {tokens_file[1]['reader']}"}
+        described = await c.request("OPTIONS", SEARCH, headers=reader | {"Origin": "https://viewer.example"})
+        assert described.status_code == 200 and "wadl" in described.headers["content-type"]
+
+
 async def test_health_and_ready_need_no_token(app: Any) -> None:
     async with client(app) as c:
         for path in ("/health", "/ready"):

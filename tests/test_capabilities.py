@@ -233,12 +233,16 @@ async def test_cors_preflight_is_still_answered_by_the_middleware(cors: httpx.As
     assert response.headers["allow"] == "GET, HEAD, POST, OPTIONS"
 
 
-async def test_preflight_without_cors_gets_the_capabilities(bare: tuple[Starlette, httpx.AsyncClient]) -> None:
+async def test_a_preflight_without_cors_is_refused_not_described(bare: tuple[Starlette, httpx.AsyncClient]) -> None:
+    """No --cors-origin: a pre-flight asks for what no origin may do; it gets a short 403, not the 160 KB WADL."""
     _, client = bare
-    response = await client.options(f"{ROOT}/studies", headers={"Origin": ORIGIN,
-                                                              "Access-Control-Request-Method": "GET"})
-    parse(response)
-    assert "access-control-allow-origin" not in response.headers
+    for path in (ROOT, f"{ROOT}/studies", f"{ROOT}/studies/1.2.3/metadata"):
+        response = await client.options(path, headers={"Origin": ORIGIN, "Access-Control-Request-Method": "GET"})
+        assert response.status_code == 403, path
+        assert response.text == "403 cross-origin requests are not allowed by this server (it has no --cors-origin)\n"
+        assert "access-control-allow-origin" not in response.headers
+    # An OPTIONS with Origin alone is a Capabilities request (e.g. from a same-origin page).
+    parse(await client.options(f"{ROOT}/studies", headers={"Origin": ORIGIN}))
 
 
 async def test_advertised_types_are_served(client: httpx.AsyncClient, archive: LoadedArchive) -> None:

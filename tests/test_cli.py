@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,153 @@ def test_cache_sizes_are_given_in_mib() -> None:
         8 << 20, 16 << 20, 64 << 20)
     defaults = serve_settings(parser().parse_args(["serve"]))
     assert (defaults.rendered_cache_bytes, defaults.volume_cache_bytes) == (128 << 20, 1 << 30)
+
+
+# -- a new user's mistakes: one line that says what is wrong, and a non-zero exit ----------------------
+
+import os  # noqa: E402
+import re  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+CT_SMALL = str(get_testdata_file("CT_small.dcm"))
+LOG_RECORD = re.compile(r'\d{4}-\d\d-\d\dT[\d:.]+Z (DEBUG|INFO) |\{"time": ?"[^"]+", ?"level": ?"(DEBUG|INFO)"')  # text or JSON
+
+
+def _cli(*args: str, cwd: Path | None = None, read_only: Path | None = None,
+         timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``dicomweb-origin ARGS`` as a process (what a user sees: stderr, exit status).
+
+    ``read_only``: that folder is read-only for the process: a read-only bind mount in a mount namespace of
+    its own when run as root (root writes through permission bits), else its permission bits.
+    """
+    command = [sys.executable, "-m", "dicomweb_origin.cli", *args]
+    if read_only is not None and os.geteuid() == 0:
+        script = 'mount --bind -o ro "$1" "$1" && shift && exec "$@"'
+        command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(read_only),
+                   *command]
+    elif read_only is not None:
+        read_only.chmod(0o555)
+    try:
+        return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+                              env=os.environ | {"PYTHONUNBUFFERED": "1"})
+    finally:
+        if read_only is not None and os.geteuid() != 0:
+            read_only.chmod(0o755)
+
+
+def _one_line(result: subprocess.CompletedProcess[str], *names: str) -> str:
+    """The process failed with one line on stderr that names each of ``names``; that line."""
+    # (log records of libraries, e.g. botocore's "Found credentials in environment variables", are not the message)
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not LOG_RECORD.match(line)]
+    assert result.returncode != 0, result.stderr
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _command(command: str, data: Path, *more: str) -> list[str]:
+    tail = {"serve": ["--port", str(_free_port())], "import": [CT_SMALL], "demo": []}[command]
+    return [command, "--data", str(data), *more, *tail]
+
+
+@pytest.mark.parametrize("command", ["serve", "import", "demo"])
+def test_a_data_folder_that_is_a_file_is_one_line_and_a_failure(tmp_path: Path, command: str) -> None:
+    in_the_way = tmp_path / "afile"
+    in_the_way.write_text("not a folder\n")
+    for data in (in_the_way, in_the_way / "data"):
+        line = _one_line(_cli(*_command(command, data)), str(data), "--data")
+        assert "not a folder" in line, line
+
+
+@pytest.mark.parametrize("command", ["serve", "import", "demo"])
+def test_a_read_only_data_folder_or_archive_is_one_line_and_a_failure(tmp_path: Path, command: str) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    line = _one_line(_cli(*_command(command, empty / "data"), read_only=empty), str(empty / "data"), "--data")
+    assert "read-only" in line, line
+    archive = tmp_path / "archive"
+    assert main(["import", "--data", str(archive), CT_SMALL]) == 0
+    line = _one_line(_cli(*_command(command, archive), read_only=archive), str(archive), "--data")
+    assert "read-only" in line, line
+
+
+@pytest.mark.parametrize("command", ["serve", "import"])
+def test_an_index_or_blob_url_that_cannot_be_opened_is_one_line_and_a_failure(tmp_path: Path, command: str) -> None:
+    in_the_way = tmp_path / "afile"
+    in_the_way.write_text("not a folder\n")
+    index = f"sqlite://{in_the_way}/index.sqlite"
+    _one_line(_cli(*_command(command, tmp_path / "data", "--index", index)), "--index", index)
+    blobs = f"file://{in_the_way}/blobs"
+    _one_line(_cli(*_command(command, tmp_path / "data", "--blobs", blobs)), "--blobs", blobs)
+    s3 = "s3://bucket?endpoint=http://127.0.0.1:1"  # nothing listens on port 1
+    _one_line(_cli(*_command(command, tmp_path / "data", "--blobs", s3), timeout=300), "--blobs", s3)
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line_and_prints_no_banner(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _cli("serve", "--data", str(tmp_path / "data"), "--port", str(port))
+    line = _one_line(result, f"127.0.0.1:{port}", "--port")
+    assert "in use" in line and "DICOMweb root" not in result.stdout + result.stderr
+
+
+def test_serve_prints_the_banner_once_it_listens(tmp_path: Path) -> None:
+    """Whoever reads "DICOMweb root: URL" can connect to URL at once."""
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "dicomweb_origin.cli", "serve", "--data",
+                                    str(tmp_path / "data"), "--port", str(port)], stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 60
+        while "DICOMweb root:" not in log.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.005)
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # refused if the banner came before the socket listened
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_import_of_nothing_but_files_that_are_not_dicom_fails(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes.txt").write_text("not an image\n")
+    assert main(["import", "--data", str(tmp_path / "data"), str(tmp_path / "notes.txt")]) == 1
+    out, err = capsys.readouterr()
+    assert "stored: 0  already present: 0  not DICOM: 1  failed: 0" in out
+    assert "nothing imported: no file was DICOM" in err
+
+
+def test_import_without_data_says_where_it_stores(tmp_path: Path) -> None:
+    result = _cli("import", CT_SMALL, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"archive: {tmp_path / 'data'}" in result.stderr and "--data" in result.stderr
+    assert (tmp_path / "data" / "index.sqlite").is_file()
+
+
+def test_token_without_a_subcommand_names_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["token"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "add" in err and "remove" in err and "token_command" not in err
+
+
+def test_serve_help_states_the_on_conflict_default_once(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    start = text.index("--on-conflict {refuse,replace} STOW")
+    help_text = text[start:text.index(" --", start + 10)]
+    assert help_text.count("default") == 1 and "(default: refuse)" in help_text, help_text

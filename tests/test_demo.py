@@ -38,15 +38,16 @@ def _series(root: Path, folder: str) -> list[Dataset]:
 
 def test_every_file_is_part10_and_decodes(small: tuple[Path, list[Path]]) -> None:
     root, paths = small
-    assert len(paths) == SLICES + SLICES + 1 + 1 + len(PYDICOM_FILES)
+    assert len(paths) == SLICES + SLICES + 1 + 1 + 2 + len(PYDICOM_FILES)
     assert all(p.is_relative_to(root) and p.is_file() for p in paths)
-    assert {p.parent.name for p in paths} == {"ct", "ct-j2k", "enhanced-ct", "leading-zero", "pydicom"}
+    assert {p.parent.name for p in paths} == {"ct", "ct-j2k", "enhanced-ct", "leading-zero", "documents", "pydicom"}
     for path in paths:
         assert path.read_bytes()[128:132] == b"DICM", path
         ds = dcmread(path)
         assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
         assert ds.file_meta.MediaStorageSOPClassUID == ds.SOPClassUID
-        assert ds.pixel_array.size > 0
+        if path.parent.name != "documents":
+            assert ds.pixel_array.size > 0
 
 
 def test_generation_is_deterministic(small_runs: tuple[Path, list[Path], Path, list[Path]]) -> None:
@@ -66,7 +67,7 @@ def test_uids_are_valid_and_distinct(small: tuple[Path, list[Path]]) -> None:
     generated = [ds for p, ds in zip(paths, datasets, strict=True) if p.parent.name != "pydicom"]
     studies = {ds.StudyInstanceUID: ds.StudyDescription for ds in generated}
     assert sorted(studies.values()) == sorted(s.description for s in DEMO_STUDIES)
-    assert len({ds.SeriesInstanceUID for ds in generated}) == len(DEMO_STUDIES)
+    assert len({ds.SeriesInstanceUID for ds in generated}) == len(DEMO_STUDIES) + 1  # the report: SR and PDF
     assert {ds.PatientID for ds in generated} == {"DEMO-PHANTOM-1"}
     assert {str(ds.PatientName) for ds in generated} == {"Demo^Phantom"}
     assert {ds.SpecificCharacterSet for ds in generated} == {"ISO_IR 192"}
@@ -165,7 +166,7 @@ def test_default_size_ct_phantom(tmp_path: Path) -> None:
     ct = _series(tmp_path, "ct")
     assert len(ct) == 128
     assert len(list((tmp_path / "ct-j2k").glob("*.dcm"))) == 32
-    assert len(paths) == 128 + 32 + 1 + 1 + len(PYDICOM_FILES)
+    assert len(paths) == 128 + 32 + 1 + 1 + 2 + len(PYDICOM_FILES)
 
     first = ct[0]
     assert first.SOPClassUID == CTImageStorage
@@ -201,3 +202,29 @@ def test_default_size_ct_phantom(tmp_path: Path) -> None:
 
     (enhanced,) = _series(tmp_path, "enhanced-ct")
     assert enhanced.pixel_array.shape == (40, 256, 256)
+
+
+def test_the_report_is_an_sr_and_the_same_report_as_a_pdf(small: tuple[Path, list[Path]], tmp_path: Path) -> None:
+    """A Comprehensive SR and an Encapsulated PDF (PS3.3 A.35.3, A.45.1), the same at every size."""
+    import io
+
+    import pypdfium2
+
+    from dicomweb_origin.demo import REPORT
+
+    root, _ = small
+    sr, pdf = dcmread(root / "documents" / "sr.dcm"), dcmread(root / "documents" / "pdf.dcm")
+    assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33" and sr.Modality == "SR"
+    assert pdf.SOPClassUID == "1.2.840.10008.5.1.4.1.1.104.1" and pdf.Modality == "DOC"
+    assert sr.StudyInstanceUID == pdf.StudyInstanceUID and sr.SeriesInstanceUID != pdf.SeriesInstanceUID
+    texts = [item.TextValue for section in sr.ContentSequence if section.ValueType == "CONTAINER"
+             for item in section.ContentSequence if item.ValueType == "TEXT"]
+    assert texts == [text for _, text in REPORT]
+    document = pdf.EncapsulatedDocument
+    assert document.startswith(b"%PDF-1.4") and len(document) > 1024  # a bulk data element (BulkDataURI)
+    page = pypdfium2.PdfDocument(io.BytesIO(document))[0]
+    shown = " ".join(page.get_textpage().get_text_range().split())
+    assert all(" ".join(text.split()) in shown for _, text in REPORT), shown
+    other = generate_demo(tmp_path, slices=SLICES + 1, size=SIZE)
+    for name in ("sr.dcm", "pdf.dcm"):
+        assert next(p for p in other if p.name == name).read_bytes() == (root / "documents" / name).read_bytes()

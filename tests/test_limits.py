@@ -7,6 +7,7 @@ docs/conformance.md (Limits). The Host allow-list and trusted proxies are checke
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import socket
@@ -21,12 +22,13 @@ import httpx
 import psutil
 import pydicom
 import pytest
-from live_server import LiveServer, live_server
+from live_server import LiveServer, host_keeping_proxy, live_server
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from dicomweb_origin.app import build_app
 from dicomweb_origin.settings import Settings
+from dicomweb_origin.slots import BODY_GRACE
 
 pytestmark = pytest.mark.e2e
 BOUNDARY = b"limits-boundary"
@@ -257,6 +259,101 @@ def test_an_unread_body_does_not_hold_the_connection(server: LiveServer) -> None
     assert status in (200, 204)
 
 
+# -- connection slots (slots.py), scaled down: 48 in all, 16 per client address ------------------------------
+
+
+def connect_from(server: LiveServer, source: str, timeout: float = 10.0) -> socket.socket:
+    """A connection from ``source``: any 127.0.0.0/8 address is this machine, a client address of its own."""
+    host, port = server.origin.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.settimeout(timeout)
+    sock.bind((source, 0))
+    sock.connect((host, int(port)))
+    return sock
+
+
+def get_from(server: LiveServer, source: str, path: str) -> tuple[int, bytes]:
+    with connect_from(server, source) as sock:
+        sock.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/dicom+json\r\n"
+                     b"Connection: close\r\n\r\n" % path.encode())
+        return read_response(sock)
+
+
+@pytest.fixture(scope="module")
+def crowded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    data = tmp_path_factory.mktemp("slots") / "data"
+    with live_server(data, "--max-connections", "48", "--max-connections-per-client", "16") as running:
+        yield running
+
+
+def test_slow_uploads_and_idle_sockets_do_not_lock_out_other_clients_or_health(crowded: LiveServer) -> None:
+    """The issue's probe scaled down 20 times: 70 STOWs dripping ~1,100 bytes/s each and 70 idle sockets.
+
+    Before: uvicorn's limit_concurrency answered every request 503 (/health too) while they lasted.
+    Now each newcomer takes the slot of an idle socket or the slowest body; those bodies are told 503.
+    """
+    head = stow_request(b"", content_length=200_000)
+    slow = []
+    for _ in range(70):
+        slow.append(connect_from(crowded, "127.0.0.1"))
+        slow[-1].sendall(head)
+    idle = [connect_from(crowded, f"127.0.1.{n % 5 + 1}") for n in range(70)]
+    stop = threading.Event()
+
+    def drip() -> None:  # 220 bytes every 0.2 s on each slow connection
+        while not stop.is_set():
+            for sock in slow:
+                with contextlib.suppress(OSError):  # never blocks: a full buffer or a closed socket skips a turn
+                    sock.send(b"x" * 220, socket.MSG_DONTWAIT)
+            time.sleep(0.2)
+
+    body = stow_body(deep_instance(1, True))
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            dripping = pool.submit(drip)
+            try:
+                time.sleep(BODY_GRACE + 0.5)  # the bodies are judged by their rate now
+                for source in ("127.0.0.2", "127.0.0.1"):  # a new client, and one behind the slow uploads' address
+                    for path in ("/health", "/ready", "/dicomweb/studies"):
+                        status, response = get_from(crowded, source, path)
+                        assert status == 200, (source, path, response[:300])
+                    with connect_from(crowded, source) as sock:  # a STOW at full speed gets through too
+                        sock.sendall(stow_request(body) + body)
+                        status, response = read_response_until_complete(sock)
+                        assert status == 200, response[:300]
+            finally:
+                stop.set()
+            dripping.result()
+        refused = 0
+        for sock in slow:
+            sock.setblocking(False)  # the refused ones have their answer already; the rest are still uploading
+            with contextlib.suppress(OSError):
+                answer = sock.recv(4096)
+                refused += answer.startswith(b"HTTP/1.1 503") and b"arrived slowest" in answer
+        assert refused >= 70 - 16  # the address's own slowest bodies made room for its later connections
+    finally:
+        for sock in slow + idle:
+            sock.close()
+
+
+def read_response_until_complete(sock: socket.socket) -> tuple[int, bytes]:
+    """One response on a kept-alive connection: its head, then Content-Length bytes."""
+    data = b""
+
+    def more() -> bytes:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the connection; got {data[:300]!r}"
+        return chunk
+
+    while b"\r\n\r\n" not in data:
+        data += more()
+    head, rest = data.split(b"\r\n\r\n", 1)
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    while len(rest) < length:
+        rest += more()
+    return int(head[9:12]), head + b"\r\n\r\n" + rest
+
+
 # -- deep nesting ---------------------------------------------------------------------------------------
 
 
@@ -326,10 +423,35 @@ def test_a_foreign_host_gets_400_on_the_real_server(server: LiveServer) -> None:
     raw = b"GET /dicomweb/studies HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Host: evil.example\r\n" \
           b"Accept: application/dicom+json\r\nConnection: close\r\n\r\n"
     assert request_once(server, raw)[0] in (200, 204)  # forwarded headers from an untrusted peer are ignored
+    # RFC 9112 §3.2: more than one Host field is 400 (whichever came first would be a guess).
+    for hosts in (b"Host: 127.0.0.1\r\nHost: evil.example\r\n", b"Host: localhost\r\nHost: localhost\r\n"):
+        status, body = request_once(server, b"GET /dicomweb/studies HTTP/1.1\r\n" + hosts + b"Connection: close\r\n\r\n")
+        assert status == 400 and b"more than one Host" in body, body
+    # A Host without a port that names this machine: the links carry the port the client really reached.
+    port = server.origin.rsplit(":", 1)[1].encode()
+    raw = b"GET /dicomweb/studies HTTP/1.1\r\nHost: localhost\r\nAccept: application/dicom+json\r\nConnection: close\r\n\r\n"
+    request_once(server, stow_request(stow_body(deep_instance(1, True))) + stow_body(deep_instance(1, True)))
+    status, body = request_once(server, raw)
+    assert status == 200 and b'"http://localhost:' + port + b'/dicomweb/studies/' in body, body[-300:]
     # RFC 9112 §3.2: an HTTP/1.1 request without Host is 400; HTTP/1.0 may omit it.
     assert request_once(server, b"GET /dicomweb/studies HTTP/1.1\r\nConnection: close\r\n\r\n")[0] == 400
     raw = b"GET /dicomweb/studies HTTP/1.0\r\nAccept: application/dicom+json\r\n\r\n"
     assert request_once(server, raw)[0] in (200, 204)
+
+
+def test_a_client_behind_a_proxy_on_another_port_that_keeps_host_is_served(server: LiveServer) -> None:
+    """A viewer at 127.0.0.1:PROXYPORT whose proxy forwards Host: answers, with links through the proxy."""
+    request_once(server, stow_request(stow_body(deep_instance(1, True))) + stow_body(deep_instance(1, True)))
+    with host_keeping_proxy(server.origin) as proxy:
+        response = httpx.get(proxy + "/dicomweb/studies?limit=101&offset=0&fuzzymatching=true&includefield=00081030",
+                             headers={"Accept": "application/dicom+json"}, timeout=30)
+        assert response.status_code == 200, response.text
+        assert response.json()[0]["00081190"]["Value"][0].startswith(proxy + "/dicomweb/studies/")
+        for host in ("localhost:3000", "127.0.0.1:1"):  # OHIF's development server; any loopback port
+            response = httpx.get(proxy + "/dicomweb/studies", headers={"Accept": "application/dicom+json",
+                                                                       "Host": host}, timeout=30)
+            assert response.status_code == 200, (host, response.text)
+            assert response.json()[0]["00081190"]["Value"][0].startswith(f"http://{host}/dicomweb/")
 
 
 def _app(tmp_path: Path, **settings: object) -> httpx.AsyncClient:
@@ -356,7 +478,7 @@ async def test_only_configured_names_appear_in_returned_urls(tmp_path: Path) -> 
             assert response.status_code == 200, host
             url = response.json()[0]["00081190"]["Value"][0]
             assert url.split("/")[2].startswith(host.split(":")[0].lower()), (host, url)
-        for host in ("evil.example", "localhost:9999", "127.0.0.1:1", "pacs.example.evil.example", "a b", ""):
+        for host in ("evil.example", "evil.example:8080", "pacs.example.evil.example", "a b", ""):
             response = await _retrieve_urls(client, {"Host": host})
             assert response.status_code == 400, host
             assert "evil" not in response.headers.get("content-location", "")
@@ -364,6 +486,44 @@ async def test_only_configured_names_appear_in_returned_urls(tmp_path: Path) -> 
         response = await _retrieve_urls(client, {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https",
                                                  "Forwarded": "host=evil.example;proto=https"})
         assert response.json()[0]["00081190"]["Value"][0].startswith("http://127.0.0.1:8080/")
+
+
+def _host_of(response: httpx.Response) -> str:
+    """The host[:port] of the first RetrieveURL of a search answer."""
+    return str(response.json()[0]["00081190"]["Value"][0].split("/")[2])
+
+
+@pytest.mark.anyio
+async def test_loopback_names_at_any_port_allowed_names_at_their_port(tmp_path: Path) -> None:
+    """A viewer behind a proxy that keeps Host (OHIF's dev server at localhost:3000, a proxy at 127.0.0.1:PORT).
+
+    Loopback names are this machine at any port; ``--allowed-host NAME`` allows NAME at any port, ``NAME:PORT``
+    only at that port (a Host without a port names the scheme's default port, RFC 9110 §7.2).
+    """
+    async with _app(tmp_path, allowed_hosts=("pacs.example", "viewer.example:3000")) as client:
+        for host in ("localhost:3000", "127.0.0.1:45678", "[::1]:1", "LOCALHOST:9999", "pacs.example:9999",
+                     "viewer.example:3000"):
+            response = await _retrieve_urls(client, {"Host": host})
+            assert response.status_code == 200, (host, response.text)
+            assert _host_of(response).lower() == host.lower()
+        for host in ("viewer.example:3001", "viewer.example", "evil.example:3000", "localhost.evil.example:3000"):
+            response = await _retrieve_urls(client, {"Host": host})
+            assert response.status_code == 400, host
+            assert "is not a name of this server" in response.text
+
+
+@pytest.mark.anyio
+async def test_a_host_without_a_port_that_names_this_machine_gets_the_sockets_port(tmp_path: Path) -> None:
+    """``Host: localhost`` on a socket at port 8080: URLs say localhost:8080, not port 80 (which is not us)."""
+    async with _app(tmp_path, allowed_hosts=("pacs.example", "pacs.example:8443")) as client:
+        for host, expected in (("localhost", "localhost:8080"), ("127.0.0.1", "127.0.0.1:8080"),
+                               ("[::1]", "[::1]:8080"), ("pacs.example", "pacs.example")):
+            response = await _retrieve_urls(client, {"Host": host})
+            assert response.status_code == 200, (host, response.text)
+            assert _host_of(response) == expected, host
+    async with _app(tmp_path / "b", allowed_hosts=("pacs.example:8443",)) as client:
+        # pacs.example without a port is pacs.example:80, not an allowed name
+        assert (await _retrieve_urls(client, {"Host": "pacs.example"})).status_code == 400
 
 
 @pytest.mark.anyio
@@ -424,5 +584,5 @@ def test_listening_on_every_address_allows_the_machines_own_names() -> None:
 
     names = allowed_names(Settings(host="0.0.0.0", port=8080, allowed_hosts=()))
     assert names is not None
-    assert (socket.gethostname().lower(), 8080) in names and ("localhost", 8080) in names
-    assert ("evil.example", 8080) not in names
+    assert (socket.gethostname().lower(), None) in names and ("localhost", None) in names  # at any port
+    assert not [name for name, _port in names if name == "evil.example"]

@@ -76,6 +76,20 @@ async def test_access_log_writes_one_json_line_per_request_with_every_field(
     assert line["resource"] == "collection"
 
 
+async def test_access_log_redacts_credentials_in_the_query(
+        archive: LoadedArchive, access_lines: io.StringIO) -> None:
+    """A token sent as ``?access_token=`` (RFC 6750 §2.3) or another credential never reaches the log."""
+    secret = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0.c2lnbmF0dXJl"
+    async with _origin_client(archive.app) as client:
+        await client.get(f"/dicomweb/studies?PatientID=nobody&access_token={secret}&limit=3&api_key={secret}"
+                         f"&X-Amz-Signature={secret}&Client%5FSecret={secret}",
+                         headers={"Accept": "application/dicom+json"})
+    (line,) = _lines(access_lines)
+    assert secret not in json.dumps(line)
+    assert line["query"] == ("PatientID=nobody&access_token=REDACTED&limit=3&api_key=REDACTED"
+                             "&X-Amz-Signature=REDACTED&Client%5FSecret=REDACTED")
+
+
 async def test_access_log_counts_the_bytes_of_a_streamed_multipart_response(
         archive: LoadedArchive, access_lines: io.StringIO) -> None:
     """A study retrieve larger than the small-body limit streams: every byte is counted, the line comes at the end."""
@@ -261,7 +275,9 @@ async def test_metrics_count_requests_by_resource_and_status(empty_archive: Load
     assert metric['dicomweb_cache_misses_total{cache="gzip"}'] >= 1
     assert metric['dicomweb_cache_size_bytes{cache="gzip"}'] > 0
     assert metric['dicomweb_cache_limit_bytes{cache="frames"}'] == empty_archive.settings.frame_cache_bytes
-    assert metric["dicomweb_executor_queue_depth"] == 0
+    assert metric['dicomweb_executor_queue_depth{lane="heavy"}'] == 0
+    assert metric['dicomweb_executor_queue_depth{lane="light"}'] == 0
+    assert metric['dicomweb_executor_running{lane="light"}'] == 0
     assert not any("1.2.3" in key for key in metric)  # labels are resource kinds, never paths
 
 
@@ -320,8 +336,41 @@ async def test_home_page_says_version_counts_and_links(archive: LoadedArchive) -
     assert 'href="/conformance"' in page and 'href="/dicomweb/studies"' in page
     assert "curl -X OPTIONS http://testserver/dicomweb -H" in page  # the capabilities: an OPTIONS request
     assert 'href="/metrics"' in page and 'href="/ready"' in page
-    assert "Viewer" not in page
+    assert '<a href="/">Viewer</a>' not in page  # no OHIF mounted; the built-in viewer is always there:
+    assert '<a href="/lite/">Viewer</a>' in page
+    assert len(re.findall(r'<a href="/lite/#/study/[0-9.]+">', page)) == min(counts["studies"], 20)
     assert conformance.status_code == 200 and conformance.text.startswith("# dicomweb-origin")
+
+
+@pytest.mark.parametrize("accept", [
+    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",  # Chromium, Firefox
+    "text/html", "text/html, */*", "text/markdown;q=0.5, text/html"])
+async def test_a_browser_gets_the_conformance_statement_as_html(archive: LoadedArchive, accept: str) -> None:
+    """Rendered from the Markdown (tables, code, headings with the anchors its own #links point to)."""
+    async with _origin_client(archive.app) as client:
+        response = await client.get("/conformance", headers={"Accept": accept})
+        again = await client.get("/conformance", headers={"Accept": accept})
+    assert response.status_code == 200 and response.headers["content-type"] == "text/html; charset=utf-8"
+    assert "Accept" in response.headers["vary"] and again.text == response.text
+    page = response.text
+    assert page.startswith("<!doctype html>") and "<h1 id=" in page and "# dicomweb-origin" not in page
+    assert page.count("<table>") >= 10 and "<td><code>1.2.840.10008.1.2.4.90</code></td>" in page
+    source = (Path(__file__).resolve().parent.parent / "docs" / "conformance.md").read_text(encoding="utf-8")
+    ids = set(re.findall(r' id="([^"]+)"', page))
+    links = set(re.findall(r"\]\(#([^)]+)\)", source))
+    assert links and links <= ids, links - ids  # every in-document link lands on a heading
+    assert "<!-- BEGIN" in page and "&lt;!--" not in page  # the generated sections' markers stay comments
+
+
+@pytest.mark.parametrize("accept", ["*/*", "text/markdown", "text/plain", "text/markdown, text/html", None,
+                                    "text/html;q=0, */*"])
+async def test_other_clients_get_the_conformance_statement_as_markdown(archive: LoadedArchive,
+                                                                      accept: str | None) -> None:
+    async with _origin_client(archive.app) as client:
+        headers = {"Accept": accept} if accept is not None else {}
+        response = await client.get("/conformance", headers=headers)
+    assert response.status_code == 200 and response.headers["content-type"] == "text/markdown; charset=utf-8"
+    assert response.text.startswith("# dicomweb-origin") and "Accept" in response.headers["vary"]
 
 
 async def test_with_a_viewer_the_root_stays_the_viewer(tmp_path: Path) -> None:
@@ -352,6 +401,10 @@ async def test_not_acceptable_lists_the_media_types_the_resource_can_produce(cli
     assert 'type="image/jls"; transfer-syntax=1.2.840.10008.1.2.4.80' in frames.text
     assert 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1' in instance.text
     assert "transfer-syntax=1.2.840.10008.1.2.4.90" in instance.text  # JPEG 2000: a transcode this server makes
+    # ... and what was asked for, as the client wrote it (nothing internal: no reprs of parsed values)
+    assert frames.text.startswith('406 none of the acceptable media types (multipart/related; type="image/gif")')
+    assert instance.text.startswith("406 none of the acceptable media types (application/dicom; transfer-syntax=1.2.3)")
+    assert "Acceptable(" not in frames.text + instance.text
 
 
 # -- command line ----------------------------------------------------------------------------------------
@@ -413,26 +466,6 @@ def test_a_real_serve_process_prints_its_archive_and_logs_json(tmp_path: Path) -
                                                                                        "uvicorn"))], others
     assert not [line for line in lines if "INFO" in line and not line.startswith("{")]  # uvicorn's own format
     assert "dicomweb_requests_total" in metrics and len(paths) > 5
-
-
-def test_readme_frames_examples_name_the_enhanced_ct_of_the_default_demo(tmp_path: Path) -> None:
-    """The README's S / SE / I are the multi-frame instance `make serve` loads (generate_demo's defaults)."""
-    import inspect
-
-    import pydicom
-
-    from dicomweb_origin import demo
-
-    defaults = inspect.signature(demo.generate_demo).parameters
-    slices, size = defaults["slices"].default, defaults["size"].default
-    geometry = demo._Geometry(min(slices, demo.ENHANCED_FRAMES), min(size, demo.ENHANCED_SIZE))
-    ds: pydicom.Dataset = demo._enhanced_ct(geometry)
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    assert int(ds.NumberOfFrames) > 2
-    assert f"S={ds.StudyInstanceUID}\n" in readme
-    assert f"SE={ds.SeriesInstanceUID}\n" in readme
-    assert f"I={ds.SOPInstanceUID}\n" in readme
-    assert f"SOPClassUID={ds.SOPClassUID}" in readme
 
 
 def test_conformance_statement_has_the_ps32_shape_and_says_what_is_logged() -> None:

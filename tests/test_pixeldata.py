@@ -10,6 +10,7 @@ lossless syntaxes, a PSNR bound for lossy ones.
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 from typing import Any
@@ -26,6 +27,7 @@ from conftest import (
     parse_multipart,
     path_of,
     read_dicom,
+    stow,
 )
 from pydicom import Dataset, FileMetaDataset, dcmread
 from pydicom.encaps import encapsulate, generate_frames
@@ -418,6 +420,78 @@ async def test_range_request_on_a_bulk_data_element(client: httpx.AsyncClient) -
     part = await client.get(uri, headers={"Accept": "application/octet-stream", "Range": "bytes=2000-"})
     assert part.status_code == 206 and part.content == full.content[2000:]
     assert part.headers["content-range"] == "bytes 2000-2067/2068"
+
+
+NATIVE_MULTIFRAME = where(lambda r: r.frames > 1 and not r.encapsulated)
+
+
+@pytest.mark.parametrize("ref", NATIVE_MULTIFRAME, ids=ids(NATIVE_MULTIFRAME))
+async def test_the_pixel_data_of_a_native_multiframe_instance_is_one_part_with_ranges(
+        client: httpx.AsyncClient, ref: Reference) -> None:
+    """Its BulkDataURI (``/pixeldata``) names one value, every frame in a row: one part, and Range applies.
+
+    Bare ``application/octet-stream`` asks for it; so does ``*/*`` with a Range header (a range of the
+    multipart envelope would mean nothing to a client that follows a BulkDataURI).
+    """
+    url = f"{path_of(ref.name)}/pixeldata"
+    value = b"".join(native_frames(ref))
+    whole = await client.get(url, headers={"Accept": "application/octet-stream"})
+    assert whole.status_code == 200, whole.text
+    assert whole.headers["content-type"] == f"application/octet-stream; transfer-syntax={ELE}"
+    assert whole.content == value and whole.headers["accept-ranges"] == "bytes"
+    assert whole.headers["content-location"] == absolute(url)
+    middle = len(value) // 2
+    for accept in ("application/octet-stream", "*/*", "application/*"):
+        ranged = await client.get(url, headers={"Accept": accept, "Range": f"bytes={middle}-{middle + 99}"})
+        assert ranged.status_code == 206, (accept, ranged.text)
+        assert ranged.content == value[middle:middle + 100]
+        assert ranged.headers["content-range"] == f"bytes {middle}-{middle + 99}/{len(value)}"
+    tail = await client.get(url, headers={"Accept": "*/*", "Range": "bytes=-7"})
+    assert tail.status_code == 206 and tail.content == value[-7:]
+    # Without Range, */* keeps the default: multipart, one part per frame (Table 10.4.4-1).
+    default = await client.get(url, headers={"Accept": "*/*"})
+    assert [p.content for p in parse_multipart(default, "application/octet-stream")] == native_frames(ref)
+
+
+async def test_the_pixel_data_of_packed_one_bit_frames_is_their_value_as_stored(
+        empty_client: httpx.AsyncClient) -> None:
+    """3 frames of 5 x 5 1-bit pixels: 75 bits, 10 bytes; frames 2 and 3 start inside a byte."""
+    rng = np.random.default_rng(7)
+    frames = rng.integers(0, 2, (3, 5, 5), dtype=np.uint8)
+    ds = copy.deepcopy(dataset("MR_small"))  # the cached dataset stays as read
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 5, 5, 3
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 1, 0, 0
+    ds.PixelData = pack_bits(frames)
+    ds["PixelData"].VR = "OB"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.10.1011.77.1"
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    stored = await stow(empty_client, out.getvalue())
+    assert stored.status_code == 200, stored.text
+    url = f"studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/pixeldata"
+    whole = await empty_client.get(url, headers={"Accept": "application/octet-stream"})
+    assert whole.status_code == 200 and whole.content == pack_bits(frames, pad=False) and len(whole.content) == 10
+    ranged = await empty_client.get(url, headers={"Accept": "*/*", "Range": "bytes=3-5"})
+    assert ranged.status_code == 206 and ranged.content == pack_bits(frames, pad=False)[3:6]
+
+
+async def test_a_range_with_a_wildcard_applies_to_one_frame_and_a_bulk_data_element(
+        client: httpx.AsyncClient) -> None:
+    """``*/*`` + Range on a resource that has a single-part form: that form, and the range of it."""
+    frame = decoded_frames(next(r for r in REFERENCES if r.name == "emri_small"))[2]
+    response = await client.get(frame_url("emri_small", [3]), headers={"Accept": "*/*", "Range": "bytes=10-19"})
+    assert response.status_code == 206 and response.content == frame[10:20]
+    uri = f"{path_of('CT_small')}/bulkdata/00431029"
+    element = await client.get(uri, headers={"Accept": "*/*", "Range": "bytes=2000-"})
+    assert element.status_code == 206 and len(element.content) == 68
+
+
+async def test_compressed_multiframe_pixel_data_stays_one_frame_per_part(client: httpx.AsyncClient) -> None:
+    """§8.7.3.3.2: compressed multi-frame pixel data is sent one frame per part; a bare type cannot carry it."""
+    url = f"{path_of('emri_small_jpeg_2k_lossless')}/pixeldata"
+    assert (await client.get(url, headers={"Accept": "image/jp2"})).status_code == 406
+    ranged = await client.get(url, headers={"Accept": "*/*", "Range": "bytes=0-9"})
+    assert ranged.status_code == 200 and len(parse_multipart(ranged)) == 10
 
 
 # -- Compressed bulk data media types -------------------------------------------------------------------

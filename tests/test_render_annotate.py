@@ -91,6 +91,39 @@ def test_text_reads_on_black_and_on_white(background: int) -> None:
     assert np.array_equal(out[100:, :], image[100:, :])  # nothing drawn elsewhere
 
 
+def _backgrounds(shape: tuple[int, int], rows: slice) -> dict[str, np.ndarray]:
+    """Backgrounds text must read on: a bright line through it (the demo CT's table), white, grey, noise."""
+    band = np.zeros(shape, np.uint8)
+    band[rows] = 255
+    stripes = np.zeros(shape, np.uint8)
+    stripes[:, ::3] = 255
+    return {"a bright line through the text": band, "white": np.full(shape, 255, np.uint8),
+            "grey": np.full(shape, 160, np.uint8), "vertical stripes": stripes,
+            "noise": np.random.default_rng(7).integers(0, 256, shape, dtype=np.uint8)}
+
+
+@pytest.mark.parametrize("size", [(256, 256), (512, 512), (128, 300)])
+def test_text_stays_legible_on_any_background(size: tuple[int, int]) -> None:
+    """Around every glyph the picture is as on black: a dark halo, not a 1-pixel outline, parts text from it.
+
+    "Se 1 Im 1 Fr 1/40" on the demo CT's bright table line could not be read with a thin outline alone: the line
+    ran on between and under the glyphs. What surrounds the glyphs (2 px around them) must look the same on any
+    background as on black.
+    """
+    from scipy import ndimage
+
+    line = "Se 1 Im 1 Fr 1/40"
+    reference = annotate(np.zeros(size, np.uint8), [line], "top-left").astype(int)
+    glyphs = reference > 200
+    rows = np.flatnonzero(glyphs.any(axis=1))
+    middle = slice(int(rows[len(rows) // 2]), int(rows[len(rows) // 2]) + max(2, size[0] // 80))
+    near = ndimage.binary_dilation(glyphs, iterations=2)
+    for name, background in _backgrounds(size, middle).items():
+        out = annotate(background, [line], "top-left").astype(int)
+        differs = np.abs(out - reference)[near] > 64
+        assert differs.mean() < 0.03, f"{name}: {differs.mean():.1%} of the text's surroundings show the background"
+
+
 def _text_box(out: np.ndarray, image: np.ndarray) -> tuple[int, int]:
     changed = np.argwhere(np.any(out != image, axis=-1) if out.ndim == 3 else out != image)
     return int(np.ptp(changed[:, 0])), int(np.ptp(changed[:, 1]))

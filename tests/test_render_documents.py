@@ -465,7 +465,7 @@ def test_icons_differ_by_kind_and_unknown_kinds_are_refused():
 # ---------------------------------------------------------------- layering
 
 RENDER = Path(video.__file__).parent
-ALLOWED_ROOTS = {"__future__", "collections", "dataclasses", "fractions", "html", "io", "os", "tempfile",
+ALLOWED_ROOTS = {"__future__", "collections", "dataclasses", "fractions", "html", "io", "itertools", "os", "tempfile",
                  "threading", "typing", "numpy", "PIL", "av", "pypdfium2"}
 
 

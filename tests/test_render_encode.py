@@ -185,3 +185,67 @@ def test_no_yes_and_conversion_from_a_source_profile() -> None:
     assert grey.shape == (*GREY.shape, 3) and icc == profile("srgb")
     with pytest.raises(BadRequest, match="iccprofile"):
         apply_icc(COLOURS, None, "p3")
+
+
+# -- image/gif written frame by frame (render/gif.py) ----------------------------------------------------------
+
+
+def test_gif_frames_read_the_same_in_pillow_and_giflib() -> None:
+    """Each frame a real greyscale image, the next ones differing in a box only (written cropped to it)."""
+    import imagecodecs
+
+    from dicomweb_origin.render.gif import gif_chunks
+
+    frames = [GREY]
+    for n in range(1, 5):
+        changed = frames[-1].copy()
+        changed[4 * n:4 * n + 5, 3:11] = 255 - changed[4 * n:4 * n + 5, 3:11]
+        frames.append(changed)
+    data = b"".join(gif_chunks(iter(frames), 40))
+    gif = _open(data)
+    assert gif.n_frames == 5
+    giflib = imagecodecs.gif_decode(data)  # giflib composes the frames itself: an independent reader
+    for index, frame in enumerate(frames):
+        gif.seek(index)
+        assert np.array_equal(np.asarray(gif.convert("L")), frame)
+        assert np.array_equal(giflib[index][..., 0], frame)
+
+
+def test_gif_merges_identical_frames_and_keeps_the_rate() -> None:
+    from dicomweb_origin.render.gif import gif_chunks
+
+    a, b = GREY, 255 - GREY
+    gif = _open(b"".join(gif_chunks([a, a, a, b, b], 33.3)))
+    durations = []
+    for index in range(gif.n_frames):
+        gif.seek(index)
+        durations.append(gif.info["duration"])
+    assert gif.n_frames == 2 and durations == [100, 70]  # 3 x 33.3 ms, then 2 (rounded on the cumulative time)
+
+
+def test_gif_colour_frames_each_have_their_palette() -> None:
+    from dicomweb_origin.render.gif import gif_chunks
+
+    frames = [COLOUR, COLOUR[::-1].copy()]
+    gif = _open(b"".join(gif_chunks(frames, None)))
+    for index, frame in enumerate(frames):
+        gif.seek(index)
+        decoded = np.asarray(gif.convert("RGB")).astype(int)
+        assert np.abs(decoded - frame.astype(int)).mean() < 6
+
+
+def test_gif_is_produced_one_frame_at_a_time() -> None:
+    """The first bytes come before the later frames are made: nothing holds the animation."""
+    from dicomweb_origin.render.gif import gif_chunks
+
+    made = []
+
+    def frames():
+        for n in range(3):
+            made.append(n)
+            yield (GREY + n).astype(np.uint8)
+
+    chunks = gif_chunks(frames(), 100)
+    assert next(chunks).startswith(b"GIF89a") and made == [0]
+    next(chunks)
+    assert made == [0, 1]

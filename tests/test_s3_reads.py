@@ -10,7 +10,6 @@ import io
 import os
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from test_fragments import _instance
 
 from dicomweb_origin.cache import BytesCache
 from dicomweb_origin.ingest import Ingest
-from dicomweb_origin.retrieve import Retrieve
+from dicomweb_origin.retrieve import Lanes, Retrieve
 from dicomweb_origin.search import Search
 from dicomweb_origin.settings import Settings
 from dicomweb_origin.storage.s3 import S3BlobStore, S3Location
@@ -45,8 +44,7 @@ class S3Archive:
         self.index = SqliteIndex(root / "index.sqlite")
         self.blobs = S3BlobStore(S3Location(bucket=bucket, endpoint=ceph.endpoint, region="us-east-1"))
         self.ingest = Ingest(self.index, self.blobs, self.settings)
-        self.executor = ThreadPoolExecutor(2)
-        self.retrieve = Retrieve(self.index, self.blobs, BytesCache(1 << 20), self.executor, 2)
+        self.retrieve = Retrieve(self.index, self.blobs, BytesCache(1 << 20), Lanes(2), 2)
         self.app = create_app(self.retrieve, self.ingest, Search(self.index), self.settings)
         self.ranges: list[str | None] = []
         self.blobs.client.meta.events.register("before-parameter-build.s3.GetObject", self._seen)

@@ -27,7 +27,7 @@ from pydicom.uid import generate_uid
 from starlette.applications import Starlette
 
 from dicomweb_origin.app import build_app
-from dicomweb_origin.demo import generate_demo
+from dicomweb_origin.demo import DEMO_STUDIES, generate_demo
 from dicomweb_origin.ingest import Ingest, Outcome
 from dicomweb_origin.model import Acceptable, StoredInstance
 from dicomweb_origin.search import Search
@@ -139,7 +139,7 @@ async def client(loaded: Loaded) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-STUDY_COUNT = 4 + 8 + 4  # demo studies (3 CT, 1 with leading-zero UIDs), pydicom test files, crafted here
+STUDY_COUNT = len(DEMO_STUDIES) + 8 + 4  # demo studies, pydicom test files, crafted here
 
 
 async def search(client: httpx.AsyncClient, url: str, **headers: str) -> list[dict[str, Any]]:
@@ -221,7 +221,7 @@ async def test_study_series(client: httpx.AsyncClient) -> None:
 
 async def test_all_series_adds_the_study_attributes(client: httpx.AsyncClient) -> None:
     results = await search(client, "series")
-    assert len(results) == STUDY_COUNT + 1  # one series per study, two in X
+    assert len(results) == STUDY_COUNT + 2  # one series per study, two in X and in the demo report (SR, PDF)
     for result in results:
         for tag in (*STUDY_REQUIRED, "00080060", "0020000E", "00200011", "00201209"):
             assert tag in result, tag
@@ -303,10 +303,10 @@ async def test_universal_matching_returns_the_attribute(client: httpx.AsyncClien
 
 
 async def test_wildcard_matching(client: httpx.AsyncClient) -> None:
-    assert sorted(values(await search(client, "studies?AccessionNumber=DEMO000?"), "00080050")) == [
-        "DEMO0001", "DEMO0002", "DEMO0003", "DEMO0004"]
+    assert sorted(values(await search(client, "studies?AccessionNumber=DEMO000?"), "00080050")) == sorted(
+        study.accession for study in DEMO_STUDIES)
     assert sorted(values(await search(client, "studies?PatientID=*CT?"), "00100020")) == ["1CT1"]
-    assert len(await search(client, "studies?StudyDescription=Demo*")) == 4
+    assert len(await search(client, "studies?StudyDescription=Demo*")) == len(DEMO_STUDIES)
     assert await search(client, "studies?StudyDescription=demo*") == []  # case-sensitive for LO
     assert await search(client, "studies?PatientID=%5B*") == []  # '[' is a literal character
 
@@ -341,9 +341,9 @@ async def test_date_single_value_and_ranges(client: httpx.AsyncClient) -> None:
     between = await search(client, "studies?StudyDate=20040101-20041231")
     assert sorted(values(between, "00100020")) == ["1CT1", "4MR1", "8NM1"]
     assert values(await search(client, "studies?StudyDate=-20031231"), "00100020") == ["id11111"]
-    assert len(await search(client, "studies?StudyDate=20160101-")) == 2 + 4
+    assert len(await search(client, "studies?StudyDate=20160101-")) == 2 + len(DEMO_STUDIES)
     assert sorted(values(await search(client, "studies?PatientBirthDate=19700101"), "00100020")) == [
-        "DEMO-PHANTOM-1"] * 4
+        "DEMO-PHANTOM-1"] * len(DEMO_STUDIES)
 
 
 async def test_time_ranges_and_truncated_times(client: httpx.AsyncClient) -> None:
@@ -595,7 +595,7 @@ async def test_ohif_study_by_uid_and_by_patient_id(client: httpx.AsyncClient) ->
     (by_uid,) = (await client.get(f"{OHIF_STUDY_LIST}&StudyInstanceUID={uid('X')}", headers=OHIF)).json()
     assert value(by_uid, "00081030") == "Two modalities"
     results = (await client.get(f"{OHIF_STUDY_LIST}&00100020=DEMO-PHANTOM-1", headers=OHIF)).json()
-    assert len(results) == 4 and set(values(results, "00100020")) == {"DEMO-PHANTOM-1"}
+    assert len(results) == len(DEMO_STUDIES) and set(values(results, "00100020")) == {"DEMO-PHANTOM-1"}
 
 
 async def test_ohif_series_and_first_instance(client: httpx.AsyncClient) -> None:

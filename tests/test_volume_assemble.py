@@ -164,3 +164,44 @@ def test_stored_type_keeps_every_value() -> None:
     assert volume.data.dtype == np.float32
     assert float(volume.data.max()) == float(max(s.pixels.max() for s in bright[:32])) - 1024
     assert float(volume.data.min()) == float(min(s.pixels.min() for s in slices[32:])) - 2000 - 1024
+
+
+def test_a_reduced_volume_keeps_its_geometry() -> None:
+    """``fill`` with factor 2 averages 2 x 2 blocks; the affine puts each block at its centre (memory budget)."""
+    from dicomweb_origin.render.volume import fill, layout
+
+    slices = acquire(*AXIAL)
+    full = assemble(slices)
+    plan = layout([replace(s, pixels=None) for s in slices])
+    reduced = fill(slices, plan, (slices[n].pixels for n in plan.order), np.dtype(np.int16), factor=2)
+    assert reduced.shape == (64, 32, 32) and reduced.data.dtype == np.int16
+    assert reduced.spacing == pytest.approx((4.0, 4.0, 2.0))
+    block = full.data[:, :2, :2].astype(np.float32).mean(axis=(1, 2))
+    assert np.array_equal(reduced.data[:, 0, 0], np.rint(block))
+    centre = full.to_patient(np.array([0.5, 0.5, 0.0]))  # the centre of the first 2 x 2 block
+    assert np.allclose(reduced.to_patient(np.zeros(3)), centre)
+    assert _value_at(reduced, SPHERE_CENTRE) == pytest.approx(SPHERE_VALUE, abs=1)
+
+
+def test_frames_are_loaded_one_at_a_time_in_order() -> None:
+    """``fill`` takes each frame when its slot comes: the caller decodes lazily, never all frames at once."""
+    from dicomweb_origin.render.volume import fill, layout
+
+    slices = acquire(*AXIAL)
+    random.Random(2).shuffle(slices)
+    plan = layout([replace(s, pixels=None) for s in slices])
+    loaded = []
+
+    def frames():
+        for n in plan.order:
+            loaded.append(n)
+            yield slices[n].pixels
+
+    volume = fill(slices, plan, frames(), np.dtype(np.int16))
+    assert loaded == list(plan.order)
+    assert np.array_equal(volume.data, assemble(slices).data)
+    uneven = acquire(*AXIAL, offsets=np.cumsum([0.0] + [2.0, 3.0] * 31 + [2.0]))
+    plan = layout(uneven)
+    assert not plan.uniform
+    assert np.array_equal(fill(uneven, plan, (uneven[n].pixels for n in plan.order), np.dtype(np.int16)).data,
+                          assemble(uneven).data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -25,15 +26,24 @@ def _files(paths: Sequence[Path]) -> Iterator[Path]:
             yield path
 
 
-def import_paths(settings: Settings, paths: Sequence[Path], quiet: bool = False) -> int:
-    """Import files and folders; print a summary; return the number of failures."""
+def import_paths(settings: Settings, paths: Sequence[Path], quiet: bool = False, data_given: bool = True) -> int:
+    """Import files and folders; print a summary; return the exit status (1: a failure, or nothing was DICOM)."""
     from .app import Archive
 
     archive = Archive(settings)
+    print(where(settings, data_given), file=sys.stderr)
     try:
         return _import_files(archive, paths, quiet)
     finally:
         archive.close()
+
+
+def where(settings: Settings, data_given: bool) -> str:
+    """The line that says where a command stores: the archive folder, or the --index / --blobs it was given."""
+    if settings.index_url and settings.blob_url:
+        return f"archive: index {settings.index_url.split('@')[-1]}, blobs {settings.blob_url}"
+    default = "" if data_given else " (the default; --data DIR stores elsewhere)"
+    return f"archive: {settings.data_dir.absolute()}{default}"
 
 
 def _import_files(archive: Any, paths: Sequence[Path], quiet: bool) -> int:
@@ -64,7 +74,12 @@ def _import_files(archive: Any, paths: Sequence[Path], quiet: bool) -> int:
           f"not DICOM: {counts['not DICOM']}  failed: {counts['failed']}")
     for path, reason in failures:
         print(f"failed: {path}: {reason}")
-    return counts["failed"]
+    if counts["failed"]:
+        return 1
+    if counts["not DICOM"] and not counts["stored"] and not counts["already present"]:
+        print("nothing imported: no file was DICOM", file=sys.stderr)
+        return 1
+    return 0
 
 
 def check_archive(settings: Settings, repair: bool, grace: float, quiet: bool = False) -> int:
@@ -93,12 +108,19 @@ def check_archive(settings: Settings, repair: bool, grace: float, quiet: bool = 
     return len(remaining)
 
 
-def load_demo(settings: Settings, slices: int = 128, size: int = 512) -> int:
+def load_demo(settings: Settings, slices: int = 128, size: int = 512, data_given: bool = True) -> int:
+    """Generate the demo studies and import them; the exit status (the archive is opened first)."""
+    from .app import Archive
     from .demo import generate_demo
 
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = generate_demo(Path(tmp), slices=slices, size=size)
-        return import_paths(settings, paths, quiet=True)
+    archive = Archive(settings)  # an unusable --data is said before the demo is generated
+    print(where(settings, data_given), file=sys.stderr)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = generate_demo(Path(tmp), slices=slices, size=size)
+            return _import_files(archive, paths, quiet=True)
+    finally:
+        archive.close()
 
 
 def copy_archive(source: Path, index_url: str, blob_url: str, quiet: bool = False) -> int:
@@ -131,7 +153,7 @@ def copy_archive(source: Path, index_url: str, blob_url: str, quiet: bool = Fals
 
 
 def startup_lines(settings: Settings, counts: dict[str, int], viewer: Path | None = None) -> list[str]:
-    """What ``serve`` prints before it listens: the archive, what it holds, and where to point a client."""
+    """What ``serve`` prints once it listens: the archive, what it holds, and where to point a client."""
     origin = f"{'https' if settings.tls_cert is not None else 'http'}://{settings.host}:{settings.port}"
     lines = [f"archive: {settings.data_dir.resolve()} ({counts.get('studies', 0)} studies,"
              f" {counts.get('series', 0)} series, {counts.get('instances', 0)} instances)",
@@ -142,26 +164,40 @@ def startup_lines(settings: Settings, counts: dict[str, int], viewer: Path | Non
     return lines
 
 
-def serve(settings: Settings, demo: bool, viewer: Path | None = None, log_level: str = "info") -> None:
+def serve(settings: Settings, demo: bool, viewer: Path | None = None, log_level: str = "info") -> int:
+    """Bind the port, open the archive (loading the demo), then serve; the banner once it listens."""
     from . import server
     from .app import Archive, build_app
 
-    if demo:
-        archive = Archive(settings)
-        empty = archive.is_empty()
-        archive.close()
-        if empty:
-            print("archive is empty: loading the demo studies ...", file=sys.stderr)
-            load_demo(settings)
-    app = build_app(settings, viewer)
-    for line in startup_lines(settings, app.state.archive.counts(), viewer):
-        print(line, file=sys.stderr)
-    warn_if_open(settings)
-    # log_config=None: uvicorn logs through the handler configure_logging installed; its access log stays off
-    # (web.accesslog writes one line per request, with the user and the bytes really sent).
-    # server.run: uvicorn with the limits of docs/conformance.md (Limits); options go to uvicorn.Config.
-    server.run(app, settings, log_level=log_level, log_config=None,
-               ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key)
+    try:  # first: a port in use is said at once, before any archive is opened or demo loaded
+        sock = server.bind(settings)
+    except OSError as exc:
+        in_use = exc.errno == errno.EADDRINUSE
+        reason = "the port is in use (another server? choose one with --port)" if in_use else (exc.strerror or str(exc))
+        print(f"dicomweb-origin serve: cannot listen on {settings.host}:{settings.port}: {reason}", file=sys.stderr)
+        return 2
+    with sock:
+        if demo:
+            archive = Archive(settings)
+            empty = archive.is_empty()
+            archive.close()
+            if empty:
+                print("archive is empty: loading the demo studies ...", file=sys.stderr)
+                load_demo(settings)
+        app = build_app(settings, viewer)
+        counts = app.state.archive.counts()
+
+        def listening() -> None:
+            for line in startup_lines(settings, counts, viewer):
+                print(line, file=sys.stderr, flush=True)
+            warn_if_open(settings)
+
+        # log_config=None: uvicorn logs through the handler configure_logging installed; its access log stays
+        # off (web.accesslog writes one line per request, with the user and the bytes really sent).
+        # server.run: uvicorn with the limits of docs/conformance.md (Limits); options go to uvicorn.Config.
+        server.run(app, settings, sock=sock, on_listening=listening, log_level=log_level, log_config=None,
+                   ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key)
+    return 0
 
 
 def warn_if_open(settings: Settings) -> None:
@@ -231,8 +267,9 @@ def add_limit_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGrou
     """The flags of the limits on hostile clients (docs/conformance.md, Limits)."""
     d = Settings()
     parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME[:PORT]",
-                        help="a name that may appear in returned URLs (repeatable; default: only the listening"
-                             " address, loopback names and --public-url's host; other Hosts get 400)")
+                        help="a name that may appear in returned URLs, NAME at any port, NAME:PORT at that port"
+                             " (repeatable; default: only this machine's names, at any port, and --public-url's"
+                             " host; other Hosts get 400)")
     parser.add_argument("--trusted-proxy", action="append", default=[], metavar="IP_OR_CIDR",
                         help="honour Forwarded / X-Forwarded-* headers from this address (repeatable; default: none)")
     parser.add_argument("--max-header-kb", type=int, default=d.max_header_bytes >> 10,
@@ -251,7 +288,10 @@ def add_limit_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGrou
     parser.add_argument("--max-request-mb", type=int, default=d.max_request_bytes >> 20,
                         help="largest STOW body, in MiB; above: 413")
     parser.add_argument("--max-connections", type=int, default=d.max_connections,
-                        help="open connections and requests in flight; past it: 503")
+                        help="open connections; past it an idle connection or the slowest request body makes room,"
+                             " and when none can, only /health and /ready are answered (503)")
+    parser.add_argument("--max-connections-per-client", type=int, default=d.max_connections_per_client,
+                        help="open connections of one client address (a --trusted-proxy has none); 0: no limit")
     parser.add_argument("--max-sequence-depth", type=int, default=d.max_sequence_depth,
                         help="deepest sequence nesting stored; deeper: 0xC000")
 
@@ -264,6 +304,7 @@ def limit_settings(args: argparse.Namespace) -> dict[str, object]:
         "header_timeout_seconds": args.header_timeout, "keep_alive_seconds": args.keep_alive,
         "body_idle_seconds": args.body_idle_timeout, "body_min_bytes_per_second": args.body_min_rate,
         "max_request_bytes": args.max_request_mb << 20, "max_connections": args.max_connections,
+        "max_connections_per_client": args.max_connections_per_client,
         "max_sequence_depth": args.max_sequence_depth,
     }
 
@@ -291,6 +332,9 @@ def parser() -> argparse.ArgumentParser:
                          help="rendered images and thumbnails cache size, in MiB")
     serve_p.add_argument("--volume-cache-mb", type=int, default=1024,
                          help="assembled volumes cache size (Rendered MPR / 3D), in MiB")
+    serve_p.add_argument("--max-request-memory-mb", type=int, default=0, metavar="MB",
+                         help="memory one request may use to decode, render, transcode or build a volume, in MiB;"
+                              " past it: 413 (default: 0, a sixteenth of the machine's memory, at least 256)")
     serve_p.add_argument("--viewer", type=Path, default=None, metavar="DIR",
                          help="serve this OHIF dist folder at / (python scripts/fetch_ohif.py prints it;"
                               " default: no viewer)")
@@ -299,8 +343,8 @@ def parser() -> argparse.ArgumentParser:
                          help="json: one JSON object per line (access log: time, method, path, query, status,"
                               " bytes, duration_ms, client, user); text: one readable line")
     serve_p.add_argument("--on-conflict", choices=("refuse", "replace"), default="refuse",
-                         help="STOW of a stored SOP Instance UID with different content: refuse it (409, the"
-                              " default) or replace the stored instance")
+                         help="STOW of a stored SOP Instance UID with different content: refuse it (409) or"
+                              " replace the stored instance")
     add_limit_arguments(serve_p.add_argument_group("limits on hostile clients (docs/conformance.md, Limits)"))
     check_p = sub.add_parser("check", help="verify the index against the stored files (digests, orphans)",
                              formatter_class=_Help)
@@ -322,7 +366,7 @@ def parser() -> argparse.ArgumentParser:
     auth_g.add_argument("--tls-cert", type=Path, default=None, metavar="FILE", help="serve HTTPS: certificate (PEM)")
     auth_g.add_argument("--tls-key", type=Path, default=None, metavar="FILE", help="serve HTTPS: private key (PEM)")
     token_p = sub.add_parser("token", help="manage the static tokens of a --tokens file", formatter_class=_Help)
-    token_sub = token_p.add_subparsers(dest="token_command", required=True)
+    token_sub = token_p.add_subparsers(dest="token_command", required=True, metavar="{add,remove}")
     token_add = token_sub.add_parser("add", help="add a token and print it (once)", formatter_class=_Help)
     token_add.add_argument("name", help="who the token is for (one word; appears in the access log)")
     token_add.add_argument("--scopes", default="dicomweb.read",
@@ -333,7 +377,7 @@ def parser() -> argparse.ArgumentParser:
     token_remove.add_argument("name", help="the token's name")
     token_remove.add_argument("--tokens", type=Path, required=True, metavar="FILE", help="the token file")
     import_p = sub.add_parser("import", help="import DICOM files or folders (recursive)", formatter_class=_Help)
-    import_p.add_argument("--data", type=Path, default=Path("data"), help="archive directory")
+    import_p.add_argument("--data", type=Path, default=None, help="archive directory (default: data)")
     import_p.add_argument("paths", type=Path, nargs="+", help="DICOM files or folders (searched recursively)")
     for p in (serve_p, import_p, check_p):
         p.add_argument("--index", default=None, metavar="URL",
@@ -351,9 +395,10 @@ def parser() -> argparse.ArgumentParser:
                                formatter_class=_Help)
     migrate_p.add_argument("--index", required=True, metavar="URL", help="postgresql://USER@HOST/DB")
     demo_p = sub.add_parser("demo", help="generate the demo studies and import them", formatter_class=_Help)
-    demo_p.add_argument("--data", type=Path, default=Path("data"), help="archive directory")
+    demo_p.add_argument("--data", type=Path, default=None, help="archive directory (default: data)")
     demo_p.add_argument("--out", type=Path, default=None,
                         help="only write the demo files to this folder (default: import them into --data)")
+    sub.metavar = "{" + ",".join(sub.choices) + "}"  # a missing command is named by its choices, not "command"
     return parser
 
 
@@ -367,8 +412,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return _run(cli, args)
-    except BackendUnavailable as exc:  # an unknown URL scheme, a missing package, an old schema, no database
-        print(f"dicomweb-origin {args.command}: {exc}", file=sys.stderr)
+    except BackendUnavailable as exc:  # an unknown URL scheme, a missing package, an old schema, no database,
+        # a --data that is a file or read-only (app.ArchiveUnavailable): one line, whatever the library said
+        print(f"dicomweb-origin {args.command}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
 
 
@@ -378,6 +424,7 @@ def serve_settings(args: argparse.Namespace) -> Settings:
                    cors_origins=tuple(args.cors_origin), frame_cache_bytes=args.frame_cache_mb << 20,
                    rendered_cache_bytes=args.rendered_cache_mb << 20,
                    volume_cache_bytes=args.volume_cache_mb << 20,
+                   max_request_memory_bytes=args.max_request_memory_mb << 20,
                    index_url=args.index, blob_url=args.blobs, on_conflict=args.on_conflict,
                    oidc_issuer=args.oidc_issuer, oidc_audience=args.oidc_audience,
                    oidc_jwks=args.oidc_jwks, tokens_file=args.tokens, tls_cert=args.tls_cert,
@@ -389,17 +436,15 @@ def _run(cli: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if args.viewer is not None and not (args.viewer / "index.html").is_file():
             cli.error(f"--viewer {args.viewer}: no index.html there (scripts/fetch_ohif.py prints the folder)")
         _check_auth_args(args, cli)
-        settings = serve_settings(args)
-        serve(settings, args.demo, args.viewer, args.log_level)
-        return 0
+        return serve(serve_settings(args), args.demo, args.viewer, args.log_level)
     if args.command == "check":
         settings = Settings(data_dir=args.data, index_url=args.index, blob_url=args.blobs)
         return 1 if check_archive(settings, args.repair, args.grace) else 0
     if args.command == "token":
         return token_command(args, cli)
     if args.command == "import":
-        settings = Settings(data_dir=args.data, index_url=args.index, blob_url=args.blobs)
-        return 1 if import_paths(settings, args.paths) else 0
+        settings = Settings(data_dir=args.data or Path("data"), index_url=args.index, blob_url=args.blobs)
+        return import_paths(settings, args.paths, data_given=args.data is not None)
     if args.command == "copy":
         return copy_archive(args.source, args.index, args.blobs)
     if args.command == "migrate":
@@ -414,7 +459,7 @@ def _run(cli: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         written = generate_demo(args.out)
         print(f"wrote {len(written)} files under {args.out}")
         return 0
-    return 1 if load_demo(Settings(data_dir=args.data)) else 0
+    return load_demo(Settings(data_dir=args.data or Path("data")), data_given=args.data is not None)
 
 
 if __name__ == "__main__":

@@ -115,8 +115,9 @@ def product_table() -> str:
         "| Product | Version | Implementation model |",
         "|---|---|---|",
         f"| dicomweb-origin | {version} | one process: an ASGI application (Starlette on uvicorn) over an embedded"
-        " archive (an SQLite index and a folder of Part 10 blobs, or the backends of `storage/`); one bounded"
-        " executor does all CPU work (transcoding, rendering) |",
+        " archive (an SQLite index and a folder of Part 10 blobs, or the backends of `storage/`); two bounded"
+        " lanes of threads do all CPU work: heavy (decoding, transcoding, rendering, volumes) and light"
+        " (metadata), so light requests never queue behind heavy ones |",
     ])
 
 

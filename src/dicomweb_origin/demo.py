@@ -1,4 +1,6 @@
-"""Deterministic demo data: a synthetic CT phantom in three encodings plus a few of pydicom's own files.
+"""Deterministic demo data: a synthetic CT phantom in three encodings, its report, and some of pydicom's files.
+
+The report is kept twice, as a Comprehensive SR and as an Encapsulated PDF.
 
 A fresh server needs studies a viewer (e.g. OHIF) can open, and tests need the same bytes every run.
 Everything here is derived from fixed seeds and fixed UID entropy, so generating twice gives identical
@@ -24,7 +26,9 @@ from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     PYDICOM_ROOT_UID,
     UID,
+    ComprehensiveSRStorage,
     CTImageStorage,
+    EncapsulatedPDFStorage,
     EnhancedCTImageStorage,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
@@ -32,7 +36,7 @@ from pydicom.uid import (
 )
 
 __all__ = ["DEMO_STUDIES", "PYDICOM_FILES", "DemoStudy", "generate_demo", "phantom_volume", "demo_uid",
-           "leading_zero_uid"]
+           "leading_zero_uid", "report_pdf"]
 
 # Phantom geometry in patient millimetres: the same object is sampled at any matrix size / slice count.
 FOV_MM: Final = 358.4  # 512 px x 0.7 mm
@@ -65,7 +69,12 @@ LEADING_ZERO: Final = DemoStudy(
     "leading-zero", "leading-zero", "Demo leading-zero UIDs", "DEMO0004", "4", "120000"
 )
 LEADING_ZERO_SOURCE: Final = "MR_small.dcm"
-DEMO_STUDIES: Final[tuple[DemoStudy, ...]] = (CT, CT_J2K, ENHANCED, LEADING_ZERO)
+# A Comprehensive SR and an Encapsulated PDF of the phantom's report: something for the rendered SR (text/html)
+# and PDF (application/pdf) resources and for bulk data byte ranges. Their UIDs do not depend on the CT's size.
+DOCUMENTS: Final = DemoStudy(
+    "documents", "documents", "Demo report and document", "DEMO0005", "5", "130000"
+)
+DEMO_STUDIES: Final[tuple[DemoStudy, ...]] = (CT, CT_J2K, ENHANCED, LEADING_ZERO, DOCUMENTS)
 STUDY_DATE: Final = "20240115"
 
 # Upper bounds for the smaller copies; they shrink with generate_demo's arguments so tests stay fast.
@@ -386,6 +395,148 @@ def _write_leading_zero_study(out_dir: Path) -> Path:
         return _write(ds, out_dir / LEADING_ZERO.folder / "0001.dcm")
 
 
+# The report both documents carry: (heading, text) in reading order.
+REPORT: Final = (
+    ("Clinical information", "Synthetic chest and abdomen phantom (dicomweb-origin demo data; no patient)."),
+    ("Technique", "CT, 120 kVp, 200 mA, 0.5 s; 1.25 mm axial slices, soft tissue kernel."),
+    ("Findings", "Round nodule of 36 mm in the right upper lobe; a second nodule of 20 mm in the left lung. "
+                 "Lesion of 40 mm in the liver, denser than the parenchyma. Contrast in the aorta and the heart."),
+    ("Impression", "Three spherical lesions, as built into the phantom. No other findings."),
+)
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
+
+
+def _content(relationship: str, value_type: str, name: Dataset, **values: object) -> Dataset:
+    item = Dataset()
+    item.RelationshipType, item.ValueType, item.ConceptNameCodeSequence = relationship, value_type, [name]
+    for keyword, value in values.items():
+        setattr(item, keyword, value)
+    return item
+
+
+def _document_dataset(sop_class: UID, series: str, modality: str, series_number: int) -> Dataset:
+    """Patient, study and series attributes of the documents study (one instance per series)."""
+    study = DOCUMENTS
+    ds = Dataset()
+    instance = demo_uid(study.key, series, "instance")
+    ds.file_meta = _file_meta(sop_class, instance, ExplicitVRLittleEndian)
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, instance
+    ds.InstanceCreationDate, ds.InstanceCreationTime = STUDY_DATE, study.study_time
+    for keyword, value in PATIENT:
+        setattr(ds, keyword, value)
+    ds.StudyInstanceUID = demo_uid(study.key, "study")
+    ds.StudyDate, ds.StudyTime = STUDY_DATE, study.study_time
+    ds.StudyDescription, ds.AccessionNumber, ds.StudyID = study.description, study.accession, study.study_id
+    ds.ReferringPhysicianName = "Röntgen^Wilhelm"
+    ds.Modality = modality
+    ds.SeriesInstanceUID = demo_uid(study.key, series, "series")
+    ds.SeriesNumber = series_number
+    ds.SeriesDate, ds.SeriesTime = STUDY_DATE, study.study_time
+    ds.Manufacturer = "dicomweb-origin"
+    ds.InstanceNumber = 1
+    ds.ContentDate, ds.ContentTime = STUDY_DATE, study.study_time
+    return ds
+
+
+def _report_sr() -> Dataset:
+    """The report as a Comprehensive SR (PS3.3 A.35.3): title, observer, sections of text, one measurement."""
+    ds = _document_dataset(ComprehensiveSRStorage, "sr", "SR", 1)
+    ds.SeriesDescription = "Report (Structured Report)"
+    ds.ValueType, ds.ContinuityOfContent = "CONTAINER", "SEPARATE"
+    ds.ConceptNameCodeSequence = [_code("18748-4", "LN", "Diagnostic Imaging Report")]
+    ds.CompletionFlag, ds.VerificationFlag = "COMPLETE", "UNVERIFIED"
+    ds.ReferencedPerformedProcedureStepSequence = Sequence()
+    ds.PerformedProcedureCodeSequence = Sequence()
+    diameter = Dataset()
+    diameter.NumericValue = "36"
+    diameter.MeasurementUnitsCodeSequence = [_code("mm", "UCUM", "millimeter")]
+    sections = []
+    for heading, text in REPORT:
+        children = [_content("CONTAINS", "TEXT", _code("121071", "DCM", "Finding"), TextValue=text)]
+        if heading == "Findings":
+            children.append(_content("CONTAINS", "NUM", _code("G-D7FE", "SRT", "Diameter"),
+                                     MeasuredValueSequence=[diameter]))
+        sections.append(_content("CONTAINS", "CONTAINER", _code("121070", "DCM", heading),
+                                 ContinuityOfContent="SEPARATE", ContentSequence=children))
+    ds.ContentSequence = [
+        _content("HAS OBS CONTEXT", "PNAME", _code("121008", "DCM", "Person Observer Name"),
+                 PersonName="Curie^Marie"),
+        *sections,
+    ]
+    return ds
+
+
+def _pdf_text(value: str) -> str:
+    return "(" + value.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ")"
+
+
+def _lines(text: str, width: int = 90) -> list[str]:
+    """``text`` broken into lines of at most ``width`` characters, at spaces."""
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return [*lines, line] if line else lines
+
+
+def report_pdf() -> bytes:
+    """The report as a one-page A4 PDF (ISO 32000-1): Helvetica text, no dates, so the same bytes every time."""
+    text = ["BT /F1 18 Tf 72 770 Td (Demo report: CT phantom) Tj ET", "BT /F1 11 Tf 14 TL 72 740 Td"]
+    for heading, body in REPORT:
+        text.append(f"/F2 11 Tf {_pdf_text(heading)} Tj T* /F1 11 Tf")
+        text += [f"{_pdf_text(line)} Tj T*" for line in _lines(body)]
+        text.append("T*")
+    text.append("ET")
+    content = "\n".join(text).encode("latin-1")
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R /F2 6 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold /Encoding /WinAnsiEncoding >>",
+        b"<< /Title (Demo report: CT phantom) /Producer (dicomweb-origin demo) >>",
+    ]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, obj in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + obj + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R /Info %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1, len(objects), xref)
+    return bytes(out)
+
+
+def _report_pdf_instance() -> Dataset:
+    """The report as an Encapsulated PDF instance (PS3.3 A.45.1)."""
+    ds = _document_dataset(EncapsulatedPDFStorage, "pdf", "DOC", 2)
+    ds.SeriesDescription = "Report (PDF)"
+    ds.ConversionType = "WSD"
+    ds.BurnedInAnnotation = "YES"  # a report names the patient
+    ds.DocumentTitle = "Demo report: CT phantom"
+    ds.ConceptNameCodeSequence = [_code("18748-4", "LN", "Diagnostic Imaging Report")]
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.EncapsulatedDocument = report_pdf()
+    return ds
+
+
+def _write_documents(out_dir: Path) -> list[Path]:
+    folder = out_dir / DOCUMENTS.folder
+    return [_write(_report_sr(), folder / "sr.dcm"), _write(_report_pdf_instance(), folder / "pdf.dcm")]
+
+
 def _copy_pydicom_files(out_dir: Path) -> list[Path]:
     """Copy pydicom's bundled files byte for byte; never download (download=False)."""
     paths: list[Path] = []
@@ -415,5 +566,6 @@ def generate_demo(out_dir: Path, *, slices: int = 128, size: int = 512) -> list[
     enhanced = _Geometry(min(slices, ENHANCED_FRAMES), min(size, ENHANCED_SIZE))
     paths.append(_write(_enhanced_ct(enhanced), out_dir / ENHANCED.folder / "0001.dcm"))
     paths.append(_write_leading_zero_study(out_dir))
+    paths += _write_documents(out_dir)
     paths += _copy_pydicom_files(out_dir)
     return paths

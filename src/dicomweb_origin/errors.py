@@ -11,6 +11,7 @@ header (the authentication errors' ``WWW-Authenticate``) carries it in ``headers
      │    └── InvalidVolume (400)    frames that do not form a volume (PS3.3 C.11.23.1)
      ├── Unauthorized (401)          no or no valid credentials (RFC 6750 §3: WWW-Authenticate: Bearer)
      ├── Forbidden (403)             valid credentials without the scope the request needs (insufficient_scope)
+     ├── CrossOriginRefused (403)    a CORS pre-flight to a server that allows no other origin
      ├── NotFound (404)              unknown study / series / instance / frame / bulk data
      ├── NotAcceptable (406)         none of the Acceptable Media Types can be served
      ├── RequestTimeout (408)        STOW: the request body stopped arriving
@@ -25,13 +26,29 @@ header (the authentication errors' ``WWW-Authenticate``) carries it in ``headers
 
 from __future__ import annotations
 
+import re
+
+# What a library's error text may hold that means nothing to a client and tells an attacker about the
+# process: object reprs with their addresses (``<_io.BytesIO object at 0x7fe6...>``) and errno prefixes
+# (``[Errno 1094995529]``).
+_INTERNAL = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>|\[Errno -?\d+\]\s*")
+
+
+def client_safe(text: str) -> str:
+    """``text`` without Python object reprs (and their memory addresses) or errno numbers."""
+    return _INTERNAL.sub("", text) if " at 0x" in text or "[Errno" in text else text
+
 
 class DicomWebError(Exception):
-    """Base class: a failure with a short, client-safe message and an HTTP status."""
+    """Base class: a failure with a short, client-safe message and an HTTP status.
+
+    Messages often quote a codec's error text: what is internal in it is dropped here, once.
+    """
 
     status: int = 500
 
     def __init__(self, message: str) -> None:
+        message = client_safe(message)
         super().__init__(message)
         self.message = message
         self.headers: dict[str, str] = {}
@@ -82,6 +99,12 @@ class Forbidden(DicomWebError):
     def __init__(self, message: str, scope: str) -> None:
         super().__init__(message)
         self.headers["WWW-Authenticate"] = _bearer_challenge("insufficient_scope", message, scope)
+
+
+class CrossOriginRefused(DicomWebError):
+    """A CORS pre-flight (Fetch §4.8) when no origin is allowed (no ``--cors-origin``): not a Capabilities request."""
+
+    status = 403
 
 
 class InvalidVolume(BadRequest):

@@ -10,24 +10,35 @@ uvicorn arms no timer before the first request of a connection nor while a reque
 - a deadline for the request head: a connection that opens and sends nothing, or sends its head
   slowly (slowloris), is closed after ``header_timeout_seconds`` (408 if part of a head arrived);
 - a request body the application did not read is not waited for: the connection closes once the
-  response is sent (a GET with a dripped body cannot hold the connection).
+  response is sent (a GET with a dripped body cannot hold the connection). Judged per request: the
+  next request on a kept-alive or pipelined connection may be receiving its body by then.
 
-The request body's pace (idle time, minimum rate) is enforced where it is read (web/routes.py);
-``max_connections`` maps to uvicorn's ``limit_concurrency`` (503 past it).
+- connection slots (slots.py): ``max_connections`` in all and ``max_connections_per_client`` per client
+  address; when they run short an idle connection or the slowest request body makes room, and
+  ``/health`` and ``/ready`` are answered even when nothing can (uvicorn's ``limit_concurrency``,
+  which answered everyone 503 while slow clients held the connections, is not used).
+
+The request body's pace (idle time, minimum rate) is enforced where it is read (web/routes.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Callable
 from typing import Any
 
 import httptools
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from .settings import Settings
+from .slots import BODY_GRACE, Admission, Phase, Slots, in_networks
+from .web.hosts import trusted_networks
 
-_REASONS = {408: b"Request Timeout", 414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
+_REASONS = {408: b"Request Timeout", 414: b"URI Too Long", 431: b"Request Header Fields Too Large",
+            503: b"Service Unavailable"}
+PROBE_PATHS = frozenset({b"/health", b"/ready"})  # web/ops.py: answered even on probation (slots.py)
 
 
 class _Refused(Exception):
@@ -40,21 +51,65 @@ class _Refused(Exception):
 
 
 class GuardedHttpTools(HttpToolsProtocol):
-    """uvicorn's httptools protocol with bounded request heads (size and time); see the module doc."""
+    """uvicorn's httptools protocol with bounded request heads (size and time) and connection slots."""
 
     settings: Settings = Settings()  # bound per server by ``guarded_protocol``
+    slots: Slots = Slots(0, 0)  # likewise: the slots of all this server's connections
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_bytes = 0  # bytes received while a request head is incomplete
         self._in_head = True  # waiting for (the rest of) a request head
-        self._in_body = False  # head complete, body not yet complete
         self._head_timer: asyncio.TimerHandle | None = None
+        self._idle_since = self.loop.time()  # no request in flight since
+        self._body_since, self._body_bytes = 0.0, 0  # the request body under way: its start, its bytes
+        admission = self.slots.open(self)
+        self._probation = admission is Admission.PROBATION
+        if admission is Admission.REFUSED:
+            self.logger.info("closed a connection from %s: no connection slot is free", self.client)
+            self.parser = None  # type: ignore[assignment]
+            self._in_head = False
+            transport.close()
+            return
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        self.slots.close(self)
         super().connection_lost(exc)
+
+    # -- the slots' view of this connection (slots.Holder) ------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return self.client[0] if self.client else ""
+
+    def standing(self, now: float) -> tuple[Phase, float] | None:
+        if self.transport.is_closing() or self.parser is None:
+            return None
+        cycle = self.cycle
+        if self.pipeline:
+            return None  # requests queued: busy
+        if cycle is None or cycle.response_complete:
+            return Phase.IDLE, self._idle_since
+        if cycle.more_body and not cycle.response_started:
+            age = now - self._body_since
+            return Phase.YOUNG_BODY if age < BODY_GRACE else Phase.BODY, self._body_bytes / max(age, 1.0)
+        return None  # being answered
+
+    def evict(self) -> None:
+        """Make room: a connection with a request under way (a head or a body arriving) is told 503."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True  # the application's next send is dropped, its receive ends
+            cycle.message_event.set()
+            self._refuse(503, f"the server is short of connections and this request body arrived slowest"
+                              f" ({self._body_bytes} bytes so far); retry later")
+        elif self._head_bytes:
+            self._refuse(503, "the server is short of connections and this request head was slowest; retry later")
+        else:
+            self._cancel_head_timer()
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self.parser is None:  # refused: the rest is not read
@@ -101,18 +156,39 @@ class GuardedHttpTools(HttpToolsProtocol):
         size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
         if size > self.settings.max_header_bytes:
             raise _Refused(431, f"the request head exceeds {self.settings.max_header_bytes} bytes")
-        self._in_head, self._in_body, self._head_bytes = False, True, 0
+        if self._probation and not self.slots.promote(self):
+            if self.url.split(b"?", 1)[0] not in PROBE_PATHS:
+                raise _Refused(503, "the server is short of connections; only /health and /ready are answered"
+                                    " now; retry later")
+        else:
+            self._probation = False
+        self._in_head, self._head_bytes = False, 0
+        self._body_since, self._body_bytes = self.loop.time(), 0
         self._cancel_head_timer()
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None:  # (None when the head asked for a WebSocket upgrade)
+            cycle.on_response = lambda: self._response_complete(cycle)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
-        self._in_head, self._in_body = True, False
+        self._in_head = True
         super().on_message_complete()
 
-    def on_response_complete(self) -> None:
-        if self._in_body and not self.transport.is_closing():  # an unread body is not waited for
+    def _response_complete(self, cycle: RequestResponseCycle) -> None:
+        """The response to ``cycle`` is sent: close if that request's own body is still arriving.
+
+        Judged by the cycle, not the connection: once a streamed response's last bytes are out, the
+        next request on the connection (kept alive or pipelined) may already be receiving its body,
+        and that body is not this response's business.
+        """
+        if cycle.more_body and not self.transport.is_closing():  # an unread body is not waited for
             self.transport.close()
-        super().on_response_complete()
+        self._idle_since = self.loop.time()
+        self.on_response_complete()
 
     # -- the head deadline ----------------------------------------------------------------------
 
@@ -139,8 +215,9 @@ class GuardedHttpTools(HttpToolsProtocol):
         """Answer a broken limit with ``status`` and close: the rest of the head is not read."""
         self._cancel_head_timer()
         body = f"{status} {message}\n".encode()
+        retry = b"retry-after: 1\r\n" if status == 503 else b""
         self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
-                             b"connection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), body))
+                             b"%sconnection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), retry, body))
         self.logger.info("refused a request from %s: %s", self.client, message)
         self.transport.close()
         self.parser = None  # type: ignore[assignment]
@@ -148,12 +225,46 @@ class GuardedHttpTools(HttpToolsProtocol):
 
 
 def guarded_protocol(settings: Settings) -> type[GuardedHttpTools]:
-    """The protocol class uvicorn instantiates per connection, bound to these settings."""
-    return type("GuardedHttpTools", (GuardedHttpTools,), {"settings": settings})
+    """The protocol class uvicorn instantiates per connection, bound to these settings and one set of slots."""
+    slots = Slots(settings.max_connections, settings.max_connections_per_client,
+                  in_networks(trusted_networks(settings)))  # a trusted proxy carries many clients
+    return type("GuardedHttpTools", (GuardedHttpTools,), {"settings": settings, "slots": slots})
 
 
-def run(app: Any, settings: Settings, **options: Any) -> None:
-    """Serve ``app`` on ``settings.host:port`` with the limits of ``settings``.
+def bind(settings: Settings) -> socket.socket:
+    """A socket bound to ``settings.host:port`` (OSError when taken), not yet listening.
+
+    Bound before anything else happens, so a port in use is said at once; connections are refused, not
+    queued, until the server listens on it (``run``).
+    """
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT does not block
+        sock.bind((settings.host.strip("[]"), settings.port))
+    except BaseException:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server that calls ``on_listening`` once its sockets accept connections."""
+
+    def __init__(self, config: uvicorn.Config, on_listening: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self.on_listening = on_listening
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.on_listening is not None:
+            self.on_listening()
+
+
+def run(app: Any, settings: Settings, sock: socket.socket | None = None,
+        on_listening: Callable[[], None] | None = None, **options: Any) -> None:
+    """Serve ``app`` on ``sock`` (``bind(settings)``; by default bound here) with the limits of ``settings``.
 
     ``options`` go to ``uvicorn.Config`` as they are (e.g. ``ssl_certfile`` / ``ssl_keyfile``).
     Forwarded headers are handled by the application (web/hosts.py, ``--trusted-proxy``), never by
@@ -161,8 +272,7 @@ def run(app: Any, settings: Settings, **options: Any) -> None:
     """
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, http=guarded_protocol(settings), proxy_headers=False,
-        limit_concurrency=settings.max_connections or None,
         timeout_keep_alive=settings.keep_alive_seconds,  # type: ignore[arg-type]
         **({"log_level": "info", "access_log": False} | options),  # type: ignore[arg-type]
     )
-    uvicorn.Server(config).run()
+    _Server(config, on_listening).run(sockets=[sock if sock is not None else bind(settings)])

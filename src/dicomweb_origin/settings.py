@@ -19,6 +19,9 @@ class Settings:
     rendered_cache_bytes: int = 128 << 20  # bounded LRU of rendered images and thumbnails
     volume_cache_bytes: int = 1 << 30  # bounded LRU of assembled volumes (Rendered MPR / 3D)
     workers: int = 0  # threads of the one CPU executor (transcoding, rendering); 0: one per core
+    # What one request may use to decode, render, transcode or assemble a volume (memory.py); past it: 413.
+    # 0: the default, a sixteenth of the machine's (or the cgroup's) memory, at least 256 MiB.
+    max_request_memory_bytes: int = 0
     max_request_bytes: int = 4 << 30  # STOW request bodies above this get 413
     body_idle_seconds: float = 60.0  # a STOW body that sends nothing for this long gets 408
     # Limits on hostile clients (docs/conformance.md, Limits; server.py, web/hosts.py, dicom/reader.py).
@@ -27,7 +30,8 @@ class Settings:
     max_header_line_bytes: int = 16 << 10  # one header field line or the request target; above: 431 / 414
     header_timeout_seconds: float = 10.0  # a request head (or a new connection's first one) must arrive in this
     keep_alive_seconds: float = 5.0  # an idle kept-alive connection is closed after this
-    max_connections: int = 1024  # open connections (and requests in flight); past it: 503
+    max_connections: int = 1024  # open connections; past it an idle one or the slowest body makes room (slots.py)
+    max_connections_per_client: int = 256  # open connections of one client address (not a trusted proxy); 0: none
     max_sequence_depth: int = 32  # nesting of sequences in a stored instance; deeper: refused (0xC000)
     # Names that may appear in returned URLs (Host, or X-Forwarded-Host from a trusted proxy), as
     # NAME or NAME:PORT. None: any well-formed Host (in-process use, tests); `serve` always sets a

@@ -2,7 +2,10 @@
 
 The test fetches the viewer (`scripts/fetch_ohif.py`, npm pack, cached in `.ohif/`), generates and imports the demo
 archive, starts `dicomweb-origin serve --viewer DIST` on a free loopback port, and drives Debian's Chromium with
-playwright (never `playwright install`). It opens the study list, opens the demo CT, checks that the viewport canvas
+playwright (never `playwright install`). The main run goes through a proxy on another port that forwards `Host`
+unchanged (as OHIF's development server and reverse proxies that keep `Host` do), so every request says
+`Host: 127.0.0.1:PROXYPORT`; the thumbnail runs talk to the server's own port.
+It opens the study list, opens the demo CT, checks that the viewport canvas
 shows an image (not a black canvas), scrolls 40 slices, then opens the JPEG 2000 and enhanced multi-frame studies
 and the study whose UIDs have leading-zero components (listed in the study list too).
 That run uses OHIF's `thumbnailRendering: 'wadors'` (it decodes a frame itself); two more open the CT with
@@ -179,6 +182,15 @@ def server(ohif_dist: Path, tmp_path_factory: pytest.TempPathFactory, timings: d
             proc.wait()
 
 
+@pytest.fixture(scope="module")
+def proxied(server: Server) -> Iterator[Server]:
+    """The same server through a proxy on another loopback port that keeps ``Host`` (tests/live_server.py)."""
+    from live_server import host_keeping_proxy
+
+    with host_keeping_proxy(server.url) as origin:
+        yield Server(origin, server.log)
+
+
 def study_uids(server: Server) -> dict[str, str]:
     """StudyInstanceUID of each demo study, asked by QIDO-RS as OHIF does (§10.6)."""
     request = urllib.request.Request(server.url + "/dicomweb/studies?includefield=00081030",
@@ -311,14 +323,22 @@ def click_if_shown(page: Any, locator: Any, timeout_s: float) -> bool:
 
 
 def scroll(page: Any, slices: int) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
-    """Mouse-wheel over the viewport, one notch per slice; return the overlay index before and after."""
+    """Mouse-wheel over the viewport, one notch per slice; return the overlay index before and after.
+
+    Each notch waits for the overlay to move before the next: a renderer busy decoding (2 shared cores) merges
+    wheel events that arrive together into one, which OHIF scrolls as one slice.
+    """
     before = overlay_index(page)
     box = page.locator(CANVAS).first.bounding_box()
     assert box is not None, "the viewport canvas has no box"
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    for _ in range(slices):
+    for notch in range(slices):
+        shown = overlay_index(page)
         page.mouse.wheel(0, 100)
-        page.wait_for_timeout(40)
+        try:
+            wait_until(lambda shown=shown: overlay_index(page) != shown, 10, f"notch {notch + 1} to scroll", 0.02)
+        except AssertionError:
+            break  # the end of the stack, or a notch that did nothing: the final count says which
     settled: list[Any] = [None, 0]
 
     def stable() -> bool:
@@ -353,7 +373,9 @@ def browser(playwright_module: Any, tmp_path_factory: pytest.TempPathFactory) ->
             context.close()
 
 
-def test_ohif_displays_and_scrolls_the_demo_studies(server: Server, browser: Any, timings: dict[str, float]) -> None:
+def test_ohif_displays_and_scrolls_the_demo_studies(proxied: Server, browser: Any, timings: dict[str, float]) -> None:
+    """OHIF from another port than the server's, through a proxy that keeps Host (see the module doc)."""
+    server = proxied
     uids = study_uids(server)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for old in ARTIFACTS.glob("*.png"):

@@ -1,0 +1,1 @@
+"""DICOM itself, with pydicom and numpy: reading files once at ingest, metadata, pixels, codecs, transcoding."""

@@ -36,6 +36,7 @@ from ..model import (
     TRANSFER_SYNTAXES,
     PixelDescription,
 )
+from . import headers
 
 try:  # OpenJPEG and OpenJPH with the GIL released; JPEG and HTJ2K encoders
     import imagecodecs
@@ -45,7 +46,9 @@ except ImportError:  # pragma: no cover - a declared dependency
 __all__ = [
     "DECODERS",
     "can_decode",
+    "check_header",
     "decode_frame",
+    "decode_memory",
     "decoded_description",
     "decoder_for",
     "irreversible",
@@ -331,6 +334,7 @@ def decode_frame(
         options["pixel_vr"] = {"PixelData": "OW" if pixel.bits_allocated > 8 else "OB",
                                "FloatPixelData": "OF", "DoubleFloatPixelData": "OD"}[pixel_keyword]
     else:
+        check_header(data, uid, pixel)
         fast = _decode_fast(data, uid, pixel)
         if fast is not None:
             colour = decoded_description(uid, pixel).photometric_interpretation
@@ -345,6 +349,35 @@ def decode_frame(
     # YCbCr from lossy JPEG goes to RGB (``raw=False``: its precision is gone anyway); everything
     # else is returned as stored so that a lossless transcode never rounds through a colour transform.
     return normalize_decoded(arr, properties, pixel)
+
+
+def check_header(data: bytes, transfer_syntax_uid: str, pixel: PixelDescription) -> None:
+    """Refuse a compressed frame whose own header disagrees with the data set, before a decoder allocates for it.
+
+    A decoder believes the bitstream: a few hundred bytes whose header claims 60000 x 60000 would cost gigabytes
+    and seconds before failing (see headers.py). DecodeError (406), as for any frame that cannot be decoded.
+    """
+    try:
+        header = headers.read_header(data, transfer_syntax_uid)
+    except headers.HeaderError as exc:
+        raise DecodeError(f"cannot decode frame: {exc}") from exc
+    problem = None if header is None else headers.frame_problem(header, pixel)
+    if problem is not None:
+        raise DecodeError(f"cannot decode frame: {problem}")
+
+
+def decode_memory(transfer_syntax_uid: str, pixel: PixelDescription) -> int:
+    """Bytes decoding (or encoding) one frame may hold at its peak: the array and the codec's own buffers.
+
+    Measured by benchmarks/memory.py on 2048² frames: decoders hold up to ~7x the output (JPEG-LS, lossless JPEG,
+    RLE), YCbCr baseline JPEG ~10x (8-bit RGB), OpenJPEG ~9 bytes per sample when encoding. 12 bytes a sample plus
+    4x the array covers them all; native frames need at most a copy.
+    """
+    samples = pixel.rows * pixel.columns * pixel.samples_per_pixel
+    size = samples * max(1, -(-pixel.bits_allocated // 8))
+    if transfer_syntax_uid in NATIVE_SYNTAXES:
+        return 2 * size
+    return samples * 12 + size * 4
 
 
 _NATIVE_DTYPES = {(8, 0): "<u1", (8, 1): "<i1", (16, 0): "<u2", (16, 1): "<i2", (32, 0): "<u4", (32, 1): "<i4"}

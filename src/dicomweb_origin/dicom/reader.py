@@ -37,6 +37,7 @@ from ..model import (
     Frame,
     PixelDescription,
 )
+from . import headers
 from .nesting import check_depth
 
 # VRs whose values ingest moves out of the metadata into bulk data (PS3.18 §F.2.6 allows more; binary
@@ -419,8 +420,50 @@ def _scan_pixel_data(
         whole: tuple[Frame, ...] = (tuple(fragments),)
         return pixel, PIXEL_TAGS[tag], vr, whole
     frames = _group_fragments(fp, fragments, offsets, dataset, count, value_start)
+    _check_headers(fp, frames, ts, pixel)
     fp.seek(end)
     return pixel, PIXEL_TAGS[tag], vr, frames
+
+
+HEADER_READ = 4 << 10  # bytes of a frame read for its header at first; more only when it does not end there
+
+
+def _check_headers(fp: BinaryIO, frames: tuple[Frame, ...], ts: str, pixel: PixelDescription) -> None:
+    """Refuse a frame whose bitstream header disagrees with the Image Pixel module (headers.py), now.
+
+    Stored, such a frame would send a decoder after what its header claims (gigabytes for a few hundred bytes)
+    on every request that decodes it. Reads the first kilobytes of each frame.
+    """
+    for number, fragments in enumerate(frames, start=1):
+        size = sum(length for _, length in fragments)
+        wanted = HEADER_READ
+        while True:
+            head = _read_frame_start(fp, fragments, wanted)
+            try:
+                header = headers.read_header(head, ts, size)
+            except headers.Truncated as exc:
+                if len(head) < wanted:  # the whole frame was read: it ends inside its header
+                    raise IngestError(f"frame {number} cannot be decoded: {exc}") from exc
+                wanted *= 8
+                continue
+            except headers.HeaderError as exc:
+                raise IngestError(f"frame {number} cannot be decoded: {exc}") from exc
+            break
+        problem = None if header is None else headers.frame_problem(header, pixel)
+        if problem is not None:
+            raise IngestError(f"frame {number} does not match the Image Pixel module: {problem}")
+
+
+def _read_frame_start(fp: BinaryIO, fragments: Frame, wanted: int) -> bytes:
+    """Up to ``wanted`` bytes from the start of a frame, across its fragments."""
+    chunks = []
+    for start, length in fragments:
+        fp.seek(start)
+        chunks.append(fp.read(min(length, wanted)))
+        wanted -= len(chunks[-1])
+        if wanted <= 0:
+            break
+    return b"".join(chunks)
 
 
 def _read_trailing(fp: BinaryIO, dataset: Dataset, threshold: int) -> None:

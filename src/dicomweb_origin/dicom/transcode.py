@@ -8,14 +8,25 @@ This module is the one callers import: it re-exports what they use of both.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import io
-from collections.abc import Iterator
-from dataclasses import replace
+import itertools
+import struct
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, BinaryIO
 
+import numpy as np
 import pydicom
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import encapsulate, encapsulate_extended, generate_frames
+from pydicom.encaps import generate_frames
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.multival import MultiValue
 from pydicom.pixels import get_decoder  # type: ignore[attr-defined]
 from pydicom.uid import UID
@@ -89,15 +100,19 @@ __all__ = [
     "NATIVE_SYNTAXES",
     "RLE_LOSSLESS",
     "EncodedFrame",
+    "StoredPixels",
     "can_decode",
     "can_encode",
     "can_transcode",
     "decode_frame",
     "decoded_description",
     "encode_frame",
+    "pixel_element_start",
+    "read_head",
     "repack_bits",
     "transcode_frame",
     "transcode_instance",
+    "transcode_stream",
 ]
 
 
@@ -142,23 +157,6 @@ def _pixel_description(ds: Dataset) -> PixelDescription:
     )
 
 
-def _decoded_frames(
-    ds: Dataset, src_uid: str, pixel: PixelDescription
-) -> Iterator[tuple[Array, PixelDescription]]:
-    if src_uid in NATIVE_SYNTAXES or src_uid == EXPLICIT_VR_BE:
-        # pydicom reads native data (either byte order, packed bits, planar, 4:2:2) from the dataset
-        decoder = get_decoder(src_uid)
-        for arr, properties in decoder.iter_array(ds, raw=True):
-            yield normalize_decoded(arr, properties, pixel)
-        return
-    eot = None
-    if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
-        eot = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
-    frames = generate_frames(ds.PixelData, number_of_frames=pixel.number_of_frames, extended_offsets=eot)
-    for frame in frames:
-        yield decode_frame(frame, src_uid, pixel)
-
-
 def _values(ds: Dataset, keyword: str) -> list[Any]:
     value = ds.get(keyword)
     if value is None or value == "":
@@ -166,50 +164,38 @@ def _values(ds: Dataset, keyword: str) -> list[Any]:
     return list(value) if isinstance(value, list | MultiValue) else [value]
 
 
-def _set_pixels(ds: Dataset, encoded: list[EncodedFrame], dst_uid: str) -> None:
-    first = encoded[0].pixel
-    for keyword in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
-        if keyword in ds:
-            del ds[keyword]
-    if dst_uid in NATIVE_SYNTAXES:
-        value = b"".join(frame.data for frame in encoded)
-        value += b"\x00" * (len(value) % 2)
-        vr = "OW" if first.bits_allocated > 8 else "OB"
-    else:
-        frames = [frame.data for frame in encoded]
-        if sum(len(f) + 8 for f in frames) < 2**32 - 8:
-            value, vr = encapsulate(frames), "OB"
-        else:  # Basic Offset Table offsets are 32-bit; PS3.5 A.4 Extended Offset Table
-            value, offsets, lengths = encapsulate_extended(frames)
-            ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths = offsets, lengths
-            vr = "OB"
-        if "IconImageSequence" in ds:  # an icon's own encapsulated pixels would not match
-            del ds.IconImageSequence
-    ds.PixelData = value
-    ds["PixelData"].VR = vr
-    ds["PixelData"].is_undefined_length = dst_uid not in NATIVE_SYNTAXES
-    ds.PhotometricInterpretation = first.photometric_interpretation
-    if first.samples_per_pixel > 1:
-        ds.PlanarConfiguration = 0
+@dataclass(slots=True)
+class _Lossy:
+    """What the frames written so far say of lossy compression (PS3.3 C.7.6.1.1.5), without holding them."""
+
+    raw: int = 0  # uncompressed bytes of the frames this step compressed lossily
+    compressed: int = 0
+    method: str | None = None
+    lossy: bool = False
+
+    def add(self, frame: EncodedFrame) -> None:
+        self.lossy = self.lossy or frame.lossy
+        if frame.lossy_method:
+            self.raw += replace(frame.pixel, number_of_frames=1).frame_length
+            self.compressed += len(frame.data)
+            self.method = self.method or frame.lossy_method
 
 
-def _set_lossy(ds: Dataset, encoded: list[EncodedFrame], source_lossy: bool, src_uid: str) -> None:
+def _set_lossy(ds: Dataset, lossy: _Lossy, source_lossy: bool, src_uid: str) -> None:
     """Record lossy compression (PS3.3 C.7.6.1.1.5): once "01", always "01"; append this step.
 
     Ratio and Method values correspond one to one; a source that gave earlier ratios without their
     methods gets the method of its own lossy syntax filled in first, when there is one.
     """
-    steps = [frame for frame in encoded if frame.lossy_method]
-    if steps:
-        raw = sum(replace(frame.pixel, number_of_frames=1).frame_length for frame in steps)
-        ratio = raw / max(sum(len(frame.data) for frame in steps), 1)
+    if lossy.method:
+        ratio = lossy.raw / max(lossy.compressed, 1)
         ratios, methods = _values(ds, "LossyImageCompressionRatio"), _values(ds, "LossyImageCompressionMethod")
         source_method = ENCODERS[src_uid].lossy_method if src_uid in ENCODERS else None
         if len(methods) < len(ratios) and source_method is not None:
             methods += [source_method] * (len(ratios) - len(methods))
         ds.LossyImageCompressionRatio = [*ratios, f"{ratio:.2f}"]
-        ds.LossyImageCompressionMethod = [*methods, steps[0].lossy_method]
-    if steps or source_lossy or any(frame.lossy for frame in encoded):
+        ds.LossyImageCompressionMethod = [*methods, lossy.method]
+    if lossy.method or source_lossy or lossy.lossy:
         ds.LossyImageCompression = "01"
 
 
@@ -225,15 +211,38 @@ def _read(src: bytes | BinaryIO) -> tuple[bytes, Dataset]:
 # pass through untouched: they are no READ_ERRORS).
 _INSTANCE_ERRORS: tuple[type[BaseException], ...] = (*READ_ERRORS, RuntimeError)
 
+_PIXEL_TAGS = {"PixelData": 0x7FE00010, "FloatPixelData": 0x7FE00008, "DoubleFloatPixelData": 0x7FE00009}
+_ITEM, _SEQUENCE_DELIMITER = b"\xfe\xff\x00\xe0", b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+_EMPTY_BOT_LIMIT = 2**32 - 8  # Basic Offset Table offsets are 32-bit (PS3.5 A.4); past it, an Extended one
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPixels:
+    """The pixel data element of a stored instance, read a frame at a time (never whole)."""
+
+    keyword: str  # PixelData, FloatPixelData or DoubleFloatPixelData
+    pixel: PixelDescription  # as stored
+    frames: Callable[[], Iterator[tuple[Array, PixelDescription]]]  # each frame decoded, in order
+    raw: Callable[[], Iterator[bytes]]  # the stored value as it is (native pixels only)
+    raw_length: int
+    raw_vr: str
+
 
 def transcode_instance(src: bytes | BinaryIO, dst_uid: str) -> bytes:
-    """Rewrite a Part 10 instance in ``dst_uid``, updating File Meta, pixels and lossy attributes.
+    """Rewrite a Part 10 instance held in memory in ``dst_uid``, updating File Meta, pixels and lossy attributes.
 
     A stored object that pydicom cannot handle on the way (a broken value read only now) is a
-    DecodeError for this request, like pixel data that does not decode.
+    DecodeError for this request, like pixel data that does not decode. For stored instances, which may be
+    gigabytes, ``transcode_stream`` does the same a frame at a time.
     """
-    try:
+    with _instance_errors():
         return _transcode_instance(src, dst_uid)
+
+
+@contextlib.contextmanager
+def _instance_errors() -> Iterator[None]:
+    try:
+        yield
     except _INSTANCE_ERRORS as exc:
         raise DecodeError(f"cannot transcode the instance: {short_message(exc)}") from exc
     except BaseException as exc:
@@ -242,14 +251,68 @@ def transcode_instance(src: bytes | BinaryIO, dst_uid: str) -> bytes:
         raise DecodeError(f"cannot transcode the instance: {short_message(exc)}") from exc
 
 
+def read_head(data: bytes) -> Dataset:
+    """The elements of a stored file before its pixel data (``data`` ends where the pixel data element begins)."""
+    with _instance_errors():
+        return pydicom.dcmread(io.BytesIO(data), force=True)
+
+
 def _transcode_instance(src: bytes | BinaryIO, dst_uid: str) -> bytes:
     raw, ds = _read(src)
-    meta = ds.file_meta if isinstance(getattr(ds, "file_meta", None), FileMetaDataset) else FileMetaDataset()
-    implicit = ds.original_encoding[0]
-    src_uid = str(meta.get("TransferSyntaxUID") or (IMPLICIT_VR_LE if implicit else EXPLICIT_VR_LE))
+    src_uid = _source_syntax(ds)
     if src_uid == dst_uid:
         return raw
     keyword = next((k for k in _PIXEL_KEYWORDS if k in ds), None)
+    if keyword is None:
+        return b"".join(_transcode_stream(ds, b"", dst_uid, None, _source_lossy(ds, src_uid)))
+    _check_target(keyword, dst_uid)
+    tag = _PIXEL_TAGS[keyword]
+    element = ds[keyword]
+    pixel = _described(ds, keyword)
+    tail = b""
+    if after := [t for t in ds.keys() if t > tag]:
+        fp = DicomBytesIO()
+        fp.is_little_endian, fp.is_implicit_VR = True, False
+        trailing = _subset(ds, after)
+        if src_uid == EXPLICIT_VR_BE:
+            swap_to_little_endian(trailing)
+        write_dataset(fp, trailing)
+        tail = fp.getvalue()
+    head = _subset(ds, [t for t in ds.keys() if t < tag])
+    frames = partial(_decoded_frames, ds, src_uid, pixel, element)
+    vr = str(element.VR)
+    if vr not in ("OB", "OW", "OF", "OD"):  # an ambiguous VR of an Implicit VR file: PS3.5 A.2 decides
+        vr = "OW" if pixel.bits_allocated > 8 else "OB"
+    pixels = StoredPixels(keyword, pixel, frames, partial(iter, [element.value]), len(element.value), vr)
+    return b"".join(_transcode_stream(head, tail, dst_uid, pixels, _source_lossy(ds, src_uid)))
+
+
+def _subset(ds: Dataset, tags: list[Any]) -> Dataset:
+    """A new data set of some of ``ds``'s elements, with its File Meta, preamble and encoding (``ds`` unchanged)."""
+    part = Dataset({tag: ds.get_item(tag) for tag in tags})
+    meta = getattr(ds, "file_meta", None)
+    part.file_meta = copy.deepcopy(meta) if isinstance(meta, FileMetaDataset) else FileMetaDataset()
+    part.preamble = getattr(ds, "preamble", None)
+    implicit, little = ds.original_encoding
+    part.set_original_encoding(implicit, little, ds.original_character_set)
+    return part
+
+
+_VR = {"PixelData": "OW", "FloatPixelData": "OF", "DoubleFloatPixelData": "OD"}
+
+
+def _source_syntax(ds: Dataset) -> str:
+    meta = ds.file_meta if isinstance(getattr(ds, "file_meta", None), FileMetaDataset) else None
+    implicit = ds.original_encoding[0]
+    found = meta.get("TransferSyntaxUID") if meta is not None else None
+    return str(found or (IMPLICIT_VR_LE if implicit else EXPLICIT_VR_LE))
+
+
+def _source_lossy(ds: Dataset, src_uid: str) -> bool:
+    return counts_as_lossy(src_uid, str(ds.get("LossyImageCompression", "")).strip())
+
+
+def _check_target(keyword: str | None, dst_uid: str) -> None:
     if dst_uid not in ENCODERS:
         reason = video_reason(dst_uid) or NO_ENCODER.get(dst_uid) or "unsupported transfer syntax"
         raise NotAcceptable(f"cannot encode the instance as {syntax_name(dst_uid)}: {reason}")
@@ -257,34 +320,226 @@ def _transcode_instance(src: bytes | BinaryIO, dst_uid: str) -> bytes:
         what = "a non-image instance" if keyword is None else keyword
         raise NotAcceptable(f"cannot encode {what} as {syntax_name(dst_uid)}: only native syntaxes can hold it")
 
-    source_lossy = counts_as_lossy(src_uid, str(ds.get("LossyImageCompression", "")).strip())
-    native_to_native = src_uid in NATIVE_SYNTAXES and dst_uid in NATIVE_SYNTAXES
-    if keyword is not None and not native_to_native:
-        try:
-            pixel = _pixel_description(ds)
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise DecodeError(f"cannot decode frame: incomplete Image Pixel module ({exc})") from exc
-        if keyword != "PixelData":  # float pixels stored big endian: decode, write little endian
-            pixel = replace(pixel, bits_stored=pixel.bits_allocated)
-        encoded = [encode_frame(arr, desc, dst_uid, source_lossy=source_lossy)
-                   for arr, desc in _decoded_frames(ds, src_uid, pixel)]
-        if keyword == "PixelData":
-            _set_pixels(ds, encoded, dst_uid)
-        else:
-            setattr(ds, keyword, b"".join(frame.data for frame in encoded))
-        _set_lossy(ds, encoded, source_lossy, src_uid)
 
+def _described(ds: Dataset, keyword: str) -> PixelDescription:
+    try:
+        pixel = _pixel_description(ds)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise DecodeError(f"cannot decode frame: incomplete Image Pixel module ({exc})") from exc
+    return _for_encoding(pixel, keyword)
+
+
+def _decoded_frames(ds: Dataset, src_uid: str, pixel: PixelDescription,
+                    element: DataElement) -> Iterator[tuple[Array, PixelDescription]]:
+    value = element.value
+    if src_uid in NATIVE_SYNTAXES or src_uid == EXPLICIT_VR_BE:
+        # pydicom reads native data (either byte order, packed bits, planar, 4:2:2) from the dataset
+        for arr, properties in get_decoder(src_uid).iter_array(ds, raw=True):
+            yield normalize_decoded(arr, properties, pixel)
+        return
+    eot = None
+    if "ExtendedOffsetTable" in ds and "ExtendedOffsetTableLengths" in ds:
+        eot = (ds.ExtendedOffsetTable, ds.ExtendedOffsetTableLengths)
+    for frame in generate_frames(value, number_of_frames=pixel.number_of_frames, extended_offsets=eot):
+        yield decode_frame(frame, src_uid, pixel)
+
+
+def pixel_element_start(prefix: bytes, encapsulated: bool, keyword: str = "PixelData") -> int | None:
+    """Where the stored pixel data element begins, in ``prefix``: the stored file up to its first frame's value.
+
+    Native: the 12-byte Explicit VR header just before the value. Encapsulated: the header, the Basic Offset Table
+    item and the first fragment's item header (PS3.5 A.4), found by walking back over a Basic Offset Table of any
+    length. None when the bytes are not laid out so (the caller reads the whole instance instead).
+    """
+    tag = _PIXEL_TAGS[keyword].to_bytes(4, "big")
+    tag = tag[1::-1] + tag[:1:-1]  # (gggg,eeee) little endian: group then element
+    if not encapsulated:
+        start = len(prefix) - 12
+        return start if start >= 0 and prefix[start:start + 4] == tag and prefix[start + 6:start + 8] == b"\0\0" \
+            else None
+    if prefix[-8:-4] != _ITEM:
+        return None
+    start = prefix.rfind(tag)
+    while start >= 0:  # the header (OB, or OW as some writers have it), undefined length, then the table's item
+        header = prefix[start + 4:start + 16]
+        bot = int.from_bytes(prefix[start + 16:start + 20], "little")
+        if header[:2] in (b"OB", b"OW") and header[2:] == b"\0\0\xff\xff\xff\xff" + _ITEM \
+                and start + 20 + bot == len(prefix) - 8:
+            return start
+        start = prefix.rfind(tag, 0, start)
+    return None
+
+
+def transcode_stream(ds: Dataset, tail: bytes, dst_uid: str, pixels: StoredPixels | None,
+                     source_lossy: bool) -> Iterator[bytes]:
+    """Yield a Part 10 instance in ``dst_uid``: ``ds`` (the elements before its pixel data, with File Meta), the
+    pixel data converted a frame at a time, then ``tail`` (the elements after it, Explicit VR Little Endian).
+
+    Memory holds one frame. Native output streams as it is decoded (its offsets follow from the frame size);
+    encapsulated output is encoded into a temporary file first, since the Basic Offset Table (or, past 4 GiB, the
+    Extended Offset Table) and the lossy compression ratio before the pixels depend on every frame.
+    """
+    with _instance_errors():
+        yield from _transcode_stream(ds, tail, dst_uid, pixels, source_lossy)
+
+
+def _transcode_stream(ds: Dataset, tail: bytes, dst_uid: str, pixels: StoredPixels | None,
+                      source_lossy: bool) -> Iterator[bytes]:
+    src_uid = _source_syntax(ds)
+    meta = ds.file_meta if isinstance(getattr(ds, "file_meta", None), FileMetaDataset) else FileMetaDataset()
+    _check_target(None if pixels is None else pixels.keyword, dst_uid)
+    for keyword in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
+        if keyword in ds:
+            del ds[keyword]
+    lossy = _Lossy()
+    element = b""
+    body: Iterator[bytes] = iter(())
+    if pixels is not None and src_uid in NATIVE_SYNTAXES and dst_uid in NATIVE_SYNTAXES:
+        element = _element_header(pixels.keyword, pixels.raw_vr, pixels.raw_length)  # the stored value, untouched
+        body = pixels.raw()
+    elif pixels is not None and dst_uid in NATIVE_SYNTAXES:
+        decoded = decoded_description(src_uid, pixels.pixel)
+        native = replace(decoded, number_of_frames=pixels.pixel.number_of_frames)
+        length = -(-native.frame_bits * native.number_of_frames // 8)
+        vr = "OB" if native.bits_allocated <= 8 and pixels.keyword == "PixelData" else _VR[pixels.keyword]
+        element = _element_header(pixels.keyword, vr, length + length % 2)
+        ds.PhotometricInterpretation = decoded.photometric_interpretation
+        if decoded.samples_per_pixel > 1:
+            ds.PlanarConfiguration = 0
+        body = _native_frames(pixels, dst_uid, source_lossy, decoded, length, lossy)
+    elif pixels is not None:
+        spool = tempfile.TemporaryFile(prefix="dicomweb-transcode-")  # noqa: SIM115 - closed below
+        try:
+            lengths, first = _encode_to(spool, pixels, dst_uid, source_lossy, lossy)
+        except BaseException:
+            spool.close()
+            raise
+        ds.PhotometricInterpretation = first.photometric_interpretation
+        if first.samples_per_pixel > 1:
+            ds.PlanarConfiguration = 0
+        if "IconImageSequence" in ds:  # an icon's own encapsulated pixels would not match
+            del ds.IconImageSequence
+        element, table = _encapsulated_header(ds, lengths)
+        body = _spooled_items(spool, lengths, table)
+    if pixels is not None:
+        _set_lossy(ds, lossy, source_lossy, src_uid)
     meta.TransferSyntaxUID = UID(dst_uid)
     if "SOPClassUID" in ds:
         meta.MediaStorageSOPClassUID = ds.SOPClassUID
     if "SOPInstanceUID" in ds:
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta = meta
     if src_uid == EXPLICIT_VR_BE:  # retired, but it may have been stored as received
-        swap_to_little_endian(ds, pixels=False)  # the pixels were re-encoded little endian above
-    out = io.BytesIO()
+        swap_to_little_endian(ds, pixels=False)
+    head = DicomBytesIO()
+    head.write((getattr(ds, "preamble", None) or b"\0" * 128)[:128].ljust(128, b"\0") + b"DICM")
     try:
-        pydicom.dcmwrite(out, ds, enforce_file_format=True)
+        write_file_meta_info(head, meta, enforce_standard=True)
+        start = head.tell()
+        head.is_little_endian, head.is_implicit_VR = True, False
+        write_dataset(head, Dataset({t: ds[t] for t in ds.keys() if t.group != 2}))
     except Exception as exc:
         raise NotAcceptable(f"cannot encode the instance as {syntax_name(dst_uid)}: {exc}") from exc
-    return out.getvalue()
+    data = head.getvalue()
+    chunks = itertools.chain([data[start:], element], body, [tail])
+    if dst_uid != DEFLATED_EXPLICIT_VR_LE:
+        yield data[:start]
+        yield from chunks
+        return
+    yield data[:start]
+    deflate = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)  # raw deflate (PS3.5 A.5)
+    size = 0
+    for chunk in chunks:
+        if out := deflate.compress(chunk):
+            size += len(out)
+            yield out
+    end = deflate.flush()
+    yield end + b"\0" * ((size + len(end)) % 2)  # a Part 10 file has an even length, as pydicom writes it
+
+
+def _element_header(keyword: str, vr: str, length: int) -> bytes:
+    tag = _PIXEL_TAGS[keyword]
+    return struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, vr.encode(), 0, length)
+
+
+def _native_frames(pixels: StoredPixels, dst_uid: str, source_lossy: bool, decoded: PixelDescription,
+                   length: int, lossy: _Lossy) -> Iterator[bytes]:
+    """The native value, a frame at a time; 1-bit frames packed on across frame boundaries (PS3.5 §8.1.1)."""
+    written = 0
+    carry = np.zeros(0, dtype=np.uint8)  # bits of a 1-bit frame left over from the byte before
+    for arr, desc in pixels.frames():
+        desc = _for_encoding(desc, pixels.keyword)
+        if desc.photometric_interpretation != decoded.photometric_interpretation:
+            raise DecodeError(f"a frame decoded as {desc.photometric_interpretation}, not"
+                              f" {decoded.photometric_interpretation} like the first ones")
+        if desc.bits_allocated == 1:
+            bits = np.concatenate([carry, np.asarray(arr, dtype=np.uint8).ravel() & 1])
+            whole = len(bits) - len(bits) % 8
+            data, carry = np.packbits(bits[:whole], bitorder="little").tobytes(), bits[whole:]
+        else:
+            frame = encode_frame(arr, desc, dst_uid, source_lossy=source_lossy)
+            lossy.add(frame)
+            data = frame.data
+        written += len(data)
+        yield data
+    if len(carry):
+        written += 1
+        yield np.packbits(carry, bitorder="little").tobytes()
+    if written != length:
+        raise DecodeError(f"the frames decoded to {written} bytes, not the {length} their description makes")
+    if length % 2:
+        yield b"\0"
+
+
+def _for_encoding(desc: PixelDescription, keyword: str) -> PixelDescription:
+    # float pixels use every bit of their samples (PS3.3 C.7.6.24)
+    return desc if keyword == "PixelData" else replace(desc, bits_stored=desc.bits_allocated)
+
+
+def _encode_to(spool: BinaryIO, pixels: StoredPixels, dst_uid: str, source_lossy: bool,
+               lossy: _Lossy) -> tuple[list[int], PixelDescription]:
+    """Encode every frame into ``spool``, one after the other; return their lengths and the first's description."""
+    lengths: list[int] = []
+    first: PixelDescription | None = None
+    for arr, desc in pixels.frames():
+        frame = encode_frame(arr, desc, dst_uid, source_lossy=source_lossy)
+        lossy.add(frame)
+        first = first or frame.pixel
+        data = frame.data + b"\0" * (len(frame.data) % 2)  # items have even lengths (PS3.5 A.4)
+        spool.write(data)
+        lengths.append(len(data))
+    if first is None:
+        raise DecodeError("the instance has no frames to encode")
+    spool.flush()
+    return lengths, first
+
+
+def _encapsulated_header(ds: Dataset, lengths: list[int]) -> tuple[bytes, bytes]:
+    """The pixel data element's header and its Basic Offset Table item; an Extended Offset Table past 4 GiB."""
+    offsets = list(itertools.accumulate((8 + n for n in lengths[:-1]), initial=0))
+    if sum(8 + n for n in lengths) < _EMPTY_BOT_LIMIT:
+        table = struct.pack(f"<{len(offsets)}I", *offsets)
+    else:  # PS3.5 A.4: 64-bit offsets in (7FE0,0001) and lengths in (7FE0,0002), the Basic table empty
+        table = b""
+        ds.ExtendedOffsetTable = struct.pack(f"<{len(offsets)}Q", *offsets)
+        ds.ExtendedOffsetTableLengths = struct.pack(f"<{len(lengths)}Q", *lengths)
+    header = _element_header("PixelData", "OB", 0xFFFFFFFF)
+    return header, _ITEM + struct.pack("<I", len(table)) + table
+
+
+def _spooled_items(spool: BinaryIO, lengths: list[int], table: bytes) -> Iterator[bytes]:
+    """The Basic Offset Table item, one item per frame read back from ``spool``, the Sequence Delimiter."""
+    try:
+        yield table
+        spool.seek(0)
+        for length in lengths:
+            yield _ITEM + struct.pack("<I", length)
+            remaining = length
+            while remaining:
+                chunk = spool.read(min(remaining, 1 << 20))
+                if not chunk:
+                    raise OSError("the spooled frames ended early")
+                remaining -= len(chunk)
+                yield chunk
+        yield _SEQUENCE_DELIMITER
+    finally:
+        spool.close()

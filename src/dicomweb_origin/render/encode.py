@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import BadRequest, NotAcceptable
+from .gif import gif_chunks
 
 Array = np.ndarray
 DEFAULT_QUALITY = 90
@@ -55,22 +56,10 @@ def _webp(images: Sequence[Image.Image], quality: int | None, _: float | None, i
     return _save(images[0], "WEBP", quality=quality or DEFAULT_QUALITY, method=4, icc_profile=icc)
 
 
-def _palettized(image: Image.Image) -> Image.Image:
-    if image.mode == "L":
-        return image  # GIF writes a 256-entry grey palette: exact
-    return image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-
-
 def _gif(images: Sequence[Image.Image], _: int | None, frame_time_ms: float | None, __: bytes | None) -> bytes:
-    frames = [_palettized(image) for image in images]
-    step = frame_time_ms if frame_time_ms and frame_time_ms > 0 else DEFAULT_FRAME_TIME_MS
-    # GIF delays are centiseconds: round the cumulative times, so 33.3 ms frames play at 30/40/30 ms
-    # and the animation keeps the real rate. (Pillow folds identical consecutive frames into one
-    # frame of their summed delay: timing is kept, the frame count may be lower.)
-    ends = [round((n + 1) * step / 10) * 10 for n in range(len(frames))]
-    durations = [max(10, end - start) for start, end in zip([0, *ends[:-1]], ends, strict=True)]
-    return _save(frames[0], "GIF", save_all=len(frames) > 1, append_images=frames[1:],
-                 duration=durations if len(frames) > 1 else durations[0], loop=0, optimize=False, disposal=1)
+    # One writer for every GIF, still or animated: frame by frame (gif.py), identical consecutive frames merged
+    # into one frame of their summed delay (timing is kept, the frame count may be lower).
+    return b"".join(gif_chunks((np.asarray(image) for image in images), frame_time_ms))
 
 
 def _jp2_with_icc(jp2: bytes, icc: bytes) -> bytes:

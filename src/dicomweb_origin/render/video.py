@@ -17,9 +17,10 @@ with timestamps is remuxed into MP4 unchanged; anything else is transcoded to H.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -77,17 +78,23 @@ def to_mp4(stream: bytes, transfer_syntax_uid: str, frame_time_ms: float | None 
             packets = [p for p in container.demux(source) if p.size]
             if packets and all(p.pts is not None and p.dts is not None for p in packets):
                 return _remux(source, packets)
-    frames = list(video_frames(stream, transfer_syntax_uid))
-    return frames_to_mp4(frames, frame_time_ms or _frame_time_ms(stream), None)
+    return frames_to_mp4(video_frames(stream, transfer_syntax_uid), frame_time_ms or _frame_time_ms(stream), None)
 
 
-def frames_to_mp4(frames: Sequence[np.ndarray], frame_time_ms: float, quality: int | None = None) -> bytes:
+def frames_to_mp4(frames: Iterable[np.ndarray], frame_time_ms: float, quality: int | None = None) -> bytes:
     """Encode frames (uint8, HxW grey or HxWx3 RGB) as H.264 yuv420p in MP4, one per Frame Time."""
-    if not frames:
-        raise BadRequest("no frames to encode as video")
+    return b"".join(mp4_chunks(frames, frame_time_ms, quality))
+
+
+def mp4_chunks(frames: Iterable[np.ndarray], frame_time_ms: float, quality: int | None = None) -> Iterator[bytes]:
+    """``frames_to_mp4`` taking one frame at a time and yielding the file in chunks: memory holds a frame."""
     if not frame_time_ms > 0:
         raise BadRequest(f"frame time must be positive, not {frame_time_ms}")
-    height, width = frames[0].shape[:2]
+    iterator = iter(frames)
+    first = next(iterator, None)
+    if first is None:
+        raise BadRequest("no frames to encode as video")
+    height, width = first.shape[:2]
     even_height, even_width = height + height % 2, width + width % 2
     rate = Fraction(1000 / frame_time_ms).limit_denominator(1001)
     crf = _crf(quality)
@@ -96,12 +103,12 @@ def frames_to_mp4(frames: Sequence[np.ndarray], frame_time_ms: float, quality: i
         target = container.add_stream(ENCODER, rate=rate)
         target.width, target.height, target.pix_fmt = even_width, even_height, PIXEL_FORMAT
         target.options = {"crf": str(crf), "preset": "veryfast"}
-        for pixels in frames:
+        for pixels in itertools.chain([first], iterator):
             rgb = _even_rgb(pixels, (height, width))
             container.mux(target.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         container.mux(target.encode(None))
 
-    return _write_mp4(fill)
+    yield from _mp4_chunks(fill)
 
 
 def video_frames(stream: bytes, transfer_syntax_uid: str) -> Iterator[np.ndarray]:
@@ -171,17 +178,22 @@ def _remux(source: Any, packets: list[Any]) -> bytes:
 
 
 def _write_mp4(fill: Callable[[Any], None]) -> bytes:
-    """Return the MP4 that ``fill`` muxes, with its index (moov) first so players start at once.
+    """Return the MP4 that ``fill`` muxes, with its index (moov) first so players start at once."""
+    return b"".join(_mp4_chunks(fill))
 
-    FFmpeg's faststart pass reopens the output by name, hence a private temporary file rather
-    than memory.
+
+def _mp4_chunks(fill: Callable[[Any], None]) -> Iterator[bytes]:
+    """Yield the MP4 that ``fill`` muxes in 1 MiB chunks, with its index (moov) first so players start at once.
+
+    FFmpeg's faststart pass reopens the output by name, hence a private temporary file rather than memory.
     """
     with tempfile.TemporaryDirectory(prefix="dicomweb-mp4-") as folder:
         path = os.path.join(folder, "video.mp4")
         with av.open(path, "w", format="mp4", options={"movflags": "+faststart"}) as container:
             fill(container)
         with open(path, "rb") as file:
-            return file.read()
+            while chunk := file.read(1 << 20):
+                yield chunk
 
 
 def _frame_time_ms(stream: bytes) -> float:

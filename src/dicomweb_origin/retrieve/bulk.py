@@ -2,12 +2,18 @@
 
 A stored frame is one ranged read (several for fragmented frames); frames in another syntax are
 transcoded on the executor, in parallel with their neighbours, and kept in the frame cache.
+
+A resource that is one value (a bulk data element, one frame, the Pixel Data of one instance stored
+native, every frame in a row) can be a single part, which Range requests (RFC 9110 §14) apply to.
+A bare ``application/octet-stream`` asks for that part; so does a wildcard (``*/*``) when the request
+carries ``Range`` (``ranged``): a byte range of the multipart envelope, the wildcard's default, would
+mean nothing to a client following a BulkDataURI (our choice; RFC 9110 §14.2 lets a server ignore Range).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 from ..errors import BadRequest, InvalidFrameList, NotAcceptable, NotFound
@@ -44,7 +50,7 @@ def bulkdata(sources: Sources, target: Target, accept: Sequence[Acceptable]) -> 
     if not parts:
         if not any(r.pixel is not None or r.bulk for r in records):
             raise NotFound("the target has no bulk data")
-        raise NotAcceptable(not_acceptable_message(records, "bulk data"))
+        raise NotAcceptable(not_acceptable_message(records, "bulk data", accept))
     return replace(_bulk_payload(parts, records, bare=False), omitted=omitted)
 
 
@@ -55,13 +61,14 @@ def _element_part(sources: Sources, record: InstanceRecord, path: str) -> Part:
                 sources.blob_body(record.blob_key, element.offset, element.length))
 
 
-def bulk_element(sources: Sources, target: Target, path: str, accept: Sequence[Acceptable]) -> Payload:
+def bulk_element(sources: Sources, target: Target, path: str, accept: Sequence[Acceptable],
+                 ranged: bool = False) -> Payload:
     """One BulkDataURI advertised by metadata: ``{instance}/bulkdata/{tag path}``."""
     (record,) = sources.records(target)
     if record.bulk_element(path) is None:
         raise NotFound(f"instance {record.instance_uid} has no bulk data element {path}")
     for acceptable in accept:
-        multipart = acceptable.multipart is not False
+        multipart = not _bare(acceptable, ranged)
         if acceptable.q > 0 and acceptable.matches(OCTET) and acceptable.transfer_syntax in (
             None, "*", EXPLICIT_VR_LE
         ) and quality(accept, OCTET, EXPLICIT_VR_LE, multipart) > 0:
@@ -70,60 +77,90 @@ def bulk_element(sources: Sources, target: Target, path: str, accept: Sequence[A
     raise NotAcceptable("bulk data is served as application/octet-stream (Explicit VR Little Endian)")
 
 
-def pixeldata(sources: Sources, target: Target, accept: Sequence[Acceptable]) -> Payload:
+def pixeldata(sources: Sources, target: Target, accept: Sequence[Acceptable], ranged: bool = False) -> Payload:
     records = [r for r in sources.records(target) if r.pixel is not None]
     if not records:
         raise NotFound("the target has no pixel data")
-    single = target.single and len(records[0].frames) == 1
+    # One instance's Pixel Data is one value: a single part when it is one frame, or frames stored native.
+    single = target.single and (len(records[0].frames) == 1 or not records[0].syntax.encapsulated)
     parts: list[Part] = []
     bare = False
     omitted = 0  # instances whose pixel data no acceptable type can carry: 206 (Table 10.4.3-1)
     for record in records:
-        produced, bare = _pixel_parts(sources, record, range(len(record.frames)), accept, single=single)
+        produced, bare = _pixel_parts(sources, record, range(len(record.frames)), accept, single, ranged)
         parts += produced
         omitted += not produced
     if not parts:
-        raise NotAcceptable(not_acceptable_message(records, "pixel data"))
+        raise NotAcceptable(not_acceptable_message(records, "pixel data", accept))
     return replace(_bulk_payload(parts, records, bare), omitted=omitted)
 
 
-def frames(sources: Sources, target: Target, frame_list: str, accept: Sequence[Acceptable]) -> Payload:
+def frames(sources: Sources, target: Target, frame_list: str, accept: Sequence[Acceptable],
+           ranged: bool = False) -> Payload:
     (record,) = sources.records(target)
     if record.pixel is None:
         raise NotFound(f"instance {record.instance_uid} has no pixel data")
     if record.syntax.video:
         raise NotAcceptable("a video is served whole, as its pixeldata, not frame by frame (§8.7.3.3.2)")
     indexes = parse_frame_list(frame_list, len(record.frames))
-    parts, bare = _pixel_parts(sources, record, indexes, accept, single=len(indexes) == 1)
+    parts, bare = _pixel_parts(sources, record, indexes, accept, len(indexes) == 1, ranged)
     if not parts:
-        raise NotAcceptable(not_acceptable_message([record], "frames"))
+        raise NotAcceptable(not_acceptable_message([record], "frames", accept))
     return _bulk_payload(parts, [record], bare)
 
 
-def _pixel_parts(
-    sources: Sources, record: InstanceRecord, indexes: Iterable[int], accept: Sequence[Acceptable], single: bool
-) -> tuple[list[Part], bool]:
+def _bare(acceptable: Acceptable, ranged: bool) -> bool:
+    """Whether ``acceptable`` asks for a single part: named bare, or a wildcard with a Range to apply."""
+    return acceptable.multipart is False or ranged and acceptable.multipart is None
+
+
+def _pixel_parts(sources: Sources, record: InstanceRecord, indexes: Sequence[int], accept: Sequence[Acceptable],
+                 single: bool, ranged: bool = False) -> tuple[list[Part], bool]:
     """One part per frame in the first acceptable syntax this instance can be delivered in.
 
-    Also says whether the range that chose the syntax asked for a bare (single-part) response.
+    Also says whether the range that chose the syntax asked for a bare (single-part) response; several
+    frames stored native then make one part, the Pixel Data value as stored.
     """
-    choice = _frame_choice(sources, record, accept, single)
+    whole = len(indexes) > 1  # only a native instance's whole value gets here with ``single``
+    choice = _frame_choice(sources, record, accept, single, whole)
     if choice is None:
         return [], False
     syntax, acceptable = choice
+    bare = single and _bare(acceptable, ranged) and (not whole or _as_stored_native(record, syntax))
+    if bare and whole:
+        return [_value_part(sources, record)], True
     multi = len(record.frames) > 1
     parts = [
         _frame_part(sources, record, index, syntax,
                     f"{record.path}/frames/{index + 1}" if multi else f"{record.path}/pixeldata")
         for index in indexes
     ]
-    return parts, single and acceptable.multipart is False
+    return parts, bare
 
 
-def _frame_choice(
-    sources: Sources, record: InstanceRecord, accept: Sequence[Acceptable], single: bool
-) -> tuple[str, Acceptable] | None:
-    """The syntax frames of this instance are sent in, and the acceptable range that chose it."""
+def _as_stored_native(record: InstanceRecord, syntax: str) -> bool:
+    return syntax == EXPLICIT_VR_LE and not record.syntax.encapsulated
+
+
+def _value_part(sources: Sources, record: InstanceRecord) -> Part:
+    """The Pixel Data value of an instance stored native: every frame in a row, one ranged read.
+
+    Packed 1-bit frames that do not fill whole bytes share bytes: the value is sent as stored.
+    """
+    start = record.frames[0][0][0]
+    last_start, last_length = record.frames[-1][-1]
+    length = last_start + last_length - start
+    return Part(with_syntax(OCTET, EXPLICIT_VR_LE), f"{record.path}/pixeldata", length,
+                sources.blob_body(record.blob_key, start, length))
+
+
+def _frame_choice(sources: Sources, record: InstanceRecord, accept: Sequence[Acceptable], single: bool,
+                  whole: bool = False) -> tuple[str, Acceptable] | None:
+    """The syntax frames of this instance are sent in, and the acceptable range that chose it.
+
+    ``whole``: every frame of an instance stored native, which a bare range may ask for as one part only
+    in Explicit VR Little Endian as stored (compressed frames go one per part, §8.7.3.3.2).
+    """
     stored = record.syntax
     stored_media = stored.media_type
     for acceptable in accept:
@@ -153,6 +190,8 @@ def _frame_choice(
         media = TRANSFER_SYNTAXES[syntax].media_type if syntax in TRANSFER_SYNTAXES else ""
         # ``application/octet-stream; transfer-syntax=*`` may yield another media type (the stored
         # one), which no range names: only a range that matches it and says q=0 rules it out.
+        if acceptable.multipart is False and whole and not _as_stored_native(record, syntax):
+            continue
         if deliverable and not excluded(accept, media, syntax, acceptable.multipart is not False):
             return syntax, acceptable
     return None
@@ -179,7 +218,8 @@ def _frame_part(sources: Sources, record: InstanceRecord, index: int, syntax: st
     def transcoded(offset: int, length: int | None) -> Iterator[bytes]:
         yield from bytes_body(sources.transcoded_frame(record, index, syntax))(offset, length)
 
-    return Part(media, location, None, transcoded)  # produced when sent, in parallel with its neighbours
+    # produced when sent, in parallel with its neighbours as far as the request's memory budget allows
+    return Part(media, location, None, transcoded, memory=sources.frame_memory(record, syntax))
 
 
 def _bulk_payload(parts: list[Part], records: Sequence[InstanceRecord], bare: bool) -> Payload:

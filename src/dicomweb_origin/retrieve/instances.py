@@ -7,7 +7,7 @@ untouched whenever the selection allows it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from ..dicom import transcode
 from ..errors import NotAcceptable
@@ -19,7 +19,7 @@ from ..model import (
     InstanceRecord,
     quality,
 )
-from .payload import Part, Payload, Target, etag, with_syntax
+from .payload import Part, Payload, Target, etag, stream_body, with_syntax
 from .sources import Sources, not_acceptable_message
 
 BULK_MEDIA_TYPES = frozenset(ts.media_type for ts in TRANSFER_SYNTAXES.values())
@@ -47,7 +47,7 @@ def instances(sources: Sources, target: Target, accept: Sequence[Acceptable]) ->
         parts.append(_instance_part(sources, record, syntax))
         keys += [record.digest, syntax]
     if not parts:
-        raise NotAcceptable(not_acceptable_message(records, "instances"))
+        raise NotAcceptable(not_acceptable_message(records, "instances", accept))
     single = multipart is False
     return Payload(parts, None if single else "application/dicom", etag("instances", single, *keys),
                    omitted=len(records) - len(parts))
@@ -98,12 +98,6 @@ def _instance_part(sources: Sources, record: InstanceRecord, syntax: str) -> Par
     media_type = with_syntax("application/dicom", syntax)
     if syntax == record.transfer_syntax_uid:
         return Part(media_type, record.path, record.size, sources.blob_body(record.blob_key, 0, record.size))
-    holder: list[bytes] = []
-
-    def body(offset: int, length: int | None) -> Iterator[bytes]:
-        if not holder:
-            holder.append(transcode.transcode_instance(sources.blobs.read(record.blob_key), syntax))
-        data = holder[0]
-        yield data[offset:] if length is None else data[offset : offset + length]
-
-    return Part(media_type, record.path, None, body)
+    # Produced a frame at a time and spooled when sent (Part.materialize): memory holds a frame, not the instance.
+    return Part(media_type, record.path, None, stream_body(lambda: sources.transcoded_instance(record, syntax)),
+                memory=sources.instance_memory(record, syntax))

@@ -10,7 +10,7 @@ from ..dicom import metadata as dicom_metadata
 from ..dicom.xml import json_to_xml
 from ..errors import NotAcceptable
 from ..model import EXPLICIT_VR_LE, Acceptable, quality
-from .payload import Body, Once, Part, Payload, Target, etag, lazy_body
+from .payload import Body, Cost, Once, Part, Payload, Target, etag, lazy_body
 from .sources import Sources
 
 _METADATA_TYPES = (("json", "application/dicom+json", False), ("xml", "application/dicom+xml", True))
@@ -28,14 +28,14 @@ def metadata(sources: Sources, target: Target, accept: Sequence[Acceptable], roo
     vary = ("Accept", "Accept-Encoding")
     if kind == "json":
         json_body = lazy_body(lambda: dicom_metadata.json_array(stored(), root))
-        part = Part("application/dicom+json", f"{target.path}/metadata", None, json_body)
+        part = Part("application/dicom+json", f"{target.path}/metadata", None, json_body, Cost.LIGHT)
         return Payload([part], None, tag, vary=vary)
 
     def xml_body(position: int) -> Body:
         return lazy_body(lambda: json_to_xml(orjson.loads(dicom_metadata.absolutize(stored()[position], root))))
 
-    parts = [Part("application/dicom+xml; charset=utf-8", f"{record.path}/metadata", None, xml_body(position))
-             for position, record in enumerate(records)]
+    parts = [Part("application/dicom+xml; charset=utf-8", f"{record.path}/metadata", None, xml_body(position),
+                  Cost.LIGHT) for position, record in enumerate(records)]
     return Payload(parts, "application/dicom+xml", tag, vary=vary)
 
 

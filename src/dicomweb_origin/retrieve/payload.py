@@ -6,12 +6,17 @@ Parts whose bytes need work (transcoding, rendering) have ``length`` None until 
 
 from __future__ import annotations
 
+import enum
 import hashlib
+import os
+import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import IO, Generic, TypeVar
 
+from .. import memory
+from ..cache import BytesCache
 from ..model import check_uid
 
 Body = Callable[[int, int | None], Iterator[bytes]]  # (offset, length) within the part -> chunks
@@ -47,6 +52,13 @@ class Target:
         return path + (f"/instances/{self.instance_uid}" if self.instance_uid is not None else "")
 
 
+class Cost(enum.Enum):
+    """How much CPU producing a part takes, so where it is produced (lanes.py)."""
+
+    LIGHT = "light"  # from what the index holds (metadata as JSON or XML): milliseconds
+    HEAVY = "heavy"  # decoding, rendering, transcoding, volumes: up to seconds
+
+
 @dataclass(slots=True)
 class Part:
     """One representation: its Content-Type, Content-Location and bytes."""
@@ -55,17 +67,25 @@ class Part:
     location: str | None
     length: int | None  # None until produced (transcoded or rendered parts)
     body: Body
+    cost: Cost = Cost.HEAVY  # of producing a part of unknown length
+    memory: int = 0  # bytes producing it may hold at its peak (memory.py): bounds the parts produced at once
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def read_all(self) -> bytes:
         return b"".join(self.body(0, None))
 
     def materialize(self) -> None:
-        """Produce a part of unknown length now (once, whichever thread asks first)."""
+        """Produce a part of unknown length now (once, whichever thread asks first).
+
+        A large one goes to a temporary file as it is produced (``spool``): a transcoded instance or an animation
+        of gigabytes costs disk, not memory.
+        """
         with self._lock:
             if self.length is None:
-                data = self.read_all()
-                self.body, self.length = bytes_body(data), len(data)
+                try:
+                    self.body, self.length = spool(self.body(0, None))
+                finally:
+                    memory.release(self.memory)  # large work leaves freed arenas: hand them back
 
 
 @dataclass(slots=True)
@@ -76,6 +96,48 @@ class Payload:
     omitted: int = 0  # items that could not be represented: 206 (Table 10.4.3-1)
     vary: tuple[str, ...] = field(default=("Accept",))
     warnings: tuple[str, ...] = ()  # Warning header texts (e.g. unsupported annotation values, §8.3.5.1.1)
+
+
+SPOOL_IN_MEMORY = 8 << 20  # a produced part up to this size stays in memory; a larger one goes to a file
+_READ_CHUNK = 1 << 20
+
+
+def spool(chunks: Iterator[bytes], in_memory: int = SPOOL_IN_MEMORY) -> tuple[Body, int]:
+    """Consume ``chunks``; return a body that reads them back, and their length.
+
+    Up to ``in_memory`` bytes are kept as bytes; past that everything goes to an unnamed temporary file (deleted
+    when the body is), read back with ``os.pread`` so that concurrent readers (Range requests) need no lock.
+    """
+    held: list[bytes] = []
+    size = 0
+    file: IO[bytes] | None = None
+    for chunk in chunks:
+        size += len(chunk)
+        if file is None and size <= in_memory:
+            held.append(chunk)
+            continue
+        if file is None:
+            file = tempfile.TemporaryFile(prefix="dicomweb-part-")  # noqa: SIM115 - lives as long as the body
+            file.writelines(held)
+            held = []
+        file.write(chunk)
+    if file is None:
+        return bytes_body(b"".join(held)), size
+    file.flush()
+    return _file_body(file, size), size
+
+
+def _file_body(file: IO[bytes], size: int) -> Body:
+    def body(offset: int, length: int | None) -> Iterator[bytes]:
+        end = size if length is None else min(size, offset + length)
+        while offset < end:
+            chunk = os.pread(file.fileno(), min(_READ_CHUNK, end - offset), offset)
+            if not chunk:
+                raise OSError(f"the spooled part ended at byte {offset} of {size}")
+            offset += len(chunk)
+            yield chunk
+
+    return body
 
 
 def etag(*items: object) -> str:
@@ -93,6 +155,46 @@ def bytes_body(data: bytes) -> Body:
         yield data[offset:] if length is None else data[offset : offset + length]
 
     return body
+
+
+def stream_body(chunks: Callable[[], Iterator[bytes]]) -> Body:
+    """A body made by ``chunks`` as it is read (never held whole), cut to (offset, length) on the way."""
+
+    def body(offset: int, length: int | None) -> Iterator[bytes]:
+        end = None if length is None else offset + length
+        position = 0
+        for chunk in chunks():
+            start, position = position, position + len(chunk)
+            if position > offset:
+                if end is not None and start >= end:
+                    break
+                yield chunk[max(0, offset - start):None if end is None else end - start]
+
+    return body
+
+
+def kept_stream_body(chunks: Callable[[], Iterator[bytes]], cache: BytesCache, key: Hashable, work: int) -> Body:
+    """``stream_body`` of an animation: its bytes kept in ``cache`` afterwards when they come to at most an eighth
+    of it (a larger one would push most thumbnails out), and memory returned after its ``work`` bytes."""
+    keep = cache.max_bytes // 8
+
+    def produce() -> Iterator[bytes]:
+        kept: list[bytes] | None = []
+        size = 0
+        try:
+            for chunk in chunks():
+                size += len(chunk)
+                if kept is not None and size <= keep:
+                    kept.append(chunk)
+                else:
+                    kept = None
+                yield chunk
+        finally:
+            memory.release(work)
+        if kept is not None:
+            cache.put(key, b"".join(kept))
+
+    return stream_body(produce)
 
 
 def lazy_body(make: Callable[[], bytes]) -> Body:

@@ -19,17 +19,29 @@ from typing import Any
 
 import orjson
 
-from .. import render
+from .. import memory, render
 from ..cache import BytesCache
 from ..dicom.xml import json_to_xml
-from ..errors import BadRequest, DicomWebError, NotAcceptable
+from ..errors import BadRequest, DicomWebError, NotAcceptable, PayloadTooLarge
 from ..model import Acceptable, Display, InstanceRecord, RenderParams, Viewport, Window, excluded
 from ..render import document, icons, presentation, report, video
+from ..render.gif import gif_chunks
+from ..render.viewport import output_size, source_region
 from .bulk import parse_frame_list
-from .payload import Part, Payload, Target, bytes_body, etag
+from .payload import Part, Payload, Target, bytes_body, etag, kept_stream_body
 from .sources import Sources
 
 THUMBNAIL_SIZE = 128  # the default thumbnail fits in 128 x 128 (§8.3.5.2: the server chooses)
+# Frames x output pixels of one animation (image/gif, video/mp4): a bound on its time, as volumes have
+# (volumes.MAX_ANIMATION_PIXELS). Frames are rendered and encoded one at a time, so memory holds one frame
+# whatever the length; 1,000 frames of 1024² fit, 60 frames of 8192² (4 billion pixels, minutes of CPU) do not.
+MAX_ANIMATION_PIXELS = 1 << 30
+# Bytes per pixel a rendering holds besides the decoded frame (measured by benchmarks/memory.py): the display
+# pipeline's temporaries per source pixel, and per output pixel the viewport's resampling, annotation and encoder.
+SOURCE_PIXEL_BYTES = 24
+OUTPUT_PIXEL_BYTES = 16
+MP4_PIXEL_BYTES = 48  # x264 keeps its look-ahead frames (about 20 at 1.5 bytes a pixel) and their analysis
+VIDEO_COPIES = 3  # a stored video rendered: its stream, the packets demuxed from it, the MP4 remuxed
 
 # SOP classes by what they render as (PS3.4 Annex B).
 ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
@@ -126,7 +138,49 @@ class Renderer:
         def body(offset: int, length: int | None) -> Iterator[bytes]:
             yield from bytes_body(self.cache.get_or_make(key, produce))(offset, length)
 
-        return Part(content_type, location, None, body)
+        need = self.frame_memory(record, media_type) if record.pixel is not None and record.frames else 0
+        return Part(content_type, location, None, body, memory=need)
+
+    def animation_part(self, record: InstanceRecord, frames: Sequence[int], media_type: str, location: str) -> Part:
+        """An animation, refused (413) beyond MAX_ANIMATION_PIXELS, streamed frame by frame when produced.
+
+        Produced, it is spooled (``Part.materialize``) rather than held; one small enough is kept in the cache.
+        """
+        width, height = self.output_size(record)
+        total = len(frames) * width * height
+        if total > MAX_ANIMATION_PIXELS:
+            raise PayloadTooLarge(f"an animation of {len(frames)} frames of {width} x {height} pixels is more than this"
+                                  f" server renders ({MAX_ANIMATION_PIXELS:,} pixels in all): take a smaller"
+                                  " viewport or fewer frames")
+        need = self.frame_memory(record, media_type)
+        memory.check(need, self.sources.budget, f"rendering frames of {width} x {height} pixels as {media_type}")
+        key = ("rendered", self.thumbnail, record.digest, media_type, tuple(frames), self.params)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return Part(media_type, location, len(cached), bytes_body(cached))
+        chunks = partial(self.animation, record, frames, media_type)
+        return Part(media_type, location, None, kept_stream_body(chunks, self.cache, key, need), memory=need)
+
+    def output_size(self, record: InstanceRecord) -> tuple[int, int]:
+        """(width, height) of a rendered frame of ``record``: its own, or what the viewport makes of it."""
+        assert record.pixel is not None
+        columns, rows = record.pixel.columns, record.pixel.rows
+        viewport = self.viewport_for()
+        if viewport is None:
+            return columns, rows
+        _, _, width, height = source_region(viewport, columns, rows)
+        return output_size(viewport, width, height)
+
+    def frame_memory(self, record: InstanceRecord, media_type: str) -> int:
+        """Bytes rendering one frame of ``record`` may hold: its decoding, the display pipeline, the output."""
+        assert record.pixel is not None
+        try:
+            width, height = self.output_size(record)
+        except BadRequest:  # a viewport region outside the frame: refused when it is rendered
+            width, height = record.pixel.columns, record.pixel.rows
+        per_output = OUTPUT_PIXEL_BYTES + (MP4_PIXEL_BYTES if media_type == "video/mp4" else 0)
+        return (self.sources.frame_memory(record) + record.pixel.rows * record.pixel.columns * SOURCE_PIXEL_BYTES
+                + width * height * per_output)
 
     def instance_parts(self, record: InstanceRecord, kind: str, choice: Choice,
                        indexes: Sequence[int] | None) -> list[Part]:
@@ -149,7 +203,7 @@ class Renderer:
         frames = list(indexes) if indexes is not None else list(range(len(record.frames)))
         if media_type in ANIMATED:
             location = f"{base}/frames/{_frame_list(frames)}/rendered" if indexes is not None else f"{base}/rendered"
-            return [self.part(record, media_type, frames, location, lambda: self.animation(record, frames, media_type))]
+            return [self.animation_part(record, frames, media_type, location)]
         if not choice.multipart:
             frames = frames[:1]  # a bare still of a multi-frame instance: its first frame (see conformance.md)
         framed = len(record.frames) > 1 or indexes is not None  # a frame asked for is named as one
@@ -213,21 +267,29 @@ class Renderer:
 
     def frame_still(self, record: InstanceRecord, index: int, media_type: str,
                     ps: presentation.PresentationState | None = None) -> bytes:
+        memory.check(self.frame_memory(record, media_type), self.sources.budget,
+                     f"rendering frame {index + 1} of instance {record.instance_uid} as {media_type}")
         image, window = self.image(record, index, ps)
         return self.still(image, media_type, record, index, window)
 
-    def animation(self, record: InstanceRecord, frames: Sequence[int], media_type: str) -> bytes:
-        images = []
-        for index in frames:
-            image, window = self.image(record, index)
-            images.append(self.finish(image, media_type, record, index, window)[0])
+    def animation(self, record: InstanceRecord, frames: Sequence[int], media_type: str) -> Iterator[bytes]:
+        """The animation's bytes as they are encoded: one frame decoded, rendered and encoded at a time."""
+        def images() -> Iterator[Any]:
+            for index in frames:
+                image, window = self.image(record, index)
+                yield self.finish(image, media_type, record, index, window)[0]
+
         display = self.display(record)
         frame_time = (display.frame_time_ms if display is not None else None) or 100.0  # 10 frames/s unless told
         if media_type == "video/mp4":
-            return video.frames_to_mp4(images, frame_time, self.params.quality)
-        return render.encode(images, media_type, quality=self.params.quality, frame_time_ms=frame_time)
+            return video.mp4_chunks(images(), frame_time, self.params.quality)
+        return gif_chunks(images(), frame_time)
 
     def stream(self, record: InstanceRecord) -> bytes:
+        """A video's stored stream, whole: within the request's memory budget with its demuxed and remuxed copies."""
+        size = sum(length for frame in record.frames for _, length in frame)
+        memory.check(size * VIDEO_COPIES, self.sources.budget,
+                     f"rendering the {size:,}-byte video of instance {record.instance_uid}")
         return b"".join(self.sources.stored_frame(record, index) for index in range(len(record.frames)))
 
     def video(self, record: InstanceRecord, media_type: str) -> bytes:

@@ -1,42 +1,49 @@
 """Where every Retrieve resource gets its bytes: records from the index, ranges of blobs, frames.
 
 One ``Sources`` per application holds the index, the blob store, the cache of produced frames and
-the one executor that bounds all CPU work (transcoding, rendering): parts are produced there, in
-parallel with their neighbours, never on the event loop nor in an unbounded pool.
+the lanes that bound all CPU work (lanes.py): parts are produced on their lane, in parallel with their
+neighbours, never on the event loop nor in an unbounded pool. ``executor`` is the heavy lane.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 from typing import Any
 
+from .. import memory
 from ..cache import BytesCache
 from ..dicom import pixels, transcode
-from ..errors import DicomWebError, Gone, NotFound
+from ..errors import DecodeError, DicomWebError, Gone, NotFound
 from ..model import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_LE,
     TRANSFER_SYNTAXES,
+    Acceptable,
     InstanceRecord,
     PixelDescription,
 )
 from ..storage.base import BlobStore, Index
-from .payload import Body, Part, Target
+from .lanes import Lanes
+from .payload import SPOOL_IN_MEMORY, Body, Part, Target
 
 FrameKey = tuple[str, str, int, str]
+IN_MEMORY_FACTOR = 4  # an instance transcoded in memory: its bytes, pydicom's data set, the output
 SPAN_SLACK = 64 << 10  # gaps between one frame's fragments up to this are read through, not skipped
 
 
 class Sources:
-    """The index, the blobs, the frame cache and the CPU executor, with the reads resources share."""
+    """The index, the blobs, the frame cache and the CPU lanes, with the reads resources share."""
 
-    def __init__(self, index: Index, blobs: BlobStore, cache: BytesCache, executor: Executor, workers: int) -> None:
+    def __init__(self, index: Index, blobs: BlobStore, cache: BytesCache, lanes: Lanes, workers: int,
+                 budget: int = 0) -> None:
         self.index = index
         self.blobs = blobs
         self.cache = cache
-        self.executor = executor
+        self.lanes = lanes
+        self.executor = lanes.heavy  # decoding (volume assembly's slices)
         self.workers = workers
+        self.budget = budget or memory.default_request_budget()  # bytes one request may use (memory.py)
 
     # -- lookup ------------------------------------------------------------------------------
 
@@ -69,17 +76,23 @@ class Sources:
     # -- producing parts ---------------------------------------------------------------------
 
     def produce(self, parts: Sequence[Part]) -> Iterator[Part]:
-        """Yield the parts in order while the next few are produced in parallel on the executor.
+        """Yield the parts in order while the next few are produced in parallel, each on its lane.
 
-        At most ``workers`` parts are produced ahead of the one being sent, which bounds memory.
-        A part that fails keeps ``length`` None; the consumer meets the error when it reads it.
-        Never call this from the executor's own threads (it waits on them).
+        At most ``workers`` parts are produced ahead of the one being sent, and no more than the request's
+        memory budget holds at once (``Part.memory``), which bounds memory. A part that fails keeps ``length``
+        None; the consumer meets the error when it reads it. Never call this from a lane's own threads (it waits
+        on them).
         """
         pending: dict[int, Future[None]] = {}
         for position, part in enumerate(parts):
+            held = 0
             for ahead in range(position, min(len(parts), position + self.workers + 1)):
+                held += parts[ahead].memory
+                if ahead > position and held > self.budget:
+                    break  # the next parts wait until those before them are sent
                 if parts[ahead].length is None and ahead not in pending:
-                    pending[ahead] = self.executor.submit(_materialize_quietly, parts[ahead])
+                    lane = self.lanes.of(parts[ahead].cost)
+                    pending[ahead] = lane.submit(_materialize_quietly, parts[ahead])
             if position in pending:
                 pending.pop(position).result()
             yield part
@@ -150,23 +163,113 @@ class Sources:
     def frame_key(record: InstanceRecord, index: int, syntax: str) -> FrameKey:
         return (record.instance_uid, record.digest, index, syntax)
 
+    def frame_memory(self, record: InstanceRecord, syntax: str | None = None) -> int:
+        """Bytes producing one frame of ``record`` may hold: its decoding, and its encoding in ``syntax``."""
+        pixel = record.pixel
+        assert pixel is not None
+        need = pixels.decode_memory(record.transfer_syntax_uid, pixel)
+        if syntax is not None and syntax != record.transfer_syntax_uid:
+            need += pixels.decode_memory(syntax, pixels.decoded_description(record.transfer_syntax_uid, pixel))
+        return need
+
+    def check_frame_memory(self, record: InstanceRecord, index: int, syntax: str | None = None) -> None:
+        """413 before a frame too large for the request's memory budget is decoded (memory.py)."""
+        pixel = record.pixel
+        assert pixel is not None
+        what = "transcoding" if syntax is not None and syntax != record.transfer_syntax_uid else "decoding"
+        memory.check(self.frame_memory(record, syntax), self.budget,
+                     f"{what} frame {index + 1} of instance {record.instance_uid} ({pixel.columns} x {pixel.rows}"
+                     f" pixels, {pixel.samples_per_pixel} sample(s) of {pixel.bits_allocated} bits)")
+
     def transcoded_frame(self, record: InstanceRecord, index: int, syntax: str) -> bytes:
         pixel = record.pixel
         assert pixel is not None
 
         def make() -> bytes:
+            self.check_frame_memory(record, index, syntax)
             source = self.stored_frame(record, index)
             return transcode.transcode_frame(source, record.transfer_syntax_uid, syntax, pixel,
                                              source_lossy=record.lossy,
                                              pixel_keyword=pixels.pixel_keyword(record.pixel_path)).data
 
-        return self.cache.get_or_make(self.frame_key(record, index, syntax), make)
+        try:
+            return self.cache.get_or_make(self.frame_key(record, index, syntax), make)
+        except DecodeError as exc:
+            raise _undecodable(record, index, exc) from exc
 
     def decoded_frame(self, record: InstanceRecord, index: int) -> tuple[Any, PixelDescription]:
         """One frame decoded to an array, through the same decoder frames and transcoding use."""
         assert record.pixel is not None
+        self.check_frame_memory(record, index)
         keyword = pixels.pixel_keyword(record.pixel_path)  # Float and Double Float Pixel Data decode as floats
-        return pixels.decode_frame(self.stored_frame(record, index), record.transfer_syntax_uid, record.pixel, keyword)
+        try:
+            return pixels.decode_frame(self.stored_frame(record, index), record.transfer_syntax_uid, record.pixel,
+                                       keyword)
+        except DecodeError as exc:
+            raise _undecodable(record, index, exc) from exc
+
+    # -- whole instances ---------------------------------------------------------------------
+
+    def instance_memory(self, record: InstanceRecord, syntax: str) -> int:
+        """Bytes transcoding ``record`` may hold: a frame, decoded and encoded, and what stays in memory of it."""
+        if record.pixel is None or not record.frames:
+            return record.size * IN_MEMORY_FACTOR
+        return self.frame_memory(record, syntax) + SPOOL_IN_MEMORY
+
+    def transcoded_instance(self, record: InstanceRecord, syntax: str) -> Iterator[bytes]:
+        """The stored instance in ``syntax``, produced a frame at a time (``transcode.transcode_stream``).
+
+        Reads the elements before and after the pixel data, and each frame by its offsets: memory holds one
+        frame whatever the instance's size. An instance without pixel data (or one whose pixel data element is not
+        where its frames say) is read whole, within the request's memory budget.
+        """
+        layout = self._pixel_layout(record)
+        if layout is None:
+            memory.check(record.size * IN_MEMORY_FACTOR, self.budget,
+                         f"transcoding instance {record.instance_uid} ({record.size:,} bytes, read whole)")
+            yield transcode.transcode_instance(self.blobs.read(record.blob_key), syntax)
+            return
+        head, tail, value_start, value_length, vr = layout
+        pixel = record.pixel
+        assert pixel is not None
+        memory.check(self.frame_memory(record, syntax), self.budget,
+                     f"transcoding the frames of instance {record.instance_uid} ({pixel.columns} x {pixel.rows} pixels)")
+
+        def frames() -> Iterator[tuple[Any, PixelDescription]]:
+            for index in range(len(record.frames)):
+                yield self.decoded_frame(record, index)
+
+        def raw() -> Iterator[bytes]:
+            yield from self.blobs.stream(record.blob_key, value_start, value_length)
+
+        keyword = pixels.pixel_keyword(record.pixel_path)
+        stored = transcode.StoredPixels(keyword, pixel, frames, raw, value_length, vr)
+        yield from transcode.transcode_stream(transcode.read_head(head), tail, syntax, stored, record.lossy)
+
+    def _pixel_layout(self, record: InstanceRecord) -> tuple[bytes, bytes, int, int, str] | None:
+        """(bytes before the pixel data element, bytes after it, value start, value length, VR), or None."""
+        if record.pixel is None or not record.frames or record.syntax.video:
+            return None
+        key, encapsulated = record.blob_key, record.syntax.encapsulated
+        first = record.frames[0][0][0]
+        prefix = self.blobs.read(key, 0, first)
+        start = transcode.pixel_element_start(prefix, encapsulated, pixels.pixel_keyword(record.pixel_path))
+        if start is None:
+            return None
+        vr = prefix[start + 4:start + 6].decode("ascii", "replace")
+        if encapsulated:
+            offset, length = record.frames[-1][-1]
+            end, value_length = offset + length, 0
+            if self.blobs.read(key, end, 8) != b"\xfe\xff\xdd\xe0\x00\x00\x00\x00":
+                return None  # not the Sequence Delimitation Item right after the last fragment
+            end += 8
+        else:
+            value_length = int.from_bytes(prefix[start + 8:start + 12], "little")
+            end = first + value_length
+            if value_length == 0xFFFFFFFF or end > record.size:
+                return None
+        tail = self.blobs.read(key, end, record.size - end) if end < record.size else b""
+        return prefix[:start], tail, first, value_length, vr
 
     # -- what an instance can become -----------------------------------------------------------
 
@@ -197,14 +300,34 @@ def _materialize_quietly(part: Part) -> None:
         pass  # left for the consumer, which decides what a failed part means
 
 
-def not_acceptable_message(records: Sequence[InstanceRecord], what: str) -> str:
-    """The 406 text: what the target is stored as and every media type it can be served in (§8.7.8)."""
+def _undecodable(record: InstanceRecord, index: int, exc: DecodeError) -> DecodeError:
+    """The 406 of a frame no decoder accepts: which frame, what went wrong, and what can still be had."""
+    uid = record.transfer_syntax_uid
+    return DecodeError(f"frame {index + 1} of instance {record.instance_uid} (stored as {pixels.syntax_name(uid)})"
+                       f" does not decode: {exc.message.removeprefix('cannot decode frame: ')}; it can be retrieved"
+                       f" only as stored: {record.syntax.media_type}; transfer-syntax={uid}")
+
+
+def not_acceptable_message(records: Sequence[InstanceRecord], what: str, accept: Sequence[Acceptable] = ()) -> str:
+    """The 406 text: what was asked, what the target is stored as, every media type it can be served in (§8.7.8)."""
     stored = sorted({r.transfer_syntax_uid for r in records})
     offered = producible(records, what)
     served = (f"; it can be served as {', '.join(offered)} (a single item also as the bare media type)"
               if offered else "; it cannot be served in any media type")
-    return f"none of the acceptable media types can be produced for the {what} of this target" \
-           f" (stored as {', '.join(stored)}){served}"
+    asked = [a for a in accept if a.q > 0]
+    named = "; ".join(described(a) for a in asked[:6]) + (f" and {len(asked) - 6} more" if len(asked) > 6 else "")
+    return f"none of the acceptable media types ({named or 'none with q above 0'}) can be produced for the {what}" \
+           f" of this target (stored as {', '.join(stored)}){served}"
+
+
+def described(acceptable: Acceptable) -> str:
+    """An acceptable media type as a client would have written it (without its q)."""
+    text = acceptable.media_type
+    if acceptable.multipart:
+        text = "multipart/related" if text == "*/*" else f'multipart/related; type="{text}"'
+    if acceptable.transfer_syntax is not None:
+        text += f"; transfer-syntax={acceptable.transfer_syntax}"
+    return text
 
 
 def producible(records: Sequence[InstanceRecord], what: str) -> list[str]:

@@ -16,19 +16,24 @@ viewer rotating a view pays for decoding and assembly once (concurrent requests 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+import itertools
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
 
+from .. import memory
 from ..cache import SizedCache
 from ..dicom import metadata as dicom_metadata
-from ..errors import BadRequest, DicomWebError
+from ..dicom import pixels
+from ..errors import BadRequest
 from ..model import InstanceRecord, VolumeSelector, Window
 from ..render import lut
-from ..render.volume import Slice, Volume, assemble
+from ..render.volume import Slice, Volume, fill, layout, levels
 from .sources import Sources
 
 VOLUME_SOP_EXCLUDED = ("1.2.840.10008.5.1.4.1.1.11.",)  # presentation states hold no pixels
@@ -63,6 +68,7 @@ class Assembled:
     window: Window  # the instances' stored window, else the volume's data range (LINEAR_EXACT)
     records: tuple[InstanceRecord, ...]
     key: tuple[object, ...]
+    factor: int = 1  # > 1: blocks of factor x factor pixels averaged, to fit the request's memory budget
 
     @property
     def nbytes(self) -> int:
@@ -70,10 +76,15 @@ class Assembled:
 
 
 class VolumeCache(SizedCache[Assembled]):
-    """The LRU of assembled volumes, bounded by their voxel bytes (``Settings.volume_cache_bytes``)."""
+    """The LRU of assembled volumes, bounded by their voxel bytes (``Settings.volume_cache_bytes``).
+
+    ``candidates`` keeps the candidates of the last targets by their instances' digests: grouping hundreds of
+    slices is the costliest Python of a request on a volume already assembled (a viewer dragging asks ten a second).
+    """
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(max_bytes, lambda assembled: assembled.nbytes)
+        self.candidates: SizedCache[list[Candidate]] = SizedCache(64, lambda _: 1)
 
 
 def _monochrome_image(record: InstanceRecord) -> bool:
@@ -152,10 +163,11 @@ def _matches(item: dict[str, Any], conditions: Sequence[tuple[tuple[str, ...], s
 
 
 def select(sources: Sources, records: Sequence[InstanceRecord], selector: VolumeSelector,
-           frame_numbers: Sequence[int] | None) -> Sequence[FrameRef]:
+           frame_numbers: Sequence[int] | None, memo: SizedCache[list[Candidate]] | None = None) -> Sequence[FrameRef]:
     """The frames of the one VOLUME input of the target, or 400 naming why there is none or several.
 
-    ``frame_numbers`` (1-based) come from a frames resource; ``selector`` from the query.
+    ``frame_numbers`` (1-based) come from a frames resource; ``selector`` from the query; ``memo`` keeps the
+    candidates of a set of records by their digests (a changed instance has another digest).
     """
     pool = list(records)
     if selector.instance_uids:  # §8.3.5.3.1: the named instances are the input, as they are
@@ -191,7 +203,10 @@ def select(sources: Sources, records: Sequence[InstanceRecord], selector: Volume
         return [(record, n - 1) for n in wanted]
     if selector.instance_uids:
         return [(r, i) for r in pool for i in range(len(r.frames) if r.pixel is not None else 0)]
-    found = candidates(pool)
+    if memo is None:
+        found = candidates(pool)
+    else:
+        found = memo.get_or_make(("candidates", *((r.instance_uid, r.digest) for r in pool)), lambda: candidates(pool))
     if len(found) == 1:
         return found[0].frames
     if not found:
@@ -216,28 +231,80 @@ def _descriptions(sources: Sources, found: Sequence[Candidate]) -> list[str | No
     return out
 
 
-def _slice(sources: Sources, ref: FrameRef) -> Slice:
-    """One frame as a ``Slice``: decoded stored values, or float32 modality values for a non-linear LUT."""
+def _slice(ref: FrameRef) -> Slice:
+    """One frame as a ``Slice`` whose pixels are decoded later (``_values``): its geometry, rescale and format."""
     record, index = ref
     pixel = record.pixel
     display = record.display
     assert pixel is not None and display is not None
     frame = display.frame(index)
+    described = pixels.decoded_description(record.transfer_syntax_uid, pixel)
+    slope, intercept = frame.rescale_slope, frame.rescale_intercept
+    if frame.modality_lut is not None:  # PS3.3 C.11.1: a LUT is not linear; the frame holds modality values
+        slope, intercept = 1.0, 0.0
+    label = f"frame {index + 1}" if len(record.frames) > 1 else f"instance {record.instance_uid}"
+    pixel_format = (described.samples_per_pixel, described.photometric_interpretation, described.rows,
+                    described.columns, described.bits_allocated, described.bits_stored, described.bits_stored - 1,
+                    described.pixel_representation)
+    return Slice(pixels=None, position=frame.position, orientation=frame.orientation,
+                 pixel_spacing=frame.pixel_spacing, label=label, slope=slope, intercept=intercept,
+                 frame_of_reference_uid=display.frame_of_reference_uid, pixel_format=pixel_format)
+
+
+def _values(sources: Sources, ref: FrameRef) -> np.ndarray:
+    """One frame's decoded stored values, or float32 modality values where a Modality LUT is not linear."""
+    record, index = ref
+    assert record.display is not None
+    frame = record.display.frame(index)
     values, described = sources.decoded_frame(record, index)
     if values.ndim == 3 and values.shape[-1] == 1:
         values = values[..., 0]
     if values.ndim == 2:
         values = lut.stored_values(values, described)
-    slope, intercept = frame.rescale_slope, frame.rescale_intercept
     if frame.modality_lut is not None and values.ndim == 2:  # PS3.3 C.11.1: a LUT is not linear
-        values, slope, intercept = lut.modality(values, frame), 1.0, 0.0
-    label = f"frame {index + 1}" if len(record.frames) > 1 else f"instance {record.instance_uid}"
-    pixel_format = (described.samples_per_pixel, described.photometric_interpretation, described.rows,
-                    described.columns, described.bits_allocated, described.bits_stored, described.bits_stored - 1,
-                    described.pixel_representation)
-    return Slice(pixels=values, position=frame.position, orientation=frame.orientation,
-                 pixel_spacing=frame.pixel_spacing, label=label, slope=slope, intercept=intercept,
-                 frame_of_reference_uid=display.frame_of_reference_uid, pixel_format=pixel_format)
+        values = lut.modality(values, frame)
+    return cast(np.ndarray, values)
+
+
+def _planned_dtype(frames: Sequence[FrameRef], slices: Sequence[Slice]) -> np.dtype | None:
+    """What ``assemble.fill`` keeps, decided before any frame is decoded (its ``_stored_dtype`` on metadata).
+
+    Stored integers of at most 16 bits under one linear rescale: int16 when they fit (signed, or unsigned below
+    16 bits stored), else uint16; anything else (a non-linear Modality LUT, rescales that differ, 32-bit or
+    float samples): None, float32 modality values.
+    """
+    first = slices[0]
+    if any(s.slope != first.slope or s.intercept != first.intercept for s in slices):
+        return None
+    record, index = frames[0]
+    assert record.display is not None and record.pixel is not None
+    if any(r.display is not None and r.display.frame(i).modality_lut is not None for r, i in frames):
+        return None
+    if record.pixel_path not in (None, "7FE00010"):  # Float / Double Float Pixel Data
+        return None
+    pixel = record.pixel
+    if pixel.bits_allocated > 16:
+        return None
+    if pixel.pixel_representation or pixel.bits_stored < 16:
+        return np.dtype(np.int16)
+    return np.dtype(np.uint16)
+
+
+def _decoded_in_order(sources: Sources, frames: Sequence[FrameRef], order: Sequence[int]) -> Iterator[np.ndarray]:
+    """The frames' values in ``order``, decoded on the executor ``workers`` at a time, ahead of their use."""
+    pending: deque[Future[np.ndarray]] = deque()
+    upcoming = iter(order)
+    try:
+        for n in itertools.islice(upcoming, sources.workers):
+            pending.append(sources.executor.submit(_values, sources, frames[n]))
+        while pending:
+            values = pending.popleft().result()
+            for n in itertools.islice(upcoming, 1):
+                pending.append(sources.executor.submit(_values, sources, frames[n]))
+            yield values
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def volume_key(frames: Sequence[FrameRef]) -> tuple[object, ...]:
@@ -258,24 +325,55 @@ def _default_window(frames: Sequence[FrameRef], volume: Volume) -> Window:
     return lut.auto_window(np.asarray([min(low, high), max(low, high)], dtype=np.float32), (low, high + 1.0))
 
 
+# Bytes per pixel a rendering of a volume holds (plane coordinates, slab accumulators of two workers, VOI, RGB,
+# encoder), per output pixel or per pixel of the volume's largest face (the intermediate image of a projection),
+# whichever is more: up to ~130 measured (benchmarks/memory.py, a 10 mm slab). A volume leaves room besides itself
+# for the rendering of a 512 x 512 view; a larger one is checked when its size is known.
+RENDER_PIXEL_BYTES = 160
+RESERVED_VIEW_PIXELS = 512 * 512
+MIN_REDUCED_SIDE = 16  # a volume reduced to fewer pixels a side than this says nothing: 413 instead
+
+
+def volume_budget(sources: Sources, frames: Sequence[FrameRef]) -> int:
+    """Bytes a volume of ``frames`` may take: the request's budget less the frames decoded ahead and a rendering."""
+    record, _ = frames[0]
+    decoding = sources.workers * sources.frame_memory(record)
+    rendering = RESERVED_VIEW_PIXELS * RENDER_PIXEL_BYTES
+    return sources.budget - decoding - rendering
+
+
 def assembled(sources: Sources, cache: VolumeCache, frames: Sequence[FrameRef]) -> Assembled:
-    """The volume of ``frames``, from the cache or decoded in parallel on the executor and assembled once.
+    """The volume of ``frames``, from the cache or decoded in parallel on the executor and filled in place once.
+
+    The frames' geometry is checked before any is decoded; then the volume's one array is allocated and filled a
+    frame at a time. A volume larger than the request's memory budget allows (``volume_budget``) is assembled at
+    a reduced in-plane resolution (blocks of 2 x 2, 4 x 4 ... pixels averaged), which ``Assembled.factor`` and the
+    response's Warning say; one that would need fewer than 16 pixels a side is 413.
 
     Call from outside the executor (the web layer runs the use case in its thread pool): decoding
     jobs are submitted to the executor and waited for here.
     """
-    key = volume_key(frames)
+    slices = [_slice(ref) for ref in frames]
+    plan = layout(slices)
+    dtype = _planned_dtype(frames, slices)
+    itemsize = np.dtype(np.float32 if dtype is None else dtype)
+    allowed = volume_budget(sources, frames)
+    factor = 1
+    # The reduced copies rendering keeps (levels.py) are counted with the volume from the start.
+    while plan.nbytes(itemsize, factor) * (1 + levels.MOST_SHARE) > allowed:
+        factor *= 2
+        if min(plan.shape) // factor < MIN_REDUCED_SIDE:
+            rows, columns = plan.shape
+            needed = plan.nbytes(itemsize) + sources.budget - allowed  # the volume, the frames ahead, a rendering
+            memory.check(needed, sources.budget, f"a volume of {plan.count} slices of {columns} x {rows} pixels")
+    key = (*volume_key(frames), factor)
 
     def make() -> Assembled:
-        futures = [sources.executor.submit(_slice, sources, ref) for ref in frames]
-        try:
-            slices = [future.result() for future in futures]
-        except DicomWebError:
-            for future in futures:
-                future.cancel()
-            raise
-        volume = assemble(slices)
+        volume = fill(slices, plan, _decoded_in_order(sources, frames, plan.order), dtype, factor)
         records = tuple({record.instance_uid: record for record, _ in frames}.values())
-        return Assembled(volume, _default_window(frames, volume), records, key)
+        return Assembled(volume, _default_window(frames, volume), records, key, factor)
 
-    return cache.get_or_make(key, make)
+    try:
+        return cache.get_or_make(key, make)
+    finally:
+        memory.release(plan.nbytes(itemsize, factor))

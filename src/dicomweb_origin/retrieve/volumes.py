@@ -20,22 +20,25 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 import orjson
 from pydicom import Dataset
 
-from .. import render
+from .. import memory, render
 from ..cache import BytesCache, SizedCache
 from ..errors import BadRequest, NotAcceptable, PayloadTooLarge
 from ..model import Acceptable, InstanceRecord, Vector, VolumeParams, VolumeSelector, Window, excluded
 from ..render import lut, video
 from ..render import volume as vr
+from ..render.gif import gif_chunks
 from .bulk import parse_frame_list
-from .payload import Part, Payload, Target, bytes_body, etag
+from .payload import Part, Payload, Target, bytes_body, etag, kept_stream_body
+from .rendered import MP4_PIXEL_BYTES
 from .sources import Sources
-from .volume_inputs import Assembled, VolumeCache, assembled, select
+from .volume_inputs import RENDER_PIXEL_BYTES, Assembled, VolumeCache, assembled, select
 from .vps import PLANAR_MPR_VPS, VOLUMETRIC_STATES, VolumetricState, parse_state
 
 STILL_TYPES = ("image/jpeg", "image/png", "image/gif")  # first = the default (§8.7.4)
@@ -49,6 +52,9 @@ MAX_ANIMATION_PIXELS = 100_000_000  # 360 frames of 512 x 512 fit; 360 of 4096 x
 DEFAULT_ORIENTATION = {"mpr": "f", "3d": "a"}
 DEFAULT_METHOD = {"mpr": "AVERAGE_IP", "3d": "VOLUME_RENDERED"}
 OPERATION = {"mpr": "MPR", "3d": "3D_RENDERING"}  # Reformatting Operation Type (0072,0510)
+# quality (§8.3.5.1.2, meaning the server's to define) under this makes a Rendered 3D picture a preview, for the
+# pictures a viewer shows while a view is being turned: drawn from the reduced levels of render/volume/levels.py.
+PREVIEW_QUALITY = 60
 # Parameters the standard refuses with a VPS target (Table 8.3.5-3); volumeinputreference and
 # match too: the state names its own inputs (UNVERIFIED for those two).
 _NOT_WITH_VPS = (("renderingmethod", "rendering_method"), ("swivelrange", "swivel_range"),
@@ -74,6 +80,7 @@ class Plan:
     rate: int | None
     curve: tuple[Vector, ...]
     modality: str | None
+    preview: bool = False  # /rendered3d with quality under PREVIEW_QUALITY: fewer samples (see PREVIEW_QUALITY)
 
 
 class StateCache(SizedCache[VolumetricState]):
@@ -107,28 +114,49 @@ def volume(sources: Sources, volumes: VolumeCache, cache: BytesCache, kind: str,
         if frame_list is not None:
             record = records[0]
             numbers = [i + 1 for i in parse_frame_list(frame_list, max(1, len(record.frames)))]
-        frames = select(sources, records, params.selector, numbers)
+        frames = select(sources, records, params.selector, numbers, volumes.candidates)
     built = assembled(sources, volumes, frames)
     plan = _plan(kind, built, params, state)
     digests = (*(r.digest for r in built.records), *(() if state_record is None else (state_record.digest,)))
     tag = etag("volume", kind, target.path, frame_list, params, media_type, *digests)
     location = f"{target.path}{'/frames/' + frame_list if frame_list else ''}/{_resource(kind)}"
+    warnings = _reduced(built, sources.budget)
     if media_type in METADATA_TYPES:
         module = annex_k(plan)
-        return Payload([Part("application/dicom+json", location, len(module), bytes_body(module))], None, tag)
+        return Payload([Part("application/dicom+json", location, len(module), bytes_body(module))], None, tag,
+                       warnings=warnings)
+    width, height = plan.size
+    k, j, i = built.volume.shape
+    face = max(i * j, j * k, i * k)  # a projection's intermediate image is as large as the volume's face
+    need = built.nbytes + max(width * height, face) * RENDER_PIXEL_BYTES \
+        + width * height * (MP4_PIXEL_BYTES if media_type == "video/mp4" else 0)
+    memory.check(need, sources.budget, f"rendering {width} x {height} pixels of a volume of"
+                 f" {' x '.join(map(str, built.volume.shape[::-1]))} voxels")
     key = ("volume-part", tag)
     cached = cache.get(key)
     if cached is not None:
-        return Payload([Part(media_type, location, len(cached), bytes_body(cached))], None, tag)
+        return Payload([Part(media_type, location, len(cached), bytes_body(cached))], None, tag, warnings=warnings)
     metadata = _first_metadata(sources, built) if params.render.annotation else None
+    if media_type in ANIMATED and plan.animation is not None:
+        chunks = partial(_render, built, plan, params, media_type, metadata)  # frame by frame, spooled when sent
+        animation = kept_stream_body(chunks, cache, key, need)
+        return Payload([Part(media_type, location, None, animation, memory=need)], None, tag, warnings=warnings)
 
     def produce() -> bytes:
-        return _render(built, plan, params, media_type, metadata)
+        return b"".join(_render(built, plan, params, media_type, metadata))
 
     def body(offset: int, length: int | None) -> Iterator[bytes]:
         yield from bytes_body(cache.get_or_make(key, produce))(offset, length)
 
-    return Payload([Part(media_type, location, None, body)], None, tag)
+    return Payload([Part(media_type, location, None, body, memory=need)], None, tag, warnings=warnings)
+
+
+def _reduced(built: Assembled, budget: int) -> tuple[str, ...]:
+    """The Warning of a volume assembled at a reduced resolution (volume_inputs.assembled), or none."""
+    if built.factor == 1:
+        return ()
+    return (f"the volume was assembled at 1/{built.factor} of its in-plane resolution to fit the memory one"
+            f" request may use ({memory.mib(budget)}, --max-request-memory-mb)",)
 
 
 _ICC_TYPES = frozenset(t for t, e in render.ENCODERS.items() if e.icc)
@@ -234,8 +262,10 @@ def _plan(kind: str, built: Assembled, params: VolumeParams, state: VolumetricSt
                                   f" than this server renders ({MAX_ANIMATION_PIXELS // 1_000_000} million pixels):"
                                   " take a smaller viewport or a larger animationstepsize")
     modality = built.records[0].display.modality if built.records[0].display is not None else None
+    quality = params.render.quality
+    preview = kind == "3d" and quality is not None and quality < PREVIEW_QUALITY
     return Plan(kind, method, camera, cameras, size, spacing, slab, window, animation, swivel, step, rate, params.curve,
-                modality)
+                modality, preview)
 
 
 def _size(volume_: vr.Volume, camera: vr.Camera, kind: str, params: VolumeParams,
@@ -279,33 +309,35 @@ def _frame(built: Assembled, plan: Plan, camera: vr.Camera, still_curve: bool) -
                             method=plan.method.lower())
     elif plan.method == "VOLUME_RENDERED":
         rgb: np.ndarray = vr.volume_render(volume_, camera, modality=plan.modality, size=plan.size,
-                                           spacing=plan.spacing)
+                                           spacing=plan.spacing, preview=plan.preview)
         return rgb
     else:
-        values = vr.project(volume_, camera, plan.method.lower(), size=plan.size, spacing=plan.spacing)
+        values = vr.project(volume_, camera, plan.method.lower(), size=plan.size, spacing=plan.spacing,
+                            preview=plan.preview)
     assert plan.window is not None
     return _grey(values, plan.window)
 
 
 def _render(built: Assembled, plan: Plan, params: VolumeParams, media_type: str,
-            metadata: dict[str, Any] | None) -> bytes:
-    """The pixels of the plan, through viewport region, annotation and ICC, encoded."""
+            metadata: dict[str, Any] | None) -> Iterator[bytes]:
+    """The pixels of the plan, through viewport region, annotation and ICC, encoded as they are made.
+
+    An animation is rendered and encoded a frame at a time (memory holds one frame, whatever its length).
+    """
     animated = media_type in ANIMATED and plan.animation is not None
-    cameras = plan.cameras if animated else plan.cameras[:1]
-    still_curve = plan.animation == "CROSSCURVE" and not animated  # a still of a curve: the curved MPR
-    if still_curve:
-        cameras = plan.cameras[:1]
-    finish = _finisher(params, plan, media_type, metadata)
-    images = []
-    profile: bytes | None = None
-    for number, camera in enumerate(cameras, start=1):
-        image, profile = finish(_frame(built, plan, camera, still_curve), number if animated else None)
-        images.append(image)
     quality = params.render.quality
+    finish = _finisher(params, plan, media_type, metadata)
+    if not animated:
+        still_curve = plan.animation == "CROSSCURVE"  # a still of a curve: the curved MPR
+        image, profile = finish(_frame(built, plan, plan.cameras[0], still_curve), None)
+        yield render.encode([image], media_type, quality=quality, icc_profile=profile)
+        return
+    images = (finish(_frame(built, plan, camera, False), number)[0]
+              for number, camera in enumerate(plan.cameras, start=1))
     if media_type == "video/mp4":
-        return video.frames_to_mp4(images, 1000.0 / (plan.rate or DEFAULT_RATE), quality)
-    frame_time = 1000.0 / plan.rate if plan.rate else None
-    return render.encode(images, media_type, quality=quality, icc_profile=profile, frame_time_ms=frame_time)
+        yield from video.mp4_chunks(images, 1000.0 / (plan.rate or DEFAULT_RATE), quality)
+    else:
+        yield from gif_chunks(images, 1000.0 / plan.rate if plan.rate else None)
 
 
 def _finisher(params: VolumeParams, plan: Plan, media_type: str, metadata: dict[str, Any] | None

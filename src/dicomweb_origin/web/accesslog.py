@@ -3,6 +3,8 @@
 A streamed response (a study retrieve, a multipart of frames) is measured as it goes: the bytes are
 counted message by message and the line is written when the last body message is sent, or when the
 client goes away (the line then says ``"completed": false`` and holds the bytes sent until then).
+The query is logged with the values of credential-like parameters (``access_token``, ``api_key``, a
+presigned URL's signature ...) replaced: a log is read by more people than the tokens are meant for.
 Pure ASGI rather than ``BaseHTTPMiddleware``, which would buffer nothing but adds a task and a queue
 per request and hides disconnects.
 """
@@ -10,9 +12,11 @@ per request and hides disconnects.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,6 +33,25 @@ def resource_of(scope: Scope) -> str:
         return kind
     name = getattr(route, "name", None)
     return name if isinstance(name, str) and name in OPS_ROUTES else "other"
+
+
+# Query parameter names whose values are credentials (RFC 6750 §2.3 access_token, OAuth's id_token and
+# code, API keys, passwords, presigned URLs' X-Amz-Signature / -Credential / -Security-Token).
+CREDENTIAL = re.compile(r"token|secret|passw(or)?d|pwd|signature|credential|api[-_]?key|^(key|sig|code|auth)$",
+                        re.IGNORECASE)
+REDACTED = "REDACTED"
+
+
+def redacted_query(query: str) -> str:
+    """The raw query string with the value of every credential-like parameter replaced by ``REDACTED``."""
+    if "=" not in query:
+        return query
+    fields = query.split("&")
+    for i, field in enumerate(fields):
+        name, equals, _ = field.partition("=")
+        if equals and CREDENTIAL.search(unquote_plus(name).strip()):
+            fields[i] = f"{name}={REDACTED}"
+    return "&".join(fields)
 
 
 # Routes outside the resource table that keep their own label (web/ops.py names them).
@@ -77,7 +100,7 @@ class AccessLog:
             "time": stamp,
             "method": scope["method"],
             "path": scope["path"],
-            "query": scope.get("query_string", b"").decode("latin-1"),
+            "query": redacted_query(scope.get("query_string", b"").decode("latin-1")),
             "status": state["status"] or 499,  # nothing was answered: the client went away first
             "bytes": state["bytes"],
             "duration_ms": round(seconds * 1000, 2),

@@ -24,7 +24,8 @@ from ..settings import Settings
 from .accesslog import AccessLog
 from .auth import BearerAuth
 from .capabilities import capabilities_mount
-from .hosts import HostGuard, allowed_names, trusted_networks
+from .hosts import HostGuard, allowed_names, machine_names, trusted_networks
+from .lite import lite_routes
 from .metrics import Metrics, Observed
 from .ops import Ops, Probes, ops_routes
 from .routes import Endpoints, routes
@@ -74,12 +75,13 @@ def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Set
     endpoints = Endpoints(retrieve, ingest, settings)
     metrics = Metrics(Observed(
         caches={"frames": retrieve.sources.cache, "rendered": retrieve.rendered_cache, "gzip": endpoints.compressed},
-        outcomes=endpoints.outcomes, queue_depth=lambda: _queue_depth(retrieve.executor)))
+        outcomes=endpoints.outcomes, lanes=retrieve.lanes.figures))
     ops = Ops(probes or Probes(), metrics, settings, viewer=viewer_dir is not None)
     # Outermost (inside Starlette's error middleware): it sees every answer, the CORS ones included.
     middleware = [Middleware(AccessLog, metrics=metrics)]
     # Next: no response names a host that is not configured (a refused Host is still logged).
-    middleware.append(Middleware(HostGuard, allowed=allowed_names(settings), proxies=trusted_networks(settings)))
+    middleware.append(Middleware(HostGuard, allowed=allowed_names(settings), proxies=trusted_networks(settings),
+                                 local=machine_names(settings)))
     if settings.cors_origins:
         middleware.append(Middleware(
             CORSMiddleware,
@@ -93,7 +95,7 @@ def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Set
     if authenticator is not None:  # inside CORS: a 401 / 403 still carries the CORS headers the browser needs
         middleware.append(Middleware(BearerAuth, authenticator=authenticator, error_response=dicomweb_error,
                                      root_path=settings.root_path, viewer=viewer_dir is not None))
-    mounts = ops_routes(ops) + capabilities_mount(settings.root_path, search_routes(search, endpoints) + routes(endpoints), endpoints)
+    mounts = ops_routes(ops) + lite_routes(settings) + capabilities_mount(settings.root_path, search_routes(search, endpoints) + routes(endpoints), endpoints)
     if viewer_dir is not None:  # after the DICOMweb root: the viewer answers every other path
         mounts.append(Mount("", app=Viewer(viewer_dir, settings)))
     @asynccontextmanager
@@ -114,8 +116,3 @@ def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Set
     app.state.authenticator = authenticator  # observable: the JWKS fetches (None: the server is open)
     return app
 
-
-def _queue_depth(executor: object) -> int:
-    """Jobs waiting in a ThreadPoolExecutor's queue (0 for an executor that does not say)."""
-    queue = getattr(executor, "_work_queue", None)
-    return int(queue.qsize()) if queue is not None else 0

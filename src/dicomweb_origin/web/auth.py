@@ -1,9 +1,11 @@
 """Bearer authentication as a pure ASGI middleware: every request but the public ones needs a token and a scope.
 
-Public (no token): CORS pre-flights (OPTIONS with Origin and Access-Control-Request-Method: the browser sends
-them without credentials, Fetch §4.8; with CORS origins configured CORSMiddleware, outside this one, answers
-them, and without, only Capabilities would, which describes routes and holds no data), ``/health`` and ``/ready``, and, when an OHIF viewer is mounted, its static
-files (every path outside the DICOMweb root but ``/metrics``): they hold no patient data. Everything else needs
+Public (no token): ``/health`` and ``/ready``, the built-in viewer's files under ``/lite/`` (it sends the token on
+its DICOMweb requests), and, when an OHIF viewer is mounted, its static files (every path
+outside the DICOMweb root but ``/metrics``): they hold no patient data. CORS pre-flights (OPTIONS with Origin and
+Access-Control-Request-Method, sent without credentials, Fetch §4.8) never get here when CORS origins are configured:
+CORSMiddleware, outside this one, answers them all. Without CORS origins there is no cross-origin access to grant,
+and a pre-flight-shaped OPTIONS is an OPTIONS like any other: it needs a token. Everything else needs
 ``dicomweb.read`` (GET, HEAD, OPTIONS) or ``dicomweb.write`` (POST, DELETE); see ``auth.REQUIRED_SCOPE``.
 
 The caller's name and scopes go into ``scope["state"]`` (``user``, ``scopes``) for the access log. Failures are
@@ -25,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..auth import Authenticator, bearer_token, require
 from ..errors import DicomWebError
+from .lite import PREFIX as LITE
 
 OPEN_PATHS: Final = frozenset({"/health", "/ready"})
 # Outside the DICOMweb root, these stay protected even when a viewer answers every other path.
@@ -64,10 +67,7 @@ class BearerAuth:
 
     def is_public(self, scope: Scope) -> bool:
         path: str = scope["path"]
-        if scope["method"] == "OPTIONS" and _header(scope, b"origin") is not None and \
-                _header(scope, b"access-control-request-method") is not None:
-            return True  # CORS pre-flight: never carries credentials
-        if path in OPEN_PATHS:
+        if path in OPEN_PATHS or path == LITE or path.startswith(LITE + "/"):
             return True
         under_root = path == self.root_path or path.startswith(self.root_path + "/")
         return self.viewer and not under_root and path not in SERVER_PATHS

@@ -14,7 +14,9 @@ same tree: one key per element name holding a list, attributes as properties, te
 the two media types of the §6.8.1.1.2 / §8.9 text we could read. ``application/dicom+xml`` is not
 a WADL encoding and gets 406. A missing Accept header means ``*/*`` (our choice: generic HTTP
 tools send OPTIONS without one). A CORS pre-flight never reaches this module when CORS origins
-are configured: ``CORSMiddleware`` answers it before routing.
+are configured: ``CORSMiddleware`` answers it before routing. Without them, one that does (``Origin`` and
+``Access-Control-Request-Method``) is refused with 403 rather than answered with the description: it asks
+whether a cross-origin request may be made, which no origin may (and the description is 160 KB).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Mount, Route, compile_path
 from starlette.types import Scope
 
-from ..errors import NotAcceptable, NotFound
+from ..errors import CrossOriginRefused, NotAcceptable, NotFound
 from ..model import EXPLICIT_VR_LE, TRANSFER_SYNTAXES, check_uid
 from ..retrieve import Part, Payload, bytes_body, etag
 from .negotiate import acceptable_media_types, header_field
@@ -433,6 +435,8 @@ class Capabilities:
         return route.endpoint == self.options
 
     async def options(self, request: Request) -> Response:
+        if "origin" in request.headers and "access-control-request-method" in request.headers:
+            raise CrossOriginRefused("cross-origin requests are not allowed by this server (it has no --cors-origin)")
         entries = _entries(self.routes, self._is_own)
         rest = request.path_params.get("resource", "")
         target: tuple[str, ...] = ()

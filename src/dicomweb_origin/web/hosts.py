@@ -7,6 +7,12 @@ sends ``Host: evil.example`` would otherwise have the server hand out links to a
 configured name (RFC 9112 §3.2: a server responds 400 to an invalid Host), and applies
 ``Forwarded`` (RFC 7239) / ``X-Forwarded-Proto`` / ``-Host`` / ``-For`` only when the connection
 comes from a ``--trusted-proxy`` address; from anyone else they are ignored.
+
+This machine's names (loopback names, the listening address and, listening on every address, its host
+name and FQDN) are allowed at any port: a viewer served from another port through a proxy that keeps
+``Host`` (OHIF's development server at ``localhost:3000``) names this machine, never another one. A
+Host without a port names the scheme's default port (RFC 9110 §7.2), except a name of this machine
+reached directly: that is the socket's port (clients that leave the port out, a bare ``curl -H``).
 """
 
 from __future__ import annotations
@@ -37,16 +43,24 @@ def split_host(value: str) -> tuple[str, int | None] | None:
     return match.group(1).lower(), port
 
 
+def _bracketed(address: str) -> str:
+    """An IPv6 address as a Host names it (``[::1]``); other names as they are, lower-case."""
+    return f"[{address.strip('[]')}]".lower() if ":" in address else address.lower()
+
+
+def machine_names(settings: Settings) -> frozenset[str]:
+    """The names of this machine: loopback names and the listening address (or its own names on every address)."""
+    # Listening on every address: the machine's own names are how clients on the network reach it.
+    own = (socket.gethostname(), socket.getfqdn()) if settings.host in _WILDCARD else (settings.host,)
+    return frozenset(_bracketed(name) for name in (*_LOOPBACK, *own))
+
+
 def allowed_names(settings: Settings) -> frozenset[tuple[str, int | None]] | None:
     """The configured names (a port of None: any port); None when every well-formed Host is taken."""
     if settings.allowed_hosts is None:
         return None
-    names: set[tuple[str, int | None]] = set()
-    listening = settings.host if ":" not in settings.host else f"[{settings.host.strip('[]')}]"
-    # Listening on every address: the machine's own names are how clients on the network reach it.
-    own = (socket.gethostname(), socket.getfqdn()) if settings.host in _WILDCARD else (listening,)
-    for name in (*_LOOPBACK, *own):
-        names.add((name.lower(), settings.port))
+    # This machine's names at any port: a name of this machine in a returned URL never sends a client elsewhere.
+    names: set[tuple[str, int | None]] = {(name, None) for name in machine_names(settings)}
     if settings.public_url:
         netloc = urlsplit(settings.public_url).netloc.rsplit("@", 1)[-1]
         if (public := split_host(netloc)) is not None:
@@ -87,21 +101,32 @@ def _forwarded(value: str) -> dict[str, str]:
 
 
 class HostGuard:
-    """ASGI middleware: forwarded headers from trusted proxies, then the Host allow-list (400)."""
+    """ASGI middleware: forwarded headers from trusted proxies, then the Host allow-list (400).
 
-    def __init__(self, app: Any, allowed: frozenset[tuple[str, int | None]] | None, proxies: Networks) -> None:
+    A Host without a port that names this machine gets the socket's port written into it, so that
+    every URL built from the request (web/routes.py ``Endpoints.root``) names the port reached.
+    """
+
+    def __init__(self, app: Any, allowed: frozenset[tuple[str, int | None]] | None, proxies: Networks,
+                 local: frozenset[str] = frozenset(_LOOPBACK)) -> None:
         self.app = app
         self.allowed = allowed  # from allowed_names(settings): checked when the application is built
         self.proxies = proxies
+        self.local = local  # machine_names(settings)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.proxies and self._from_proxy(scope):
-            scope = self._apply_forwarded(scope)
-        host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
-        problem = None if not host and scope.get("http_version") == "1.0" else self._problem(host)
+        hosts = [v.decode("latin-1") for k, v in scope["headers"] if k == b"host"]
+        if len(hosts) > 1:  # RFC 9112 §3.2: a request with more than one Host field is answered 400
+            problem: str | None = "more than one Host header"
+        else:
+            proxied = bool(self.proxies) and self._from_proxy(scope)
+            if proxied:
+                scope = self._apply_forwarded(scope)
+            host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+            problem = None if not host and scope.get("http_version") == "1.0" else self._problem(scope, host, proxied)
         if problem is not None:
             body = f"400 {problem}\n".encode()
             await send({"type": "http.response.start", "status": 400,
@@ -111,17 +136,28 @@ class HostGuard:
             return
         await self.app(scope, receive, send)
 
-    def _problem(self, host: str) -> str | None:
+    def _problem(self, scope: Scope, host: str, proxied: bool) -> str | None:
+        """Why ``host`` is refused (None: it is not); a port-less name of this machine gets the socket's port."""
         parsed = split_host(host)
         if parsed is None:
             # RFC 9112 §3.2: 400 for a missing or invalid Host (HTTP/1.0 may omit it); not echoed back.
             return "malformed Host header" if host else "the request has no Host header"
-        if self.allowed is None:
-            return None
         name, port = parsed
-        if any(n == name and (p is None or port is None or p == port) for n, p in self.allowed):
+        if port is None:
+            port = self._implied_port(scope, name, proxied)
+            if port != (443 if scope.get("scheme") == "https" else 80):
+                scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"host"] + [
+                    (b"host", f"{name}:{port}".encode())]
+        if self.allowed is None or any(n == name and p in (None, port) for n, p in self.allowed):
             return None
         return f"Host {host[:100]!r} is not a name of this server (--allowed-host, --public-url)"
+
+    def _implied_port(self, scope: Scope, name: str, proxied: bool) -> int:
+        """The port a Host without one means: the socket's for this machine's names reached directly."""
+        server = scope.get("server")
+        if not proxied and server and server[1] and (name in self.local or name == _bracketed(str(server[0]))):
+            return int(server[1])
+        return 443 if scope.get("scheme") == "https" else 80  # RFC 9110 §7.2: the scheme's default port
 
     def _from_proxy(self, scope: Scope) -> bool:
         client = scope.get("client")
@@ -135,6 +171,7 @@ class HostGuard:
 
     @staticmethod
     def _apply_forwarded(scope: Scope) -> Scope:
+        """The scope as the trusted proxy's client sent it."""
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         pairs = _forwarded(headers["forwarded"]) if "forwarded" in headers else {}
         proto = pairs.get("proto") or _last(headers.get("x-forwarded-proto", ""))

@@ -2,7 +2,8 @@
 
 Requests are labelled by the kind of resource they were routed to (``ResourceRoute.resource``: ``frames``,
 ``metadata``, ... or ``health``, ``other``), never by path, so the number of series stays bounded. Caches,
-ingest outcomes and the executor's queue are read when Prometheus scrapes, from the objects that own them.
+ingest outcomes and the CPU lanes' queues (retrieve/lanes.py) are read when Prometheus scrapes, from the objects
+that own them.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 @dataclass
 class Observed:
-    """What the scrape reads from the application's parts: named caches, ingest outcomes, queue depth."""
+    """What the scrape reads from the application's parts: named caches, ingest outcomes, the CPU lanes."""
 
     caches: Mapping[str, BytesCache] = field(default_factory=dict)
     outcomes: Tally[str] = field(default_factory=Tally)
-    queue_depth: Callable[[], int] = lambda: 0
+    lanes: Callable[[], Mapping[str, tuple[int, int]]] = dict  # lane -> (jobs waiting, jobs running)
 
 
 class _Collector(Collector):
@@ -53,8 +54,13 @@ class _Collector(Collector):
         for outcome in ("stored", "already present", "failed"):
             outcomes.add_metric([outcome.replace(" ", "_")], self.observed.outcomes.get(outcome, 0))
         yield outcomes
-        yield GaugeMetricFamily("dicomweb_executor_queue_depth", "CPU jobs waiting for a thread of the executor",
-                                value=self.observed.queue_depth())
+        queued = GaugeMetricFamily("dicomweb_executor_queue_depth", "CPU jobs waiting for a thread of their lane",
+                                   labels=["lane"])
+        running = GaugeMetricFamily("dicomweb_executor_running", "CPU jobs running on their lane", labels=["lane"])
+        for lane, (waiting, busy) in self.observed.lanes().items():
+            queued.add_metric([lane], waiting)
+            running.add_metric([lane], busy)
+        yield from (queued, running)
 
 
 class Metrics:

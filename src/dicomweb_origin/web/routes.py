@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import logging
 import re
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -32,6 +31,7 @@ from ..retrieve import Payload, Retrieve, Target
 from ..settings import Settings
 from . import multipart
 from .encoding import ContentDecoder, content_decoder
+from .hosts import split_host
 from .negotiate import (
     acceptable_media_types,
     check_charset,
@@ -45,7 +45,6 @@ from .params import render_params, volume_params
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
-_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253})(:[0-9]{1,5})?")
 SMALL_BODY = 8 << 20  # bodies up to this size are produced in one go rather than streamed
 
 
@@ -67,16 +66,11 @@ class Endpoints:
         """The absolute DICOMweb root URL for links in this response."""
         if self.settings.public_url:
             return self.settings.public_url.rstrip("/")
+        # The Host as web/hosts.py left it: an allowed name, with the socket's port when it named this
+        # machine without one.
         host = request.headers.get("host", "")
-        if not _HOST.fullmatch(host):  # never splice an arbitrary header into JSON, XML or headers
+        if split_host(host) is None:  # HTTP/1.0 without Host; never splice an arbitrary header into links
             host = f"{self.settings.host}:{self.settings.port}"
-        server = request.scope.get("server")
-        # dicomweb-client sends "Host: 127.0.0.1" without the port it connected to; links built
-        # from that would point at port 80. When the Host names this very socket's address, the
-        # port is the socket's. (Behind a proxy Host names the proxy: use --public-url.)
-        if (server and server[1] and server[1] != (443 if request.url.scheme == "https" else 80)
-                and ":" not in host.rsplit("]", 1)[-1] and host.strip("[]") == str(server[0]).strip("[]")):
-            host = f"{host}:{server[1]}"
         return f"{request.url.scheme}://{host}{self.settings.root_path}"
 
     @staticmethod
@@ -106,13 +100,12 @@ class Endpoints:
             warnings.append(f"{payload.omitted} of the items of the target could not be represented in an acceptable"
                             " media type and were omitted")
         if warnings:
-            headers["Warning"] = ", ".join(f'299 dicomweb-origin "{text}"' for text in warnings)
+            headers["Warning"] = warning_value(warnings)
         status = 206 if payload.omitted else 200
         root = self.root(request)
         if payload.multipart_type is None:
             part = payload.parts[0]
-            if part.length is None:  # transcoding or rendering: CPU work, on the one bounded executor
-                await asyncio.wrap_future(self.retrieve.executor.submit(part.materialize))
+            await self.retrieve.materialize(part)  # transcoding, rendering, metadata: on its lane
             if not compressible and part.length is not None:  # a single representation: Range applies (RFC 9110 §14)
                 headers["Accept-Ranges"] = "bytes"
                 # If-Range that does not match means "send it all" (RFC 9110 §13.1.5), before any 416.
@@ -179,20 +172,21 @@ class Endpoints:
         if path is not None:
             if not re.fullmatch(r"[0-9A-Fa-f]{8}(/[0-9]+/[0-9A-Fa-f]{8})*", path):
                 raise BadRequest(f"invalid bulk data path {path!r}")
-            payload = await run_in_threadpool(self.retrieve.bulk_element, target, path.upper(), accept)
+            payload = await run_in_threadpool(self.retrieve.bulk_element, target, path.upper(), accept,
+                                              "range" in request.headers)
         else:
             payload = await run_in_threadpool(self.retrieve.bulkdata, target, accept)
         return await self.send(request, payload)
 
     async def pixeldata(self, request: Request) -> Response:
         target, accept = self.target(request), self.accept(request)
-        payload = await run_in_threadpool(self.retrieve.pixeldata, target, accept)
+        payload = await run_in_threadpool(self.retrieve.pixeldata, target, accept, "range" in request.headers)
         return await self.send(request, payload)
 
     async def frames(self, request: Request) -> Response:
         target, accept = self.target(request), self.accept(request)
         frame_list = request.path_params["frames"]
-        payload = await run_in_threadpool(self.retrieve.frames, target, frame_list, accept)
+        payload = await run_in_threadpool(self.retrieve.frames, target, frame_list, accept, "range" in request.headers)
         return await self.send(request, payload)
 
     async def rendered(self, request: Request) -> Response:
@@ -208,16 +202,8 @@ class Endpoints:
         check_charset(request.query_params.getlist("charset"), header_field(request.headers, "accept-charset"))
         params, unsupported = render_params(request.query_params, thumbnail=thumbnail)
         frame_list = request.path_params.get("frames")
-        use = self.retrieve.thumbnail if thumbnail else self.retrieve.rendered
         conditional = "if-none-match" in request.headers  # a 304 must not pay for a rendering
-
-        def render() -> Payload:
-            payload = use(target, frame_list, accept, params)
-            if payload.multipart_type is None and not conditional:
-                payload.parts[0].materialize()  # one trip to the executor for a single image
-            return payload
-
-        payload = await asyncio.wrap_future(self.retrieve.executor.submit(render))
+        payload = await self.retrieve.render(thumbnail, target, frame_list, accept, params, produce=not conditional)
         if unsupported:  # §8.3.5.1.1
             payload.warnings += (f"The following annotation values are not supported: {', '.join(unsupported)}",)
         return await self.send(request, payload)
@@ -246,8 +232,8 @@ class Endpoints:
         check_charset(request.query_params.getlist("charset"), header_field(request.headers, "accept-charset"))
         params, unsupported = volume_params(request.query_params)
         frame_list = request.path_params.get("frames")
-        # In the thread pool, not the executor: assembly decodes frames on the executor and waits for
-        # them; the rendering itself runs on the executor when ``send`` produces the part.
+        # In the thread pool, not a lane: assembly decodes frames on the heavy lane and waits for
+        # them; the rendering itself runs there when ``send`` produces the part.
         payload = await run_in_threadpool(self.retrieve.volume, kind, target, frame_list, accept, params)
         if unsupported:  # §8.3.5.1.1
             payload.warnings += (f"The following annotation values are not supported: {', '.join(unsupported)}",)
@@ -285,18 +271,25 @@ class Endpoints:
                 size = await run_in_threadpool(self._spool, spool, decoder, chunk, size)
             if decoder is not None:
                 decoder.finish()
-            results = await run_in_threadpool(self._store_parts, spool, boundary, study_uid)
+            xml = _prefers_xml(header_field(request.headers, "accept"))
+            # Storing and the response (10,000 parts make a large one) off the event loop, in one hop.
+            status, headers, data, media_type, outcomes = await run_in_threadpool(
+                self._store_and_answer, spool, boundary, study_uid, self.root(request), xml)
         finally:
             spool.close()
-        self.outcomes.update(r.outcome.value for r in results)
-        status, body = store_response(results, self.root(request))
+        self.outcomes.update(outcomes)  # on the loop: concurrent STOWs never race on the tally
+        return Response(data, status, headers, media_type=media_type)
+
+    def _store_and_answer(self, spool: Any, boundary: str, study_uid: str | None, root: str,
+                          xml: bool) -> tuple[int, dict[str, str], bytes, str, Counter[str]]:
+        results = self._store_parts(spool, boundary, study_uid)
+        status, body = store_response(results, root)
         headers = {}
         reasons = [f"{r.instance_uid or 'part'}: {r.reason}" for r in results if r.reason]
         if reasons:
-            text = "; ".join(reasons)[:2000].replace('"', "'")
-            headers["Warning"] = f'299 dicomweb-origin "{text}"'
-        data, media_type = render_store_response(body, _prefers_xml(header_field(request.headers, "accept")))
-        return Response(data, status, headers, media_type=media_type)
+            headers["Warning"] = warning_value(["; ".join(reasons)[:2000]])
+        data, media_type = render_store_response(body, xml)
+        return status, headers, data, media_type, Counter(r.outcome.value for r in results)
 
     def _spool(self, spool: Any, decoder: ContentDecoder | None, chunk: bytes, size: int) -> int:
         """Append one chunk of the body, decoded, to the spool; return the decoded size so far.
@@ -323,6 +316,29 @@ class Endpoints:
         if not results:
             raise BadRequest("the multipart payload has no parts")
         return results
+
+
+def warning_value(texts: Sequence[str]) -> str:
+    """A ``Warning`` field value of 299 warnings, one per text (RFC 7234 §5.5), whatever the texts hold.
+
+    The texts quote client data (a SOP Instance UID, an annotation value): a control character in a
+    header value is no HTTP at all (the response would never come) and ``"`` or ``\\`` would end or
+    break the quoted-string. Each character outside printable ASCII is written as its escape
+    (``\\x00``, ``\\u00e9``), with the backslash itself quoted (RFC 9110 §5.6.4), and ``"`` as ``'``.
+    """
+    return ", ".join(f'299 dicomweb-origin "{_quotable(text)}"' for text in texts)
+
+
+def _quotable(text: str) -> str:
+    quoted = []
+    for c in text:
+        if " " <= c <= "~" and c not in '"\\':
+            quoted.append(c)
+        elif c in '"\\':
+            quoted.append("'" if c == '"' else "\\\\")
+        else:  # \x00 as the four characters \x00, its backslash quoted
+            quoted.append("\\" + c.encode("unicode_escape").decode("ascii"))
+    return "".join(quoted)
 
 
 def _produce_ahead(retrieve: Retrieve, payload: Payload) -> None:

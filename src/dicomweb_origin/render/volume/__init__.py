@@ -8,8 +8,9 @@ frames of the animations. The geometry convention is stated once, in ``geometry`
 
 from __future__ import annotations
 
-from .assemble import TOLERANCE_MM, assemble
+from .assemble import TOLERANCE_MM, Layout, assemble, fill, layout
 from .geometry import (
+    MAX_DEFAULT_SIDE,
     ORIENTATIONS,
     Camera,
     Slice,
@@ -24,7 +25,7 @@ from .project import PROJECTIONS, project
 from .raycast import CT_TRANSFER, TransferFunction, volume_render
 
 __all__ = [
-    "CT_TRANSFER", "ORIENTATIONS", "PROJECTIONS", "SLAB_METHODS", "TOLERANCE_MM", "Camera", "Slice",
+    "CT_TRANSFER", "MAX_DEFAULT_SIDE", "ORIENTATIONS", "Layout", "fill", "layout", "PROJECTIONS", "SLAB_METHODS", "TOLERANCE_MM", "Camera", "Slice",
     "TransferFunction", "Volume", "assemble", "camera_for_orientation", "camera_from_triple", "curve_cameras",
     "curved_mpr", "default_size", "mpr", "project", "swivel_cameras", "volume_render",
 ]

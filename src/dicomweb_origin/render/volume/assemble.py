@@ -5,11 +5,17 @@ allows variable spacing and gaps, so uneven positions are resampled, linearly by
 uniform grid at the median spacing. The Modality LUT comes before interpolation: stored integers are kept (one
 int16/uint16 array) when every frame shares one linear rescale, since linear interpolation commutes with it;
 otherwise the volume holds float32 modality values.
+
+Everything but the voxels is checked from the frames' geometry first; then the one array of the volume is filled
+in place a frame at a time, each frame loaded (decoded) only when its turn comes and dropped after: the frames and
+the volume are never held together. ``factor`` > 1 averages blocks of factor x factor pixels of each frame, for a
+volume that would not fit the memory a request may use at full resolution.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,8 +28,7 @@ from .geometry import Slice, Volume
 # spacings (or gaps) differ when they differ by more than this.
 TOLERANCE_MM = 0.05
 
-_PHOTOMETRIC = 1  # index of Photometric Interpretation in Slice.pixel_format
-_SAMPLES = 0
+_SAMPLES, _PHOTOMETRIC, _ROWS, _COLUMNS = 0, 1, 2, 3  # indices in Slice.pixel_format
 
 
 def _geometry(s: Slice) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -51,6 +56,15 @@ def _geometry(s: Slice) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     return position, row, col, spacing
 
 
+def _shape(s: Slice) -> tuple[int, ...]:
+    """The shape of a frame's pixels: of its array, or (rows, columns[, samples]) from its pixel format."""
+    if s.pixels is not None:
+        return tuple(s.pixels.shape)
+    fmt = s.pixel_format
+    samples = int(str(fmt[_SAMPLES]))
+    return (int(str(fmt[_ROWS])), int(str(fmt[_COLUMNS])), *((samples,) if samples != 1 else ()))
+
+
 def _check_formats(slices: Sequence[Slice]) -> None:
     """Monochrome 2-D frames of one pixel format, size and Frame of Reference (C.11.23.1)."""
     first = slices[0]
@@ -61,24 +75,45 @@ def _check_formats(slices: Sequence[Slice]) -> None:
             if str(fmt[_PHOTOMETRIC]) not in ("MONOCHROME2", "MONOCHROME1"):
                 kind = str(fmt[_PHOTOMETRIC])
             raise InvalidVolume(f"{s.label} is {kind}: a volume needs MONOCHROME2 frames")
-        if s.pixels.ndim != 2:
-            raise InvalidVolume(f"{s.label} is not one monochrome frame (pixel array of {s.pixels.ndim} dimensions): "
-                                "a volume needs MONOCHROME2")
+        if len(_shape(s)) != 2:
+            raise InvalidVolume(f"{s.label} is not one monochrome frame (pixel array of {len(_shape(s))} dimensions):"
+                                " a volume needs MONOCHROME2")
     for s in slices[1:]:
         if s.frame_of_reference_uid != first.frame_of_reference_uid:
             raise InvalidVolume(f"{first.label} and {s.label} are in different Frames of Reference "
                                 f"({first.frame_of_reference_uid} and {s.frame_of_reference_uid})")
-        if s.pixels.shape != first.pixels.shape:
-            raise InvalidVolume(f"{first.label} and {s.label} differ in Rows/Columns "
-                                f"({first.pixels.shape[0]}x{first.pixels.shape[1]} and "
-                                f"{s.pixels.shape[0]}x{s.pixels.shape[1]})")
+        if _shape(s) != _shape(first):
+            (r0, c0), (r1, c1) = _shape(first), _shape(s)
+            raise InvalidVolume(f"{first.label} and {s.label} differ in Rows/Columns ({r0}x{c0} and {r1}x{c1})")
         if s.pixel_format != first.pixel_format:
             raise InvalidVolume(f"{first.label} and {s.label} differ in pixel format "
                                 "(samples, photometric, rows, columns, bits allocated/stored, high bit, representation)")
 
 
-def assemble(slices: Sequence[Slice]) -> Volume:
-    """One volume from frames, or InvalidVolume naming the first C.11.23.1 requirement they fail."""
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where each frame goes: everything about a volume but its voxels, from the frames' geometry alone."""
+
+    order: tuple[int, ...]  # indices of the frames, sorted along the normal
+    along: np.ndarray  # their positions along the normal (mm), sorted
+    count: int  # slices of the volume
+    spacing: float  # mm between them
+    affine: np.ndarray  # of the full-resolution grid
+    shape: tuple[int, int]  # (rows, columns) of a frame
+
+    @property
+    def uniform(self) -> bool:
+        """Whether the frames lie on the grid as they are (no resampling between them)."""
+        return self.count == len(self.order) and float(np.ptp(np.diff(self.along))) <= TOLERANCE_MM
+
+    def nbytes(self, dtype: np.dtype, factor: int = 1) -> int:
+        """Bytes of the volume's array at ``factor`` (block averaging of factor x factor pixels)."""
+        rows, columns = self.shape
+        return self.count * (rows // factor) * (columns // factor) * dtype.itemsize
+
+
+def layout(slices: Sequence[Slice]) -> Layout:
+    """Check the frames against C.11.23.1 and lay them out, or InvalidVolume naming the first requirement failed."""
     if len(slices) == 0:
         raise InvalidVolume("no frames: a volume needs more than one")
     if len(slices) == 1:
@@ -86,7 +121,7 @@ def assemble(slices: Sequence[Slice]) -> Volume:
     _check_formats(slices)
     geometry = [_geometry(s) for s in slices]
     p0, row0, col0, sp0 = geometry[0]
-    rows, cols = slices[0].pixels.shape
+    rows, cols = _shape(slices[0])
     reach = float(max(rows * sp0[0], cols * sp0[1], 1.0))  # how far a cosine error moves the far corner
     for s, (_, row, col, sp) in zip(slices[1:], geometry[1:], strict=True):
         if float(np.max(np.abs(sp - sp0))) * max(rows, cols) > TOLERANCE_MM:
@@ -116,13 +151,69 @@ def assemble(slices: Sequence[Slice]) -> Volume:
         raise InvalidVolume(f"{sorted_slices[0].label} and {sorted_slices[worst].label} are not aligned: their "
                             f"top-left corners are {drift[worst]:.2f} mm apart across the normal (gantry tilt or "
                             "shear); a volume needs aligned frames")
-    spacing, data, slope, intercept = _resample(sorted_slices, along)
+    if float(np.ptp(gaps)) <= TOLERANCE_MM:
+        count, spacing = len(slices), float(np.mean(gaps))
+    else:  # C.11.23.1 allows variable spacing and gaps: resampled by the real positions at the median spacing
+        step = float(np.median(gaps))
+        count = int(round((along[-1] - along[0]) / step)) + 1
+        spacing = float((along[-1] - along[0]) / (count - 1))
     affine = np.eye(4)
     affine[:3, 0] = row0 * sp0[1]  # i: along a row, Pixel Spacing's second value (between columns)
     affine[:3, 1] = col0 * sp0[0]  # j: down a column, the first value (between rows)
     affine[:3, 2] = normal * spacing
     affine[:3, 3] = first_pos
-    return Volume(data, affine, slope, intercept, slices[0].frame_of_reference_uid)
+    return Layout(tuple(int(n) for n in order), along, count, spacing, affine, (rows, cols))
+
+
+def assemble(slices: Sequence[Slice]) -> Volume:
+    """One volume from frames held in memory, or InvalidVolume naming the first C.11.23.1 requirement they fail."""
+    plan = layout(slices)
+    dtype = _stored_dtype(slices)
+    return fill(slices, plan, (slices[n].pixels for n in plan.order), dtype)  # type: ignore[misc]
+
+
+def fill(slices: Sequence[Slice], plan: Layout, frames: Iterator[np.ndarray], dtype: np.dtype | None,
+         factor: int = 1) -> Volume:
+    """The volume of ``plan``, its array filled from ``frames`` (the pixels of ``slices`` in ``plan.order``).
+
+    ``dtype`` int16 / uint16 keeps stored values (every frame shares one linear rescale); None makes float32
+    modality values. Each frame is used as it comes and dropped; at most the two frames around a resampled slice
+    are held besides the volume.
+    """
+    first = slices[plan.order[0]]
+    if dtype is None:
+        dtype, slope, intercept = np.dtype(np.float32), 1.0, 0.0
+    else:
+        slope, intercept = float(first.slope), float(first.intercept)
+    rows, columns = plan.shape
+    data = np.empty((plan.count, rows // factor, columns // factor), dtype=dtype)
+    sources = (_prepared(slices[n], pixels, plan.shape, dtype, slope, factor)
+               for n, pixels in zip(plan.order, frames, strict=True))
+    if plan.uniform:
+        for m, values in enumerate(sources):
+            data[m] = values
+    else:
+        _resample_into(data, sources, plan)
+    affine = plan.affine.copy()
+    if factor > 1:  # a block's centre is (factor - 1) / 2 pixels in from its first pixel's
+        affine[:3, 3] += (affine[:3, 0] + affine[:3, 1]) * (factor - 1) / 2
+        affine[:3, :2] *= factor
+    return Volume(data, affine, slope, intercept, first.frame_of_reference_uid)
+
+
+def _prepared(s: Slice, pixels: np.ndarray, shape: tuple[int, int], dtype: np.dtype, slope: float,
+              factor: int) -> np.ndarray:
+    """One frame as the volume holds it: stored values, or float32 modality values; averaged in blocks."""
+    if pixels.shape != shape:
+        raise InvalidVolume(f"{s.label} decoded to {pixels.shape}, not the {shape} of its Rows and Columns")
+    if dtype == np.float32 and (pixels.dtype != np.float32 or s.slope != 1.0 or s.intercept != 0.0):
+        pixels = pixels.astype(np.float32) * np.float32(s.slope) + np.float32(s.intercept)
+    if factor > 1:
+        rows, columns = shape[0] // factor, shape[1] // factor
+        block = pixels[:rows * factor, :columns * factor].reshape(rows, factor, columns, factor)
+        mean = block.mean(axis=(1, 3), dtype=np.float32)
+        pixels = np.rint(mean) if np.issubdtype(dtype, np.integer) else mean
+    return pixels.astype(dtype, copy=False)
 
 
 def _stored_dtype(slices: Sequence[Slice]) -> np.dtype | None:
@@ -130,43 +221,35 @@ def _stored_dtype(slices: Sequence[Slice]) -> np.dtype | None:
     first = slices[0]
     if any(s.slope != first.slope or s.intercept != first.intercept for s in slices):
         return None
-    kinds = {s.pixels.dtype for s in slices}
+    kinds = {s.pixels.dtype for s in slices if s.pixels is not None}
     if not all(np.issubdtype(k, np.integer) and k.itemsize <= 2 for k in kinds):
         return None
     if kinds <= {np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16)}:
         return np.dtype(np.int16)
     # uint16 among them: the stored range decides (int16 when it fits, uint16 when nothing is negative)
-    lo = min(int(s.pixels.min()) for s in slices)
-    hi = max(int(s.pixels.max()) for s in slices)
+    lo = min(int(s.pixels.min()) for s in slices if s.pixels is not None)
+    hi = max(int(s.pixels.max()) for s in slices if s.pixels is not None)
     if hi <= 32767:
         return np.dtype(np.int16)
     return np.dtype(np.uint16) if lo >= 0 else None
 
 
-def _resample(slices: Sequence[Slice], along: np.ndarray) -> tuple[float, np.ndarray, float, float]:
-    """(slice spacing, (k, j, i) data, slope, intercept), on a uniform grid by the real positions."""
-    dtype = _stored_dtype(slices)
-    first = slices[0]
-    if dtype is not None:
-        frames = [s.pixels for s in slices]
-        slope, intercept = float(first.slope), float(first.intercept)
-    else:
-        frames = [(s.pixels.astype(np.float32) * np.float32(s.slope) + np.float32(s.intercept)) for s in slices]
-        dtype, slope, intercept = np.dtype(np.float32), 1.0, 0.0
-    gaps = np.diff(along)
-    if float(np.ptp(gaps)) <= TOLERANCE_MM:
-        return float(np.mean(gaps)), np.stack(frames).astype(dtype, copy=False), slope, intercept
-    # C.11.23.1 allows variable spacing and gaps: resample linearly by the real positions at the median spacing.
-    step = float(np.median(gaps))
-    count = int(round((along[-1] - along[0]) / step)) + 1
-    step = float((along[-1] - along[0]) / (count - 1))
-    targets = along[0] + step * np.arange(count)
+def _resample_into(data: np.ndarray, sources: Iterator[np.ndarray], plan: Layout) -> None:
+    """Fill the uniform grid of ``data`` linearly by the frames' real positions, two frames held at a time."""
+    along = plan.along
+    step = plan.spacing
+    targets = along[0] + step * np.arange(plan.count)
     upper = np.clip(np.searchsorted(along, targets, side="right"), 1, len(along) - 1)
     weight = (targets - along[upper - 1]) / (along[upper] - along[upper - 1])
-    data = np.empty((count, *first.pixels.shape), dtype=dtype)
-    rounding = np.issubdtype(dtype, np.integer)
-    for m in range(count):
-        a, b, w = frames[upper[m] - 1], frames[upper[m]], float(weight[m])
+    rounding = np.issubdtype(data.dtype, np.integer)
+    held: dict[int, np.ndarray] = {}
+    loaded = -1
+    for m in range(plan.count):
+        while loaded < upper[m]:
+            loaded += 1
+            held[loaded] = next(sources)
+            held.pop(loaded - 2, None)  # only the frames on either side of a target are needed
+        a, b, w = held[int(upper[m]) - 1], held[int(upper[m])], float(weight[m])
         if w <= 1e-6:
             data[m] = a
         elif w >= 1 - 1e-6:
@@ -174,4 +257,3 @@ def _resample(slices: Sequence[Slice], along: np.ndarray) -> tuple[float, np.nda
         else:
             mixed = a.astype(np.float32) * np.float32(1 - w) + b.astype(np.float32) * np.float32(w)
             data[m] = np.rint(mixed) if rounding else mixed
-    return step, data, slope, intercept

@@ -32,7 +32,7 @@ MAX_FRAMES = 1000
 class Slice:
     """One input frame with its geometry, before assembly."""
 
-    pixels: np.ndarray  # 2-D (rows, columns); stored integers or float32 modality values
+    pixels: np.ndarray | None  # 2-D (rows, columns), stored integers or float32 values; None: loaded when filled
     position: tuple[float, float, float] | None  # Image Position (Patient): centre of the top-left pixel, LPS mm
     orientation: tuple[float, ...] | None  # Image Orientation (Patient): row cosines (3), column cosines (3)
     pixel_spacing: tuple[float, float] | None  # (between rows, between columns), mm
@@ -69,10 +69,10 @@ class Volume:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held: the voxels plus the derived arrays (the reduced rendering level, at most 1/8 more)."""
-        from .raycast import reduced_level_nbytes
+        """Bytes held: the voxels plus the reduced levels of ``levels`` (at most ``levels.MOST_SHARE`` more)."""
+        from .levels import nbytes
 
-        return int(self.data.nbytes) + reduced_level_nbytes(self)
+        return int(self.data.nbytes) + nbytes(self)
 
     @property
     def spacing(self) -> tuple[float, float, float]:
