@@ -14,7 +14,7 @@ import pytest
 from conftest import new_postgres_index
 from services import PostgresServer
 
-from dicomweb_origin.errors import Conflict, SeriesInOtherStudy
+from dicomweb_origin.errors import Conflict, SeriesInOtherStudy, ServiceUnavailable
 from dicomweb_origin.model import Display, InstanceRecord, PixelDescription, StoredInstance
 from dicomweb_origin.storage.base import Condition, ItemCondition, SearchQuery
 from dicomweb_origin.storage.memory import MemoryIndex
@@ -225,6 +225,36 @@ def test_concurrent_replaces_of_one_instance_leave_one_of_them(index: Any) -> No
     assert index.count() == 1 and kept is not None and kept.digest in {f"{n:02x}" for n in range(6)}
     assert sum(r is None for r in replaced) == 1  # the first inserted; each later one replaced an earlier one
     assert len(index.instances("2.3")) == 1
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_writer_that_keeps_losing_races_gets_503_and_nothing_changes(
+        request: pytest.FixtureRequest, tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transaction that sees a concurrent write every time is retried with backoff, then refused as
+    temporarily unavailable (503 with Retry-After), never a 500, and leaves the index as it was."""
+    from dicomweb_origin.storage import sql
+
+    monkeypatch.setattr(sql.time, "sleep", lambda _seconds: None)
+    idx = next(_open(request, tmp_path, kind))
+    try:
+        assert idx.add(stored("2.4", "2.4.1", "2.4.1.1")) is None
+        original = idx._transaction
+        runs = []
+
+        def losing(*args: Any, **kwargs: Any) -> Any:
+            runs.append(1)
+            raise sql.Retry("2.4.1.1")
+
+        monkeypatch.setattr(idx, "_transaction", losing)
+        with pytest.raises(ServiceUnavailable) as refused:
+            idx.replace(stored("2.4", "2.4.1", "2.4.1.1", digest="ff"))
+        assert refused.value.status == 503 and refused.value.headers["Retry-After"] == "1"
+        assert len(runs) == sql._WRITE_ATTEMPTS
+        monkeypatch.setattr(idx, "_transaction", original)
+        kept = idx.get("2.4.1.1")
+        assert kept is not None and kept.digest != "ff" and idx.count() == 1
+    finally:
+        idx.close()
 
 
 def _threads(work: Callable[[int], None], n: int) -> None:

@@ -161,6 +161,16 @@ class NotImplementedFeature(DicomWebError):
     status = 501
 
 
+class ServiceUnavailable(DicomWebError):
+    """A transient condition (RFC 9110 §15.6.4): the same request may succeed when repeated after Retry-After."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.headers["Retry-After"] = str(retry_after)
+
+
 class IngestError(Exception):
     """An instance was refused at ingest; ``failure_reason`` is the PS3.18 Annex I code."""
 

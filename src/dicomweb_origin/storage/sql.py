@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from ..errors import SeriesInOtherStudy
+from ..errors import SeriesInOtherStudy, ServiceUnavailable
 from ..model import InstanceRecord, StoredInstance
 from .base import Counts, SearchPage, SearchQuery
 from .paging import Pager
@@ -98,6 +98,9 @@ class Rollback(Exception):  # noqa: N818 - control flow, not an error
         self.value = value
 
 
+_WRITE_ATTEMPTS = 16  # about 2.5 s of backoff before a writer that keeps losing gives up with 503
+
+
 class Retry(Exception):  # noqa: N818 - control flow, not an error
     """The transaction saw a concurrent write half-way: roll back and run it again."""
 
@@ -136,7 +139,7 @@ class SqlIndex:
     def _write(self, work: Callable[[Session], _T]) -> _T:
         """Run ``work`` in one write transaction; again when it lost a race with another writer."""
         retryable: tuple[type[BaseException], ...] = (Retry, *self._retryable)
-        for attempt in range(8):
+        for attempt in range(_WRITE_ATTEMPTS):
             try:
                 with self._transaction() as session:
                     result = work(session)
@@ -147,10 +150,9 @@ class SqlIndex:
             except Rollback as taken:
                 return taken.value  # type: ignore[no-any-return]
             except retryable:
-                if attempt == 7:
-                    raise
-                time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
-        raise AssertionError("unreachable")
+                # Exponential backoff with jitter, so writers racing for the same rows spread out.
+                time.sleep(random.uniform(0.5, 1.5) * min(0.005 * 2 ** attempt, 0.25))
+        raise ServiceUnavailable("the index is busy with concurrent writes to the same records; try again")
 
     # -- Catalogue ---------------------------------------------------------------------------------
 
