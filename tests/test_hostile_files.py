@@ -20,7 +20,7 @@ from dicomweb_origin.app import Archive
 from dicomweb_origin.errors import DicomWebError
 from dicomweb_origin.retrieve import Target
 from dicomweb_origin.settings import Settings
-from dicomweb_origin.web.negotiate import acceptable_media_types
+from dicomweb_origin.negotiation import acceptable_media_types
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.anyio]
 

@@ -36,8 +36,9 @@ from starlette.types import Scope
 
 from ..errors import CrossOriginRefused, NotAcceptable, NotFound
 from ..model import EXPLICIT_VR_LE, TRANSFER_SYNTAXES, check_uid
+from ..negotiation import Offer, acceptable_media_types, negotiate
 from ..retrieve import Part, Payload, bytes_body, etag
-from .negotiate import acceptable_media_types, header_field
+from .negotiate import header_field
 from .routes import Endpoints
 
 __all__ = ["Capabilities", "capabilities_mount", "describe"]
@@ -470,13 +471,10 @@ class Capabilities:
 
 def _choose(accept: str | None) -> str:
     """The representation of the description; §8.9.1.3 makes Accept mandatory, we read none as */*."""
-    for acceptable in acceptable_media_types(accept or "*/*", []):
-        if acceptable.multipart is True:
-            continue
-        for media_type in FORMATS:
-            if acceptable.matches(media_type):
-                return media_type
-    raise NotAcceptable(f"the capabilities description is served as {' or '.join(FORMATS)}")
+    offer = negotiate(acceptable_media_types(accept or "*/*", []), tuple(Offer(f) for f in FORMATS))
+    if offer is None:
+        raise NotAcceptable(f"the capabilities description is served as {' or '.join(FORMATS)}")
+    return offer.media_type
 
 
 class _OptionsRoute(Route):

@@ -27,19 +27,21 @@ from ..errors import (
     UnsupportedMediaType,
 )
 from ..ingest import Ingest, Outcome, StoreResult, render_store_response, store_response
+from ..negotiation import (
+    Offer,
+    acceptable_media_types,
+    check_charset,
+    check_charset_parameter,
+    negotiate,
+    parse_media_range,
+    token_quality,
+)
 from ..retrieve import Payload, Retrieve, Target
 from ..settings import Settings
 from . import multipart
 from .encoding import ContentDecoder, content_decoder
 from .hosts import split_host
-from .negotiate import (
-    acceptable_media_types,
-    check_charset,
-    check_charset_parameter,
-    header_field,
-    parse_media_range,
-    token_quality,
-)
+from .negotiate import header_field
 from .params import render_params, volume_params
 
 log = logging.getLogger(__name__)
@@ -394,6 +396,13 @@ async def _body(request: Request, idle_seconds: float, min_rate: int) -> AsyncIt
         yield chunk
 
 
+# Table 10.5.4-1: the response module as DICOM JSON (the default) or Native XML; one document, whatever the
+# wrapping asked for; ``application/json`` is honoured as DICOM JSON when named.
+_STORE_OFFERS = tuple(Offer(media_type, multipart=multipart, wildcard=media_type != "application/json")
+                      for media_type in ("application/dicom+json", "application/dicom+xml", "application/json")
+                      for multipart in (False, True))
+
+
 def _prefers_xml(accept: str | None) -> bool:
     """Whether a STOW client ranks ``application/dicom+xml`` above DICOM JSON (Table 10.5.4-1).
 
@@ -401,14 +410,10 @@ def _prefers_xml(accept: str | None) -> bool:
     type is named, the response is JSON rather than a 406 for a store that has already happened.
     """
     try:
-        ranked = acceptable_media_types(accept or "*/*", [])  # best first
+        offer = negotiate(acceptable_media_types(accept or "*/*", []), _STORE_OFFERS)
     except DicomWebError:
         return False  # the instances are stored already: an odd Accept gets the default, not an error
-    for acceptable in ranked:
-        if acceptable.q > 0 and acceptable.media_type in ("application/dicom+xml", "application/dicom+json",
-                                                          "application/json"):
-            return acceptable.media_type == "application/dicom+xml"
-    return False
+    return offer is not None and offer.media_type == "application/dicom+xml"
 
 
 def _etag_match(header: str | None, etag: str) -> str | None:

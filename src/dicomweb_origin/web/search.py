@@ -12,9 +12,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from ..negotiation import check_charset
 from ..retrieve import Target
 from ..search import Search
-from .negotiate import check_charset, header_field
+from .negotiate import header_field
 from .routes import Endpoints, Handler, ResourceRoute
 
 # Table 10.6.1-1: URI template -> resource of the Search use case.
