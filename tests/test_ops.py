@@ -336,7 +336,9 @@ async def test_home_page_says_version_counts_and_links(archive: LoadedArchive) -
     assert 'href="/conformance"' in page and 'href="/dicomweb/studies"' in page
     assert "curl -X OPTIONS http://testserver/dicomweb -H" in page  # the capabilities: an OPTIONS request
     assert 'href="/metrics"' in page and 'href="/ready"' in page
-    assert "Viewer" not in page
+    assert '<a href="/">Viewer</a>' not in page  # no OHIF mounted; the built-in viewer is always there:
+    assert '<a href="/lite/">Viewer</a>' in page
+    assert len(re.findall(r'<a href="/lite/#/study/[0-9.]+">', page)) == min(counts["studies"], 20)
     assert conformance.status_code == 200 and conformance.text.startswith("# dicomweb-origin")
 
 

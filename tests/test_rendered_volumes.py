@@ -292,6 +292,53 @@ async def test_png_window_and_slab_change_the_picture(client: httpx.AsyncClient,
     assert whole.status_code == 200 and _image(whole).shape == thin.shape  # the whole volume, not 1e308 mm of air
 
 
+async def test_low_quality_3d_is_a_preview_of_the_same_view(client: httpx.AsyncClient, volumes: Archive) -> None:
+    """quality under 60 on /rendered3d (what a viewer asks while a view turns): fewer samples, the same look.
+
+    PNG, so the difference is the rendering's, not JPEG's; /renderedmpr samples the same either way.
+    """
+    png = {"Accept": "image/png"}
+    for method, most in (("volume_rendered", 16.0), ("maximum_ip", 8.0)):  # within about 6 % (of 255)
+        params = {"viewpointposition": "-300,-400,100", "viewpointlookat": "0,0,0", "viewpointup": "0,0,1",
+                  "renderingmethod": method, "viewport": "96,96"}  # oblique: every slice is resampled
+        full, preview = [_image(await client.get(f"{volumes.series_path}/rendered3d", params=params | {"quality": q},
+                                                 headers=png)) for q in ("90", "50")]
+        assert full.shape == preview.shape, method
+        assert np.abs(full.astype(int) - preview.astype(int)).mean() < most, method
+        # a volume rendering preview is cast through a smaller level; a MIP's level of block maxima is this small
+        # CT itself (no axis over 160 voxels), so its preview is the picture
+        assert np.array_equal(full, preview) == (method == "maximum_ip"), method
+    mpr = [_image(await client.get(f"{volumes.series_path}/renderedmpr", params={"orientation": "a", "quality": q},
+                                   headers=png)) for q in ("90", "50")]
+    assert np.array_equal(*mpr)
+
+
+async def test_the_candidates_are_kept_by_digest_and_never_served_stale(tmp_path: Path) -> None:
+    """A viewer dragging asks the same target many times: its candidates are grouped once; a deleted slice is seen."""
+    app = build_app(Settings(data_dir=tmp_path / "data"))
+    paths = [p for p in generate_demo(tmp_path / "demo", slices=6, size=32) if p.parent.name == "ct"]
+    for path in paths:
+        with open(path, "rb") as fp:
+            assert app.state.archive.ingest.store(fp).outcome is Outcome.STORED
+    ds = dcmread(paths[-1], stop_before_pixels=True)
+    series = f"studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+    memo = app.state.archive.retrieve.volumes.candidates
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL + ROOT + "/") as client:
+        metadata = {"renderedvolumetricmetadata": "yes"}
+        json_accept = {"Accept": "application/dicom+json"}
+        first = _json(await client.get(f"{series}/renderedmpr", params=metadata, headers=json_accept))
+        for z in range(3):
+            await client.get(f"{series}/renderedmpr", params={"viewpointposition": f"0,-500,{z}",
+                                                              "viewpointlookat": f"0,0,{z}", "viewpointup": "0,0,1"})
+        assert (memo.misses, memo.hits) == (1, 3) and len(memo) == 1
+        deleted = await client.delete(f"{series}/instances/{ds.SOPInstanceUID}")  # the top slice
+        assert deleted.status_code == 204
+        after = _json(await client.get(f"{series}/renderedmpr", params=metadata, headers=json_accept))
+    assert memo.misses == 2 and len(memo) == 2
+    z_before, z_after = _value(first, "00701604")[2], _value(after, "00701604")[2]
+    assert z_after < z_before  # the volume's centre moved down: five slices, not six
+
+
 async def test_viewport_fits_and_annotation_burns_in(client: httpx.AsyncClient, volumes: Archive) -> None:
     url = f"{volumes.series_path}/renderedmpr"
     fitted = _image(await client.get(url, params={"viewport": "100,50"}, headers={"Accept": "image/png"}))

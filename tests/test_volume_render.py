@@ -383,3 +383,85 @@ def test_limits_on_output_size_and_animation_length() -> None:
         swivel_cameras(camera, 3600, 1)
     with pytest.raises(PayloadTooLarge):
         curve_cameras([(0, 0, 0), (0, 0, 1000)], 0.5, (0, 1, 0))
+
+
+# -- the interpolation kernels against scipy's, and the preview of a view being turned -------------------------------
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.float32])
+def test_trilinear_samples_agree_with_scipy(dtype: type) -> None:
+    """The plane sampler equals map_coordinates(order=1, mode="constant") inside, on the faces and outside."""
+    from scipy import ndimage
+
+    from dicomweb_origin.render.volume.mpr import _trilinear
+
+    rng = np.random.default_rng(7)
+    data = rng.integers(0, 4000, size=(9, 11, 13)).astype(dtype)
+    points = rng.uniform(-1.5, 14.0, size=(40, 50, 3))  # (i, j, k), many outside
+    points[0, :6] = [(0, 0, 0), (12, 10, 8), (12, 0, 8), (6.5, 10, 3.25), (12 + 1e-9, 5, 5), (-1e-9, 5, 5)]
+    want = ndimage.map_coordinates(data, np.moveaxis(points[..., ::-1], -1, 0), order=1, mode="constant",
+                                   cval=-5.0, prefilter=False, output=np.float64)
+    got = _trilinear(data, points, -5.0)
+    assert got.dtype == np.float32 and got.shape == (40, 50)
+    assert np.allclose(got, want, atol=1e-3 * 4000)
+
+
+@pytest.mark.parametrize("channels", [0, 3])
+def test_bilinear_warp_agrees_with_scipy(channels: int) -> None:
+    from scipy import ndimage
+
+    from dicomweb_origin.render.volume.shear import _bilinear
+
+    rng = np.random.default_rng(8)
+    image = rng.random((17, 23, channels) if channels else (17, 23), dtype=np.float32)
+    u1, u2 = rng.uniform(-2, 18, (30, 31)), rng.uniform(-2, 24, (30, 31))
+    u1[0, :3], u2[0, :3] = (0, 16, 16.0000001), (0, 22, 3)
+    planes = image[..., None] if not channels else image
+    want = np.stack([ndimage.map_coordinates(np.ascontiguousarray(planes[..., c]), np.stack([u1, u2]), order=1,
+                                             mode="constant", cval=0.25, prefilter=False)
+                     for c in range(planes.shape[2])], axis=-1)
+    got = _bilinear(image, u1, u2, 0.25)
+    assert np.allclose(got, want if channels else want[..., 0], atol=1e-5)
+
+
+def test_preview_takes_half_the_samples_and_looks_alike() -> None:
+    camera = camera_from_triple(SPHERE_CENTRE + (-60, -80, 40), SPHERE_CENTRE, (0.2, 0, 1))
+    full = volume_render(AXIAL_VOLUME, camera, modality="CT", size=SIZE, spacing=SPACING).astype(int)
+    preview = volume_render(AXIAL_VOLUME, camera, modality="CT", size=SIZE, spacing=SPACING, preview=True).astype(int)
+    assert not np.array_equal(full, preview)
+    assert np.abs(full - preview).mean() < 6  # opacity corrected for the longer step: the same look
+    mip = project(AXIAL_VOLUME, camera, "maximum_ip", size=SIZE, spacing=SPACING)
+    quick = project(AXIAL_VOLUME, camera, "maximum_ip", size=SIZE, spacing=SPACING, preview=True)
+    assert np.all(quick <= mip + 1e-3)  # a subset of the samples along each ray
+    assert np.abs(quick - mip).mean() < 0.05 * (mip.max() - mip.min())
+
+
+def test_nbytes_counts_every_level_before_it_is_made() -> None:
+    """A memory-bounded cache sizes a volume once, when it stores it: nbytes must not grow as levels are made."""
+    data = np.random.default_rng(3).integers(0, 2000, (70, 340, 200)).astype(np.int16)
+    # levels: 70 x 170 x 200 -> 70 x 85 x 100, then 35 x 42 x 50
+    volume = Volume(data, np.diag([1.0, 1.0, 2.0, 1.0]))
+    counted = volume.nbytes
+    camera = camera_for_orientation("a", volume)
+    volume_render(volume, camera, size=(32, 32))
+    volume_render(volume, camera, size=(32, 32), preview=True)
+    project(volume, camera, "maximum_ip", size=(32, 32), preview=True)
+    made = [volume.derived[name][0] for name in ("level", "preview", "maximum")]
+    assert [m.shape for m in made] == [(70, 85, 100), (35, 42, 50), (70, 85, 100)]
+    assert np.all(made[2] >= made[0])  # block maxima, block means
+    assert counted == volume.nbytes == data.nbytes + sum(m.nbytes for m in made)
+
+
+def test_a_volume_of_one_value_renders_black_not_an_error() -> None:
+    """An all-zero MR-like volume: the generic transfer ramp had no width (ZeroDivisionError, a 500)."""
+    volume = Volume(np.zeros((4, 8, 8), dtype=np.int16), np.eye(4))
+    image = volume_render(volume, camera_for_orientation("a", volume), size=(8, 8))
+    assert image.shape == (8, 8, 3) and image.max() == 0
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8), (40, 128, 128), (161, 161, 161), (300, 512, 512), (2, 4000, 170)])
+def test_the_levels_take_at_most_their_share_of_the_volume(shape: tuple[int, int, int]) -> None:
+    from dicomweb_origin.render.volume import levels
+
+    voxels = np.lib.stride_tricks.as_strided(np.zeros(1, np.int16), shape, (0, 0, 0))  # sized, not allocated
+    volume = Volume(voxels, np.eye(4))
+    assert levels.nbytes(volume) <= levels.MOST_SHARE * voxels.nbytes

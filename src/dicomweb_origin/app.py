@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -26,6 +26,7 @@ from .web.app import create_app
 from .web.ops import Probes
 
 log = logging.getLogger(__name__)
+HOME_STUDIES = 20  # studies the home page lists, each a link into the viewer
 
 
 class ArchiveUnavailable(BackendUnavailable):
@@ -129,6 +130,17 @@ class Archive:
         return {name: cast(SearchIndex, self.index).search(SearchQuery(level, limit=0)).total  # type: ignore[arg-type]
                 for name, level in _LEVELS.items()}
 
+    def first_studies(self, limit: int = HOME_STUDIES) -> list[tuple[str, str]]:
+        """(Study Instance UID, "patient · date · description") of the index's first studies, for the home page."""
+        found = []
+        for match in cast(SearchIndex, self.index).search(SearchQuery("study", limit=limit)).matches:
+            uid, name, date, description = (_text(match, tag) for tag in ("0020000D", "00100010", "00080020",
+                                                                           "00081030"))
+            if len(date) == 8:
+                date = f"{date[:4]}-{date[4:6]}-{date[6:]}"
+            found.append((uid, " · ".join(t for t in (name, date, description) if t) or uid))
+        return found
+
     def readiness(self) -> Mapping[str, Callable[[], object]]:
         """The readiness checks of ``GET /ready``: each returns when that part of the archive answers."""
         return {"index": self.index.count, "blob store": self._blobs_answer}
@@ -145,6 +157,12 @@ class Archive:
 
 
 _LEVELS = {"studies": "study", "series": "series", "instances": "instance"}
+
+
+def _text(match: Mapping[str, Any], tag: str) -> str:
+    """The first value of an attribute of a DICOM JSON object as text (a person name's alphabetic group)."""
+    value = (match.get(tag, {}).get("Value") or [""])[0]
+    return str(value.get("Alphabetic", "") if isinstance(value, dict) else value).replace("^", " ").strip()
 
 
 def version() -> str:
@@ -167,7 +185,7 @@ def conformance_statement() -> Path | None:
 def build_app(settings: Settings, viewer_dir: Path | None = None) -> Starlette:
     archive = Archive(settings)
     probes = Probes(version=version(), checks=archive.readiness(), counts=archive.counts,
-                    conformance=conformance_statement())
+                    conformance=conformance_statement(), studies=archive.first_studies)
     app = create_app(archive.retrieve, archive.ingest, archive.search, settings, viewer_dir,
                      authenticator=Authenticator.from_settings(settings), probes=probes,
                      on_shutdown=archive.close)

@@ -33,7 +33,7 @@ from ..dicom import pixels
 from ..errors import BadRequest
 from ..model import InstanceRecord, VolumeSelector, Window
 from ..render import lut
-from ..render.volume import Slice, Volume, fill, layout
+from ..render.volume import Slice, Volume, fill, layout, levels
 from .sources import Sources
 
 VOLUME_SOP_EXCLUDED = ("1.2.840.10008.5.1.4.1.1.11.",)  # presentation states hold no pixels
@@ -76,10 +76,15 @@ class Assembled:
 
 
 class VolumeCache(SizedCache[Assembled]):
-    """The LRU of assembled volumes, bounded by their voxel bytes (``Settings.volume_cache_bytes``)."""
+    """The LRU of assembled volumes, bounded by their voxel bytes (``Settings.volume_cache_bytes``).
+
+    ``candidates`` keeps the candidates of the last targets by their instances' digests: grouping hundreds of
+    slices is the costliest Python of a request on a volume already assembled (a viewer dragging asks ten a second).
+    """
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(max_bytes, lambda assembled: assembled.nbytes)
+        self.candidates: SizedCache[list[Candidate]] = SizedCache(64, lambda _: 1)
 
 
 def _monochrome_image(record: InstanceRecord) -> bool:
@@ -158,10 +163,11 @@ def _matches(item: dict[str, Any], conditions: Sequence[tuple[tuple[str, ...], s
 
 
 def select(sources: Sources, records: Sequence[InstanceRecord], selector: VolumeSelector,
-           frame_numbers: Sequence[int] | None) -> Sequence[FrameRef]:
+           frame_numbers: Sequence[int] | None, memo: SizedCache[list[Candidate]] | None = None) -> Sequence[FrameRef]:
     """The frames of the one VOLUME input of the target, or 400 naming why there is none or several.
 
-    ``frame_numbers`` (1-based) come from a frames resource; ``selector`` from the query.
+    ``frame_numbers`` (1-based) come from a frames resource; ``selector`` from the query; ``memo`` keeps the
+    candidates of a set of records by their digests (a changed instance has another digest).
     """
     pool = list(records)
     if selector.instance_uids:  # §8.3.5.3.1: the named instances are the input, as they are
@@ -197,7 +203,10 @@ def select(sources: Sources, records: Sequence[InstanceRecord], selector: Volume
         return [(record, n - 1) for n in wanted]
     if selector.instance_uids:
         return [(r, i) for r in pool for i in range(len(r.frames) if r.pixel is not None else 0)]
-    found = candidates(pool)
+    if memo is None:
+        found = candidates(pool)
+    else:
+        found = memo.get_or_make(("candidates", *((r.instance_uid, r.digest) for r in pool)), lambda: candidates(pool))
     if len(found) == 1:
         return found[0].frames
     if not found:
@@ -322,7 +331,6 @@ def _default_window(frames: Sequence[FrameRef], volume: Volume) -> Window:
 # for the rendering of a 512 x 512 view; a larger one is checked when its size is known.
 RENDER_PIXEL_BYTES = 160
 RESERVED_VIEW_PIXELS = 512 * 512
-LEVEL_SHARE = 8  # volume rendering keeps a reduced copy of at most an eighth of the volume (raycast.reduced_level)
 MIN_REDUCED_SIDE = 16  # a volume reduced to fewer pixels a side than this says nothing: 413 instead
 
 
@@ -351,7 +359,8 @@ def assembled(sources: Sources, cache: VolumeCache, frames: Sequence[FrameRef]) 
     itemsize = np.dtype(np.float32 if dtype is None else dtype)
     allowed = volume_budget(sources, frames)
     factor = 1
-    while plan.nbytes(itemsize, factor) * (LEVEL_SHARE + 1) // LEVEL_SHARE > allowed:
+    # The reduced copies rendering keeps (levels.py) are counted with the volume from the start.
+    while plan.nbytes(itemsize, factor) * (1 + levels.MOST_SHARE) > allowed:
         factor *= 2
         if min(plan.shape) // factor < MIN_REDUCED_SIDE:
             rows, columns = plan.shape

@@ -53,6 +53,9 @@ MAX_ANIMATION_PIXELS = 100_000_000  # 360 frames of 512 x 512 fit; 360 of 4096 x
 DEFAULT_ORIENTATION = {"mpr": "f", "3d": "a"}
 DEFAULT_METHOD = {"mpr": "AVERAGE_IP", "3d": "VOLUME_RENDERED"}
 OPERATION = {"mpr": "MPR", "3d": "3D_RENDERING"}  # Reformatting Operation Type (0072,0510)
+# quality (§8.3.5.1.2, meaning the server's to define) under this makes a Rendered 3D picture a preview, for the
+# pictures a viewer shows while a view is being turned: drawn from the reduced levels of render/volume/levels.py.
+PREVIEW_QUALITY = 60
 # Parameters the standard refuses with a VPS target (Table 8.3.5-3); volumeinputreference and
 # match too: the state names its own inputs (UNVERIFIED for those two).
 _NOT_WITH_VPS = (("renderingmethod", "rendering_method"), ("swivelrange", "swivel_range"),
@@ -78,6 +81,7 @@ class Plan:
     rate: int | None
     curve: tuple[Vector, ...]
     modality: str | None
+    preview: bool = False  # /rendered3d with quality under PREVIEW_QUALITY: fewer samples (see PREVIEW_QUALITY)
 
 
 class StateCache(SizedCache[VolumetricState]):
@@ -111,7 +115,7 @@ def volume(sources: Sources, volumes: VolumeCache, cache: BytesCache, kind: str,
         if frame_list is not None:
             record = records[0]
             numbers = [i + 1 for i in parse_frame_list(frame_list, max(1, len(record.frames)))]
-        frames = select(sources, records, params.selector, numbers)
+        frames = select(sources, records, params.selector, numbers, volumes.candidates)
     built = assembled(sources, volumes, frames)
     plan = _plan(kind, built, params, state)
     digests = (*(r.digest for r in built.records), *(() if state_record is None else (state_record.digest,)))
@@ -261,8 +265,10 @@ def _plan(kind: str, built: Assembled, params: VolumeParams, state: VolumetricSt
                                   f" than this server renders ({MAX_ANIMATION_PIXELS // 1_000_000} million pixels):"
                                   " take a smaller viewport or a larger animationstepsize")
     modality = built.records[0].display.modality if built.records[0].display is not None else None
+    quality = params.render.quality
+    preview = kind == "3d" and quality is not None and quality < PREVIEW_QUALITY
     return Plan(kind, method, camera, cameras, size, spacing, slab, window, animation, swivel, step, rate, params.curve,
-                modality)
+                modality, preview)
 
 
 def _size(volume_: vr.Volume, camera: vr.Camera, kind: str, params: VolumeParams,
@@ -306,10 +312,11 @@ def _frame(built: Assembled, plan: Plan, camera: vr.Camera, still_curve: bool) -
                             method=plan.method.lower())
     elif plan.method == "VOLUME_RENDERED":
         rgb: np.ndarray = vr.volume_render(volume_, camera, modality=plan.modality, size=plan.size,
-                                           spacing=plan.spacing)
+                                           spacing=plan.spacing, preview=plan.preview)
         return rgb
     else:
-        values = vr.project(volume_, camera, plan.method.lower(), size=plan.size, spacing=plan.spacing)
+        values = vr.project(volume_, camera, plan.method.lower(), size=plan.size, spacing=plan.spacing,
+                            preview=plan.preview)
     assert plan.window is not None
     return _grey(values, plan.window)
 

@@ -25,6 +25,7 @@ from .accesslog import AccessLog
 from .auth import BearerAuth
 from .capabilities import capabilities_mount
 from .hosts import HostGuard, allowed_names, machine_names, trusted_networks
+from .lite import lite_routes
 from .metrics import Metrics, Observed
 from .ops import Ops, Probes, ops_routes
 from .routes import Handlers, routes
@@ -96,7 +97,8 @@ def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Set
         middleware.append(Middleware(BearerAuth, authenticator=authenticator, error_response=dicomweb_error,
                                      root_path=settings.root_path, viewer=viewer_dir is not None))
     handlers = Handlers(retrieve, ingest, search, writer, stow, settings)
-    mounts = ops_routes(ops) + capabilities_mount(settings.root_path, routes(handlers), writer, settings)
+    mounts = ops_routes(ops) + lite_routes(settings) + capabilities_mount(settings.root_path, routes(handlers), writer,
+                                                                          settings)
     if viewer_dir is not None:  # after the DICOMweb root: the viewer answers every other path
         mounts.append(Mount("", app=Viewer(viewer_dir, settings)))
     @asynccontextmanager

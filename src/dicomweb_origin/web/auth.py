@@ -1,6 +1,7 @@
 """Bearer authentication as a pure ASGI middleware: every request but the public ones needs a token and a scope.
 
-Public (no token): ``/health`` and ``/ready``, and, when an OHIF viewer is mounted, its static files (every path
+Public (no token): ``/health`` and ``/ready``, the built-in viewer's files under ``/lite/`` (it sends the token on
+its DICOMweb requests), and, when an OHIF viewer is mounted, its static files (every path
 outside the DICOMweb root but ``/metrics``): they hold no patient data. CORS pre-flights (OPTIONS with Origin and
 Access-Control-Request-Method, sent without credentials, Fetch §4.8) never get here when CORS origins are configured:
 CORSMiddleware, outside this one, answers them all. Without CORS origins there is no cross-origin access to grant,
@@ -26,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..auth import Authenticator, bearer_token, require
 from ..errors import DicomWebError
+from .lite import PREFIX as LITE
 
 OPEN_PATHS: Final = frozenset({"/health", "/ready"})
 # Outside the DICOMweb root, these stay protected even when a viewer answers every other path.
@@ -65,7 +67,7 @@ class BearerAuth:
 
     def is_public(self, scope: Scope) -> bool:
         path: str = scope["path"]
-        if path in OPEN_PATHS:
+        if path in OPEN_PATHS or path == LITE or path.startswith(LITE + "/"):
             return True
         under_root = path == self.root_path or path.startswith(self.root_path + "/")
         return self.viewer and not under_root and path not in SERVER_PATHS

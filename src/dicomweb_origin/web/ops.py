@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import html
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +40,8 @@ class Probes:
     # readiness: name -> a call that returns when that part answers and raises when it does not
     checks: Mapping[str, Callable[[], object]] = field(default_factory=dict)
     counts: Callable[[], Mapping[str, int]] = lambda: {}  # studies, series, instances
+    # the first studies of the index: (Study Instance UID, what the page shows of it) for the viewer's links
+    studies: Callable[[], Sequence[tuple[str, str]]] = lambda: ()
     conformance: Path | None = None  # the conformance statement (Markdown), when it can be found
 
 
@@ -106,27 +108,29 @@ class Ops:
     async def home(self, request: Request) -> Response:
         try:
             counts = dict(await run_in_threadpool(self.probes.counts))
+            studies = list(await run_in_threadpool(self.probes.studies))
         except Exception as exc:  # noqa: BLE001 - the page still says what it can
-            counts = {}
+            counts, studies = {}, []
             problem = f"the index does not answer ({type(exc).__name__})"
         else:
             problem = ""
         public = self.settings.public_url
         url = public.rstrip("/") if public else str(request.base_url).rstrip("/") + self.settings.root_path
-        return HTMLResponse(home_page(self.probes.version, counts, self.settings.root_path, self.viewer, problem, url),
-                            headers={"Cache-Control": "no-cache"})
+        return HTMLResponse(home_page(self.probes.version, counts, self.settings.root_path, self.viewer, problem, url,
+                                      studies), headers={"Cache-Control": "no-cache"})
 
 
 PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>dicomweb-origin {version}</title>
+<html lang="en"><head><meta charset="utf-8"><title>dicomweb-origin {version}</title><link rel="icon" href="data:,">
 <style>body{{font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}
 code{{background:#f3f3f3;padding:0 .2em}}td{{padding:0 1em 0 0}}</style></head>
 <body><h1>dicomweb-origin {version}</h1>
 <p>A DICOMweb origin server: WADO-RS Retrieve, STOW-RS and QIDO-RS. DICOMweb root: <a href="{root}/studies"><code>{root}</code></a></p>
 <h2>Archive</h2>
-<table id="counts">{counts}</table>{problem}
+<table id="counts">{counts}</table>{problem}{studies}
 <h2>Links</h2>
 <ul>
+<li><a href="/lite/">Viewer</a> (built in: stack, MPR and 3D rendered by this server; nothing to install)</li>
 <li><a href="{root}/studies">Studies</a> (QIDO-RS: <code>GET {root}/studies</code>, DICOM JSON)</li>
 <li>Capabilities: <code>curl -X OPTIONS {url} -H 'Accept: application/vnd.sun.wadl+xml'</code>
 (or <code>application/json</code>; the Retrieve Capabilities transaction is an OPTIONS request, PS3.18 §8.9)</li>
@@ -137,11 +141,14 @@ code{{background:#f3f3f3;padding:0 .2em}}td{{padding:0 1em 0 0}}</style></head>
 
 
 def home_page(version: str, counts: Mapping[str, int], root: str, viewer: bool, problem: str = "",
-              url: str = "") -> str:
+              url: str = "", studies: Sequence[tuple[str, str]] = ()) -> str:
     """The page; ``url`` is the absolute DICOMweb root for the capabilities command (the path alone if empty)."""
     rows = "".join(f"<tr><td>{html.escape(name.capitalize())}</td><td>{value}</td></tr>"
                    for name, value in counts.items())
+    listed = "".join(f'<li><a href="/lite/#/study/{html.escape(uid)}">{html.escape(label)}</a></li>'
+                     for uid, label in studies)
     return PAGE.format(version=html.escape(version), root=html.escape(root), url=html.escape(url or root), counts=rows,
+                       studies=f'<h2>Studies</h2>\n<ul id="studies">{listed}</ul>' if listed else "",
                        problem=f"<p>{html.escape(problem)}</p>" if problem else "",
                        viewer='<li><a href="/">Viewer</a> (OHIF)</li>\n' if viewer else "")
 

@@ -135,7 +135,7 @@ def _looks_like_file(path: str) -> bool:
     return suffix.isalnum() and not suffix.isdigit()
 
 
-class _Files(StaticFiles):
+class Files(StaticFiles):
     """StaticFiles with a fixed media type table and an explicit caching policy."""
 
     def file_response(self, full_path: os.PathLike[str] | str, stat_result: os.stat_result, scope: Scope,
@@ -157,7 +157,7 @@ class Viewer:
     def __init__(self, directory: Path, settings: Settings) -> None:
         self.directory = check_viewer_dir(directory)
         self.settings = settings
-        self.files = _Files(directory=self.directory)
+        self.files = Files(directory=self.directory)
         self.config = app_config(settings).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -69,10 +69,10 @@ class Volume:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held: the voxels plus the derived arrays (the reduced rendering level, at most 1/8 more)."""
-        from .raycast import reduced_level_nbytes
+        """Bytes held: the voxels plus the reduced levels of ``levels`` (at most ``levels.MOST_SHARE`` more)."""
+        from .levels import nbytes
 
-        return int(self.data.nbytes) + reduced_level_nbytes(self)
+        return int(self.data.nbytes) + nbytes(self)
 
     @property
     def spacing(self) -> tuple[float, float, float]:

@@ -34,13 +34,46 @@ SLAB_METHODS: dict[str, Callable[..., Any]] = {"maximum_ip": np.fmax, "minimum_i
 def sample(volume: Volume, ijk: np.ndarray, outside: float | None = None) -> np.ndarray:
     """Trilinear samples (float32, stored units) at voxel indices ``ijk`` (..., 3) as (i, j, k).
 
-    Samples outside the volume are ``outside`` (default: the volume's minimum).
+    Samples outside the volume (beyond its outer voxel centres) are ``outside`` (default: the volume's minimum).
     """
-    coords = np.moveaxis(np.asarray(ijk, dtype=np.float64)[..., ::-1], -1, 0)  # (k, j, i) first
     cval = volume.stored_range()[0] if outside is None else outside
-    out = np.empty(coords.shape[1:], dtype=np.float32)
-    ndimage.map_coordinates(volume.data, coords, output=out, order=1, mode="constant", cval=cval, prefilter=False)
-    return out
+    ijk = np.asarray(ijk, dtype=np.float64)
+    if min(volume.shape) < 2:  # no cell to interpolate in along some axis
+        coords = np.moveaxis(ijk[..., ::-1], -1, 0)  # (k, j, i) first
+        out = np.empty(coords.shape[1:], dtype=np.float32)
+        ndimage.map_coordinates(volume.data, coords, output=out, order=1, mode="constant", cval=cval,
+                                prefilter=False)
+        return out
+    return _trilinear(volume.data, ijk, cval)
+
+
+def _trilinear(data: np.ndarray, ijk: np.ndarray, outside: float) -> np.ndarray:
+    """What ``map_coordinates(order=1, mode="constant")`` computes, about three times faster for a plane.
+
+    The eight corners of each sample's cell are gathered from the flat array (one ``take`` each) and blended in
+    float32; a sample on the far face uses the last cell with weight 1.
+    """
+    k, j, i = data.shape
+    x, y, z = ijk[..., 0], ijk[..., 1], ijk[..., 2]
+    inside = (x >= 0) & (x <= i - 1) & (y >= 0) & (y <= j - 1) & (z >= 0) & (z <= k - 1)
+    x0 = np.clip(np.floor(x), 0, i - 2)
+    y0 = np.clip(np.floor(y), 0, j - 2)
+    z0 = np.clip(np.floor(z), 0, k - 2)
+    fx, fy, fz = ((a - a0).astype(np.float32) for a, a0 in ((x, x0), (y, y0), (z, z0)))
+    base = ((z0.astype(np.intp) * j + y0.astype(np.intp)) * i + x0.astype(np.intp))
+    flat = data.reshape(-1)
+
+    def along_x(offset: int) -> np.ndarray:
+        low = flat.take(base + offset).astype(np.float32)
+        return low + (flat.take(base + offset + 1).astype(np.float32) - low) * fx  # type: ignore[no-any-return]
+
+    near = along_x(0)
+    near += (along_x(i) - near) * fy
+    far = along_x(i * j)
+    far += (along_x(i * j + i) - far) * fy
+    near += (far - near) * fz
+    near[~inside] = outside
+    return near
 
 
 def _plane_indices(volume: Volume, camera: Camera, size: tuple[int, int], spacing: float,

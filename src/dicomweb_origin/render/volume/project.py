@@ -15,7 +15,8 @@ import numpy as np
 
 from ...errors import BadRequest
 from .geometry import Camera, Volume, resolve_size
-from .shear import Shear, plan_for
+from .levels import maximum_level, rendering_level
+from .shear import Shear, plan
 
 PROJECTIONS = ("maximum_ip", "minimum_ip", "average_ip")
 # numpy releases the GIL on whole-slice operations: two threads halve a projection on two cores.
@@ -38,10 +39,8 @@ def run_chunks(shear: Shear, work: Callable[[range], T]) -> list[T]:
         return list(pool.map(work, chunks))
 
 
-def _project(volume: Volume, shear: Shear, method: str) -> np.ndarray:
-    """The intermediate image of a projection, stored units, background where no ray sample fell."""
-    data = volume.data
-    lo = np.float32(volume.stored_range()[0])
+def _project(data: np.ndarray, lo: np.float32, shear: Shear, method: str) -> np.ndarray:
+    """The intermediate image of a projection of ``data``, stored units, ``lo`` where no ray sample fell."""
     if max(abs(shear.shift[0]), abs(shear.shift[1])) < 1e-9:
         return _axis_aligned(data, shear.axis, method)
 
@@ -114,12 +113,21 @@ def _axis_aligned(data: np.ndarray, axis: int, method: str) -> np.ndarray:
 
 
 def project(volume: Volume, camera: Camera, method: str, *, size: tuple[int, int] | None = None,
-            spacing: float | None = None) -> np.ndarray:
-    """An orthographic MIP / MinIP / AvgIP of the whole volume, float32 (rows, cols) modality values."""
+            spacing: float | None = None, preview: bool = False) -> np.ndarray:
+    """An orthographic MIP / MinIP / AvgIP of the whole volume, float32 (rows, cols) modality values.
+
+    A ``preview``, for a view being turned, projects a reduced level where one keeps what the method looks for:
+    block maxima for a MIP, block means for an average (``levels``); a MinIP takes every other slice instead.
+    """
     if method not in PROJECTIONS:
         raise BadRequest(f"renderingmethod {method!r} is no projection; use one of {', '.join(PROJECTIONS)}")
     size, spacing = resolve_size(volume, camera, "project", size, spacing)
-    shear = plan_for(volume, camera, size, spacing)
-    intermediate = _project(volume, shear, method)
+    data, affine, stride = volume.data, volume.affine, 1
+    if preview and method == "minimum_ip":
+        stride = 2
+    elif preview:
+        data, affine = maximum_level(volume) if method == "maximum_ip" else rendering_level(volume)
+    shear = plan(data.shape, affine, camera, size, spacing, stride)
     lo = volume.stored_range()[0]
+    intermediate = _project(data, np.float32(lo), shear, method)
     return volume.to_modality(shear.warp(intermediate, size, lo))
