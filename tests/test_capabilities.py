@@ -24,7 +24,7 @@ from dicomweb_origin import search as search_module
 from dicomweb_origin.app import build_app
 from dicomweb_origin.model import TRANSFER_SYNTAXES
 from dicomweb_origin.settings import Settings
-from dicomweb_origin.web import capabilities
+from dicomweb_origin.web import capabilities, resources
 
 pytestmark = pytest.mark.anyio
 
@@ -279,10 +279,10 @@ def _enhanced_ct(archive: LoadedArchive) -> Uids:
 
 
 def test_tables_follow_the_server() -> None:
-    advertised = {name for name, *_ in capabilities.SEARCH_PARAMETERS}
+    advertised = {name for name, *_ in resources.SEARCH_PARAMETERS}
     assert advertised == search_module._RESERVED - {"accept", "charset", "emptyvaluematching"}
     web = {ts.uid for ts in TRANSFER_SYNTAXES.values() if ts.web}
-    options = capabilities.describe(["studies", "{study}"], "GET", "uid")
+    options = capabilities.describe(["studies", "{study}"], "GET")
     assert options is not None
     syntaxes = {m.group(1) for o in options.params[0].options if (m := re.search(r"transfer-syntax=([\d.]+)$", o))}
     assert syntaxes == web

@@ -28,7 +28,7 @@ from synthetic import instance_bytes, uid
 from dicomweb_origin.app import Archive
 from dicomweb_origin.server import guarded_protocol
 from dicomweb_origin.settings import Settings
-from dicomweb_origin.web.routes import SMALL_BODY
+from dicomweb_origin.web.send import SMALL_BODY
 
 pytestmark = pytest.mark.e2e
 BOUNDARY = "connections-boundary"

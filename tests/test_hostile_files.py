@@ -11,6 +11,7 @@ import io
 import random
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from conftest import MULTIPART_OCTET, LoadedArchive
@@ -18,9 +19,9 @@ from pydicom.data import get_testdata_file
 
 from dicomweb_origin.app import Archive
 from dicomweb_origin.errors import DicomWebError
-from dicomweb_origin.retrieve import Target
+from dicomweb_origin.negotiation import acceptable_media_types
+from dicomweb_origin.retrieve import RetrieveRequest, Target
 from dicomweb_origin.settings import Settings
-from dicomweb_origin.web.negotiate import acceptable_media_types
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.anyio]
 
@@ -81,10 +82,8 @@ def test_mutated_files_are_refused_or_served_without_unexpected_errors(tmp_path:
         for use_case, accept in REQUESTS:
             acceptable = acceptable_media_types(accept, [])
             try:
-                if use_case == "metadata":
-                    payload = archive.retrieve.metadata(target, acceptable, "http://testserver/dicomweb")
-                else:
-                    payload = getattr(archive.retrieve, use_case)(target, acceptable)
+                request = RetrieveRequest(target, acceptable, "http://testserver/dicomweb")
+                payload = anyio.run(getattr(archive.retrieve, use_case), request)
                 for part in payload.parts:
                     part.read_all()
             except DicomWebError:

@@ -93,16 +93,16 @@ async def test_light_requests_are_answered_while_the_heavy_lane_is_full(
 async def test_a_stows_response_is_made_off_the_event_loop(empty_client: httpx.AsyncClient,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """10,000 parts make a large response (JSON or XML): building it must not stall every other request."""
-    from dicomweb_origin.web import routes
+    from dicomweb_origin import ingest
 
     threads = []
-    original = routes.render_store_response
+    original = ingest.render_store_response
 
     def recording(module: dict[str, object], xml: bool) -> tuple[bytes, str]:
         threads.append(threading.current_thread())
         return original(module, xml)
 
-    monkeypatch.setattr(routes, "render_store_response", recording)
+    monkeypatch.setattr(ingest, "render_store_response", recording)
     response = await stow(empty_client, prepared_bytes("CT_small"))
     assert response.status_code == 200
     assert threads and threads[0] is not threading.main_thread()  # the loop runs on the main thread here

@@ -17,7 +17,7 @@ from reference import ELE, J2K_LOSSLESS, JLS_LOSSLESS, RLE
 
 from dicomweb_origin.errors import BadRequest, NotAcceptable
 from dicomweb_origin.model import Acceptable
-from dicomweb_origin.web.negotiate import acceptable_media_types, check_charset, parse_media_range, split_list
+from dicomweb_origin.negotiation import acceptable_media_types, check_charset, parse_media_range, split_list
 
 # -- parsing (§8.7.7, §8.7.3.5) -----------------------------------------------------------------------
 

@@ -40,7 +40,7 @@ from reference import (
     where,
 )
 
-from dicomweb_origin.web import routes
+from dicomweb_origin.web import send
 
 pytestmark = pytest.mark.anyio
 
@@ -447,7 +447,7 @@ async def test_a_browser_accept_header_does_not_spoil_the_accept_query_parameter
 @pytest.fixture
 def stream_everything(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make every body large enough to stream (the writer's streaming path, not the one-shot one)."""
-    monkeypatch.setattr(routes, "SMALL_BODY", 0)
+    monkeypatch.setattr(send, "SMALL_BODY", 0)
 
 
 @pytest.mark.usefixtures("stream_everything")

@@ -1,7 +1,9 @@
-"""Generate the tables of the conformance statement from the tables the server runs on.
+"""Generate the tables of the conformance statement and the README from the tables the server runs on.
 
-``python -m dicomweb_origin.conformance`` rewrites the generated sections of ``docs/conformance.md``
-(between ``<!-- BEGIN name -->`` and ``<!-- END name -->``); a test checks that they are current.
+``python -m dicomweb_origin.conformance`` rewrites the generated sections of ``docs/conformance.md`` and
+``README.md`` (between ``<!-- BEGIN name -->`` and ``<!-- END name -->``); tests check that they are current.
+The resource tables come from the resource table of the web layer (``web/resources.py``), the others from
+the use cases' own tables.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from .dicom import pixels, transcode
 from .dicom.reader import NORMALIZED_SYNTAXES
 from .model import TRANSFER_SYNTAXES, PixelDescription
+from .web.resources import RESOURCES, Method, Resource
 
 _SAMPLES = {
     "8-bit grey": PixelDescription(64, 64, 1, 8, 8, 0, "MONOCHROME2"),
@@ -103,6 +106,71 @@ def volume_table() -> str:
 
 
 
+_NAMES = {"capabilities": "Capabilities", "collection": "Search for", "uid": "Study, Series, Instance",
+          "metadata": "Metadata", "bulkdata": "Bulkdata", "pixeldata": "Pixel Data", "frames": "Frames",
+          "rendered": "Rendered", "thumbnail": "Thumbnail", "renderedmpr": "Rendered MPR Volume",
+          "rendered3d": "Rendered 3D Volume"}
+_SEARCHED = {"study": "Studies", "series": "Series", "instance": "Instances"}  # Table 10.6.1-1, by result level
+
+
+def _groups() -> dict[str, list[Resource]]:
+    """The rows of the resource table by the resource they are at several levels (in the order of ``_NAMES``)."""
+    from .search import RESOURCES as SEARCHES
+
+    groups: dict[str, list[Resource]] = {}
+    for resource in sorted(RESOURCES, key=lambda r: list(_NAMES).index(r.kind)):  # stable: table order within
+        name = _NAMES[resource.kind]
+        if resource.kind == "collection":
+            name += " " + _SEARCHED[SEARCHES[resource.methods[0].search].level]
+        groups.setdefault(name, []).append(resource)
+    return groups
+
+
+def _by_method(rows: list[Resource]) -> dict[str, tuple[Method, list[str]]]:
+    """Each HTTP method of a resource: what it does (its first row's) and every path it is on, aliases included."""
+    methods: dict[str, tuple[Method, list[str]]] = {}
+    for row in rows:
+        for method in row.methods:
+            methods.setdefault(method.verb, (method, []))[1].extend((row.path, *row.aliases))
+    return methods
+
+
+def _answers(method: Method) -> str:
+    shown = []
+    for offer in method.offers:
+        notes = [n for n, on in (("single item", offer.single), ("read as the default", offer.alias)) if on]
+        shown.append(f"`{offer.content_type}`" + (f" ({', '.join(notes)})" if notes else ""))
+    return ", ".join(dict.fromkeys(shown)) or "none"
+
+
+def resource_table() -> str:
+    """Every resource of ``web/resources.py``: paths, methods, the use case each calls, what it answers."""
+    lines = ["| Resource | Method | Paths | Use case | Media types (first = default) | Query parameters |",
+             "|---|---|---|---|---|---|"]
+    for name, rows in _groups().items():
+        for verb, (method, paths) in _by_method(rows).items():
+            call = "the web layer" if method.call is None else f"`{method.call.__qualname__}`"
+            params = ["accept", *(["charset"] if method.text else []), *(p.name for p in method.params)]
+            lines.append(f"| {name} ({method.section.removeprefix('PS3.18 ')}) | {verb} |"
+                         f" {'<br>'.join(f'`{p}`' for p in paths)} | {call} | {_answers(method)} |"
+                         f" {', '.join(params) if verb == 'GET' else '-'} |")
+            name = "″"  # the resource of the row above
+    return "\n".join(lines)
+
+
+def readme_resource_table() -> str:
+    """The README's short form: paths, methods and the default media type (the conformance statement has all)."""
+    lines = ["| Resource | Paths | Methods | Default media type |", "|---|---|---|---|"]
+    for name, rows in _groups().items():
+        methods = _by_method(rows)
+        answered = [method for verb, (method, _) in methods.items() if verb in ("GET", "OPTIONS")]
+        defaults = dict.fromkeys(m.answers(single)[0].content_type for m in answered for single in (False, True))
+        default = " (a single item: ".join(f"`{d}`" for d in defaults) + ")" * (len(defaults) - 1)
+        paths = dict.fromkeys(p for _, paths in methods.values() for p in paths)
+        lines.append(f"| {name} | {'<br>'.join(f'`{p}`' for p in paths)} | {', '.join(methods)} | {default} |")
+    return "\n".join(lines)
+
+
 def product_table() -> str:
     """PS3.2 §A.1-style identification: the product, its version and its implementation model."""
     from importlib import metadata
@@ -158,8 +226,10 @@ def scope_table() -> str:
     return "\n".join(lines)
 
 
-GENERATED = {"product": product_table, "volumes": volume_table, "sop-classes": sop_class_table, "rendered-types": rendered_types_table,
-             "transfer-syntaxes": transfer_syntax_table, "decoders": decoder_table, "scopes": scope_table}
+GENERATED = {"product": product_table, "volumes": volume_table, "sop-classes": sop_class_table,
+             "rendered-types": rendered_types_table, "transfer-syntaxes": transfer_syntax_table,
+             "decoders": decoder_table, "scopes": scope_table, "resources": resource_table,
+             "readme-resources": readme_resource_table}
 
 
 def render(text: str) -> str:
@@ -170,12 +240,12 @@ def render(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    path = Path(argv[0] if argv else "docs/conformance.md")
-    current = path.read_text(encoding="utf-8")
-    updated = render(current)
-    if updated != current:
-        path.write_text(updated, encoding="utf-8")
-        print(f"updated {path}")
+    for path in map(Path, argv or ["docs/conformance.md", "README.md"]):
+        current = path.read_text(encoding="utf-8")
+        updated = render(current)
+        if updated != current:
+            path.write_text(updated, encoding="utf-8")
+            print(f"updated {path}")
     return 0
 
 

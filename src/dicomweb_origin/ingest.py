@@ -9,6 +9,9 @@ replaced instance can never delete the bytes a concurrent store of the same cont
 Re-storing an instance is idempotent: the same bytes are "already present"; different bytes under a
 stored SOP Instance UID are refused (stored instances are immutable, which keeps ETags and caches
 valid) unless the server runs with ``on_conflict="replace"`` (``--on-conflict replace``).
+
+``store_request`` and ``delete_request`` are what the web layer awaits: safe on the event loop, each does its work
+in one trip to a worker thread (parsing, hashing and fsync block; 10,000 parts make a large response module).
 """
 
 from __future__ import annotations
@@ -18,17 +21,18 @@ import enum
 import hashlib
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
+import anyio.to_thread
 import orjson
 
 from .dicom import metadata, reader
 from .dicom.display import ICC_PROFILE, display_of_stored, extract_display
 from .dicom.xml import json_to_xml
-from .errors import IngestError, NotDicom, SeriesInOtherStudy
+from .errors import BadRequest, IngestError, NotDicom, SeriesInOtherStudy
 from .model import Display, InstanceRecord, StoredInstance, counts_as_lossy, uid_error
 from .settings import Settings
 from .storage.base import BlobStore, Index
@@ -60,6 +64,16 @@ class StoreResult:
     not_dicom: bool = False  # FAILED because the input is no DICOM file at all
 
 
+@dataclass(frozen=True, slots=True)
+class StoreAnswer:
+    """What one STOW-RS request gets: the status of Table 10.5.3-1, the response module as bytes, each result."""
+
+    status: int
+    body: bytes
+    media_type: str
+    results: list[StoreResult]
+
+
 class Ingest:
     """Stores instances into an index and a blob store."""
 
@@ -79,6 +93,31 @@ class Ingest:
             log.exception("cannot store an instance")
             return StoreResult(Outcome.FAILED, reason=one_line(f"processing failure: {exc}"),
                                failure_reason=PROCESSING_FAILURE)
+
+    async def store_request(self, parts: Iterable[tuple[str, BinaryIO]], study_uid: str | None, root: str,
+                            xml: bool) -> StoreAnswer:
+        """Store every part of a STOW-RS request (PS3.18 §10.5), each given with its media type, and answer."""
+        return await anyio.to_thread.run_sync(self._store_request, parts, study_uid, root, xml)
+
+    def _store_request(self, parts: Iterable[tuple[str, BinaryIO]], study_uid: str | None, root: str,
+                       xml: bool) -> StoreAnswer:
+        results = []
+        for media_type, content in parts:
+            if media_type != "application/dicom":  # this server stores binary instances only (§10.5)
+                results.append(StoreResult(Outcome.FAILED, reason=f"part of type {media_type!r} is not"
+                                           " application/dicom", failure_reason=CANNOT_UNDERSTAND))
+                continue
+            results.append(self.store(content, study_uid))
+        if not results:
+            raise BadRequest("the multipart payload has no parts")
+        status, module = store_response(results, root)
+        body, media_type = render_store_response(module, xml)
+        return StoreAnswer(status, body, media_type, results)
+
+    async def delete_request(self, study_uid: str, series_uid: str | None = None,
+                             instance_uid: str | None = None) -> int | None:
+        """``delete`` for one DELETE request, off the event loop (the index and the blob store block)."""
+        return await anyio.to_thread.run_sync(self.delete, study_uid, series_uid, instance_uid)
 
     def fill_missing_display(self, batch: int = 100) -> int:
         """Extract the display of instances stored before ingest did (index schema 4); return how many.

@@ -6,7 +6,6 @@ lets every layer cache freely and give every response a stable ETag.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .errors import BadRequest
@@ -290,27 +289,6 @@ class Acceptable:
             return -1
         kind = 0 if self.media_type == "*/*" else 1 if self.wildcard else 2
         return kind * 2 + named_syntax + (self.multipart is not None)
-
-
-def excluded(accept: Sequence[Acceptable], media_type: str, syntax: str | None, multipart: bool) -> bool:
-    """True when the most specific range that matches a representation says ``q=0`` (§8.7.8.1)."""
-    matched = any(a.specificity(media_type, syntax, multipart) >= 0 for a in accept)
-    return matched and quality(accept, media_type, syntax, multipart) <= 0
-
-
-def quality(accept: Sequence[Acceptable], media_type: str, syntax: str | None, multipart: bool) -> float:
-    """The q of the most specific acceptable range that matches a representation (PS3.18 §8.7.8.1).
-
-    0 means not acceptable: either nothing matches or the closest match says ``q=0``.
-    """
-    best, q = -1, 0.0
-    for acceptable in accept:
-        rank = acceptable.specificity(media_type, syntax, multipart)
-        if rank < 0:
-            continue
-        if rank > best or rank == best and acceptable.q > q:
-            best, q = rank, acceptable.q
-    return q
 
 
 # -- The display pipeline (PS3.3 C.11, PS3.4 N.2): what rendering needs, extracted once at ingest --

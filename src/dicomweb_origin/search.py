@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 import orjson
 from pydicom.datadict import dictionary_VR
 
@@ -123,6 +124,11 @@ class Search:
     def __init__(self, index: SearchIndex, max_results: int = 10_000) -> None:
         self.index = index
         self.max_results = max_results  # the most matches one response holds (§10.6.5)
+
+    async def search_request(self, resource: str, params: Sequence[tuple[str, str]], accept: Sequence[Acceptable],
+                             root: str, study_uid: str | None = None, series_uid: str | None = None) -> SearchResult:
+        """``search`` for one request, off the event loop (the index blocks): what the web layer awaits."""
+        return await anyio.to_thread.run_sync(self.search, resource, params, accept, root, study_uid, series_uid)
 
     def search(self, resource: str, params: Sequence[tuple[str, str]], accept: Sequence[Acceptable], root: str,
                study_uid: str | None = None, series_uid: str | None = None) -> SearchResult:

@@ -18,7 +18,7 @@ uvicorn arms no timer before the first request of a connection nor while a reque
   ``/health`` and ``/ready`` are answered even when nothing can (uvicorn's ``limit_concurrency``,
   which answered everyone 503 while slow clients held the connections, is not used).
 
-The request body's pace (idle time, minimum rate) is enforced where it is read (web/routes.py).
+The request body's pace (idle time, minimum rate) is enforced where it is read (web/stow.py).
 """
 
 from __future__ import annotations

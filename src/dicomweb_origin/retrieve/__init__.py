@@ -1,9 +1,9 @@
-"""The Retrieve use case (PS3.18 §10.4): from a target and the Acceptable Media Types to parts.
+"""The Retrieve use case (PS3.18 §10.4): from a ``RetrieveRequest`` to a payload, and the payload's bytes.
 
 One module per family of resources, so the file list shows where each lives:
 
-    payload.py    Target, Part, Payload and their helpers (ETag, bodies)
-    lanes.py      the light and the heavy lane of CPU work
+    payload.py    RetrieveRequest, Target, Part, Payload and their helpers (ETag, bodies)
+    lanes.py      where work runs: the light and the heavy lane of CPU work, and the threads of blocking I/O
     sources.py    records, blob ranges, stored / transcoded / decoded frames
     instances.py  Study, Series and Instance resources (Table 10.4.1-1)
     metadata.py   Metadata resources (Table 10.4.1-2)
@@ -11,29 +11,32 @@ One module per family of resources, so the file list shows where each lives:
     rendered.py   Rendered and Thumbnail resources (Tables 10.4.1-3, 10.4.1-4)
     volumes.py    Rendered MPR and Rendered 3D resources (§10.4.1.1.7-8), with volume_inputs.py and vps.py
 
-``Retrieve`` is the one object the web layer calls. Its ``async`` methods may be awaited on the event
-loop: they do their work on the lane it belongs to (the web layer never names a thread pool).
+``Retrieve`` is the one object the web layer calls. Its ``async`` methods may be awaited on the event loop:
+each resource's method plans the payload where that belongs (index lookups and blob reads in the I/O threads, a
+rendering on the heavy lane), and the body methods produce bytes on the lane of each part (``Part.cost``). The
+web layer never names a thread pool; this class decides.
 """
 
 from __future__ import annotations
 
-import asyncio
+import gzip
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Sequence
+from functools import partial
 
 from ..cache import BytesCache
-from ..model import Acceptable, RenderParams, VolumeParams
+from ..errors import DicomWebError
 from ..storage.base import BlobStore, Index
 from . import bulk, instances, metadata, rendered, volumes
 from .bulk import parse_frame_list
 from .lanes import Lanes
 from .metadata import metadata_kind
-from .payload import Body, Cost, Part, Payload, Target, bytes_body, etag
+from .payload import Body, Cost, Part, Payload, RetrieveRequest, Target, bytes_body, etag
 from .sources import Sources
 from .volume_inputs import VolumeCache
 
-__all__ = ["Body", "Cost", "Lanes", "Part", "Payload", "Retrieve", "Target", "bytes_body", "etag",
-           "metadata_kind", "parse_frame_list"]
+__all__ = ["Body", "Cost", "Lanes", "Part", "Payload", "Retrieve", "RetrieveRequest", "Target", "bytes_body",
+           "etag", "metadata_kind", "parse_frame_list"]
 
 
 class Retrieve:
@@ -50,59 +53,126 @@ class Retrieve:
         self.volumes = VolumeCache(volume_cache_bytes)  # assembled volumes (Rendered MPR / 3D)
         self.volumetric_states = volumes.StateCache()  # parsed volumetric presentation states
 
-    def produce(self, parts: Sequence[Part]) -> Iterator[Part]:
-        return self.sources.produce(parts)
+    # -- The resources (§10.4.1.1), planned off the event loop ---------------------------------------------
+
+    async def instances(self, request: RetrieveRequest) -> Payload:
+        """Study, Series and Instance resources (§10.4.1.1.1); bulk data types mean their Bulkdata (note 2)."""
+        r = request
+        if instances.wants_bulkdata(r.accept):
+            return await self.lanes.blocking(bulk.bulkdata, self.sources, r.target, r.accept)
+        return await self.lanes.blocking(instances.instances, self.sources, r.target, r.accept)
+
+    async def metadata(self, request: RetrieveRequest) -> Payload:
+        """Metadata resources (§10.4.1.1.2); produced when sent, on the light lane."""
+        r = request
+        return await self.lanes.blocking(metadata.metadata, self.sources, r.target, r.accept, r.root)
+
+    async def bulkdata(self, request: RetrieveRequest) -> Payload:
+        """Bulkdata resources (§10.4.1.1.5): all of a target's, or the one element a BulkDataURI names."""
+        r = request
+        if r.path is not None:
+            return await self.lanes.blocking(bulk.bulk_element, self.sources, r.target, r.path, r.accept, r.ranged)
+        return await self.lanes.blocking(bulk.bulkdata, self.sources, r.target, r.accept)
+
+    async def pixeldata(self, request: RetrieveRequest) -> Payload:
+        """Pixel Data resources (§10.4.1.1.6)."""
+        r = request
+        return await self.lanes.blocking(bulk.pixeldata, self.sources, r.target, r.accept, r.ranged)
+
+    async def frames(self, request: RetrieveRequest) -> Payload:
+        """Frame Pixel Data resources (§10.4.1.1.6)."""
+        r = request
+        return await self.lanes.blocking(bulk.frames, self.sources, r.target, r.frames or "", r.accept, r.ranged)
+
+    async def rendered(self, request: RetrieveRequest) -> Payload:
+        """Rendered resources (§10.4.1.1.3)."""
+        return await self._render(rendered.rendered, request)
+
+    async def thumbnail(self, request: RetrieveRequest) -> Payload:
+        """Thumbnail resources (§10.4.1.1.4)."""
+        return await self._render(rendered.thumbnail, request)
+
+    async def renderedmpr(self, request: RetrieveRequest) -> Payload:
+        """Rendered MPR Volume resources (§10.4.1.1.7)."""
+        return await self._volume("mpr", request)
+
+    async def rendered3d(self, request: RetrieveRequest) -> Payload:
+        """Rendered 3D Volume resources (§10.4.1.1.8)."""
+        return await self._volume("3d", request)
+
+    async def _render(self, use: Callable[..., Payload], request: RetrieveRequest) -> Payload:
+        """Planned and (a single image, unless the request is conditional) produced in one trip to the heavy lane:
+        a conditional request answered 304 does not pay for the rendering."""
+        r = request
+
+        def render() -> Payload:
+            payload = use(self.sources, self.rendered_cache, r.target, r.frames, r.accept, r.render)
+            if payload.multipart_type is None and not r.conditional:
+                payload.parts[0].materialize()
+            return payload
+
+        return await self.lanes.run(Cost.HEAVY, render)
+
+    async def _volume(self, kind: str, request: RetrieveRequest) -> Payload:
+        # In the I/O threads, not a lane: assembly decodes frames on the heavy lane and waits for them; the
+        # rendering itself runs there when the part is produced.
+        r = request
+        return await self.lanes.blocking(volumes.volume, self.sources, self.volumes, self.rendered_cache, kind,
+                                         r.target, r.frames, r.accept, r.volume, self.volumetric_states)
+
+    # -- The bytes of a payload, for the web layer to write -------------------------------------------------
 
     async def materialize(self, part: Part) -> None:
         """Produce a part of unknown length on its lane (a rendering on the heavy one, metadata on the light)."""
         if part.length is None:
-            await asyncio.wrap_future(self.lanes.of(part.cost).submit(part.materialize))
+            await self.lanes.run(part.cost, part.materialize)
 
-    async def render(self, thumbnail: bool, target: Target, frame_list: str | None, accept: Sequence[Acceptable],
-                     params: RenderParams, produce: bool = True) -> Payload:
-        """Rendered or Thumbnail, planned and (a single image, unless ``produce`` is False) produced in one trip
-        to the heavy lane: a conditional request answered 304 does not pay for the rendering."""
-        use = self.thumbnail if thumbnail else self.rendered
+    async def read(self, part: Part) -> bytes:
+        """A part's bytes, produced first if need be."""
+        await self.materialize(part)
+        return await self.lanes.blocking(part.read_all)
 
-        def render() -> Payload:
-            payload = use(target, frame_list, accept, params)
-            if payload.multipart_type is None and produce:
-                payload.parts[0].materialize()
-            return payload
+    async def join(self, chunks: Callable[[], Iterable[bytes]]) -> bytes:
+        """The chunks of a body joined, in one I/O-thread trip rather than one per chunk (a frame stays fast)."""
+        return await self.lanes.blocking(lambda: b"".join(chunks()))
 
-        return await asyncio.wrap_future(self.lanes.heavy.submit(render))
+    def stream(self, chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
+        """A body's chunks as they are read (blob ranges, parts produced ahead on their lanes)."""
+        return self.lanes.iterate(chunks)
 
-    def instances(self, target: Target, accept: Sequence[Acceptable]) -> Payload:
-        if instances.wants_bulkdata(accept):
-            return bulk.bulkdata(self.sources, target, accept)
-        return instances.instances(self.sources, target, accept)
+    def produce(self, parts: Sequence[Part]) -> Iterator[Part]:
+        """The parts in order while the next few are produced on their lanes (iterate it off the event loop)."""
+        return self.sources.produce(parts)
 
-    def metadata(self, target: Target, accept: Sequence[Acceptable], root: str) -> Payload:
-        return metadata.metadata(self.sources, target, accept, root)
+    async def settle(self, payload: Payload, ahead: int) -> None:
+        """Produce parts of unknown length before any byte is sent, up to ``ahead`` bytes of them.
 
-    def bulkdata(self, target: Target, accept: Sequence[Acceptable]) -> Payload:
-        return bulk.bulkdata(self.sources, target, accept)
+        Once the status line is out, a failure could only cut the connection. Failures found here instead become
+        the response status (every part failed) or omitted parts (206 with a Warning, Table 10.4.3-1). Past
+        ``ahead`` bytes (and at least one part produced), parts are produced as they are sent and one that fails
+        is left out of the body.
+        """
+        if payload.multipart_type is not None and any(p.length is None for p in payload.parts):
+            await self.lanes.blocking(self._produce_ahead, payload, ahead)
 
-    def bulk_element(self, target: Target, path: str, accept: Sequence[Acceptable], ranged: bool = False) -> Payload:
-        """``ranged``: the request carries Range, which a wildcard's single-part form can honour (bulk.py)."""
-        return bulk.bulk_element(self.sources, target, path, accept, ranged)
+    def _produce_ahead(self, payload: Payload, ahead: int) -> None:
+        error: DicomWebError | None = None
+        produced = 0
+        for part in self.produce([p for p in payload.parts if p.length is None]):
+            if produced > ahead:
+                break
+            try:
+                part.materialize()
+            except DicomWebError as exc:
+                error = error or exc
+                payload.parts.remove(part)
+                payload.omitted += 1
+                continue
+            produced += part.length or 0
+        if not payload.parts and error is not None:
+            raise error
 
-    def pixeldata(self, target: Target, accept: Sequence[Acceptable], ranged: bool = False) -> Payload:
-        return bulk.pixeldata(self.sources, target, accept, ranged)
-
-    def frames(self, target: Target, frame_list: str, accept: Sequence[Acceptable], ranged: bool = False) -> Payload:
-        return bulk.frames(self.sources, target, frame_list, accept, ranged)
-
-    def rendered(self, target: Target, frame_list: str | None, accept: Sequence[Acceptable],
-                 params: RenderParams) -> Payload:
-        return rendered.rendered(self.sources, self.rendered_cache, target, frame_list, accept, params)
-
-    def thumbnail(self, target: Target, frame_list: str | None, accept: Sequence[Acceptable],
-                  params: RenderParams) -> Payload:
-        return rendered.thumbnail(self.sources, self.rendered_cache, target, frame_list, accept, params)
-
-    def volume(self, kind: str, target: Target, frame_list: str | None, accept: Sequence[Acceptable],
-               params: VolumeParams) -> Payload:
-        """Rendered MPR (``kind`` mpr) or 3D (``kind`` 3d); call from outside the executor (it decodes there)."""
-        return volumes.volume(self.sources, self.volumes, self.rendered_cache, kind, target, frame_list, accept,
-                              params, self.volumetric_states)
+    async def compress(self, data: bytes, level: int, kept: BytesCache, key: Hashable) -> bytes:
+        """``data`` gzip-compressed on the light lane (no timestamp: same input, same bytes), kept in ``kept``
+        under ``key`` and made once however many requests ask for it at the same time."""
+        return await self.lanes.run(Cost.LIGHT, kept.get_or_make, key, partial(gzip.compress, data, level, mtime=0))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from functools import partial
 
 from ..errors import BadRequest, InvalidFrameList, NotAcceptable, NotFound
 from ..model import (
@@ -23,13 +24,10 @@ from ..model import (
     Acceptable,
     InstanceRecord,
     default_syntax_for,
-    excluded,
-    quality,
 )
+from ..negotiation import OCTET, Offer, negotiate
 from .payload import Part, Payload, Target, bytes_body, etag, with_syntax
 from .sources import Sources, not_acceptable_message
-
-OCTET = "application/octet-stream"
 
 
 def bulkdata(sources: Sources, target: Target, accept: Sequence[Acceptable]) -> Payload:
@@ -37,7 +35,7 @@ def bulkdata(sources: Sources, target: Target, accept: Sequence[Acceptable]) -> 
     records = sources.records(target)
     parts: list[Part] = []
     omitted = 0  # pixel data or bulk elements no acceptable type can carry: 206 (Table 10.4.3-1)
-    octet = quality(accept, OCTET, EXPLICIT_VR_LE, True) > 0
+    octet = negotiate(accept, (_octet(multipart=True),)) is not None
     for record in records:
         if record.pixel is not None:
             pixel_parts = _pixel_parts(sources, record, range(len(record.frames)), accept, single=False)[0]
@@ -67,14 +65,21 @@ def bulk_element(sources: Sources, target: Target, path: str, accept: Sequence[A
     (record,) = sources.records(target)
     if record.bulk_element(path) is None:
         raise NotFound(f"instance {record.instance_uid} has no bulk data element {path}")
-    for acceptable in accept:
-        multipart = not _bare(acceptable, ranged)
-        if acceptable.q > 0 and acceptable.matches(OCTET) and acceptable.transfer_syntax in (
-            None, "*", EXPLICIT_VR_LE
-        ) and quality(accept, OCTET, EXPLICIT_VR_LE, multipart) > 0:
-            return Payload([_element_part(sources, record, path)], OCTET if multipart else None,
-                           etag("bulk", record.digest, path, multipart))
-    raise NotAcceptable("bulk data is served as application/octet-stream (Explicit VR Little Endian)")
+    offer = negotiate(accept, _wildcard_order([_octet(True), _octet(False)], ranged))
+    if offer is None:
+        raise NotAcceptable("bulk data is served as application/octet-stream (Explicit VR Little Endian)")
+    return Payload([_element_part(sources, record, path)], OCTET if offer.multipart else None,
+                   etag("bulk", record.digest, path, offer.multipart))
+
+
+def _octet(multipart: bool) -> Offer:
+    """A bulk data value as it is stored: Explicit VR Little Endian, the default for every category (§8.7.3.3.1)."""
+    return Offer(OCTET, EXPLICIT_VR_LE, multipart, stored=True)
+
+
+def _wildcard_order(offers: list[Offer], ranged: bool) -> list[Offer]:
+    """Multipart offers first (the default, Table 10.4.4-1): what a wildcard takes; with Range, the value itself."""
+    return sorted(offers, key=lambda offer: offer.multipart == ranged)
 
 
 def pixeldata(sources: Sources, target: Target, accept: Sequence[Acceptable], ranged: bool = False) -> Payload:
@@ -109,24 +114,20 @@ def frames(sources: Sources, target: Target, frame_list: str, accept: Sequence[A
     return _bulk_payload(parts, [record], bare)
 
 
-def _bare(acceptable: Acceptable, ranged: bool) -> bool:
-    """Whether ``acceptable`` asks for a single part: named bare, or a wildcard with a Range to apply."""
-    return acceptable.multipart is False or ranged and acceptable.multipart is None
-
-
 def _pixel_parts(sources: Sources, record: InstanceRecord, indexes: Sequence[int], accept: Sequence[Acceptable],
                  single: bool, ranged: bool = False) -> tuple[list[Part], bool]:
     """One part per frame in the first acceptable syntax this instance can be delivered in.
 
-    Also says whether the range that chose the syntax asked for a bare (single-part) response; several
-    frames stored native then make one part, the Pixel Data value as stored.
+    Also says whether the selected representation is bare (single-part); several frames stored native then
+    make one part, the Pixel Data value as stored.
     """
     whole = len(indexes) > 1  # only a native instance's whole value gets here with ``single``
-    choice = _frame_choice(sources, record, accept, single, whole)
-    if choice is None:
+    offer = negotiate(accept, frame_offers(record, accept, single, whole, ranged),
+                      partial(_deliverable, sources, record))
+    if offer is None:
         return [], False
-    syntax, acceptable = choice
-    bare = single and _bare(acceptable, ranged) and (not whole or _as_stored_native(record, syntax))
+    syntax = offer.syntax or record.transfer_syntax_uid
+    bare = not offer.multipart
     if bare and whole:
         return [_value_part(sources, record)], True
     multi = len(record.frames) > 1
@@ -136,6 +137,45 @@ def _pixel_parts(sources: Sources, record: InstanceRecord, indexes: Sequence[int
         for index in indexes
     ]
     return parts, bare
+
+
+def frame_offers(record: InstanceRecord, accept: Sequence[Acceptable], single: bool, whole: bool = False,
+                 ranged: bool = False) -> list[Offer]:
+    """The media types and syntaxes frames of ``record`` can be asked for in (Tables 8.7.3-4 and 8.7.3-5).
+
+    Explicit VR Little Endian as ``application/octet-stream`` (the default, what ``*/*`` takes), the bytes as
+    stored (what ``type/*`` and ``transfer-syntax=*`` take; a video's only form, §8.7.3), each syntax the
+    request names, and the default syntax of each media type it names. Bare only for a single item
+    (``single``); ``whole``, every frame of an instance stored native as one value, only in Explicit VR
+    Little Endian as stored (compressed frames go one per part, §8.7.3.3.2).
+    """
+    stored = record.syntax
+    syntaxes = [EXPLICIT_VR_LE, stored.uid]
+    for acceptable in accept:
+        if acceptable.transfer_syntax not in (None, "*"):
+            syntaxes.append(acceptable.transfer_syntax)
+        elif not acceptable.wildcard and (default := default_syntax_for(acceptable.media_type)):
+            syntaxes.append(default)
+    offers: list[Offer] = []
+    for syntax in dict.fromkeys(syntaxes):
+        known = TRANSFER_SYNTAXES.get(syntax)
+        if known is None and syntax != stored.uid:
+            continue
+        media = known.media_type if known is not None else stored.media_type
+        as_stored = syntax == stored.uid or _as_stored_native(record, syntax)
+        octet_default = syntax == EXPLICIT_VR_LE and not stored.video
+        for multipart in (True, False):
+            if not multipart and not (single and (not whole or _as_stored_native(record, syntax))):
+                continue
+            offers.append(Offer(media, syntax, multipart, default=default_syntax_for(media) == syntax,
+                                stored=as_stored, wildcard=octet_default or syntax == stored.uid))
+    return _wildcard_order(offers, ranged)
+
+
+def _deliverable(sources: Sources, record: InstanceRecord, offer: Offer) -> bool:
+    syntax = offer.syntax or ""
+    return syntax == record.transfer_syntax_uid or _as_stored_native(record, syntax) or (
+        syntax in TRANSFER_SYNTAXES and sources.can_transcode_frames(record, syntax))
 
 
 def _as_stored_native(record: InstanceRecord, syntax: str) -> bool:
@@ -152,49 +192,6 @@ def _value_part(sources: Sources, record: InstanceRecord) -> Part:
     length = last_start + last_length - start
     return Part(with_syntax(OCTET, EXPLICIT_VR_LE), f"{record.path}/pixeldata", length,
                 sources.blob_body(record.blob_key, start, length))
-
-
-def _frame_choice(sources: Sources, record: InstanceRecord, accept: Sequence[Acceptable], single: bool,
-                  whole: bool = False) -> tuple[str, Acceptable] | None:
-    """The syntax frames of this instance are sent in, and the acceptable range that chose it.
-
-    ``whole``: every frame of an instance stored native, which a bare range may ask for as one part only
-    in Explicit VR Little Endian as stored (compressed frames go one per part, §8.7.3.3.2).
-    """
-    stored = record.syntax
-    stored_media = stored.media_type
-    for acceptable in accept:
-        if acceptable.q <= 0 or acceptable.multipart is False and not single:
-            continue
-        wanted = acceptable.transfer_syntax
-        if acceptable.media_type == "*/*":
-            # Video cannot be decoded: its stored lossy form is all there is (§8.7.3).
-            syntax = stored.uid if wanted == "*" or stored.video else EXPLICIT_VR_LE
-        elif acceptable.wildcard:
-            if not acceptable.matches(stored_media) or wanted not in (None, "*"):
-                continue
-            syntax = stored.uid
-        elif wanted == "*":
-            # "any syntax": as stored when the stored media type fits, else the type's default.
-            if acceptable.media_type == OCTET or acceptable.matches(stored_media):
-                syntax = stored.uid
-            else:
-                syntax = default_syntax_for(acceptable.media_type) or ""
-        else:
-            syntax = wanted or default_syntax_for(acceptable.media_type) or ""
-            known = TRANSFER_SYNTAXES.get(syntax)
-            if known is None or known.media_type != acceptable.media_type:
-                continue
-        deliverable = syntax == stored.uid or syntax == EXPLICIT_VR_LE and not stored.encapsulated or (
-            syntax in TRANSFER_SYNTAXES and sources.can_transcode_frames(record, syntax))
-        media = TRANSFER_SYNTAXES[syntax].media_type if syntax in TRANSFER_SYNTAXES else ""
-        # ``application/octet-stream; transfer-syntax=*`` may yield another media type (the stored
-        # one), which no range names: only a range that matches it and says q=0 rules it out.
-        if acceptable.multipart is False and whole and not _as_stored_native(record, syntax):
-            continue
-        if deliverable and not excluded(accept, media, syntax, acceptable.multipart is not False):
-            return syntax, acceptable
-    return None
 
 
 def _frame_part(sources: Sources, record: InstanceRecord, index: int, syntax: str, location: str) -> Part:

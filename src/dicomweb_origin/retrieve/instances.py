@@ -1,13 +1,14 @@
 """Instance resources (PS3.18 Table 10.4.1-1): Part 10 instances, as stored or transcoded.
 
-Selection follows §8.7.8: per instance, the first acceptable media type (in preference order) that
-it can be delivered in wins; wildcards match the category default. Stored bytes are streamed
-untouched whenever the selection allows it.
+Selection is ``negotiation.negotiate`` per instance over what it can be delivered in: ``application/dicom`` in its
+default transfer syntax, as stored, and in each syntax the request names (§8.7.8); wildcards take the default
+(multipart, §8.7.7). Stored bytes are streamed untouched whenever the selection allows it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 from ..dicom import transcode
 from ..errors import NotAcceptable
@@ -17,8 +18,9 @@ from ..model import (
     TRANSFER_SYNTAXES,
     Acceptable,
     InstanceRecord,
-    quality,
+    PixelDescription,
 )
+from ..negotiation import Offer, negotiate
 from .payload import Part, Payload, Target, etag, stream_body, with_syntax
 from .sources import Sources, not_acceptable_message
 
@@ -38,12 +40,19 @@ def instances(sources: Sources, target: Target, accept: Sequence[Acceptable]) ->
     parts: list[Part] = []
     keys: list[object] = []
     multipart: bool | None = None
+    named = tuple(dict.fromkeys(a.transfer_syntax for a in accept if a.transfer_syntax not in (None, "*")))
+    # Instances alike in what decides the selection (a series of one modality) share one negotiation.
+    chosen: dict[tuple[str, PixelDescription | None, bool], Offer | None] = {}
     for record in records:
-        choice = _instance_choice(sources, record, accept, target.single)
-        if choice is None:
+        key = (record.transfer_syntax_uid, record.pixel, record.lossy)
+        if key not in chosen:
+            chosen[key] = negotiate(accept, instance_offers(record, named, target.single),
+                                    partial(_deliverable, sources, record))
+        offer = chosen[key]
+        if offer is None:
             continue
-        syntax, wrapped = choice
-        multipart = wrapped if multipart is None else multipart
+        syntax = offer.syntax or record.transfer_syntax_uid
+        multipart = offer.multipart if multipart is None else multipart
         parts.append(_instance_part(sources, record, syntax))
         keys += [record.digest, syntax]
     if not parts:
@@ -53,22 +62,18 @@ def instances(sources: Sources, target: Target, accept: Sequence[Acceptable]) ->
                    omitted=len(records) - len(parts))
 
 
-def _instance_choice(
-    sources: Sources, record: InstanceRecord, accept: Sequence[Acceptable], single: bool
-) -> tuple[str, bool] | None:
-    for acceptable in accept:
-        if acceptable.q <= 0 or not acceptable.matches("application/dicom"):
-            continue
-        if acceptable.multipart is False and not single:
-            continue  # single-part types only for single-item resources (§10.4.4 note 3)
-        requested = acceptable.transfer_syntax
-        if requested is None or acceptable.wildcard and acceptable.media_type != "application/dicom":
-            requested = _default_instance_syntax(record)
-        syntax = _deliverable_instance_syntax(sources, record, requested)
-        wrapped = acceptable.multipart is not False
-        if syntax is not None and quality(accept, "application/dicom", syntax, wrapped) > 0:
-            return syntax, wrapped
-    return None
+def instance_offers(record: InstanceRecord, named: Sequence[str], single: bool) -> list[Offer]:
+    """``application/dicom`` in the instance's default syntax, as stored, and in each syntax ``named``.
+
+    Multipart always, bare for a single instance (§8.7.3.1); a wildcard takes the default, multipart (§8.7.7).
+    """
+    default, stored = _default_instance_syntax(record), record.transfer_syntax_uid
+    offers = []
+    for syntax in dict.fromkeys((default, stored, *named)):
+        for multipart in (True, False) if single else (True,):
+            offers.append(Offer("application/dicom", syntax, multipart, default=syntax == default,
+                                stored=syntax == stored, wildcard=syntax == default and multipart))
+    return offers
 
 
 def _default_instance_syntax(record: InstanceRecord) -> str:
@@ -80,18 +85,16 @@ def _default_instance_syntax(record: InstanceRecord) -> str:
     return record.transfer_syntax_uid
 
 
-def _deliverable_instance_syntax(sources: Sources, record: InstanceRecord, requested: str) -> str | None:
-    stored = record.transfer_syntax_uid
-    if requested in ("*", stored):
-        return stored
-    target = TRANSFER_SYNTAXES.get(requested)
-    if target is None or not target.web or target.video:
-        return None
+def _deliverable(sources: Sources, record: InstanceRecord, offer: Offer) -> bool:
+    syntax = offer.syntax
+    if syntax == record.transfer_syntax_uid:
+        return True
+    target = TRANSFER_SYNTAXES.get(syntax or "")
+    if target is None or syntax is None or not target.web or target.video:
+        return False
     if record.pixel is None:
-        return requested if requested in (EXPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE) else None
-    if not sources.can_transcode(record, requested):
-        return None
-    return requested
+        return syntax in (EXPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE)
+    return sources.can_transcode(record, syntax)
 
 
 def _instance_part(sources: Sources, record: InstanceRecord, syntax: str) -> Part:

@@ -9,15 +9,20 @@ cores (``--workers``), so heavy requests share the CPUs and wait for one another
 wide, and nothing heavy ever runs on it.
 
 Each lane says how many jobs wait for a thread and how many run (``queued``, ``running``): the figures
-the metrics publish.
+the metrics publish. Blocking I/O (index lookups, blob reads) holds no CPU: it waits in anyio's worker threads
+(``blocking``, ``iterate``), never on a lane. Every ``async`` method here may be awaited on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any, ParamSpec, TypeVar
+
+import anyio.to_thread
 
 from .payload import Cost
 
@@ -84,6 +89,23 @@ class Lanes:
 
     def of(self, cost: Cost) -> Lane:
         return self.heavy if cost is Cost.HEAVY else self.light
+
+    async def run(self, cost: Cost, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run CPU work on the lane of its cost and wait for it without blocking the event loop."""
+        return await asyncio.wrap_future(self.of(cost).submit(fn, *args, **kwargs))
+
+    @staticmethod
+    async def blocking(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run blocking I/O (index lookups, blob reads, waiting on lanes) in anyio's worker threads."""
+        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
+
+    @staticmethod
+    async def iterate(chunks: Iterable[T]) -> AsyncIterator[T]:
+        """Iterate blocking ``chunks`` (blob reads, parts produced on the lanes) one item per worker-thread trip."""
+        iterator = iter(chunks)
+        done = object()
+        while (item := await anyio.to_thread.run_sync(next, iterator, done)) is not done:
+            yield item  # type: ignore[misc]
 
     def figures(self) -> dict[str, tuple[int, int]]:
         """(queued, running) of each lane by name: what the metrics read."""

@@ -9,11 +9,16 @@ import orjson
 from ..dicom import metadata as dicom_metadata
 from ..dicom.xml import json_to_xml
 from ..errors import NotAcceptable
-from ..model import EXPLICIT_VR_LE, Acceptable, quality
+from ..model import EXPLICIT_VR_LE, Acceptable
+from ..negotiation import Offer, negotiate
 from .payload import Body, Cost, Once, Part, Payload, Target, etag, lazy_body
 from .sources import Sources
 
-_METADATA_TYPES = (("json", "application/dicom+json", False), ("xml", "application/dicom+xml", True))
+# Table 10.4.4-1: DICOM JSON (the default, one array) or Native XML (one part per instance); ``application/json``
+# is honoured as DICOM JSON when named. A transfer syntax governs InlineBinary (§8.7.3.2): Explicit VR LE.
+OFFERS = (Offer("application/dicom+json", EXPLICIT_VR_LE, stored=True),
+          Offer("application/dicom+xml", EXPLICIT_VR_LE, multipart=True, stored=True),
+          Offer("application/json", EXPLICIT_VR_LE, stored=True, wildcard=False))
 
 
 def metadata(sources: Sources, target: Target, accept: Sequence[Acceptable], root: str) -> Payload:
@@ -41,16 +46,9 @@ def metadata(sources: Sources, target: Target, accept: Sequence[Acceptable], roo
 
 def metadata_kind(accept: Sequence[Acceptable]) -> str:
     """JSON (the default) or XML (multipart), in the client's order of preference (Table 10.4.4-1)."""
-    for acceptable in accept:
-        if acceptable.q <= 0:
-            continue
-        if acceptable.media_type == "application/json" and acceptable.multipart is not True:
-            return "json"  # a common alias, honoured only when named
-        for kind, media_type, multipart in _METADATA_TYPES:
-            if acceptable.specificity(media_type, EXPLICIT_VR_LE, multipart) >= 0 and quality(
-                accept, media_type, EXPLICIT_VR_LE, multipart
-            ) > 0:
-                return kind
-    raise NotAcceptable(
-        "metadata is served as application/dicom+json or multipart/related; type=\"application/dicom+xml\""
-    )
+    offer = negotiate(accept, OFFERS)
+    if offer is None:
+        raise NotAcceptable(
+            "metadata is served as application/dicom+json or multipart/related; type=\"application/dicom+xml\""
+        )
+    return "xml" if offer.media_type == "application/dicom+xml" else "json"

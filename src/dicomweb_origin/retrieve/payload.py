@@ -1,6 +1,6 @@
-"""What every Retrieve resource returns: a target, parts and a payload, and their small helpers.
+"""What every Retrieve resource takes and returns: a request, parts and a payload, and their small helpers.
 
-Framework-free: the web layer parses the request into a ``Target`` and writes the ``Payload``.
+Framework-free: the web layer parses the request into a ``RetrieveRequest`` and writes the ``Payload``.
 Parts whose bytes need work (transcoding, rendering) have ``length`` None until produced.
 """
 
@@ -11,13 +11,13 @@ import hashlib
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Generic, TypeVar
 
 from .. import memory
 from ..cache import BytesCache
-from ..model import check_uid
+from ..model import Acceptable, RenderParams, VolumeParams, check_uid
 
 Body = Callable[[int, int | None], Iterator[bytes]]  # (offset, length) within the part -> chunks
 T = TypeVar("T")
@@ -50,6 +50,21 @@ class Target:
         if self.series_uid is not None:
             path += f"/series/{self.series_uid}"
         return path + (f"/instances/{self.instance_uid}" if self.instance_uid is not None else "")
+
+
+@dataclass(frozen=True, slots=True)
+class RetrieveRequest:
+    """What one Retrieve request asks for, parsed by the web layer (PS3.18 §10.4.1)."""
+
+    target: Target
+    accept: Sequence[Acceptable]  # best first (negotiation.acceptable_media_types)
+    root: str = ""  # the DICOMweb root URL the answer's links start with (BulkDataURIs)
+    frames: str | None = None  # the {frames} segment of the path, as written
+    path: str | None = None  # the tag path of one bulk data element (``{instance}/bulkdata/{path}``)
+    render: RenderParams = RenderParams()  # Rendered and Thumbnail (§8.3.5.1-2)
+    volume: VolumeParams = VolumeParams()  # Rendered MPR and 3D (§8.3.5.3)
+    ranged: bool = False  # the request carries Range: a wildcard then asks for the value itself (bulk.py)
+    conditional: bool = False  # the request carries If-None-Match: a 304 must not pay for a rendering
 
 
 class Cost(enum.Enum):

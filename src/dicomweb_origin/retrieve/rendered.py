@@ -23,7 +23,8 @@ from .. import memory, render
 from ..cache import BytesCache
 from ..dicom.xml import json_to_xml
 from ..errors import BadRequest, DicomWebError, NotAcceptable, PayloadTooLarge
-from ..model import Acceptable, Display, InstanceRecord, RenderParams, Viewport, Window, excluded
+from ..model import Acceptable, Display, InstanceRecord, RenderParams, Viewport, Window
+from ..negotiation import Offer, negotiate
 from ..render import document, icons, presentation, report, video
 from ..render.gif import gif_chunks
 from ..render.viewport import output_size, source_region
@@ -92,24 +93,21 @@ class Choice:
 def choose(kind: str, record: InstanceRecord, accept: Sequence[Acceptable], single_item: bool,
            one_instance: bool = False) -> Choice | None:
     """The first acceptable rendered media type this instance can become (§8.7.8.1), or None."""
+    offer = negotiate(accept, rendered_offers(kind, record, single_item, one_instance))
+    return None if offer is None else Choice(offer.media_type, offer.multipart)
+
+
+def rendered_offers(kind: str, record: InstanceRecord, single_item: bool, one_instance: bool = False) -> list[Offer]:
+    """The category's media types (Table 8.7.4-1), default first; a wildcard takes the first it covers (§8.7.7).
+
+    Bare types only for a single response item (Table 10.4.4-1 note 3); an animation of one instance's frames
+    is one item, whatever the frame list. Rendered types carry no transfer syntax (§8.7.4).
+    """
     types = CATEGORY_TYPES[kind]
     if kind == "video":  # the stored stream as it is, under its own type, or H.264 in MP4
         types = tuple(t for t in types if t not in _STORED_VIDEO_TYPES or t in ("video/mp4", record.syntax.media_type))
-    for acceptable in accept:
-        if acceptable.q <= 0 or acceptable.transfer_syntax is not None:
-            continue  # no transfer-syntax on rendered media types (§8.7.4)
-        for media_type in types:
-            if not acceptable.matches(media_type):
-                continue
-            # An animation of one instance's frames is one item, whatever the frame list.
-            single = single_item or (one_instance and media_type in ANIMATED)
-            if acceptable.multipart is False and not single:
-                break  # single-part types only for a single response item (Table 10.4.4-1 note 3)
-            multipart = acceptable.multipart is True or (acceptable.multipart is None and not single)
-            if not excluded(accept, media_type, None, multipart):
-                return Choice(media_type, multipart)
-            break
-    return None
+    bare = [Offer(t) for t in types if single_item or one_instance and t in ANIMATED]
+    return bare + [Offer(t, multipart=True) for t in types]
 
 
 class Renderer:

@@ -30,7 +30,8 @@ from pydicom import Dataset
 from .. import memory, render
 from ..cache import BytesCache, SizedCache
 from ..errors import BadRequest, NotAcceptable, PayloadTooLarge
-from ..model import Acceptable, InstanceRecord, Vector, VolumeParams, VolumeSelector, Window, excluded
+from ..model import Acceptable, InstanceRecord, Vector, VolumeParams, VolumeSelector, Window
+from ..negotiation import Offer, negotiate
 from ..render import lut, video
 from ..render import volume as vr
 from ..render.gif import gif_chunks
@@ -208,19 +209,21 @@ def _check(kind: str, params: VolumeParams) -> None:
 
 def _choose(accept: Sequence[Acceptable], params: VolumeParams) -> str:
     """The first acceptable media type (§8.7.8.1): Annex K JSON, an animation or a still, bare (one item)."""
-    types = METADATA_TYPES if params.metadata_only else ANIMATION_TYPES if params.animated else STILL_TYPES
-    for acceptable in accept:
-        if acceptable.q <= 0 or acceptable.transfer_syntax is not None or acceptable.multipart is True:
-            continue
-        for media_type in types:
-            if acceptable.matches(media_type):
-                if not excluded(accept, media_type, None, False):
-                    return media_type
-                break
+    offer = negotiate(accept, offers(params))
+    if offer is not None:
+        return offer.media_type
     if params.metadata_only:
         raise NotAcceptable("renderedvolumetricmetadata=yes answers application/dicom+json (PS3.18 Annex K)")
+    types = ANIMATION_TYPES if params.animated else STILL_TYPES
     raise NotAcceptable(f"a rendered volume is served as {', '.join(types[:2] if params.animated else types)}"
                         " (a single part, not multipart)")
+
+
+def offers(params: VolumeParams) -> tuple[Offer, ...]:
+    """One part, bare: the Annex K module (``application/json`` only when named), an animation, or a still."""
+    if params.metadata_only:
+        return tuple(Offer(t, wildcard=t != "application/json") for t in METADATA_TYPES)
+    return tuple(Offer(t) for t in (ANIMATION_TYPES if params.animated else STILL_TYPES))
 
 
 def _plan(kind: str, built: Assembled, params: VolumeParams, state: VolumetricState | None) -> Plan:

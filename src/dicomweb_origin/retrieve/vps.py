@@ -5,8 +5,8 @@ attributes): its volume inputs (Volumetric Presentation State Input Sequence, ea
 Referenced Image Sequence), its MPR geometry (Multi-Planar Reconstruction Geometry Module) or
 Volume Render Geometry (Viewpoint Position / LookAt / Up), and its VOI.
 
-SOP Class UIDs, checked against pydicom's UID dictionary (the task's brief said 11.7 was Volume
-Rendering; in the standard 11.7 is the Compositing Planar MPR VPS and Volume Rendering is 11.9):
+SOP Class UIDs as PS3.4 Table B.5-1 lists them, checked against pydicom's UID dictionary (11.7 is the
+Compositing Planar MPR VPS, not a Volume Rendering one; Volume Rendering is 11.9):
 """
 
 from __future__ import annotations

@@ -28,8 +28,9 @@ from .hosts import HostGuard, allowed_names, machine_names, trusted_networks
 from .lite import lite_routes
 from .metrics import Metrics, Observed
 from .ops import Ops, Probes, ops_routes
-from .routes import Endpoints, routes
-from .search import search_routes
+from .routes import Handlers, routes
+from .send import Writer
+from .stow import Stow
 from .viewer import Viewer
 
 log = logging.getLogger("dicomweb_origin")
@@ -72,10 +73,10 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Settings,
                viewer_dir: Path | None = None, authenticator: Authenticator | None = None,
                probes: Probes | None = None, on_shutdown: Callable[[], None] | None = None) -> Starlette:
-    endpoints = Endpoints(retrieve, ingest, settings)
+    writer, stow = Writer(retrieve, settings), Stow(ingest, settings)
     metrics = Metrics(Observed(
-        caches={"frames": retrieve.sources.cache, "rendered": retrieve.rendered_cache, "gzip": endpoints.compressed},
-        outcomes=endpoints.outcomes, lanes=retrieve.lanes.figures))
+        caches={"frames": retrieve.sources.cache, "rendered": retrieve.rendered_cache, "gzip": writer.compressed},
+        outcomes=stow.outcomes, lanes=retrieve.lanes.figures))
     ops = Ops(probes or Probes(), metrics, settings, viewer=viewer_dir is not None)
     # Outermost (inside Starlette's error middleware): it sees every answer, the CORS ones included.
     middleware = [Middleware(AccessLog, metrics=metrics)]
@@ -95,7 +96,9 @@ def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Set
     if authenticator is not None:  # inside CORS: a 401 / 403 still carries the CORS headers the browser needs
         middleware.append(Middleware(BearerAuth, authenticator=authenticator, error_response=dicomweb_error,
                                      root_path=settings.root_path, viewer=viewer_dir is not None))
-    mounts = ops_routes(ops) + lite_routes(settings) + capabilities_mount(settings.root_path, search_routes(search, endpoints) + routes(endpoints), endpoints)
+    handlers = Handlers(retrieve, ingest, search, writer, stow, settings)
+    mounts = ops_routes(ops) + lite_routes(settings) + capabilities_mount(settings.root_path, routes(handlers), writer,
+                                                                          settings)
     if viewer_dir is not None:  # after the DICOMweb root: the viewer answers every other path
         mounts.append(Mount("", app=Viewer(viewer_dir, settings)))
     @asynccontextmanager
@@ -111,7 +114,7 @@ def create_app(retrieve: Retrieve, ingest: Ingest, search: Search, settings: Set
         exception_handlers={DicomWebError: dicomweb_error, HTTPException: http_error, ClientDisconnect: client_disconnect,
                             Exception: unexpected_error},
     )
-    app.state.gzip_cache = endpoints.compressed  # observable: its hits and size
+    app.state.gzip_cache = writer.compressed  # observable: its hits and size
     app.state.metrics = metrics
     app.state.authenticator = authenticator  # observable: the JWKS fetches (None: the server is open)
     return app

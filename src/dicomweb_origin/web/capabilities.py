@@ -4,10 +4,9 @@
 describes that resource and its children, its template parameters fixed to the request's values
 (the 2014-2017 text of §6.8 allowed any resource; 2024c names only the base URI, which we answer
 too). Paths and methods are read from the Starlette route table of the DICOMweb Mount on every
-request, so the description cannot drift from what is routed. What each method produces comes
-from ``model.TRANSFER_SYNTAXES`` and the small tables below, keyed by the resource names of
-Table H-1 (a UID, a collection, ``metadata``, ``bulkdata``, ``pixeldata``, ``frames``); a route
-named otherwise is still listed with its methods but without representations, and a test fails.
+request, so the description cannot drift from what is routed; what each method does, answers and
+takes comes from the route's row of the resource table (``web/resources.py``). A route without a
+row is still listed with its methods, but without a description.
 
 Representations: ``application/vnd.sun.wadl+xml`` (the default) and ``application/json`` (the
 same tree: one key per element name holding a list, attributes as properties, text as ``text``),
@@ -35,88 +34,38 @@ from starlette.routing import BaseRoute, Match, Mount, Route, compile_path
 from starlette.types import Scope
 
 from ..errors import CrossOriginRefused, NotAcceptable, NotFound
-from ..model import EXPLICIT_VR_LE, TRANSFER_SYNTAXES, check_uid
+from ..model import check_uid
+from ..negotiation import Offer, acceptable_media_types, negotiate
 from ..retrieve import Part, Payload, bytes_body, etag
-from .negotiate import acceptable_media_types, header_field
-from .routes import Endpoints
+from ..settings import Settings
+from .request import header_field, root
+from .resources import (
+    ACCEPT,
+    CAPABILITIES_METHOD,
+    CHARSET,
+    TEMPLATES,
+    WADL,
+    Method,
+    Param,
+    Resource,
+    method_of,
+    routed,
+)
+from .send import Writer
 
 __all__ = ["Capabilities", "capabilities_mount", "describe"]
 
 WADL_NAMESPACE = "http://wadl.dev.java.net/2009/02"
 XSD_NAMESPACE = "http://www.w3.org/2001/XMLSchema"
-WADL = "application/vnd.sun.wadl+xml"
 # The representations of the Capabilities Description, default first.
-FORMATS: tuple[str, ...] = (WADL, "application/json")
+FORMATS: tuple[str, ...] = tuple(r.media_type for r in CAPABILITIES_METHOD.offers)
 METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS")
 
 
-def _multipart(media_type: str) -> str:
-    return f'multipart/related; type="{media_type}"'
-
-
-# -- What each resource produces (Tables 10.4.4-1, 10.6.1-6, 10.5.1-2) --------------------------------
-
-DICOM_JSON = "application/dicom+json"
-# Metadata and Search results: DICOM JSON (default), Native XML in multipart, and application/json,
-# which retrieve.metadata_kind takes as an alias of DICOM JSON. A test requests each of them.
-METADATA_TYPES: tuple[str, ...] = (DICOM_JSON, _multipart("application/dicom+xml"), "application/json")
-
-# Search query parameters we honour (§8.3.4, Table 8.3.4-1); emptyvaluematching is not supported,
-# so it is not advertised (§8.9: advertise what the service supports). A test compares this table
-# with the reserved names the Search use case parses.
-SEARCH_PARAMETERS: tuple[tuple[str, str, bool, str], ...] = (  # name, XSD type, repeating, doc
-    ("includefield", "xsd:string", True, "an attribute keyword or tag to return, or 'all' (§8.3.4.3)"),
-    ("limit", "xsd:unsignedInt", False, "the most results to return; capped by the server's maximum (§8.3.4.4)"),
-    ("offset", "xsd:unsignedInt", False, "the number of results to skip (§8.3.4.4)"),
-    ("fuzzymatching", "xsd:boolean", False, "person names also match on a prefix of any component (§8.3.4.6)"),
-    ("multiplevaluematching", "xsd:boolean", False, "a value list matches when all its values do (§8.3.4.7)"),
-)
-MATCH_KEYS_DOC = ("Match keys: {attributeID}={value}, the attribute by keyword or tag, a sequence item as"
-                  " {sequence}.{attribute} (§8.3.4.1); the attributes and matching kinds are listed in"
-                  " the conformance statement (GET /conformance on this server).")
-
-_TEMPLATE_DOCS = {
-    "study": "Study Instance UID",
-    "series": "Series Instance UID",
-    "instance": "SOP Instance UID",
-    "frames": "frame numbers, 1-based, separated by commas",
-    "path": "tag path of a bulk data element, as in a BulkDataURI",
-}
-_LEVELS = {"{study}": "Study", "{series}": "Series", "{instance}": "Instance"}
-_COLLECTIONS = {"studies": "Studies", "series": "Series", "instances": "Instances"}
-
-
-def _dicom_options(level: str) -> tuple[str, ...]:
-    multipart = _multipart("application/dicom")
-    options = [multipart, *(f"{multipart}; transfer-syntax={ts.uid}" for ts in TRANSFER_SYNTAXES.values() if ts.web),
-               f"{multipart}; transfer-syntax=*"]
-    if level == "Instance":  # a single instance may be asked for bare (§8.7.3.2)
-        options.append("application/dicom")
-    return tuple(options)
-
-
-def _pixel_options(video: bool, bulk: bool) -> tuple[str, ...]:
-    """Pixel data in every bulk data media type of Table 8.7.3-5; bare types for a single item."""
-    syntaxes = [ts for ts in TRANSFER_SYNTAXES.values()
-                if ts.web and (ts.encapsulated or ts.uid == EXPLICIT_VR_LE) and (video or not ts.video)]
-    octet = _multipart("application/octet-stream")
-    options = [octet, f"{octet}; transfer-syntax=*"]
-    options += [f"{_multipart(ts.media_type)}; transfer-syntax={ts.uid}" for ts in syntaxes if ts.encapsulated]
-    bare = ["application/octet-stream"] if bulk else []
-    bare += [ts.media_type for ts in syntaxes]
-    return tuple(options + list(dict.fromkeys(bare)))
-
-
-def _representations(options: Iterable[str]) -> tuple[str, ...]:
-    """The distinct media types of a list of Accept options (their ``transfer-syntax`` dropped)."""
-    return tuple(dict.fromkeys(re.sub(r"; transfer-syntax=\S+$", "", option) for option in options))
-
-
-# -- The method table ---------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True, slots=True)
-class Param:
+class WadlParam:
+    """A WADL ``param``: a header, query or template parameter."""
+
     name: str
     style: str  # "header", "query" or "template"
     doc: str
@@ -127,13 +76,13 @@ class Param:
 
 
 @dataclass(frozen=True, slots=True)
-class Method:
+class Described:
     """One method of one resource, as WADL describes it."""
 
     name: str  # the HTTP method
     title: str  # the transaction of Table H-1
     section: str
-    params: tuple[Param, ...] = ()
+    params: tuple[WadlParam, ...] = ()
     request_types: tuple[str, ...] = ()  # payload media types (Store)
     response_types: tuple[str, ...] = ()  # success representations, default first
     success: str = "200"
@@ -145,146 +94,52 @@ class Method:
         return re.sub(r"[^A-Za-z0-9]", "", self.title.title()) + ("Head" if self.name == "HEAD" else "")
 
 
-def _negotiated(options: tuple[str, ...], charset: bool = False) -> tuple[Param, ...]:
-    params = [
-        Param("Accept", "header", "the Acceptable Media Types, best first (§8.7)", default=options[0],
-              options=options),
-        Param("accept", "query", "media types that take precedence over the Accept header (§8.3.3.1)",
-              repeating=True),
-    ]
-    if charset:
-        params.append(Param("charset", "query", "acceptable character sets; only UTF-8 is served (§8.3.3.2)",
-                            repeating=True))
-    return tuple(params)
+def _query(param: Param) -> WadlParam:
+    return WadlParam(param.name, "query", param.doc, param.type, options=param.options, repeating=param.repeating)
 
 
-def _retrieve(title: str, options: tuple[str, ...], charset: bool = False) -> Method:
-    return Method("GET", title, "PS3.18 §10.4", _negotiated(options, charset), response_types=_representations(options),
-                  success="200 206")
+def _described(method: Method, single: bool) -> Described:
+    """What the resource table says of ``method`` on a path whose target is one item (``single``) or several."""
+    answers = method.answers(single)
+    if method.verb != "GET":
+        return Described(method.verb, method.title, method.section, request_types=method.accepts,
+                         response_types=tuple(r.content_type for r in answers), success=method.success,
+                         failure=method.failure, doc=method.doc)
+    options: list[str] = []
+    for offer in method.offers:
+        if single or not offer.single:
+            options += [offer.content_type, *(f"{offer.content_type}; transfer-syntax={s}" for s in offer.syntaxes)]
+    types = tuple(dict.fromkeys(r.content_type for r in answers))
+    params = [WadlParam("Accept", "header", "the Acceptable Media Types, best first (§8.7)", default=types[0],
+                        options=tuple(dict.fromkeys(options))), _query(ACCEPT)]
+    if method.text:
+        params.append(_query(CHARSET))
+    params += [_query(p) for p in method.params]
+    return Described("GET", method.title, method.section, tuple(params), response_types=types,
+                     success=method.success, failure=method.failure, doc=method.doc)
 
 
-def _store(title: str) -> Method:
-    return Method("POST", title, "PS3.18 §10.5", request_types=(_multipart("application/dicom"),),
-                  response_types=(DICOM_JSON,), success="200 202", failure="400 409 413 415")
-
-
-def _delete(title: str) -> Method:
-    # Not a PS3.18 transaction: what dcm4chee-arc and Orthanc do (docs/conformance.md, "Deleting and correcting").
-    return Method("DELETE", title, "not in PS3.18", success="204", failure="400 404",
-                  doc="Removes the index rows, then the stored files; again after success: 204; retrieving it"
-                      " afterwards: 410 Gone (§8.5).")
-
-
-def _search(title: str) -> Method:
-    params = _negotiated(METADATA_TYPES, charset=True) + tuple(
-        Param(name, "query", doc, type=kind, repeating=repeating) for name, kind, repeating, doc in SEARCH_PARAMETERS
-    )
-    return Method("GET", title, "PS3.18 §10.6", params, response_types=METADATA_TYPES, success="200 204",
-                  failure="400 404 406 413", doc=MATCH_KEYS_DOC)
-
-
-# Rendered and Thumbnail resources (Tables 10.4.1-3/-4) and their query parameters (Table 10.4.1-5).
-# Single-part types only for a single response item (Table 10.4.4-1 note 3): an instance or one frame.
-RENDERED_MULTIPART: tuple[str, ...] = tuple(_multipart(t) for t in (
-    "image/jpeg", "image/png", "image/gif", "image/jp2", "video/mp4", "application/pdf", "text/html", "text/plain"))
-RENDERED_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/gif", "image/jp2", "video/mp4", "video/mpeg",
-                                   "video/H265", "application/pdf", "text/html", "text/plain", "text/xml",
-                                   *RENDERED_MULTIPART)
-THUMBNAIL_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/gif", "image/jp2")
-RENDERED_PARAMETERS: tuple[Param, ...] = (
-    Param("annotation", "query", "burn in 'patient' and/or 'technique' text (§8.3.5.1.1); others are ignored"
-          " with a Warning", repeating=True),
-    Param("quality", "query", "1-100: the JPEG quality (libjpeg scale; default 90), MP4 constant quality"
-          " (§8.3.5.1.2)", type="xsd:unsignedInt"),
-    Param("viewport", "query", "vw,vh[,sx,sy,sw,sh]: crop to the source region, flip for negative sw/sh, fit"
-          " inside vw x vh keeping the aspect ratio (§8.3.5.1.3)"),
-    Param("window", "query", "center,width,function with function linear, linear-exact or sigmoid (§8.3.5.1.4)"),
-    Param("iccprofile", "query", "no, yes, srgb, adobergb or rommrgb (§8.3.5.1.5)"),
-)
-THUMBNAIL_PARAMETERS: tuple[Param, ...] = (
-    Param("viewport", "query", "vw,vh: fit inside vw x vh (default 128 x 128; §8.3.5.2)"),
-)
-
-
-# Rendered MPR and Rendered 3D (Tables 10.4.1.7-1, 10.4.1.8-1) and the parameters of Table 8.3.5-3.
-VOLUME_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "image/gif", "video/mp4", "application/dicom+json")
-VOLUME_PARAMETERS: tuple[Param, ...] = (
-    Param("volumeinputreference", "query", "SOP Instance UIDs or frame numbers that form the volume (§8.3.5.3.1)",
-          repeating=True),
-    Param("match", "query", "attribute=value: keep the instances whose metadata match, QIDO-style (§8.3.5.3.2)",
-          repeating=True),
-    Param("renderingmethod", "query", "volume_rendered, maximum_ip, minimum_ip or average_ip (§8.3.5.3.3); default"
-          " average_ip for /renderedmpr, volume_rendered for /rendered3d",
-          options=("volume_rendered", "maximum_ip", "minimum_ip", "average_ip")),
-    Param("orientation", "query", "view from the patient's a, p, r, l, h or f side (§8.3.5.3.4); default f for"
-          " /renderedmpr, a for /rendered3d", options=("a", "p", "r", "l", "h", "f")),
-    Param("viewpointposition", "query", "x,y,z mm: the camera (§8.3.5.3.5), with viewpointlookat and viewpointup"),
-    Param("viewpointlookat", "query", "x,y,z mm: the image centre (§8.3.5.3.6)"),
-    Param("viewpointup", "query", "x,y,z: the image's up (§8.3.5.3.7)"),
-    Param("mprslab", "query", "slab thickness in mm, above 0 (§8.3.5.3.8)", type="xsd:decimal"),
-    Param("swivelrange", "query", "degrees of a swivel animation (§8.3.5.3.9)", type="xsd:decimal"),
-    Param("volumetriccurvepoint", "query", "x,y,z mm points of a curve: curved MPR, or a fly-through (§8.3.5.3.10)",
-          repeating=True),
-    Param("animationstepsize", "query", "degrees (swivel, default 10) or mm (curve) per frame (§8.3.5.3.11)",
-          type="xsd:unsignedInt"),
-    Param("animationrate", "query", "frames per second, default 10 (§8.3.5.3.12)", type="xsd:unsignedInt"),
-    Param("renderedvolumetricmetadata", "query", "yes: only the Annex K Rendered Volume Response Module"
-          " (§8.3.5.3.13)", options=("yes",)),
-)
-
-
-def _volume(title: str) -> Method:
-    params = _negotiated(VOLUME_TYPES, charset=True) + RENDERED_PARAMETERS + VOLUME_PARAMETERS
-    return Method("GET", title, "PS3.18 §10.4.1.1.7" if "MPR" in title else "PS3.18 §10.4.1.1.8", params,
-                  response_types=VOLUME_TYPES)
-
-
-def _rendered(title: str, thumbnail: bool, single: bool = True) -> Method:
-    options = THUMBNAIL_TYPES if thumbnail else RENDERED_TYPES if single else RENDERED_MULTIPART
-    params = _negotiated(options, charset=True) + (THUMBNAIL_PARAMETERS if thumbnail else RENDERED_PARAMETERS)
-    return Method("GET", title, "PS3.18 §10.4.1.1.4" if thumbnail else "PS3.18 §10.4.1.1.3", params,
-                  response_types=options, success="200" if thumbnail else "200 206")
-
-
-def describe(segments: Sequence[str], method: str, resource: str | None) -> Method | None:
-    """What ``method`` does on a resource of the route table (its kind, ``ResourceRoute.resource``).
-
-    None for a route the table does not know (no ``resource``) or a method it has no row for.
-    """
-    if method == "HEAD":
-        get = describe(segments, "GET", resource)
+def _describe(row: Resource | None, verb: str, alias: bool) -> Described | None:
+    """What ``verb`` does on a route of the resource table; None for a route without a row or a verb it lacks."""
+    if row is None:
+        return None
+    if verb == "HEAD":
+        get = _describe(row, "GET", alias)
         if get is None:
             return None
-        return Method("HEAD", get.title, get.section, success=get.success, failure=get.failure,
-                      doc="The headers GET would answer, without its payload.")
-    levels = [_LEVELS[s] for s in segments if s in _LEVELS]
-    level = levels[-1] if levels else ""
-    last = segments[-1]
-    framed = "Frames" if "frames" in segments else ""
-    # Method ids are unique (xsd:ID): the camel-case aliases and the seed's study path say what they are.
-    variant = (" (seed path)" if len(segments) > 1 and segments[-2] == "series" else "") + (
-        " (alias)" if last in ("renderedMPR", "rendered3D") else "")
-    key = (method, resource or "")
-    builders: dict[tuple[str, str], Callable[[], Method]] = {
-        ("GET", "uid"): lambda: _retrieve(f"Retrieve {level}", _dicom_options(level)),
-        ("POST", "uid"): lambda: _store(f"Store {level} Instances"),
-        ("DELETE", "uid"): lambda: _delete(f"Delete {level}"),
-        ("GET", "collection"): lambda: _search(" ".join(["Search for", *levels, _COLLECTIONS[last]])),
-        ("POST", "collection"): lambda: _store(" ".join(["Store", *levels, "Instances"])),
-        ("GET", "metadata"): lambda: _retrieve(f"Retrieve {level} Metadata", METADATA_TYPES, charset=True),
-        ("GET", "bulkdata"): lambda: _retrieve(
-            f"Retrieve {level} Bulkdata" if last == "bulkdata" else "Retrieve Bulkdata",
-            _pixel_options(video=True, bulk=True)),
-        ("GET", "pixeldata"): lambda: _retrieve(f"Retrieve {level} Pixel Data", _pixel_options(video=True, bulk=False)),
-        ("GET", "frames"): lambda: _retrieve("Retrieve Frames", _pixel_options(video=False, bulk=False)),
-        ("GET", "rendered"): lambda: _rendered(f"Retrieve Rendered {framed or level}", thumbnail=False,
-                                               single=level == "Instance"),
-        ("GET", "thumbnail"): lambda: _rendered(f"Retrieve {framed or level} Thumbnail", thumbnail=True),
-        ("GET", "renderedmpr"): lambda: _volume(f"Retrieve Rendered MPR {framed or level}{variant}"),
-        ("GET", "rendered3d"): lambda: _volume(f"Retrieve Rendered 3D {framed or level}{variant}"),
-    }
-    build = builders.get(key)
-    return build() if build is not None else None
+        return Described("HEAD", get.title, get.section, success=get.success, failure=get.failure,
+                         doc="The headers GET would answer, without its payload.")
+    method = method_of(row, verb, alias)
+    return None if method is None else _described(method, row.single)
+
+
+def describe(segments: Sequence[str], verb: str) -> Described | None:
+    """What ``verb`` does on the resource whose path template is ``segments`` (``["studies", "{study}"]``)."""
+    path = "/" + "/".join(segments)
+    for routed_path, row, alias in routed():
+        if re.sub(r"\{(\w+):\w+\}", r"{\1}", routed_path) == path:
+            return _describe(row, verb, alias)
+    return None
 
 
 # -- The route table as a tree ------------------------------------------------------------------------
@@ -295,14 +150,16 @@ class _Entry:
     segments: tuple[str, ...]  # the template, ``{name:convertor}`` written ``{name}``
     methods: frozenset[str]
     regex: re.Pattern[str]
-    resource: str | None  # the route table's kind of resource (``ResourceRoute.resource``)
+    row: Resource | None  # the route's row of the resource table (``ResourceRoute.row``)
+    alias: bool = False
 
 
 @dataclass(slots=True)
 class _Node:
     methods: set[str] = field(default_factory=set)
     children: dict[str, _Node] = field(default_factory=dict)
-    resource: str | None = None
+    row: Resource | None = None
+    alias: bool = False
 
 
 def _entries(routes: Iterable[BaseRoute], skip: Callable[[Route], bool], prefix: str = "") -> list[_Entry]:
@@ -315,7 +172,7 @@ def _entries(routes: Iterable[BaseRoute], skip: Callable[[Route], bool], prefix:
             normal = re.sub(r"\{(\w+):\w+\}", r"{\1}", template)
             regex = compile_path(template)[0]
             entries.append(_Entry(tuple(normal.strip("/").split("/")), frozenset(route.methods or ()), regex,
-                                  getattr(route, "resource", None)))
+                                  getattr(route, "row", None), getattr(route, "alias", False)))
     return entries
 
 
@@ -326,7 +183,8 @@ def _tree(entries: Iterable[_Entry]) -> _Node:
         for segment in entry.segments:
             node = node.children.setdefault(segment, _Node())
         node.methods |= entry.methods  # two routes on one path: the router tries both
-        node.resource = node.resource or entry.resource
+        if node.row is None:
+            node.row, node.alias = entry.row, entry.alias
     return root
 
 
@@ -341,7 +199,7 @@ def _sub(parent: ET.Element, tag: str, **attributes: str | None) -> ET.Element:
     return ET.SubElement(parent, tag, {k: v for k, v in attributes.items() if v is not None})
 
 
-def _param(parent: ET.Element, param: Param, fixed: str | None = None) -> None:
+def _param(parent: ET.Element, param: WadlParam, fixed: str | None = None) -> None:
     element = _sub(parent, "param", name=param.name, style=param.style, type=param.type, default=param.default,
                    fixed=fixed, required="true" if param.style == "template" else None,
                    repeating="true" if param.repeating else None)
@@ -350,8 +208,8 @@ def _param(parent: ET.Element, param: Param, fixed: str | None = None) -> None:
         _sub(element, "option", value=option)
 
 
-def _method(parent: ET.Element, name: str, segments: Sequence[str], resource: str | None) -> None:
-    method = describe(segments, name, resource)
+def _method(parent: ET.Element, name: str, node: _Node) -> None:
+    method = _describe(node.row, name, node.alias)
     element = _sub(parent, "method", name=name, id=method.id if method else None)
     if method is None:
         _sub(element, "doc").text = "Not described: this resource is not one of PS3.18 Table H-1."
@@ -372,21 +230,19 @@ def _method(parent: ET.Element, name: str, segments: Sequence[str], resource: st
         _sub(failure, "representation", mediaType="text/plain")
 
 
-def _resource(parent: ET.Element, path: list[str], node: _Node, ancestors: tuple[str, ...],
-              fixed: dict[str, str]) -> None:
+def _resource(parent: ET.Element, path: list[str], node: _Node, fixed: dict[str, str]) -> None:
     while not node.methods and len(node.children) == 1:  # "frames" has no route: write "frames/{frames}"
         segment, node = next(iter(node.children.items()))
         path = [*path, segment]
     element = _sub(parent, "resource", path="/".join(path))
-    segments = (*ancestors, *path)
     for segment in path:
         if segment.startswith("{"):
             name = segment.strip("{}")
-            _param(element, Param(name, "template", _TEMPLATE_DOCS.get(name, name)), fixed.get(name))
+            _param(element, WadlParam(name, "template", TEMPLATES.get(name, name)), fixed.get(name))
     for name in _ordered(node.methods):
-        _method(element, name, segments, node.resource)
+        _method(element, name, node)
     for segment, child in node.children.items():
-        _resource(element, [segment], child, segments, {})
+        _resource(element, [segment], child, {})
 
 
 def wadl(base: str, root: _Node, target: tuple[str, ...] = (), fixed: dict[str, str] | None = None) -> ET.Element:
@@ -396,12 +252,12 @@ def wadl(base: str, root: _Node, target: tuple[str, ...] = (), fixed: dict[str, 
     resources = _sub(application, "resources", base=base)
     if not target:
         for segment, child in root.children.items():
-            _resource(resources, [segment], child, (), {})
+            _resource(resources, [segment], child, {})
         return application
     node = root
     for segment in target:
         node = node.children[segment]
-    _resource(resources, list(target), node, (), fixed or {})
+    _resource(resources, list(target), node, fixed or {})
     return application
 
 
@@ -427,8 +283,9 @@ def render(application: ET.Element, media_type: str) -> bytes:
 class Capabilities:
     """Answers OPTIONS on the DICOMweb root and on every resource the sibling routes serve."""
 
-    def __init__(self, endpoints: Endpoints) -> None:
-        self.endpoints = endpoints
+    def __init__(self, writer: Writer, settings: Settings) -> None:
+        self.writer = writer
+        self.settings = settings
         self.routes: Sequence[BaseRoute] = ()  # the Mount's routes, read on every request
 
     def _is_own(self, route: Route) -> bool:
@@ -460,23 +317,20 @@ class Capabilities:
                 node = node.children[segment]
             allowed |= node.methods
         media_type = _choose(header_field(request.headers, "accept"))
-        body = render(wadl(self.endpoints.root(request) + "/", tree, target, fixed), media_type)
+        body = render(wadl(root(request, self.settings) + "/", tree, target, fixed), media_type)
         tag = etag("capabilities", media_type, hashlib.sha256(body).hexdigest())
         payload = Payload([Part(media_type, None, len(body), bytes_body(body))], None, tag)
-        response = await self.endpoints.send(request, payload, compressible=True)
+        response = await self.writer.send(request, payload, compressible=CAPABILITIES_METHOD.gzip)
         response.headers["Allow"] = ", ".join(_ordered(allowed))
         return response
 
 
 def _choose(accept: str | None) -> str:
     """The representation of the description; §8.9.1.3 makes Accept mandatory, we read none as */*."""
-    for acceptable in acceptable_media_types(accept or "*/*", []):
-        if acceptable.multipart is True:
-            continue
-        for media_type in FORMATS:
-            if acceptable.matches(media_type):
-                return media_type
-    raise NotAcceptable(f"the capabilities description is served as {' or '.join(FORMATS)}")
+    offer = negotiate(acceptable_media_types(accept or "*/*", []), tuple(Offer(f) for f in FORMATS))
+    if offer is None:
+        raise NotAcceptable(f"the capabilities description is served as {' or '.join(FORMATS)}")
+    return offer.media_type
 
 
 class _OptionsRoute(Route):
@@ -491,9 +345,10 @@ class _OptionsRoute(Route):
         return super().matches(scope)
 
 
-def capabilities_mount(root_path: str, routes: Sequence[BaseRoute], endpoints: Endpoints) -> list[BaseRoute]:
+def capabilities_mount(root_path: str, routes: Sequence[BaseRoute], writer: Writer,
+                       settings: Settings) -> list[BaseRoute]:
     """The DICOMweb Mount with ``routes``, plus OPTIONS (Retrieve Capabilities) on the root and every path."""
-    capabilities = Capabilities(endpoints)
+    capabilities = Capabilities(writer, settings)
     mount = Mount(root_path, routes=[*routes, _OptionsRoute("/{resource:path}", capabilities.options)])
     capabilities.routes = mount.routes
     if not root_path:

@@ -1,7 +1,7 @@
 """Which names may appear in returned URLs: a Host allow-list, and forwarded headers from trusted proxies.
 
 RetrieveURL, BulkDataURI, Content-Location and the capabilities document are built from the
-request's Host (web/routes.py ``Endpoints.root``) unless ``--public-url`` is set. A client that
+request's Host (web/request.py ``root``) unless ``--public-url`` is set. A client that
 sends ``Host: evil.example`` would otherwise have the server hand out links to another machine
 (and poison any cache in front of it). ``HostGuard`` answers 400 to a request whose Host is not a
 configured name (RFC 9112 §3.2: a server responds 400 to an invalid Host), and applies
@@ -104,7 +104,7 @@ class HostGuard:
     """ASGI middleware: forwarded headers from trusted proxies, then the Host allow-list (400).
 
     A Host without a port that names this machine gets the socket's port written into it, so that
-    every URL built from the request (web/routes.py ``Endpoints.root``) names the port reached.
+    every URL built from the request (web/request.py ``root``) names the port reached.
     """
 
     def __init__(self, app: Any, allowed: frozenset[tuple[str, int | None]] | None, proxies: Networks,

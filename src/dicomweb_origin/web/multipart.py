@@ -1,4 +1,4 @@
-"""Streaming multipart/related writer and a constant-memory reader (PS3.18 §8.6.1.2, RFC 2387).
+"""A streaming multipart/related body and a constant-memory reader (PS3.18 §8.6.1.2, RFC 2387).
 
 CRLF everywhere; each part has Content-Type, Content-Location (when it represents a resource) and
 Content-Length; the whole body's length is known up front whenever every part's is.
@@ -20,76 +20,77 @@ CRLF = b"\r\n"
 log = logging.getLogger(__name__)
 
 
-def boundary_for(etag: str) -> str:
-    """A boundary derived from the representation's ETag, so that one ETag always names one body."""
-    return "DICOMwebBoundary" + hashlib.sha256(etag.encode()).hexdigest()[:24]
+class MultipartBody:
+    """One multipart/related body (§8.6.1.2): its Content-Type, its length when known, and its bytes in chunks.
 
-
-def content_type(part_type: str, boundary: str) -> str:
-    return f'multipart/related; type="{part_type}"; boundary={boundary}'
-
-
-def _head(part: Part, boundary: str, root: str, length: int) -> bytes:
-    lines = [f"--{boundary}", f"Content-Type: {part.media_type}"]
-    if part.location is not None:
-        lines.append(f"Content-Location: {root}{part.location}")
-    lines.append(f"Content-Length: {length}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-def _tail(boundary: str) -> bytes:
-    return f"--{boundary}--\r\n".encode()
-
-
-def total_length(parts: Sequence[Part], boundary: str, root: str) -> int | None:
-    """Length of the whole multipart body, if every part's length is known."""
-    total = len(_tail(boundary))
-    for part in parts:
-        if part.length is None:
-            return None
-        total += len(_head(part, boundary, root, part.length)) + part.length + 2
-    return total
-
-
-def stream(parts: Iterable[Part], boundary: str, root: str, chunk: int = 1 << 20) -> Iterator[bytes]:
-    """Yield the multipart body in chunks of about ``chunk`` bytes, in constant memory.
-
-    Headers, values and delimiters are joined into large chunks: each chunk costs the server a
-    thread-pool hop and a socket write, so many small ones would dominate the time.
+    The boundary is derived from the representation's ETag, so that one ETag always names one body.
     """
-    pending: list[bytes] = []
-    size = 0
-    for piece in _pieces(parts, boundary, root):
-        if len(piece) >= chunk:  # already big: send it as it is rather than copy it into a join
-            if pending:
+
+    def __init__(self, part_type: str, parts: Sequence[Part], etag: str, root: str) -> None:
+        self.parts = parts
+        self.root = root  # Content-Location is the DICOMweb root URL and the part's location
+        self.boundary = "DICOMwebBoundary" + hashlib.sha256(etag.encode()).hexdigest()[:24]
+        self.content_type = f'multipart/related; type="{part_type}"; boundary={self.boundary}'
+
+    @property
+    def length(self) -> int | None:
+        """Length of the whole body, if every part's length is known."""
+        total = len(self._tail())
+        for part in self.parts:
+            if part.length is None:
+                return None
+            total += len(self._head(part, part.length)) + part.length + 2
+        return total
+
+    def chunks(self, parts: Iterable[Part] | None = None, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """The body in chunks of about ``chunk`` bytes, in constant memory.
+
+        ``parts``: the same parts as they are produced (``Retrieve.produce``), when not all are ready. Headers,
+        values and delimiters are joined into large chunks: each chunk costs the server a thread hop and a socket
+        write, so many small ones would dominate the time.
+        """
+        pending: list[bytes] = []
+        size = 0
+        for piece in self._pieces(self.parts if parts is None else parts):
+            if len(piece) >= chunk:  # already big: send it as it is rather than copy it into a join
+                if pending:
+                    yield b"".join(pending)
+                    pending, size = [], 0
+                yield piece
+                continue
+            pending.append(piece)
+            size += len(piece)
+            if size >= chunk:
                 yield b"".join(pending)
                 pending, size = [], 0
-            yield piece
-            continue
-        pending.append(piece)
-        size += len(piece)
-        if size >= chunk:
+        if pending:
             yield b"".join(pending)
-            pending, size = [], 0
-    if pending:
-        yield b"".join(pending)
 
+    def _head(self, part: Part, length: int) -> bytes:
+        lines = [f"--{self.boundary}", f"Content-Type: {part.media_type}"]
+        if part.location is not None:
+            lines.append(f"Content-Location: {self.root}{part.location}")
+        lines.append(f"Content-Length: {length}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-def _pieces(parts: Iterable[Part], boundary: str, root: str) -> Iterator[bytes]:
-    for part in parts:
-        if part.length is None:
-            try:
-                data = part.read_all()
-            except DicomWebError as exc:
-                # The status line is already sent: leave the part out, keep the body well-formed.
-                log.error("part %s left out of a multipart response: %s", part.location, exc.message)
+    def _tail(self) -> bytes:
+        return f"--{self.boundary}--\r\n".encode()
+
+    def _pieces(self, parts: Iterable[Part]) -> Iterator[bytes]:
+        for part in parts:
+            if part.length is None:
+                try:
+                    data = part.read_all()
+                except DicomWebError as exc:
+                    # The status line is already sent: leave the part out, keep the body well-formed.
+                    log.error("part %s left out of a multipart response: %s", part.location, exc.message)
+                    continue
+                yield self._head(part, len(data)) + data + CRLF
                 continue
-            yield _head(part, boundary, root, len(data)) + data + CRLF
-            continue
-        yield _head(part, boundary, root, part.length)
-        yield from part.body(0, None)
-        yield CRLF
-    yield _tail(boundary)
+            yield self._head(part, part.length)
+            yield from part.body(0, None)
+            yield CRLF
+        yield self._tail()
 
 
 class Window:

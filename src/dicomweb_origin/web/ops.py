@@ -25,9 +25,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ..negotiation import parse_media_range, split_list
 from ..settings import Settings
 from .metrics import CONTENT_TYPE, Metrics
-from .negotiate import parse_media_range, split_list
 
 READY_TIMEOUT = 5.0  # seconds a readiness check may take before the backend counts as not answering
 

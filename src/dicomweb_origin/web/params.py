@@ -1,18 +1,18 @@
-"""Parse the rendering query parameters (PS3.18 §8.3.5.1, §8.3.5.2) into one frozen ``RenderParams``.
+"""Parse the rendering query parameters (PS3.18 §8.3.5.1-3) into one frozen ``RenderParams`` or ``VolumeParams``.
 
 Every malformed value is a 400 naming the parameter; unsupported annotation keywords are ignored
 and reported in a Warning (§8.3.5.1.1). Values come percent-decoded (dicomweb-client sends
 ``viewport=256%2C256``). List parameters (annotation, iccprofile, accept, charset) may be repeated
 and read as one comma-separated list; single-valued ones (window, quality, viewport) given twice
-are 400.
+are 400. Framework-free: a query is anything with ``getlist`` (Starlette's ``QueryParams``), so the
+resource table (``web/resources.py``) names these parsers without importing Starlette.
 """
 
 from __future__ import annotations
 
 import math
 import re
-
-from starlette.datastructures import QueryParams
+from typing import Protocol
 
 from ..errors import BadRequest
 from ..model import (
@@ -27,6 +27,13 @@ from ..model import (
     uid_error,
 )
 
+
+class Query(Protocol):
+    """The query parameters of a request: every value given for a name, in order."""
+
+    def getlist(self, key: str) -> list[str]: ...
+
+
 ANNOTATIONS = ("patient", "technique")  # §8.3.5.1.1
 WINDOW_FUNCTIONS = {"linear": "LINEAR", "linear-exact": "LINEAR_EXACT", "sigmoid": "SIGMOID"}  # §8.3.5.1.4
 ICC_PROFILES = ("no", "yes", "srgb", "adobergb", "rommrgb")  # §8.3.5.1.5
@@ -35,7 +42,7 @@ _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 
 
-def _values(query: QueryParams, name: str, single: bool = False) -> str | None:
+def _values(query: Query, name: str, single: bool = False) -> str | None:
     """A parameter's value; a list parameter given several times is one list, a single-valued one is 400."""
     found = query.getlist(name)
     if single and len(found) > 1:
@@ -43,7 +50,7 @@ def _values(query: QueryParams, name: str, single: bool = False) -> str | None:
     return None if not found else ",".join(found)
 
 
-def render_params(query: QueryParams, *, thumbnail: bool = False) -> tuple[RenderParams, tuple[str, ...]]:
+def render_params(query: Query, *, thumbnail: bool = False) -> tuple[RenderParams, tuple[str, ...]]:
     """The request's rendering parameters, and the annotation values it asked for that are not supported."""
     unsupported: tuple[str, ...] = ()
     annotation: tuple[str, ...] = ()
@@ -55,6 +62,11 @@ def render_params(query: QueryParams, *, thumbnail: bool = False) -> tuple[Rende
         iccprofile = _iccprofile(_values(query, "iccprofile"))
     viewport = _viewport(_values(query, "viewport", single=True), thumbnail)
     return RenderParams(window, viewport, quality, annotation, iccprofile), unsupported
+
+
+def thumbnail_params(query: Query) -> tuple[RenderParams, tuple[str, ...]]:
+    """The parameters of a Thumbnail resource: ``viewport=vw,vh`` only (Table 8.3.5-2, §8.3.5.2)."""
+    return render_params(query, thumbnail=True)
 
 
 def _annotation(text: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -141,7 +153,7 @@ MAX_ANIMATION_STEP = 3600  # degrees or mm: a larger step makes one frame at mos
 _FRAME_NUMBER = re.compile(r"\d{1,9}")
 
 
-def volume_params(query: QueryParams) -> tuple[VolumeParams, tuple[str, ...]]:
+def volume_params(query: Query) -> tuple[VolumeParams, tuple[str, ...]]:
     """The request's Rendered MPR / 3D parameters, and the annotation values that are not supported.
 
     The camera triple is all three or none, and never with ``orientation`` (§8.3.5.3: two mutually

@@ -1,17 +1,120 @@
-"""Parse Accept, the ``accept`` query parameter and the charset preferences (PS3.18 §8.3.3, §8.7, §8.8).
+"""Content negotiation (PS3.18 §8.7.8): a request's Acceptable Media Types, and the one rule that picks an offer.
 
-Turns request headers into an ordered list of ``Acceptable`` media types; choosing among them for
-the stored data is the use case's job, since it depends on what each instance can become.
+Parsing (``acceptable_media_types``): the ``accept`` query parameter and the Accept header become one list of
+``Acceptable`` ranges, best first (§8.3.3.1, §8.7.5, §8.7.7); ``check_charset`` holds the ``charset`` query
+parameter and Accept-Charset against UTF-8, the one charset this server writes text in (§8.3.3.2, §8.8).
+
+Selection (``negotiate``): over the representations a resource can send one item in (its ``Offer``s, the
+server's preference first), the steps of §8.7.8.1:
+
+1. The ranges are taken best first: the ``accept`` query parameter's before the header's, each by q, ties as
+   written (§8.7.8.1 steps 2-3). A range with q=0 selects nothing.
+2. A range admits an offer when
+   - its wrapping agrees: a bare type takes a single-part offer, ``multipart/related; type=...`` a multipart one,
+     a wildcard either (a resource offers single-part types only for a single item, Table 10.4.4-1 note 3);
+   - its media type is the offer's, or it is a wildcard (``*/*``, ``type/*``, ``multipart/related`` without
+     ``type``) that covers the offer and the offer is one a wildcard may take (§8.7.7: the category's default,
+     or, where it has none, any of its types; each resource marks its offers);
+   - its ``transfer-syntax`` fits (§8.7.8.2): none means the default transfer syntax of the media type for this
+     item; ``*`` means any, the bytes as stored first (§8.7.3.5.2), and on ``application/octet-stream`` the
+     stored bytes whatever their media type; a UID means that syntax. Media types that carry no transfer syntax
+     (rendered types, §8.7.4) are admitted only by ranges without one.
+3. The first offer the range admits is selected, unless the most specific range that matches it says q=0
+   (§8.7.8.1: each representation has the q of the most specific range that matches it); then the next offer
+   the range admits.
+4. When no range selects an offer the answer is None: the resource answers 406 (§8.7.8.1 step 5), or its default.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
-from starlette.datastructures import Headers
+from .errors import BadRequest, NotAcceptable
+from .model import MEDIA_TYPE_ALIASES, Acceptable
 
-from ..errors import BadRequest, NotAcceptable
-from ..model import MEDIA_TYPE_ALIASES, Acceptable
+__all__ = ["Offer", "acceptable_media_types", "check_charset", "check_charset_parameter", "excluded",
+           "negotiate", "parse_media_range", "quality", "split_list", "token_quality"]
+
+OCTET = "application/octet-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """One representation an item can be sent in: a media type, its transfer syntax, bare or in multipart/related.
+
+    ``default``: what a range naming this media type without ``transfer-syntax`` gets (§8.7.8.2). ``stored``: the
+    bytes as stored, which ``transfer-syntax=*`` prefers. ``wildcard``: a wildcard range may take it (§8.7.7).
+    """
+
+    media_type: str
+    syntax: str | None = None  # None: a media type without transfer syntax (rendered, §8.7.4)
+    multipart: bool = False
+    default: bool = True
+    stored: bool = False
+    wildcard: bool = True
+
+
+def _always(offer: Offer) -> bool:
+    return True
+
+
+def negotiate(accept: Sequence[Acceptable], offers: Sequence[Offer],
+              can: Callable[[Offer], bool] = _always) -> Offer | None:
+    """The offer §8.7.8.1 selects for one item, or None; ``can`` says whether this item can really be sent in it."""
+    for acceptable in accept:
+        if acceptable.q <= 0:
+            continue
+        admitted: Iterable[Offer] = (offer for offer in offers if admits(acceptable, offer))
+        if acceptable.transfer_syntax == "*":
+            admitted = sorted(admitted, key=lambda offer: not offer.stored)  # as stored first (§8.7.3.5.2)
+        for offer in admitted:
+            if can(offer) and not excluded(accept, offer.media_type, offer.syntax, offer.multipart):
+                return offer
+    return None
+
+
+def admits(acceptable: Acceptable, offer: Offer) -> bool:
+    """Whether one acceptable range asks for ``offer`` (step 2 of ``negotiate``)."""
+    if acceptable.multipart is not None and acceptable.multipart != offer.multipart:
+        return False
+    wanted = acceptable.transfer_syntax
+    if acceptable.wildcard:
+        if not offer.wildcard or not acceptable.matches(offer.media_type):
+            return False
+    elif acceptable.media_type != offer.media_type and not (wanted == "*" and acceptable.media_type == OCTET
+                                                              and offer.stored):
+        return False
+    if offer.syntax is None:
+        return wanted is None
+    if wanted is None:
+        return offer.default or acceptable.wildcard
+    return wanted == "*" or wanted == offer.syntax
+
+
+def quality(accept: Sequence[Acceptable], media_type: str, syntax: str | None, multipart: bool) -> float:
+    """The q of the most specific acceptable range that matches a representation (PS3.18 §8.7.8.1).
+
+    0 means not acceptable: either nothing matches or the closest match says ``q=0``.
+    """
+    best, q = -1, 0.0
+    for acceptable in accept:
+        rank = acceptable.specificity(media_type, syntax, multipart)
+        if rank < 0:
+            continue
+        if rank > best or rank == best and acceptable.q > q:
+            best, q = rank, acceptable.q
+    return q
+
+
+def excluded(accept: Sequence[Acceptable], media_type: str, syntax: str | None, multipart: bool) -> bool:
+    """True when the most specific range that matches a representation says ``q=0`` (§8.7.8.1)."""
+    matched = any(a.specificity(media_type, syntax, multipart) >= 0 for a in accept)
+    return matched and quality(accept, media_type, syntax, multipart) <= 0
+
+
+# -- Parsing: the accept query parameter and the Accept header (§8.3.3.1, §8.7.5-7) -------------------------
 
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _PARAM = re.compile(rf'\s*;\s*({_TOKEN})\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s"]*)')  # an unclosed quote fails
@@ -130,10 +233,7 @@ def acceptable_media_types(header: str | None, query: list[str]) -> list[Accepta
     return ordered
 
 
-def header_field(headers: Headers, name: str) -> str | None:
-    """A list-valued request header, its repeated lines joined with commas (RFC 9110 §5.3); None if absent."""
-    lines = headers.getlist(name)
-    return ", ".join(lines) if lines else None
+# -- Character sets (§8.3.3.2, §8.8): text is written in UTF-8 only -----------------------------------------
 
 
 def check_charset_parameter(query: list[str]) -> None:
@@ -148,7 +248,7 @@ def check_charset_parameter(query: list[str]) -> None:
 
 
 def check_charset(query: list[str], header: str | None) -> None:
-    """Metadata is always UTF-8: accept the request only if UTF-8 is acceptable (§8.3.3.2, §8.8)."""
+    """Text is always UTF-8: accept the request only if UTF-8 is acceptable (§8.3.3.2, §8.8.5: else 406)."""
     check_charset_parameter(query)
     if header is None or not _token_entries(header):  # absent, or nothing valid in it: no constraint
         return
