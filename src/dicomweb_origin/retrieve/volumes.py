@@ -18,7 +18,7 @@ animation (10° for a swivel, the finest voxel spacing rounded up to 1 mm for a 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -31,9 +31,8 @@ from .. import memory, render
 from ..cache import BytesCache, SizedCache
 from ..errors import BadRequest, NotAcceptable, PayloadTooLarge
 from ..model import Acceptable, InstanceRecord, Vector, VolumeParams, VolumeSelector, Window, excluded
-from ..render import lut, video
+from ..render import lut
 from ..render import volume as vr
-from ..render.gif import gif_chunks
 from .bulk import parse_frame_list
 from .payload import Part, Payload, Target, bytes_body, etag, kept_stream_body
 from .rendered import MP4_PIXEL_BYTES
@@ -44,7 +43,6 @@ from .vps import PLANAR_MPR_VPS, VOLUMETRIC_STATES, VolumetricState, parse_state
 STILL_TYPES = ("image/jpeg", "image/png", "image/gif")  # first = the default (§8.7.4)
 ANIMATION_TYPES = ("image/gif", "video/mp4", "image/jpeg", "image/png")  # a still type gets the first frame
 METADATA_TYPES = ("application/dicom+json", "application/json")  # Annex K (example B.32)
-ANIMATED = frozenset({"image/gif", "video/mp4"})
 DEFAULT_SWIVEL_STEP = 10  # degrees
 DEFAULT_RATE = 10  # steps per second
 MAX_FRAMES = 360
@@ -97,9 +95,7 @@ def volume(sources: Sources, volumes: VolumeCache, cache: BytesCache, kind: str,
     records = sources.records(target)
     state, state_record = _state(sources, kind, records, target, params, states or StateCache(1))
     media_type = _choose(accept, params)
-    if params.render.iccprofile not in (None, "no") and media_type not in _ICC_TYPES:
-        raise BadRequest(f"iccprofile={params.render.iccprofile} cannot be honoured: {media_type} carries no ICC"
-                         " profile")
+    render.check_icc(media_type, params.render.iccprofile)
     _check(kind, params)
     if state is not None:
         selector = VolumeSelector(tuple(uid for uid, _ in state.inputs))
@@ -137,7 +133,7 @@ def volume(sources: Sources, volumes: VolumeCache, cache: BytesCache, kind: str,
     if cached is not None:
         return Payload([Part(media_type, location, len(cached), bytes_body(cached))], None, tag, warnings=warnings)
     metadata = _first_metadata(sources, built) if params.render.annotation else None
-    if media_type in ANIMATED and plan.animation is not None:
+    if media_type in render.ANIMATED and plan.animation is not None:
         chunks = partial(_render, built, plan, params, media_type, metadata)  # frame by frame, spooled when sent
         animation = kept_stream_body(chunks, cache, key, need)
         return Payload([Part(media_type, location, None, animation, memory=need)], None, tag, warnings=warnings)
@@ -157,9 +153,6 @@ def _reduced(built: Assembled, budget: int) -> tuple[str, ...]:
         return ()
     return (f"the volume was assembled at 1/{built.factor} of its in-plane resolution to fit the memory one"
             f" request may use ({memory.mib(budget)}, --max-request-memory-mb)",)
-
-
-_ICC_TYPES = frozenset(t for t, e in render.ENCODERS.items() if e.icc)
 
 
 def _resource(kind: str) -> str:
@@ -320,43 +313,21 @@ def _frame(built: Assembled, plan: Plan, camera: vr.Camera, still_curve: bool) -
 
 def _render(built: Assembled, plan: Plan, params: VolumeParams, media_type: str,
             metadata: dict[str, Any] | None) -> Iterator[bytes]:
-    """The pixels of the plan, through viewport region, annotation and ICC, encoded as they are made.
+    """The pixels of the plan, finished (ICC, viewport region, annotation) and encoded as they are made.
 
     An animation is rendered and encoded a frame at a time (memory holds one frame, whatever its length).
     """
-    animated = media_type in ANIMATED and plan.animation is not None
-    quality = params.render.quality
-    finish = _finisher(params, plan, media_type, metadata)
-    if not animated:
+    viewport = params.render.viewport  # its size is the plan's; a source region is cut from the rendering
+    finish = render.Finish(media_type, params.render.iccprofile, None,
+                           viewport if viewport is not None and viewport.has_region else None,
+                           params.render.annotation if metadata is not None else (), metadata, params.render.quality)
+    if media_type not in render.ANIMATED or plan.animation is None:
         still_curve = plan.animation == "CROSSCURVE"  # a still of a curve: the curved MPR
-        image, profile = finish(_frame(built, plan, plan.cameras[0], still_curve), None)
-        yield render.encode([image], media_type, quality=quality, icc_profile=profile)
+        yield finish.still(_frame(built, plan, plan.cameras[0], still_curve), None, plan.window)
         return
-    images = (finish(_frame(built, plan, camera, False), number)[0]
+    frames = ((_frame(built, plan, camera, False), number, plan.window)
               for number, camera in enumerate(plan.cameras, start=1))
-    if media_type == "video/mp4":
-        yield from video.mp4_chunks(images, 1000.0 / (plan.rate or DEFAULT_RATE), quality)
-    else:
-        yield from gif_chunks(images, 1000.0 / plan.rate if plan.rate else None)
-
-
-def _finisher(params: VolumeParams, plan: Plan, media_type: str, metadata: dict[str, Any] | None
-              ) -> Callable[[np.ndarray, int | None], tuple[np.ndarray, bytes | None]]:
-    """Viewport source region, annotation (last of the pixel steps, §8.3.5.1.1) and colour management."""
-    viewport = params.render.viewport
-    region = viewport if viewport is not None and viewport.has_region else None
-
-    def finish(image: np.ndarray, frame_number: int | None) -> tuple[np.ndarray, bytes | None]:
-        profile = None
-        if media_type in _ICC_TYPES:
-            image, profile = render.apply_icc(image, None, params.render.iccprofile)
-        image = render.apply_viewport(image, region)
-        if metadata is not None:
-            image = render.burn_in(image, metadata, params.render.annotation, frame_number=frame_number,
-                                   window=plan.window)
-        return image, profile
-
-    return finish
+    yield from finish.animation(frames, 1000.0 / (plan.rate or DEFAULT_RATE))
 
 
 def annex_k(plan: Plan) -> bytes:
