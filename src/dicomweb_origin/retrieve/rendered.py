@@ -17,10 +17,9 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-import orjson
-
 from .. import memory, render
 from ..cache import BytesCache
+from ..dicom.softcopy import parse_presentation
 from ..dicom.xml import json_to_xml
 from ..errors import BadRequest, DicomWebError, NotAcceptable, PayloadTooLarge
 from ..model import Acceptable, Display, InstanceRecord, RenderParams, Viewport, Window, excluded
@@ -213,7 +212,7 @@ class Renderer:
     def metadata(self, record: InstanceRecord) -> dict[str, Any]:
         """The stored DICOM JSON of an instance, read once per request (an animation annotates every frame)."""
         if record.instance_uid not in self._metadata:
-            self._metadata[record.instance_uid] = orjson.loads(self.sources.index.metadata([record])[0])
+            self._metadata[record.instance_uid] = self.sources.metadata([record])[0]
         return self._metadata[record.instance_uid]
 
     @staticmethod
@@ -316,7 +315,7 @@ class Renderer:
         metadata = self.metadata(record)
         bulk = {element.path: self.sources.blobs.read(record.blob_key, element.offset, element.length)
                 for element in record.bulk if element.path.startswith("60") or element.path.endswith("00282000")}
-        return presentation.parse_presentation(metadata, bulk)
+        return parse_presentation(metadata, bulk)
 
     def presentation_parts(self, record: InstanceRecord, media_type: str, multipart: bool,
                            as_target: bool) -> list[Part]:

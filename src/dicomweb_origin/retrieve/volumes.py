@@ -29,6 +29,7 @@ from pydicom import Dataset
 
 from .. import memory, render
 from ..cache import BytesCache, SizedCache
+from ..dicom.volumetric import PLANAR_MPR_VPS, VOLUMETRIC_STATES, VolumetricState, parse_state
 from ..errors import BadRequest, NotAcceptable, PayloadTooLarge
 from ..model import Acceptable, InstanceRecord, Vector, VolumeParams, VolumeSelector, Window, excluded
 from ..render import lut
@@ -38,7 +39,6 @@ from .payload import Part, Payload, Target, bytes_body, etag, kept_stream_body
 from .rendered import MP4_PIXEL_BYTES
 from .sources import Sources
 from .volume_inputs import RENDER_PIXEL_BYTES, Assembled, VolumeCache, assembled, select
-from .vps import PLANAR_MPR_VPS, VOLUMETRIC_STATES, VolumetricState, parse_state
 
 STILL_TYPES = ("image/jpeg", "image/png", "image/gif")  # first = the default (§8.7.4)
 ANIMATION_TYPES = ("image/gif", "video/mp4", "image/jpeg", "image/png")  # a still type gets the first frame
@@ -178,7 +178,7 @@ def _state(sources: Sources, kind: str, records: Sequence[InstanceRecord], targe
                          " (PS3.18 §8.3.5.3)")
 
     def parse() -> VolumetricState:
-        return parse_state(record.sop_class_uid, orjson.loads(sources.index.metadata([record])[0]))
+        return parse_state(record.sop_class_uid, sources.metadata([record])[0])
 
     return states.get_or_make(("state", record.digest), parse), record
 
@@ -280,7 +280,7 @@ def _size(volume_: vr.Volume, camera: vr.Camera, kind: str, params: VolumeParams
 
 
 def _first_metadata(sources: Sources, built: Assembled) -> dict[str, Any]:
-    return dict(orjson.loads(sources.index.metadata([built.records[0]])[0]))
+    return sources.metadata(built.records[:1])[0]
 
 
 def _grey(values: np.ndarray, window: Window) -> np.ndarray:
