@@ -133,13 +133,15 @@ def volume(sources: Sources, volumes: VolumeCache, cache: BytesCache, kind: str,
     if cached is not None:
         return Payload([Part(media_type, location, len(cached), bytes_body(cached))], None, tag, warnings=warnings)
     metadata = _first_metadata(sources, built) if params.render.annotation else None
+    # The rendering runs as a job of the heavy lane and shares its work with the lane's other threads.
+    spread = vr.Spread(sources.executor.threads, sources.executor.fan_out)
     if media_type in render.ANIMATED and plan.animation is not None:
-        chunks = partial(_render, built, plan, params, media_type, metadata)  # frame by frame, spooled when sent
+        chunks = partial(_render, built, plan, params, media_type, metadata, spread)  # frame by frame, spooled
         animation = kept_stream_body(chunks, cache, key, need)
         return Payload([Part(media_type, location, None, animation, memory=need)], None, tag, warnings=warnings)
 
     def produce() -> bytes:
-        return b"".join(_render(built, plan, params, media_type, metadata))
+        return b"".join(_render(built, plan, params, media_type, metadata, spread))
 
     def body(offset: int, length: int | None) -> Iterator[bytes]:
         yield from bytes_body(cache.get_or_make(key, produce))(offset, length)
@@ -291,7 +293,7 @@ def _grey(values: np.ndarray, window: Window) -> np.ndarray:
         return grey
 
 
-def _frame(built: Assembled, plan: Plan, camera: vr.Camera, still_curve: bool) -> np.ndarray:
+def _frame(built: Assembled, plan: Plan, camera: vr.Camera, still_curve: bool, spread: vr.Spread) -> np.ndarray:
     """One frame of the plan as an 8-bit image (grey, or RGB for volume rendering)."""
     volume_ = built.volume
     if plan.kind == "mpr":
@@ -299,20 +301,20 @@ def _frame(built: Assembled, plan: Plan, camera: vr.Camera, still_curve: bool) -
             values = vr.curved_mpr(volume_, plan.curve, camera.up, spacing=plan.spacing)
         else:
             values = vr.mpr(volume_, camera, size=plan.size, spacing=plan.spacing, slab=plan.slab or 0.0,
-                            method=plan.method.lower())
+                            method=plan.method.lower(), spread=spread)
     elif plan.method == "VOLUME_RENDERED":
         rgb: np.ndarray = vr.volume_render(volume_, camera, modality=plan.modality, size=plan.size,
-                                           spacing=plan.spacing, preview=plan.preview)
+                                           spacing=plan.spacing, preview=plan.preview, spread=spread)
         return rgb
     else:
         values = vr.project(volume_, camera, plan.method.lower(), size=plan.size, spacing=plan.spacing,
-                            preview=plan.preview)
+                            preview=plan.preview, spread=spread)
     assert plan.window is not None
     return _grey(values, plan.window)
 
 
 def _render(built: Assembled, plan: Plan, params: VolumeParams, media_type: str,
-            metadata: dict[str, Any] | None) -> Iterator[bytes]:
+            metadata: dict[str, Any] | None, spread: vr.Spread) -> Iterator[bytes]:
     """The pixels of the plan, finished (ICC, viewport region, annotation) and encoded as they are made.
 
     An animation is rendered and encoded a frame at a time (memory holds one frame, whatever its length).
@@ -323,9 +325,9 @@ def _render(built: Assembled, plan: Plan, params: VolumeParams, media_type: str,
                            params.render.annotation if metadata is not None else (), metadata, params.render.quality)
     if media_type not in render.ANIMATED or plan.animation is None:
         still_curve = plan.animation == "CROSSCURVE"  # a still of a curve: the curved MPR
-        yield finish.still(_frame(built, plan, plan.cameras[0], still_curve), None, plan.window)
+        yield finish.still(_frame(built, plan, plan.cameras[0], still_curve, spread), None, plan.window)
         return
-    frames = ((_frame(built, plan, camera, False), number, plan.window)
+    frames = ((_frame(built, plan, camera, False, spread), number, plan.window)
               for number, camera in enumerate(plan.cameras, start=1))
     yield from finish.animation(frames, 1000.0 / (plan.rate or DEFAULT_RATE))
 
