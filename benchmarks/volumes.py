@@ -10,10 +10,12 @@ the frames of a 36-frame swivel, each 512 x 512, and the volume's memory. Prints
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,15 +25,17 @@ from common import figure, heading, machine_line, mib  # noqa: E402
 
 from dicomweb_origin.render.volume import (  # noqa: E402
     Slice,
+    Spread,
     Volume,
     assemble,
     camera_for_orientation,
     camera_from_triple,
-    mpr,
-    project,
     swivel_cameras,
-    volume_render,
 )
+from dicomweb_origin.render.volume import mpr as volume_mpr  # noqa: E402
+from dicomweb_origin.render.volume import project as volume_project  # noqa: E402
+from dicomweb_origin.render.volume import volume_render as volume_rendering  # noqa: E402
+from dicomweb_origin.retrieve.lanes import Lane  # noqa: E402
 
 SIZE = (512, 512)
 
@@ -90,8 +94,16 @@ def ms_figure(label: str, median: float, best: float, cpu: float, target_ms: flo
 
 
 def pure_figures(rows: int, slices: int, repeat: int) -> Volume:
-    """The pure-function figures; returns the volume for further sections."""
+    """The pure-function figures; returns the volume for further sections.
+
+    The renderings share their work with a lane of the machine's cores, as the server's heavy lane does.
+    """
     heading(f"volume functions, synthetic {rows}x{rows}x{slices} int16 CT ({machine_line()})")
+    lane = Lane("bench", os.cpu_count() or 2)
+    spread = Spread(lane.threads, lane.fan_out)
+    mpr = partial(volume_mpr, spread=spread)
+    project = partial(volume_project, spread=spread)
+    volume_render = partial(volume_rendering, spread=spread)
     frames = synthetic_ct(rows, slices)
     start, cpu = time.perf_counter(), time.process_time()
     volume = assemble(frames)
@@ -130,6 +142,7 @@ def pure_figures(rows: int, slices: int, repeat: int) -> Volume:
         figure(f"swivel: {len(cameras)} {name} frames 512x512 (no encoding)",
                f"{seconds * 1000:8.1f} ms ({seconds * 1000 / len(cameras):.0f} ms a frame, cpu {cpu * 1000:.0f} ms)")
     figure("Volume.nbytes after rendering", mib(volume.nbytes))
+    lane.shutdown()
     return volume
 
 

@@ -19,14 +19,10 @@ from pydicom.uid import generate_uid
 
 from dicomweb_origin import render
 from dicomweb_origin.dicom.display import extract_display
+from dicomweb_origin.dicom.softcopy import parse_presentation
 from dicomweb_origin.model import PixelDescription, Window
 from dicomweb_origin.render.graphics import lab_to_rgb
-from dicomweb_origin.render.presentation import (
-    PresentationState,
-    ReferencedImage,
-    apply_presentation,
-    parse_presentation,
-)
+from dicomweb_origin.render.presentation import PresentationState, ReferencedImage, apply_presentation
 
 ROWS, COLUMNS = 48, 80  # a non-square source frame, so that rotation shows in the shape
 

@@ -332,18 +332,21 @@ def test_volume_rendering_composites_front_to_back() -> None:
     assert abs(int(front[20, 30, 0]) - int(back[20, 9, 0])) < 40
 
 
-def test_threaded_runs_composite_like_one_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib
-
-    project_module = importlib.import_module("dicomweb_origin.render.volume.project")
+def test_threaded_runs_composite_like_one_run() -> None:
+    from dicomweb_origin.render.volume import SERIAL, Spread
+    from dicomweb_origin.retrieve.lanes import Lane
 
     camera = camera_from_triple(SPHERE_CENTRE + (-60, -80, 40), SPHERE_CENTRE, (0.2, 0, 1))
     volume = _plates()
+    lane = Lane("test", 2)
     results = []
-    for workers in (1, 2):
-        monkeypatch.setattr(project_module, "WORKERS", workers)
-        results.append((volume_render(volume, camera, modality="CT", size=(40, 40), spacing=2.0).astype(int),
-                        project(AXIAL_VOLUME, camera, "average_ip", size=SIZE, spacing=SPACING)))
+    try:
+        for spread in (SERIAL, Spread(lane.threads, lane.fan_out)):
+            results.append((volume_render(volume, camera, modality="CT", size=(40, 40), spacing=2.0,
+                                          spread=spread).astype(int),
+                            project(AXIAL_VOLUME, camera, "average_ip", size=SIZE, spacing=SPACING, spread=spread)))
+    finally:
+        lane.shutdown()
     assert np.abs(results[0][0] - results[1][0]).max() <= 2
     assert np.allclose(results[0][1], results[1][1], atol=0.5)
 
@@ -464,4 +467,4 @@ def test_the_levels_take_at_most_their_share_of_the_volume(shape: tuple[int, int
 
     voxels = np.lib.stride_tricks.as_strided(np.zeros(1, np.int16), shape, (0, 0, 0))  # sized, not allocated
     volume = Volume(voxels, np.eye(4))
-    assert levels.nbytes(volume) <= levels.MOST_SHARE * voxels.nbytes
+    assert levels.nbytes(volume.shape, voxels.itemsize) <= levels.MOST_SHARE * voxels.nbytes

@@ -82,8 +82,8 @@ def rendered_types_table() -> str:
 
 def volume_table() -> str:
     """What the Rendered MPR / 3D resources serve and choose when the request does not say (§10.4.1.1.7-8)."""
+    from .dicom.volumetric import PLANAR_MPR_VPS, VOLUMETRIC_STATES
     from .retrieve import volumes
-    from .retrieve.vps import PLANAR_MPR_VPS, VOLUMETRIC_STATES
 
     names = {"mpr": "`/renderedmpr`", "3d": "`/rendered3d`"}
     lines = ["| Resource | Default renderingmethod | Default orientation | Reformatting Operation Type |", "|---|---|---|---|"]

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from ..dicom import dicomjson as dj
 from ..errors import BadRequest
 from ..model import Window
 
@@ -98,16 +99,6 @@ def _halo(picture: Image.Image, placed: Sequence[tuple[tuple[float, float], str]
 
 # -- What is written: the instance's DICOM JSON metadata (PS3.18 Annex F), keyed by 8-hex tags --
 
-def _values(metadata: Mapping[str, Any], tag: str) -> list[Any]:
-    element = metadata.get(tag)
-    return list(element.get("Value", [])) if isinstance(element, Mapping) else []
-
-
-def _first(metadata: Mapping[str, Any], tag: str) -> str:
-    values = _values(metadata, tag)
-    return "" if not values or values[0] is None else str(values[0])
-
-
 def _number(value: Any) -> str:
     return f"{float(value):g}"
 
@@ -127,24 +118,24 @@ def _date(value: str) -> str:
 
 
 def _patient(metadata: Mapping[str, Any]) -> list[str]:
-    names = _values(metadata, "00100010")
-    birth, sex = _date(_first(metadata, "00100030")), _first(metadata, "00100040")
+    names = dj.values(metadata, "00100010")
+    birth, sex = _date(dj.string(metadata, "00100030")), dj.string(metadata, "00100040")
     return [
         person_name(names[0]) if names else "",
-        f"ID {_first(metadata, '00100020')}" if _first(metadata, "00100020") else "",
+        f"ID {dj.string(metadata, '00100020')}" if dj.string(metadata, "00100020") else "",
         "  ".join(p for p in (f"Born {birth}" if birth else "", f"Sex {sex}" if sex else "") if p),
     ]
 
 
 def _technique(metadata: Mapping[str, Any], frame_number: int | None, window: Window | None) -> list[str]:
-    modality, date = _first(metadata, "00080060"), _date(_first(metadata, "00080020"))
-    series, instance = _first(metadata, "00200011"), _first(metadata, "00200013")
-    frames = _first(metadata, "00280008")
-    position = _first(metadata, "00201041")
-    if not position and len(_values(metadata, "00200032")) == 3:
-        position = str(_values(metadata, "00200032")[2])
-    thickness = _first(metadata, "00180050")
-    kvp, mas = _first(metadata, "00180060"), _first(metadata, "00181152")
+    modality, date = dj.string(metadata, "00080060"), _date(dj.string(metadata, "00080020"))
+    series, instance = dj.string(metadata, "00200011"), dj.string(metadata, "00200013")
+    frames = dj.string(metadata, "00280008")
+    position = dj.string(metadata, "00201041")
+    if not position and len(dj.values(metadata, "00200032")) == 3:
+        position = str(dj.values(metadata, "00200032")[2])
+    thickness = dj.string(metadata, "00180050")
+    kvp, mas = dj.string(metadata, "00180060"), dj.string(metadata, "00181152")
     numbers = [f"Se {series}" if series else "", f"Im {instance}" if instance else ""]
     if frame_number is not None and frames and int(float(frames)) > 1:
         numbers.append(f"Fr {frame_number}/{int(float(frames))}")

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-Json = dict[str, Any]
+from ..dicom import dicomjson as dj
+
+Json = dj.Json
 
 # DICOM JSON keys (PS3.18 Annex F): 8-hex tags
 CONCEPT_NAME = "0040A043"
@@ -102,7 +104,7 @@ def parse(metadata: Json) -> Item:
 def header(metadata: Json) -> list[tuple[str, str]]:
     """Return the (label, value) pairs of the header and flags that the dataset has."""
     pairs = [(label, _element_text(metadata.get(tag))) for label, tag in HEADER + FLAGS]
-    for observer in _items(metadata, VERIFYING_OBSERVER):
+    for observer in dj.items(metadata, VERIFYING_OBSERVER):
         who = _element_text(observer.get("0040A075"))
         organisation = _element_text(observer.get("0040A027"))
         when = _element_text(observer.get("0040A030"))
@@ -112,17 +114,17 @@ def header(metadata: Json) -> list[tuple[str, str]]:
 
 def _item(data: Json, identifier: str) -> Item:
     """Build one Item and its subtree."""
-    value_type = _first(data, VALUE_TYPE)
-    relationship = _first(data, RELATIONSHIP)
-    concept = _items(data, CONCEPT_NAME)
-    references = _values(data, REFERENCED_ITEM)
+    value_type = dj.string(data, VALUE_TYPE)
+    relationship = dj.string(data, RELATIONSHIP)
+    concept = dj.items(data, CONCEPT_NAME)
+    references = dj.values(data, REFERENCED_ITEM)
     if references and not value_type:
         # PS3.3 C.17.3.2.5: by-reference relationship to an item elsewhere in the tree
         value_type = "BY REFERENCE"
         value = "see item " + ".".join(str(n) for n in references)
     else:
         value = _VALUES.get(value_type, _unknown)(data)
-    children = [_item(child, f"{identifier}.{n}") for n, child in enumerate(_items(data, CONTENT_SEQUENCE), 1)]
+    children = [_item(child, f"{identifier}.{n}") for n, child in enumerate(dj.items(data, CONTENT_SEQUENCE), 1)]
     return Item(identifier, relationship, value_type, _meaning(concept[0]) if concept else "",
                 _code_label(concept[0]) if concept else "", value, children)
 
@@ -130,80 +132,80 @@ def _item(data: Json, identifier: str) -> Item:
 # ---- values of each Value Type (PS3.3 C.17.3.2.1, Table C.17.3-7 and C.18.x) ----
 
 def _text(data: Json) -> str:
-    return _first(data, "0040A160")
+    return dj.string(data, "0040A160")
 
 
 def _code(data: Json) -> str:
-    codes = _items(data, "0040A168")
+    codes = dj.items(data, "0040A168")
     return _code_with_meaning(codes[0]) if codes else ""
 
 
 def _num(data: Json) -> str:
     """Give the measured value with its unit, or the qualifier that replaces a missing one (C.18.1)."""
-    measured = _items(data, "0040A300")
+    measured = dj.items(data, "0040A300")
     if not measured:
-        qualifier = _items(data, "0040A301")
+        qualifier = dj.items(data, "0040A301")
         return _meaning(qualifier[0]) if qualifier else ""
     value = measured[0]
-    number = _raw(value, "0040A161")
-    number = _raw(value, "0040A30A") if number is None else number
-    units = _items(value, "004008EA")
+    number = dj.first(value, "0040A161")
+    number = dj.first(value, "0040A30A") if number is None else number
+    units = dj.items(value, "004008EA")
     unit = _unit(units[0]) if units else ""
     return f"{_number(number) if number is not None else ''} {unit}".strip()
 
 
 def _date(data: Json) -> str:
-    return _format_date(_first(data, "0040A121"))
+    return _format_date(dj.string(data, "0040A121"))
 
 
 def _time(data: Json) -> str:
-    return _format_time(_first(data, "0040A122"))
+    return _format_time(dj.string(data, "0040A122"))
 
 
 def _datetime(data: Json) -> str:
-    return _format_datetime(_first(data, "0040A120"))
+    return _format_datetime(dj.string(data, "0040A120"))
 
 
 def _pname(data: Json) -> str:
-    return _person(_raw(data, "0040A123") or "")
+    return _person(dj.first(data, "0040A123") or "")
 
 
 def _uidref(data: Json) -> str:
-    return _first(data, "0040A124")
+    return dj.string(data, "0040A124")
 
 
 def _composite(data: Json) -> str:
     """Name the referenced instance, its frames, segments or channels (C.18.3, C.18.4, C.18.5)."""
     parts = []
-    for reference in _items(data, "00081199"):
-        text = f"SOP Instance {_first(reference, '00081155')} (class {_first(reference, '00081150')})"
+    for reference in dj.items(data, "00081199"):
+        text = f"SOP Instance {dj.string(reference, '00081155')} (class {dj.string(reference, '00081150')})"
         for label, tag in (("frames", "00081160"), ("segments", "0062000B"), ("channels", "0040A0B0")):
-            numbers = _values(reference, tag)
+            numbers = dj.values(reference, tag)
             if numbers:
                 text += f", {label} {', '.join(_number(n) for n in numbers)}"
-        for presentation in _items(reference, "00081199"):
-            text += f", presentation state {_first(presentation, '00081155')}"
+        for presentation in dj.items(reference, "00081199"):
+            text += f", presentation state {dj.string(presentation, '00081155')}"
         parts.append(text)
     return "; ".join(parts)
 
 
 def _scoord(data: Json) -> str:
     """Give the graphic type and its (column, row) points (C.18.6)."""
-    return f"{_first(data, '00700023')} {_points(_values(data, '00700022'), 2)}".strip()
+    return f"{dj.string(data, '00700023')} {_points(dj.values(data, '00700022'), 2)}".strip()
 
 
 def _scoord3d(data: Json) -> str:
     """Give the graphic type, its (x, y, z) points and their Frame of Reference (C.18.9)."""
-    text = f"{_first(data, '00700023')} {_points(_values(data, '00700022'), 3)}".strip()
-    frame = _first(data, "30060024")
+    text = f"{dj.string(data, '00700023')} {_points(dj.values(data, '00700022'), 3)}".strip()
+    frame = dj.string(data, "30060024")
     return f"{text} in frame of reference {frame}" if frame else text
 
 
 def _tcoord(data: Json) -> str:
     """Give the temporal range type and its sample positions, offsets or times (C.18.7)."""
-    text = _first(data, "0040A130")
+    text = dj.string(data, "0040A130")
     for label, tag in (("samples", "0040A132"), ("offsets (s)", "0040A138"), ("times", "0040A13A")):
-        values = _values(data, tag)
+        values = dj.values(data, tag)
         if values:
             text += f" {label} {', '.join(_number(v) for v in values)}"
     return text
@@ -225,30 +227,6 @@ _VALUES: dict[str, Callable[[Json], str]] = {
 }
 
 
-# ---- DICOM JSON helpers (PS3.18 F.2) ----
-
-def _values(data: Json, tag: str) -> list[Any]:
-    element = data.get(tag)
-    if not isinstance(element, dict):
-        return []
-    values = element.get("Value")
-    return values if isinstance(values, list) else []
-
-
-def _items(data: Json, tag: str) -> list[Json]:
-    return [item for item in _values(data, tag) if isinstance(item, dict)]
-
-
-def _raw(data: Json, tag: str) -> Any:
-    values = _values(data, tag)
-    return values[0] if values else None
-
-
-def _first(data: Json, tag: str) -> str:
-    values = _values(data, tag)
-    return "" if not values or values[0] is None else str(values[0])
-
-
 def _element_text(element: Any) -> str:
     """Render a header element by its VR: names, dates and times made readable."""
     if not isinstance(element, dict):
@@ -264,16 +242,16 @@ def _element_text(element: Any) -> str:
 
 
 def _meaning(code: Json) -> str:
-    return _first(code, MEANING) or _code_value(code)
+    return dj.string(code, MEANING) or _code_value(code)
 
 
 def _code_value(code: Json) -> str:
-    return _first(code, CODE_VALUE) or _first(code, LONG_CODE_VALUE) or _first(code, URN_CODE_VALUE)
+    return dj.string(code, CODE_VALUE) or dj.string(code, LONG_CODE_VALUE) or dj.string(code, URN_CODE_VALUE)
 
 
 def _code_label(code: Json) -> str:
     """Write a code as (Scheme, Value), as PS3.16 tables do."""
-    scheme, value = _first(code, SCHEME), _code_value(code)
+    scheme, value = dj.string(code, SCHEME), _code_value(code)
     return f"({scheme}, {value})" if scheme or value else ""
 
 
@@ -284,7 +262,7 @@ def _code_with_meaning(code: Json) -> str:
 def _unit(code: Json) -> str:
     """Write a unit as its UCUM symbol ("mm"); annotations ("{ratio}") and other schemes as codes."""
     value = _code_value(code)
-    if _first(code, SCHEME) == UCUM and value and not value.startswith("{"):
+    if dj.string(code, SCHEME) == UCUM and value and not value.startswith("{"):
         return "" if value == "1" else value
     return _code_with_meaning(code)
 

@@ -9,7 +9,7 @@ One module per family of resources, so the file list shows where each lives:
     metadata.py   Metadata resources (Table 10.4.1-2)
     bulk.py       Bulkdata, Pixel Data and Frames resources (Tables 10.4.1.5-1, 10.4.1.6-1)
     rendered.py   Rendered and Thumbnail resources (Tables 10.4.1-3, 10.4.1-4)
-    volumes.py    Rendered MPR and Rendered 3D resources (§10.4.1.1.7-8), with volume_inputs.py and vps.py
+    volumes.py    Rendered MPR and Rendered 3D resources (§10.4.1.1.7-8), with volume_inputs.py
 
 ``Retrieve`` is the one object the web layer calls. Its ``async`` methods may be awaited on the event loop:
 each resource's method plans the payload where that belongs (index lookups and blob reads in the I/O threads, a

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any, ParamSpec, TypeVar
@@ -28,6 +28,7 @@ from .payload import Cost
 
 P = ParamSpec("P")
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Lane(Executor):
@@ -75,6 +76,29 @@ class Lane(Executor):
         future = self._pool.submit(job)
         future.add_done_callback(cancelled)
         return future
+
+    def fan_out(self, work: Callable[[T], R], items: Sequence[T], /) -> list[R]:
+        """``work`` over ``items`` from a job of this lane: the first runs here, the others on the lane's threads.
+
+        A part still waiting for a thread when this one gets to it is taken back and run here, so a job waiting
+        for its parts never waits for a thread of its own lane (no deadlock however busy the lane), and on a busy
+        lane the parts run one after the other instead of adding threads. ``render.volume.Spread.map``.
+        """
+        futures: list[Future[R]] = []
+        try:
+            for item in items[1:]:
+                futures.append(self.submit(work, item))
+        except RuntimeError:  # the lane is shut down: the rest runs here
+            pass
+        try:
+            results = [work(item) for item in items[:1]]
+            for future, item in zip(futures, items[1:], strict=False):
+                results.append(work(item) if future.cancel() else future.result())
+            results += [work(item) for item in items[1 + len(futures):]]
+            return results
+        finally:
+            for future in futures:
+                future.cancel()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)

@@ -17,16 +17,14 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-import orjson
-
 from .. import memory, render
 from ..cache import BytesCache
+from ..dicom.softcopy import parse_presentation
 from ..dicom.xml import json_to_xml
 from ..errors import BadRequest, DicomWebError, NotAcceptable, PayloadTooLarge
 from ..model import Acceptable, Display, InstanceRecord, RenderParams, Viewport, Window
 from ..negotiation import Offer, negotiate
 from ..render import document, icons, presentation, report, video
-from ..render.gif import gif_chunks
 from ..render.viewport import output_size, source_region
 from .bulk import parse_frame_list
 from .payload import Part, Payload, Target, bytes_body, etag, kept_stream_body
@@ -62,9 +60,6 @@ CATEGORY_TYPES: dict[str, tuple[str, ...]] = {
     "text": ("text/html", "text/plain", "text/xml"),
     "presentation": STILL,
 }
-ANIMATED = frozenset({"image/gif", "video/mp4"})  # one part holds every frame
-ICC_TYPES = frozenset(t for t, e in render.ENCODERS.items() if e.icc)  # media types that can embed a profile
-LOSSY = frozenset({"image/jpeg", "video/mp4"})
 _STORED_VIDEO_TYPES = {"video/mpeg", "video/H265", "video/mp4"}
 
 
@@ -106,7 +101,7 @@ def rendered_offers(kind: str, record: InstanceRecord, single_item: bool, one_in
     types = CATEGORY_TYPES[kind]
     if kind == "video":  # the stored stream as it is, under its own type, or H.264 in MP4
         types = tuple(t for t in types if t not in _STORED_VIDEO_TYPES or t in ("video/mp4", record.syntax.media_type))
-    bare = [Offer(t) for t in types if single_item or one_instance and t in ANIMATED]
+    bare = [Offer(t) for t in types if single_item or one_instance and t in render.ANIMATED]
     return bare + [Offer(t, multipart=True) for t in types]
 
 
@@ -199,7 +194,7 @@ class Renderer:
             return [self.part(record, media_type, (0,), f"{base}/rendered",
                               lambda: self.still(document.pdf_page_image(self.pdf(record)), media_type, record))]
         frames = list(indexes) if indexes is not None else list(range(len(record.frames)))
-        if media_type in ANIMATED:
+        if media_type in render.ANIMATED:
             location = f"{base}/frames/{_frame_list(frames)}/rendered" if indexes is not None else f"{base}/rendered"
             return [self.animation_part(record, frames, media_type, location)]
         if not choice.multipart:
@@ -215,7 +210,7 @@ class Renderer:
     def metadata(self, record: InstanceRecord) -> dict[str, Any]:
         """The stored DICOM JSON of an instance, read once per request (an animation annotates every frame)."""
         if record.instance_uid not in self._metadata:
-            self._metadata[record.instance_uid] = orjson.loads(self.sources.index.metadata([record])[0])
+            self._metadata[record.instance_uid] = self.sources.metadata([record])[0]
         return self._metadata[record.instance_uid]
 
     @staticmethod
@@ -236,22 +231,15 @@ class Renderer:
             image = presentation.apply_presentation(image, ps, record.instance_uid, index + 1)
         return image, used
 
-    def finish(self, image: Any, media_type: str, record: InstanceRecord, index: int | None = None,
-               window: Window | None = None) -> tuple[Any, bytes | None]:
-        """Colour management, viewport and annotation, in that order (annotation last, §8.3.5.1.1)."""
-        profile: bytes | None = None
-        if media_type in ICC_TYPES:
-            display = self.display(record)
-            source = None
-            if display is not None and display.icc_profile_path:
-                source = self.sources.bulk_bytes(record, display.icc_profile_path)
-            image, profile = render.apply_icc(image, source, self.params.iccprofile)
-        image = render.apply_viewport(image, self.viewport_for())
-        if self.params.annotation and not self.thumbnail:
-            metadata = self.metadata(record)
-            image = render.burn_in(image, metadata, self.params.annotation,
-                                   frame_number=None if index is None else index + 1, window=window)
-        return image, profile
+    def finishing(self, record: InstanceRecord, media_type: str) -> render.Finish:
+        """The finishing steps (ICC, viewport, annotation, encoding) of this request's renderings of ``record``."""
+        source = None
+        display = self.display(record)
+        if media_type in render.ICC_TYPES and display is not None and display.icc_profile_path:
+            source = self.sources.bulk_bytes(record, display.icc_profile_path)
+        annotation = () if self.thumbnail else self.params.annotation
+        return render.Finish(media_type, self.params.iccprofile, source, self.viewport_for(), annotation,
+                             self.metadata(record) if annotation else None, self.params.quality)
 
     def viewport_for(self) -> Viewport | None:
         if self.params.viewport is not None or not self.thumbnail:
@@ -260,8 +248,7 @@ class Renderer:
 
     def still(self, image: Any, media_type: str, record: InstanceRecord, index: int | None = None,
               window: Window | None = None) -> bytes:
-        image, profile = self.finish(image, media_type, record, index, window)
-        return render.encode([image], media_type, quality=self.params.quality, icc_profile=profile)
+        return self.finishing(record, media_type).still(image, None if index is None else index + 1, window)
 
     def frame_still(self, record: InstanceRecord, index: int, media_type: str,
                     ps: presentation.PresentationState | None = None) -> bytes:
@@ -272,16 +259,14 @@ class Renderer:
 
     def animation(self, record: InstanceRecord, frames: Sequence[int], media_type: str) -> Iterator[bytes]:
         """The animation's bytes as they are encoded: one frame decoded, rendered and encoded at a time."""
-        def images() -> Iterator[Any]:
+        def images() -> Iterator[tuple[Any, int, Window | None]]:
             for index in frames:
                 image, window = self.image(record, index)
-                yield self.finish(image, media_type, record, index, window)[0]
+                yield image, index + 1, window
 
         display = self.display(record)
         frame_time = (display.frame_time_ms if display is not None else None) or 100.0  # 10 frames/s unless told
-        if media_type == "video/mp4":
-            return video.mp4_chunks(images(), frame_time, self.params.quality)
-        return gif_chunks(images(), frame_time)
+        return self.finishing(record, media_type).animation(images(), frame_time)
 
     def stream(self, record: InstanceRecord) -> bytes:
         """A video's stored stream, whole: within the request's memory budget with its demuxed and remuxed copies."""
@@ -328,7 +313,7 @@ class Renderer:
         metadata = self.metadata(record)
         bulk = {element.path: self.sources.blobs.read(record.blob_key, element.offset, element.length)
                 for element in record.bulk if element.path.startswith("60") or element.path.endswith("00282000")}
-        return presentation.parse_presentation(metadata, bulk)
+        return parse_presentation(metadata, bulk)
 
     def presentation_parts(self, record: InstanceRecord, media_type: str, multipart: bool,
                            as_target: bool) -> list[Part]:
@@ -389,10 +374,7 @@ def rendered(sources: Sources, cache: BytesCache, target: Target, frame_list: st
         if kind is None or choice is None:
             omitted += 1
             continue
-        if choice.media_type not in ICC_TYPES and params.iccprofile not in (None, "no"):
-            # §8.3.5.1.5: a profile asked for with a media type that cannot carry one
-            raise BadRequest(f"iccprofile={params.iccprofile} cannot be honoured: {choice.media_type} carries no ICC"
-                             " profile")
+        render.check_icc(choice.media_type, params.iccprofile)
         produced = renderer.instance_parts(record, kind, choice, indexes)
         parts += produced
         choices += [choice.media_type] * len(produced)

@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
 
+import orjson
+
 from .. import memory
 from ..cache import BytesCache
 from ..dicom import pixels, transcode
@@ -66,6 +68,10 @@ class Sources:
             self._gone(target, "study")
             raise NotFound(f"study {target.study_uid} not found")
         return found
+
+    def metadata(self, records: Sequence[InstanceRecord]) -> list[dict[str, Any]]:
+        """The stored DICOM JSON of each record (PS3.18 Annex F), parsed."""
+        return [orjson.loads(data) for data in self.index.metadata(list(records))]
 
     def _gone(self, target: Target, level: str) -> None:
         """PS3.18 §8.5 (Table 8.5-1): a resource the server knows was deleted is 410 Gone, not 404."""

@@ -21,13 +21,13 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
-import orjson
 
 from .. import memory
 from ..cache import SizedCache
+from ..dicom import dicomjson as dj
 from ..dicom import metadata as dicom_metadata
 from ..dicom import pixels
 from ..errors import BadRequest
@@ -130,31 +130,10 @@ def candidates(records: Sequence[InstanceRecord]) -> list[Candidate]:
 
 
 
-
-def _metadata(sources: Sources, records: Sequence[InstanceRecord]) -> list[dict[str, Any]]:
-    return [orjson.loads(data) for data in sources.index.metadata(list(records))]
-
-
-def _element_values(item: dict[str, Any], path: tuple[str, ...]) -> list[str]:
-    """The values of an attribute (a path through sequences: any item) as strings, for matching."""
-    element = item.get(path[0])
-    if not isinstance(element, dict):
-        return []
-    values = element.get("Value", [])
-    if len(path) > 1:
-        return [v for child in values if isinstance(child, dict) for v in _element_values(child, path[1:])]
-    out = []
-    for value in values:
-        if isinstance(value, dict):  # PN: the alphabetic group
-            value = value.get("Alphabetic", "")
-        out.append(str(value))
-    return out
-
-
-def _matches(item: dict[str, Any], conditions: Sequence[tuple[tuple[str, ...], str]]) -> bool:
+def _matches(item: dj.Json, conditions: Sequence[tuple[tuple[str, ...], str]]) -> bool:
     """QIDO-style single value matching (§8.3.4.1): any value equal, ``*`` and ``?`` wildcards, case kept."""
     for path, wanted in conditions:
-        values = _element_values(item, path)
+        values = dj.strings(item, path)
         if wanted == "":
             continue  # universal matching
         if not any(fnmatch.fnmatchcase(value, wanted) for value in values):
@@ -183,7 +162,7 @@ def select(sources: Sources, records: Sequence[InstanceRecord], selector: Volume
             if path is None:
                 raise BadRequest(f"invalid match attribute {name[:60]!r}: a keyword or 8 hex digits")
             conditions.append((path, value))
-        pool = [r for r, item in zip(pool, _metadata(sources, pool), strict=True) if _matches(item, conditions)]
+        pool = [r for r, item in zip(pool, sources.metadata(pool), strict=True) if _matches(item, conditions)]
         if not pool:
             raise BadRequest("match selects no instance of this target")
     numbers = list(frame_numbers or ()) + list(selector.frame_numbers)
@@ -223,12 +202,8 @@ def select(sources: Sources, records: Sequence[InstanceRecord], selector: Volume
 
 
 def _descriptions(sources: Sources, found: Sequence[Candidate]) -> list[str | None]:
-    items = _metadata(sources, [c.frames[0][0] for c in found])
-    out: list[str | None] = []
-    for item in items:
-        values = _element_values(item, ("0008103E",))
-        out.append(values[0] if values else None)
-    return out
+    items = sources.metadata([c.frames[0][0] for c in found])
+    return [next(iter(dj.strings(item, ("0008103E",))), None) for item in items]  # Series Description
 
 
 def _slice(ref: FrameRef) -> Slice:

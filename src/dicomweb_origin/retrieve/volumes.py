@@ -18,7 +18,7 @@ animation (10° for a swivel, the finest voxel spacing rounded up to 1 mm for a 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -29,23 +29,21 @@ from pydicom import Dataset
 
 from .. import memory, render
 from ..cache import BytesCache, SizedCache
+from ..dicom.volumetric import PLANAR_MPR_VPS, VOLUMETRIC_STATES, VolumetricState, parse_state
 from ..errors import BadRequest, NotAcceptable, PayloadTooLarge
 from ..model import Acceptable, InstanceRecord, Vector, VolumeParams, VolumeSelector, Window
 from ..negotiation import Offer, negotiate
 from ..render import lut, video
 from ..render import volume as vr
-from ..render.gif import gif_chunks
 from .bulk import parse_frame_list
 from .payload import Part, Payload, Target, bytes_body, etag, kept_stream_body
 from .rendered import MP4_PIXEL_BYTES
 from .sources import Sources
 from .volume_inputs import RENDER_PIXEL_BYTES, Assembled, VolumeCache, assembled, select
-from .vps import PLANAR_MPR_VPS, VOLUMETRIC_STATES, VolumetricState, parse_state
 
 STILL_TYPES = ("image/jpeg", "image/png", "image/gif")  # first = the default (§8.7.4)
 ANIMATION_TYPES = ("image/gif", "video/mp4", "image/jpeg", "image/png")  # a still type gets the first frame
 METADATA_TYPES = ("application/dicom+json", "application/json")  # Annex K (example B.32)
-ANIMATED = frozenset({"image/gif", "video/mp4"})
 DEFAULT_SWIVEL_STEP = 10  # degrees
 DEFAULT_RATE = 10  # steps per second
 MAX_FRAMES = 360
@@ -98,9 +96,7 @@ def volume(sources: Sources, volumes: VolumeCache, cache: BytesCache, kind: str,
     records = sources.records(target)
     state, state_record = _state(sources, kind, records, target, params, states or StateCache(1))
     media_type = _choose(accept, params)
-    if params.render.iccprofile not in (None, "no") and media_type not in _ICC_TYPES:
-        raise BadRequest(f"iccprofile={params.render.iccprofile} cannot be honoured: {media_type} carries no ICC"
-                         " profile")
+    render.check_icc(media_type, params.render.iccprofile)
     _check(kind, params)
     if state is not None:
         selector = VolumeSelector(tuple(uid for uid, _ in state.inputs))
@@ -138,13 +134,15 @@ def volume(sources: Sources, volumes: VolumeCache, cache: BytesCache, kind: str,
     if cached is not None:
         return Payload([Part(media_type, location, len(cached), bytes_body(cached))], None, tag, warnings=warnings)
     metadata = _first_metadata(sources, built) if params.render.annotation else None
-    if media_type in ANIMATED and plan.animation is not None:
-        chunks = partial(_render, built, plan, params, media_type, metadata)  # frame by frame, spooled when sent
+    # The rendering runs as a job of the heavy lane and shares its work with the lane's other threads.
+    spread = vr.Spread(sources.executor.threads, sources.executor.fan_out)
+    if media_type in render.ANIMATED and plan.animation is not None:
+        chunks = partial(_render, built, plan, params, media_type, metadata, spread)  # frame by frame, spooled
         animation = kept_stream_body(chunks, cache, key, need)
         return Payload([Part(media_type, location, None, animation, memory=need)], None, tag, warnings=warnings)
 
     def produce() -> bytes:
-        return b"".join(_render(built, plan, params, media_type, metadata))
+        return b"".join(_render(built, plan, params, media_type, metadata, spread))
 
     def body(offset: int, length: int | None) -> Iterator[bytes]:
         yield from bytes_body(cache.get_or_make(key, produce))(offset, length)
@@ -158,9 +156,6 @@ def _reduced(built: Assembled, budget: int) -> tuple[str, ...]:
         return ()
     return (f"the volume was assembled at 1/{built.factor} of its in-plane resolution to fit the memory one"
             f" request may use ({memory.mib(budget)}, --max-request-memory-mb)",)
-
-
-_ICC_TYPES = frozenset(t for t, e in render.ENCODERS.items() if e.icc)
 
 
 def _resource(kind: str) -> str:
@@ -186,7 +181,7 @@ def _state(sources: Sources, kind: str, records: Sequence[InstanceRecord], targe
                          " (PS3.18 §8.3.5.3)")
 
     def parse() -> VolumetricState:
-        return parse_state(record.sop_class_uid, orjson.loads(sources.index.metadata([record])[0]))
+        return parse_state(record.sop_class_uid, sources.metadata([record])[0])
 
     return states.get_or_make(("state", record.digest), parse), record
 
@@ -290,7 +285,7 @@ def _size(volume_: vr.Volume, camera: vr.Camera, kind: str, params: VolumeParams
 
 
 def _first_metadata(sources: Sources, built: Assembled) -> dict[str, Any]:
-    return dict(orjson.loads(sources.index.metadata([built.records[0]])[0]))
+    return sources.metadata(built.records[:1])[0]
 
 
 def _grey(values: np.ndarray, window: Window) -> np.ndarray:
@@ -301,7 +296,7 @@ def _grey(values: np.ndarray, window: Window) -> np.ndarray:
         return grey
 
 
-def _frame(built: Assembled, plan: Plan, camera: vr.Camera, still_curve: bool) -> np.ndarray:
+def _frame(built: Assembled, plan: Plan, camera: vr.Camera, still_curve: bool, spread: vr.Spread) -> np.ndarray:
     """One frame of the plan as an 8-bit image (grey, or RGB for volume rendering)."""
     volume_ = built.volume
     if plan.kind == "mpr":
@@ -309,57 +304,35 @@ def _frame(built: Assembled, plan: Plan, camera: vr.Camera, still_curve: bool) -
             values = vr.curved_mpr(volume_, plan.curve, camera.up, spacing=plan.spacing)
         else:
             values = vr.mpr(volume_, camera, size=plan.size, spacing=plan.spacing, slab=plan.slab or 0.0,
-                            method=plan.method.lower())
+                            method=plan.method.lower(), spread=spread)
     elif plan.method == "VOLUME_RENDERED":
         rgb: np.ndarray = vr.volume_render(volume_, camera, modality=plan.modality, size=plan.size,
-                                           spacing=plan.spacing, preview=plan.preview)
+                                           spacing=plan.spacing, preview=plan.preview, spread=spread)
         return rgb
     else:
         values = vr.project(volume_, camera, plan.method.lower(), size=plan.size, spacing=plan.spacing,
-                            preview=plan.preview)
+                            preview=plan.preview, spread=spread)
     assert plan.window is not None
     return _grey(values, plan.window)
 
 
 def _render(built: Assembled, plan: Plan, params: VolumeParams, media_type: str,
-            metadata: dict[str, Any] | None) -> Iterator[bytes]:
-    """The pixels of the plan, through viewport region, annotation and ICC, encoded as they are made.
+            metadata: dict[str, Any] | None, spread: vr.Spread) -> Iterator[bytes]:
+    """The pixels of the plan, finished (ICC, viewport region, annotation) and encoded as they are made.
 
     An animation is rendered and encoded a frame at a time (memory holds one frame, whatever its length).
     """
-    animated = media_type in ANIMATED and plan.animation is not None
-    quality = params.render.quality
-    finish = _finisher(params, plan, media_type, metadata)
-    if not animated:
+    viewport = params.render.viewport  # its size is the plan's; a source region is cut from the rendering
+    finish = render.Finish(media_type, params.render.iccprofile, None,
+                           viewport if viewport is not None and viewport.has_region else None,
+                           params.render.annotation if metadata is not None else (), metadata, params.render.quality)
+    if media_type not in render.ANIMATED or plan.animation is None:
         still_curve = plan.animation == "CROSSCURVE"  # a still of a curve: the curved MPR
-        image, profile = finish(_frame(built, plan, plan.cameras[0], still_curve), None)
-        yield render.encode([image], media_type, quality=quality, icc_profile=profile)
+        yield finish.still(_frame(built, plan, plan.cameras[0], still_curve, spread), None, plan.window)
         return
-    images = (finish(_frame(built, plan, camera, False), number)[0]
+    frames = ((_frame(built, plan, camera, False, spread), number, plan.window)
               for number, camera in enumerate(plan.cameras, start=1))
-    if media_type == "video/mp4":
-        yield from video.mp4_chunks(images, 1000.0 / (plan.rate or DEFAULT_RATE), quality)
-    else:
-        yield from gif_chunks(images, 1000.0 / plan.rate if plan.rate else None)
-
-
-def _finisher(params: VolumeParams, plan: Plan, media_type: str, metadata: dict[str, Any] | None
-              ) -> Callable[[np.ndarray, int | None], tuple[np.ndarray, bytes | None]]:
-    """Viewport source region, annotation (last of the pixel steps, §8.3.5.1.1) and colour management."""
-    viewport = params.render.viewport
-    region = viewport if viewport is not None and viewport.has_region else None
-
-    def finish(image: np.ndarray, frame_number: int | None) -> tuple[np.ndarray, bytes | None]:
-        profile = None
-        if media_type in _ICC_TYPES:
-            image, profile = render.apply_icc(image, None, params.render.iccprofile)
-        image = render.apply_viewport(image, region)
-        if metadata is not None:
-            image = render.burn_in(image, metadata, params.render.annotation, frame_number=frame_number,
-                                   window=plan.window)
-        return image, profile
-
-    return finish
+    yield from finish.animation(frames, 1000.0 / (plan.rate or DEFAULT_RATE))
 
 
 def annex_k(plan: Plan) -> bytes:

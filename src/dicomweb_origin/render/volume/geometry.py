@@ -13,13 +13,14 @@ so lookat is the image centre and pixels are square.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ...errors import BadRequest, PayloadTooLarge
+from . import levels
 
 # The largest side of an image the server chooses by itself; a larger footprint gets coarser pixels.
 MAX_DEFAULT_SIDE = 1024
@@ -70,9 +71,25 @@ class Volume:
     @property
     def nbytes(self) -> int:
         """Bytes held: the voxels plus the reduced levels of ``levels`` (at most ``levels.MOST_SHARE`` more)."""
-        from .levels import nbytes
+        return int(self.data.nbytes) + levels.nbytes(self.shape, self.data.itemsize)
 
-        return int(self.data.nbytes) + nbytes(self)
+    def rendering_level(self) -> levels.Level:
+        """(data, affine) of block means (``levels``): made once, kept."""
+        return self._kept("level", lambda: levels.rendering_level(self.data, self.affine))
+
+    def preview_level(self) -> levels.Level:
+        """(data, affine) of the rendering level halved once more: made once, kept."""
+        return self._kept("preview", lambda: levels.preview_level(self.rendering_level()))
+
+    def maximum_level(self) -> levels.Level:
+        """(data, affine) of block maxima over the rendering level's blocks: made once, kept."""
+        return self._kept("maximum", lambda: levels.maximum_level(self.data, self.affine))
+
+    def _kept(self, name: str, make: Callable[[], levels.Level]) -> levels.Level:
+        found: levels.Level | None = self.derived.get(name)
+        if found is None:
+            found = self.derived[name] = make()
+        return found
 
     @property
     def spacing(self) -> tuple[float, float, float]:

@@ -1,4 +1,4 @@
-"""Reduced copies of a volume that renderings reuse: made once, kept in ``Volume.derived``, counted from the start.
+"""Reduced copies of a volume that renderings reuse (``Volume.rendering_level`` and its kin keep them).
 
 * ``rendering_level``: block means, each axis longer than LEVEL_SIDE voxels halved until it is not (512 x 512 x 300
   becomes 128 x 128 x 150); volume rendering casts its rays through it, average projections preview on it.
@@ -7,8 +7,8 @@
 * ``maximum_level``: block maxima over the rendering level's blocks, the preview of a MIP (a thin bright vessel keeps
   its brightness, where a mean would dim it).
 
-``nbytes`` is what they all hold, computed from the shapes before any is made: a memory-bounded cache sizes a
-volume once, when it stores it.
+``nbytes`` is what they all hold, computed from the shape before any is made: a memory-bounded cache sizes a
+volume once, when it stores it. Pure functions of arrays and shapes: ``geometry.Volume`` makes each once and keeps it.
 """
 
 from __future__ import annotations
@@ -17,14 +17,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .geometry import Volume
-
 LEVEL_SIDE = 160
 PREVIEW_SIDE = 16
 # The levels' bytes are at most this share of the volume's: two levels of at most an eighth each (block means and
 # block maxima; an axis over LEVEL_SIDE voxels is at least halved) and a preview of an eighth of one of them.
 MOST_SHARE = 2 / 8 + 1 / 64
 Shape = tuple[int, int, int]
+Level = tuple[np.ndarray, np.ndarray]  # (data, affine)
 
 
 def _factors(shape: Shape) -> Shape:
@@ -48,19 +47,19 @@ def _reduced(shape: Shape, factors: Shape) -> Shape:
     return k, j, i
 
 
-def nbytes(volume: Volume) -> int:
-    """Bytes of every level a volume may come to hold (not its own array)."""
-    factors = _factors(volume.shape)
-    level = _reduced(volume.shape, factors)
+def nbytes(shape: Shape, itemsize: int) -> int:
+    """Bytes of every level a volume of ``shape`` voxels of ``itemsize`` bytes may come to hold (not its own)."""
+    factors = _factors(shape)
+    level = _reduced(shape, factors)
     preview = _reduced(level, _preview_factors(level))
     voxels = 0 if factors == (1, 1, 1) else 2 * int(np.prod(level))  # block means and block maxima
     if preview != level:
         voxels += int(np.prod(preview))
-    return voxels * volume.data.itemsize
+    return voxels * itemsize
 
 
 def _block_reduce(data: np.ndarray, affine: np.ndarray, factors: Shape,
-                  reduce: Callable[..., np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+                  reduce: Callable[..., np.ndarray]) -> Level:
     """(data, affine) reduced over blocks of ``factors`` (k, j, i) voxels, one output slice at a time."""
     if factors == (1, 1, 1):
         return data, affine
@@ -76,27 +75,22 @@ def _block_reduce(data: np.ndarray, affine: np.ndarray, factors: Shape,
     return out, affine @ scale
 
 
-def _kept(volume: Volume, name: str, make: Callable[[], tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    found = volume.derived.get(name)
-    if found is None:
-        found = volume.derived[name] = make()
-    return found
+def rendering_level(data: np.ndarray, affine: np.ndarray) -> Level:
+    """Block means (the volume itself when it is small enough)."""
+    return _block_reduce(data, affine, _factors(_shape(data)), np.mean)
 
 
-def rendering_level(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
-    """(data, affine) of the rendering level: block means (the volume itself when it is small enough)."""
-    return _kept(volume, "level", lambda: _block_reduce(volume.data, volume.affine, _factors(volume.shape), np.mean))
+def preview_level(level: Level) -> Level:
+    """The rendering level halved once more: a volume rendering's preview."""
+    data, affine = level
+    return _block_reduce(data, affine, _preview_factors(_shape(data)), np.mean)
 
 
-def preview_level(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
-    """(data, affine) of the rendering level halved once more: a volume rendering's preview."""
-    def make() -> tuple[np.ndarray, np.ndarray]:
-        data, affine = rendering_level(volume)
-        return _block_reduce(data, affine, _preview_factors(data.shape), np.mean)
-
-    return _kept(volume, "preview", make)
+def maximum_level(data: np.ndarray, affine: np.ndarray) -> Level:
+    """Block maxima over the rendering level's blocks: a MIP's preview."""
+    return _block_reduce(data, affine, _factors(_shape(data)), np.max)
 
 
-def maximum_level(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
-    """(data, affine) of block maxima over the rendering level's blocks: a MIP's preview."""
-    return _kept(volume, "maximum", lambda: _block_reduce(volume.data, volume.affine, _factors(volume.shape), np.max))
+def _shape(data: np.ndarray) -> Shape:
+    k, j, i = data.shape
+    return int(k), int(j), int(i)

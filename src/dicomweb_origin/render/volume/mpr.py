@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,7 @@ from .geometry import (
     check_side,
     resolve_size,
 )
-from .project import WORKERS
+from .spread import SERIAL, Spread
 
 # §8.3.5.3.3: how the samples across a slab combine. Samples outside the volume are NaN and left out (fmax / fmin
 # skip NaN; the average counts only the samples inside), as the projections leave them out.
@@ -123,7 +122,7 @@ def _diagonal(volume: Volume) -> float:
 
 
 def mpr(volume: Volume, camera: Camera, *, size: tuple[int, int] | None = None, spacing: float | None = None,
-        slab: float = 0.0, method: str = "average_ip") -> np.ndarray:
+        slab: float = 0.0, method: str = "average_ip", spread: Spread = SERIAL) -> np.ndarray:
     """The plane through lookat perpendicular to the view, float32 (rows, cols) modality values.
 
     A slab of ``slab`` mm (MPR Slab Thickness) combines samples across it by ``method`` (§8.3.5.3.3).
@@ -140,8 +139,8 @@ def mpr(volume: Volume, camera: Camera, *, size: tuple[int, int] | None = None, 
         return volume.to_modality(sample(volume, _plane_indices(volume, camera, size, spacing, offsets)[0]))
     width, height = size
 
-    # One plane at a time keeps the coordinate arrays small; map_coordinates releases the GIL, so the planes
-    # are shared between WORKERS threads, each combining its own, and the partial results combined once more.
+    # One plane at a time keeps the coordinate arrays small; sampling releases the GIL, so the planes are shared
+    # between ``spread.parts`` runs, each combining its own, and the partial results combined once more.
     def work(part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         acc = np.full((height, width), np.nan if method != "average_ip" else 0.0, dtype=np.float32)
         count = np.zeros((height, width), dtype=np.float32)
@@ -155,11 +154,10 @@ def mpr(volume: Volume, camera: Camera, *, size: tuple[int, int] | None = None, 
                 combine(acc, plane, out=acc)
         return acc, count
 
-    parts = [p for p in np.array_split(offsets, min(WORKERS, max(1, len(offsets)))) if len(p)]
+    parts = [p for p in np.array_split(offsets, min(spread.parts, max(1, len(offsets)))) if len(p)]
     if not parts:
         return volume.to_modality(np.full((height, width), lo, dtype=np.float32))
-    with ThreadPoolExecutor(len(parts)) as pool:
-        partial = list(pool.map(work, parts))
+    partial = spread.map(work, parts)
     acc, count = partial[0]
     for other, other_count in partial[1:]:
         combine(acc, other, out=acc)

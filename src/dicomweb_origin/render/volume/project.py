@@ -6,43 +6,20 @@ Each ray combines the trilinear samples of the volume it crosses, one per slice 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
-
 import numpy as np
 
 from ...errors import BadRequest
 from .geometry import Camera, Volume, resolve_size
-from .levels import maximum_level, rendering_level
 from .shear import Shear, plan
+from .spread import SERIAL, Spread
 
 PROJECTIONS = ("maximum_ip", "minimum_ip", "average_ip")
-# numpy releases the GIL on whole-slice operations: two threads halve a projection on two cores.
-WORKERS = max(1, min(2, os.cpu_count() or 1))
-T = TypeVar("T")
 
 
-def _chunks(order: range, parts: int) -> list[range]:
-    n = len(order)
-    bounds = [n * p // parts for p in range(parts + 1)]
-    return [order[bounds[p]:bounds[p + 1]] for p in range(parts) if bounds[p + 1] > bounds[p]]
-
-
-def run_chunks(shear: Shear, work: Callable[[range], T]) -> list[T]:
-    """``work`` over the slices front to back, split in WORKERS contiguous runs (results in front-to-back order)."""
-    chunks = _chunks(shear.order(), WORKERS if shear.count >= 16 else 1)
-    if len(chunks) == 1:
-        return [work(chunks[0])]
-    with ThreadPoolExecutor(len(chunks)) as pool:
-        return list(pool.map(work, chunks))
-
-
-def _project(data: np.ndarray, lo: np.float32, shear: Shear, method: str) -> np.ndarray:
+def _project(data: np.ndarray, lo: np.float32, shear: Shear, method: str, spread: Spread) -> np.ndarray:
     """The intermediate image of a projection of ``data``, stored units, ``lo`` where no ray sample fell."""
     if max(abs(shear.shift[0]), abs(shear.shift[1])) < 1e-9:
-        return _axis_aligned(data, shear.axis, method)
+        return _axis_aligned(data, shear.axis, method, spread)
 
     def work(slices: range) -> tuple[np.ndarray, np.ndarray | None]:
         if method == "maximum_ip":
@@ -69,7 +46,7 @@ def _project(data: np.ndarray, lo: np.float32, shear: Shear, method: str) -> np.
                 count[a:b, c:d] += 1
         return acc, count
 
-    parts = run_chunks(shear, work)
+    parts = shear.over_slices(work, spread)
     acc, count = parts[0]
     for other, other_count in parts[1:]:
         if method == "maximum_ip":
@@ -89,10 +66,10 @@ def _project(data: np.ndarray, lo: np.float32, shear: Shear, method: str) -> np.
     return acc
 
 
-def _axis_aligned(data: np.ndarray, axis: int, method: str) -> np.ndarray:
-    """Rays along a voxel axis: one numpy reduction (SIMD, no resampling), split across WORKERS threads."""
+def _axis_aligned(data: np.ndarray, axis: int, method: str, spread: Spread) -> np.ndarray:
+    """Rays along a voxel axis: one numpy reduction (SIMD, no resampling), split in ``spread.parts`` runs."""
     other = 0 if axis != 0 else 1  # split along an axis that is kept
-    bounds = np.linspace(0, data.shape[other], WORKERS + 1).astype(int)
+    bounds = np.linspace(0, data.shape[other], spread.parts + 1).astype(int)
 
     def work(part: tuple[int, int]) -> np.ndarray:
         index: list[slice] = [slice(None)] * 3
@@ -105,15 +82,14 @@ def _axis_aligned(data: np.ndarray, axis: int, method: str) -> np.ndarray:
         return chunk.mean(axis=axis, dtype=np.float32)  # type: ignore[no-any-return]
 
     parts = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
-    with ThreadPoolExecutor(len(parts)) as pool:
-        results = list(pool.map(work, parts))
+    results = spread.map(work, parts)
     # the kept axes, in data order, are the intermediate image's (q1, q2); ``other`` is one of them
     position = [a for a in range(3) if a != axis].index(other)
     return np.concatenate(results, axis=position)
 
 
 def project(volume: Volume, camera: Camera, method: str, *, size: tuple[int, int] | None = None,
-            spacing: float | None = None, preview: bool = False) -> np.ndarray:
+            spacing: float | None = None, preview: bool = False, spread: Spread = SERIAL) -> np.ndarray:
     """An orthographic MIP / MinIP / AvgIP of the whole volume, float32 (rows, cols) modality values.
 
     A ``preview``, for a view being turned, projects a reduced level where one keeps what the method looks for:
@@ -126,8 +102,8 @@ def project(volume: Volume, camera: Camera, method: str, *, size: tuple[int, int
     if preview and method == "minimum_ip":
         stride = 2
     elif preview:
-        data, affine = maximum_level(volume) if method == "maximum_ip" else rendering_level(volume)
+        data, affine = volume.maximum_level() if method == "maximum_ip" else volume.rendering_level()
     shear = plan(data.shape, affine, camera, size, spacing, stride)
     lo = volume.stored_range()[0]
-    intermediate = _project(data, np.float32(lo), shear, method)
+    intermediate = _project(data, np.float32(lo), shear, method, spread)
     return volume.to_modality(shear.warp(intermediate, size, lo))

@@ -1,6 +1,6 @@
 """Volume rendering (PS3.18 §8.3.5.3.3 volume_rendered): orthographic ray casting, front to back, shaded.
 
-Rays are cast through a reduced level of the volume (``levels.rendering_level``: block means, each axis at most about
+Rays are cast through a reduced level of the volume (``Volume.rendering_level``: block means, each axis at most about
 160 voxels, made once and kept with the volume), one trilinear sample per slice along the principal axis (see
 ``shear``: about the level's voxel size). Each sample is classified by a transfer function (tables as data: CT
 in Hounsfield units, anything else a ramp over the volume's value range), lit by a headlight on the local
@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .geometry import Camera, Volume, resolve_size
-from .levels import preview_level, rendering_level
-from .project import run_chunks
 from .shear import Shear, plan
+from .spread import SERIAL, Spread
 
 _LUT_SIZE = 4096
 
@@ -80,7 +79,7 @@ def _tables(volume: Volume, tf: TransferFunction, step_mm: float) -> tuple[float
 
 
 def _composite(volume: Volume, data: np.ndarray, shear: Shear, tf: TransferFunction,
-               direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               direction: np.ndarray, spread: Spread) -> tuple[np.ndarray, np.ndarray]:
     """(premultiplied colour (U1, U2, 3), opacity (U1, U2)) of the intermediate image.
 
     Colour is kept as three planes and looked up in three flat tables: gathering rows of a (N, 3) table, and a
@@ -155,7 +154,7 @@ def _composite(volume: Volume, data: np.ndarray, shear: Shear, tf: TransferFunct
         colour += white
         return colour, opacity
 
-    parts = run_chunks(shear, work)
+    parts = shear.over_slices(work, spread)
     colour, opacity = parts[0]
     for c_back, a_back in parts[1:]:
         # "over": the back run shows through what the front runs left transparent
@@ -184,18 +183,18 @@ def _shine(facing: np.ndarray) -> np.ndarray:
 
 def volume_render(volume: Volume, camera: Camera, *, modality: str | None = None,
                   size: tuple[int, int] | None = None, spacing: float | None = None,
-                  preview: bool = False) -> np.ndarray:
+                  preview: bool = False, spread: Spread = SERIAL) -> np.ndarray:
     """A shaded volume rendering, uint8 (rows, cols, 3) RGB on black (rays through nothing stay black).
 
     A ``preview`` is cast through the preview level (the rendering level halved once more, opacity corrected for
     its longer steps): a quarter of the time, softer, for pictures shown while a view is being turned.
     """
     size, spacing = resolve_size(volume, camera, "volume_rendered", size, spacing)
-    data, affine = preview_level(volume) if preview else rendering_level(volume)
+    data, affine = volume.preview_level() if preview else volume.rendering_level()
     # Rays are cast at the level's density (the intermediate image is on its voxel grid); the warp goes straight
     # to the output pixels.
     shear = plan(data.shape, affine, camera, size, spacing)
-    colour, _ = _composite(volume, data, shear, transfer_for(volume, modality), camera.direction)
+    colour, _ = _composite(volume, data, shear, transfer_for(volume, modality), camera.direction, spread)
     image = shear.warp(colour, size, 0.0)
     return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
 

@@ -10,12 +10,17 @@ the rays at one sample per slice (the voxel size along the principal axis).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from scipy import ndimage
 
 from .geometry import Camera
+from .spread import Spread, runs
+
+T = TypeVar("T")
 
 # Slices across the fastest-varying axis (i) are gathered this many at a time into a contiguous block: one strided
 # pass over the volume instead of one cache miss per voxel.
@@ -96,6 +101,10 @@ class Shear:
     def order(self) -> range:
         """Slice indices front to back, ``stride`` apart."""
         return range(0, self.count, self.stride) if self.forward else range(self.count - 1, -1, -self.stride)
+
+    def over_slices(self, work: Callable[[range], T], spread: Spread) -> list[T]:
+        """``work`` over the slices front to back, in up to ``spread.parts`` contiguous runs (results front first)."""
+        return spread.map(work, runs(self.order(), spread.parts if self.count >= 16 else 1))
 
     def warp(self, image: np.ndarray, size: tuple[int, int], background: float) -> np.ndarray:
         """The intermediate image (U1, U2[, channels]) -> output (H, W[, channels]), bilinear."""

@@ -1,8 +1,9 @@
-"""Lenient readers over a DICOM JSON data set (PS3.18 Annex F), for rendering what metadata describes.
+"""The one reader of DICOM JSON data sets (PS3.18 Annex F): lenient, over what the server stores per instance.
 
 A data set is a dict keyed by 8-hex tags whose values hold ``vr`` and one of ``Value``,
 ``InlineBinary`` (base64) or ``BulkDataURI`` (F.2.2). A malformed value reads as absent, never
-as an error: a presentation state with one broken attribute still renders the rest.
+as an error: a presentation state with one broken attribute still renders the rest. Stdlib and
+numpy only (no pydicom), so ``render/`` reads metadata through it too.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,9 +28,29 @@ def values(ds: Json, tag: str) -> list[Any]:
     return list(value) if isinstance(value, list) else []
 
 
+def strings(ds: Json, path: Sequence[str]) -> list[str]:
+    """Every value of an attribute as a string, a PN as its alphabetic group; ``path`` leads through sequences
+    (any item), e.g. ``("00081115", "0020000E")``."""
+    if len(path) > 1:
+        return [value for item in items(ds, path[0]) for value in strings(item, path[1:])]
+    return [str(v.get("Alphabetic", "") if isinstance(v, Mapping) else v) for v in values(ds, path[0])]
+
+
 def items(ds: Json, tag: str) -> list[Json]:
     """The items of a sequence (F.2.3: each item a data set)."""
     return [item for item in values(ds, tag) if isinstance(item, Mapping)]
+
+
+def first(ds: Json, tag: str) -> Any:
+    """The first value as it is; None when absent or empty."""
+    found = values(ds, tag)
+    return found[0] if found else None
+
+
+def string(ds: Json, tag: str) -> str:
+    """The first value as a string, unstripped; "" when absent or null."""
+    value = first(ds, tag)
+    return "" if value is None else str(value)
 
 
 def text(ds: Json, tag: str) -> str | None:

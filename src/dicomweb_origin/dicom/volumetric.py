@@ -1,12 +1,13 @@
-"""Volumetric Presentation States as Rendered MPR / 3D targets (PS3.18 §8.3.5.3, PS3.3 A.80, C.11.23-C.11.30).
+"""Volumetric Presentation States read from their DICOM JSON, as Rendered MPR / 3D targets (PS3.18 §8.3.5.3).
 
-Read from the instance's stored DICOM JSON at request time (small: a few hundred bytes of
-attributes): its volume inputs (Volumetric Presentation State Input Sequence, each with its
-Referenced Image Sequence), its MPR geometry (Multi-Planar Reconstruction Geometry Module) or
-Volume Render Geometry (Viewpoint Position / LookAt / Up), and its VOI.
+Read from the instance's stored metadata at request time (PS3.3 A.80, C.11.23-C.11.30; a few hundred
+bytes of attributes): its volume inputs (Volumetric Presentation State Input Sequence, each with its
+Referenced Image Sequence), its MPR geometry (Multi-Planar Reconstruction Geometry Module) or Volume
+Render Geometry (Viewpoint Position / LookAt / Up), and its VOI. A state that lacks what rendering needs
+is 400 naming it.
 
-SOP Class UIDs as PS3.4 Table B.5-1 lists them, checked against pydicom's UID dictionary (11.7 is the
-Compositing Planar MPR VPS, not a Volume Rendering one; Volume Rendering is 11.9):
+SOP Class UIDs as PS3.4 Annex B lists them (checked against pydicom's UID dictionary): 11.6 Grayscale and
+11.7 Compositing Planar MPR; 11.9 Volume Rendering, 11.10 Segmented and 11.11 Multiple Volume Rendering.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from ..errors import BadRequest
 from ..model import Vector, Window
+from . import dicomjson as dj
 
 PLANAR_MPR_VPS = {"1.2.840.10008.5.1.4.1.1.11.6": "Grayscale Planar MPR VPS",
                   "1.2.840.10008.5.1.4.1.1.11.7": "Compositing Planar MPR VPS"}
@@ -54,53 +56,37 @@ class VolumetricState:
         return self.sop_class_uid in PLANAR_MPR_VPS
 
 
-def _values(item: dict[str, Any], tag: str) -> list[Any]:
-    element = item.get(tag)
-    return element.get("Value", []) if isinstance(element, dict) else []
-
-
-def _vector(item: dict[str, Any], tag: str, what: str) -> Vector | None:
-    values = _values(item, tag)
-    if not values:
+def _vector(item: dj.Json, tag: str, what: str) -> Vector | None:
+    if not dj.values(item, tag):
         return None
-    if len(values) != 3 or not all(isinstance(v, int | float) for v in values):
+    found = dj.numbers(item, tag)
+    if found is None or len(found) != 3:
         raise BadRequest(f"the volumetric presentation state has an invalid {what}: three numbers expected")
-    return (float(values[0]), float(values[1]), float(values[2]))
+    return (found[0], found[1], found[2])
 
 
-def _number(item: dict[str, Any], tag: str) -> float | None:
-    values = _values(item, tag)
-    try:
-        return float(values[0]) if values else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _window(item: dict[str, Any]) -> Window | None:
+def _window(item: dj.Json) -> Window | None:
     """VOI of an input item or of the state: its Softcopy VOI LUT Sequence, else Window Center/Width.
 
     UNVERIFIED: where PS3.3 puts a grayscale VPS's VOI was not retrieved; both places are read.
     """
-    for source in [*(v for v in _values(item, SOFTCOPY_VOI) if isinstance(v, dict)), item]:
-        center, width = _number(source, WINDOW_CENTER), _number(source, WINDOW_WIDTH)
+    for source in [*dj.items(item, SOFTCOPY_VOI), item]:
+        center, width = dj.first_number(source, WINDOW_CENTER), dj.first_number(source, WINDOW_WIDTH)
         if center is not None and width is not None and width > 0:
-            function = (_values(source, VOI_FUNCTION) or ["LINEAR"])[0]
-            return Window(center, max(width, 1.0) if function == "LINEAR" else width, str(function))
+            function = dj.code(source, VOI_FUNCTION) or "LINEAR"
+            return Window(center, max(width, 1.0) if function == "LINEAR" else width, function)
     return None
 
 
-def parse_state(sop_class_uid: str, metadata: dict[str, Any]) -> VolumetricState:
+def parse_state(sop_class_uid: str, metadata: dj.Json) -> VolumetricState:
     """The rendering-relevant content of a stored VPS, or 400 saying what it lacks."""
     inputs: list[tuple[str, tuple[int, ...]]] = []
     window = None
-    for item in _values(metadata, INPUT_SEQUENCE):
-        if not isinstance(item, dict):
-            continue
+    for item in dj.items(metadata, INPUT_SEQUENCE):
         window = window or _window(item)
-        for reference in _values(item, REFERENCED_IMAGES):
-            if isinstance(reference, dict) and _values(reference, REFERENCED_INSTANCE):
-                frames = tuple(int(n) for n in _values(reference, REFERENCED_FRAMES))
-                inputs.append((str(_values(reference, REFERENCED_INSTANCE)[0]), frames))
+        for reference in dj.items(item, REFERENCED_IMAGES):
+            if (instance_uid := dj.text(reference, REFERENCED_INSTANCE)) is not None:
+                inputs.append((instance_uid, tuple(int(n) for n in dj.numbers(reference, REFERENCED_FRAMES) or ())))
     if not inputs:
         raise BadRequest("the volumetric presentation state references no image in its Volumetric Presentation"
                          " State Input Sequence (0070,1201)")
@@ -108,8 +94,8 @@ def parse_state(sop_class_uid: str, metadata: dict[str, Any]) -> VolumetricState
     view_mm = slab = None
     if sop_class_uid in PLANAR_MPR_VPS:
         viewpoint, view_mm = _mpr_camera(metadata)
-        if (_values(metadata, MPR_THICKNESS_TYPE) or ["THIN"])[0] == "SLAB":
-            slab = _number(metadata, MPR_SLAB)
+        if dj.code(metadata, MPR_THICKNESS_TYPE) == "SLAB":
+            slab = dj.first_number(metadata, MPR_SLAB)
     else:
         triple = [_vector(metadata, tag, name) for tag, name in zip(
             VIEWPOINT, ("Viewpoint Position", "Viewpoint LookAt Point", "Viewpoint Up Direction"), strict=True)]
@@ -121,7 +107,7 @@ def parse_state(sop_class_uid: str, metadata: dict[str, Any]) -> VolumetricState
     return VolumetricState(sop_class_uid, tuple(inputs), viewpoint, view_mm, slab, window)
 
 
-def _mpr_camera(metadata: dict[str, Any]) -> tuple[tuple[Vector, Vector, Vector] | None, tuple[float, float] | None]:
+def _mpr_camera(metadata: dj.Json) -> tuple[tuple[Vector, Vector, Vector] | None, tuple[float, float] | None]:
     """The camera of a planar MPR (PS3.17 XXX.8): look at the centre of the MPR rectangle, along X × Y.
 
     The height direction runs down the view from the top left hand corner (as an image's column
@@ -130,7 +116,7 @@ def _mpr_camera(metadata: dict[str, Any]) -> tuple[tuple[Vector, Vector, Vector]
     corner = _vector(metadata, MPR_TOP_LEFT, "MPR Top Left Hand Corner")
     x_dir = _vector(metadata, MPR_WIDTH_DIRECTION, "MPR View Width Direction")
     y_dir = _vector(metadata, MPR_HEIGHT_DIRECTION, "MPR View Height Direction")
-    width, height = _number(metadata, MPR_WIDTH), _number(metadata, MPR_HEIGHT)
+    width, height = dj.first_number(metadata, MPR_WIDTH), dj.first_number(metadata, MPR_HEIGHT)
     if corner is None or x_dir is None or y_dir is None or not width or not height:
         return None, None
     x, y = np.asarray(x_dir, dtype=np.float64), np.asarray(y_dir, dtype=np.float64)
