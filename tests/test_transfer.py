@@ -11,10 +11,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from ceph_server import CephS3
-from conftest import new_bucket, new_postgres_index
-from live_server import demo_archive
-from services import PostgresServer
 
 from dicomweb_origin.app import Archive
 from dicomweb_origin.cli import main
@@ -24,6 +20,10 @@ from dicomweb_origin.storage.files import FileBlobStore
 from dicomweb_origin.storage.s3 import S3BlobStore, S3Location
 from dicomweb_origin.storage.sqlite import SqliteIndex
 from dicomweb_origin.transfer import ArchiveCopy, blob_digest, source_records
+from tests.support.archive import new_bucket, new_postgres_index
+from tests.support.ceph import CephS3
+from tests.support.postgres import PostgresServer
+from tests.support.server import demo_archive
 
 
 class Interrupted(Exception):

@@ -27,7 +27,6 @@ import httpx
 import imagecodecs
 import numpy as np
 import pytest
-from conftest import LoadedArchive, parse_multipart
 from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
 from pydicom.dataset import FileMetaDataset
@@ -37,6 +36,8 @@ from pydicom.uid import UID, generate_uid
 
 from dicomweb_origin.dicom import codecs, pixels
 from dicomweb_origin.model import TRANSFER_SYNTAXES, PixelDescription
+from tests.support.archive import LoadedArchive
+from tests.support.http import parse_multipart
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

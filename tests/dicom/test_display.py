@@ -17,13 +17,11 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-from conftest import LoadedArchive
 from PIL import ImageCms
 from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 from pydicom.uid import generate_uid
-from test_stow import stow
 
 from dicomweb_origin.app import build_app
 from dicomweb_origin.dicom.display import extract_display
@@ -31,6 +29,8 @@ from dicomweb_origin.model import Display, Lut, Window
 from dicomweb_origin.settings import Settings
 from dicomweb_origin.storage.backends import open_index
 from dicomweb_origin.storage.sqlite import MIGRATIONS, SqliteIndex, record_from_json, record_to_json
+from tests.support.archive import LoadedArchive
+from tests.support.http import stow_result
 
 
 def _read(name: str) -> Dataset:
@@ -271,7 +271,7 @@ async def test_stow_keeps_the_display_and_the_icc_profile_bytes(empty_archive: L
     """Through STOW-RS: the record in the index holds the display; the ICC Profile is read by its offset."""
     data, profile = _with_icc("SC_rgb.dcm")
     ct = _bytes(_fresh(_read("CT_small.dcm")))
-    response, _ = await stow(empty_client, [data, ct])
+    response, _ = await stow_result(empty_client, [data, ct])
     assert response.status_code == 200
     url = empty_archive.settings.index_url  # a new index object: no cache, the record comes from its JSON
     reopened = open_index(url) if url else SqliteIndex(empty_archive.settings.index_path)

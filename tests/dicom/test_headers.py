@@ -27,8 +27,6 @@ import pydicom.data
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from live_server import LiveServer, live_server
-from probes import MIB, j2k_bomb, j2k_codestream, measure, rss, store_in_process
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, generate_frames
@@ -39,6 +37,8 @@ from dicomweb_origin.dicom import headers, reader
 from dicomweb_origin.dicom.pixels import check_header, decode_frame
 from dicomweb_origin.errors import DecodeError, IngestError
 from dicomweb_origin.model import PixelDescription
+from tests.support.probes import MIB, j2k_bomb, j2k_codestream, measure, rss, store_in_process
+from tests.support.server import LiveServer, live_server
 
 J2K, J2K_LOSSY, HTJ2K, JPEG, JPEG_SV1, JLS, RLE = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",
                                                  "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.50",

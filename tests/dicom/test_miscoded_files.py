@@ -12,9 +12,11 @@ import io
 import httpx
 import numpy as np
 import pytest
-from conftest import LoadedArchive, parse_multipart
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
+
+from tests.support.archive import LoadedArchive
+from tests.support.http import parse_multipart
 
 pytestmark = pytest.mark.anyio
 

@@ -11,11 +11,13 @@ import io
 import httpx
 import numpy as np
 import pytest
-from conftest import LoadedArchive, parse_multipart
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.pixels.utils import pack_bits, unpack_bits
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from tests.support.archive import LoadedArchive
+from tests.support.http import parse_multipart
 
 pytestmark = pytest.mark.anyio
 

@@ -10,9 +10,11 @@ import io
 
 import httpx
 import pytest
-from conftest import DICOM_JSON, LoadedArchive
 from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
+
+from tests.support.archive import LoadedArchive
+from tests.support.http import DICOM_JSON
 
 pytestmark = pytest.mark.anyio
 

@@ -94,13 +94,13 @@ def _assert_value(vr: str, text: str, expected: Any, where: str) -> None:
 def _assert_person_name(node: ET.Element, expected: Any, where: str) -> None:
     groups = expected.components if expected is not None else ()
     present = {child.tag: child for child in node}
-    for group_name, group in zip(("Alphabetic", "Ideographic", "Phonetic"), groups):
+    for group_name, group in zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False):
         if not group:
             assert group_name not in present, where
             continue
         components = (group.split("^") + [""] * 5)[:5]
         xml_group = present[group_name]
-        for component, value in zip(PN_COMPONENTS, components):
+        for component, value in zip(PN_COMPONENTS, components, strict=True):
             assert (xml_group.findtext(component) or "") == value, f"{where} {group_name}.{component}"
     assert set(present) <= {"Alphabetic", "Ideographic", "Phonetic"}, where
 
@@ -137,7 +137,7 @@ def _assert_matches(parent: ET.Element, ds: Dataset, dataset_json: dict[str, Any
             assert base64.b64decode(children[0].text or "") == elem.value, where
         elif elem.VR == "SQ":
             assert [c.tag for c in children] == ["Item"] * len(elem.value), where
-            for number, (item_node, item) in enumerate(zip(children, elem.value), 1):
+            for number, (item_node, item) in enumerate(zip(children, elem.value, strict=True), 1):
                 assert item_node.get("number") == str(number), where
                 _assert_matches(item_node, item, attr_json["Value"][number - 1], f"{where}[{number}].")
         elif elem.VR in BYTES_VR:
@@ -145,13 +145,13 @@ def _assert_matches(parent: ET.Element, ds: Dataset, dataset_json: dict[str, Any
         elif elem.VR == "PN":
             expected = _values(elem)
             assert [c.tag for c in children] == ["PersonName"] * len(expected), where
-            for number, (pn_node, value) in enumerate(zip(children, expected), 1):
+            for number, (pn_node, value) in enumerate(zip(children, expected, strict=True), 1):
                 assert pn_node.get("number") == str(number), where
                 _assert_person_name(pn_node, value, f"{where}/{number}")
         else:
             expected = _values(elem)
             assert [c.tag for c in children] == ["Value"] * len(expected), where
-            for number, (value_node, value) in enumerate(zip(children, expected), 1):
+            for number, (value_node, value) in enumerate(zip(children, expected, strict=True), 1):
                 assert value_node.get("number") == str(number), where
                 assert list(value_node) == [], where
                 text = value_node.text or ""

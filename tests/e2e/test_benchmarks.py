@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import REPO
+
 pytestmark = pytest.mark.e2e
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+BENCHMARKS = REPO / "benchmarks"
 ROWS = ("series metadata", "study metadata", "one CT frame 64², 1 client", "one CT frame 64², 8 clients",
         "one frame of a 4-frame", "study retrieve", "rendered JPEG 64², cold", "rendered JPEG 64², cached",
         "J2K frame 64² decoded, cold", "J2K frame 64² decoded, cached", "import, CLI", "import, STOW")

@@ -21,14 +21,14 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
-from live_server import LiveServer, live_server
 from pydicom import dcmread
-from synthetic import instance_bytes, uid
 
 from dicomweb_origin.app import Archive
 from dicomweb_origin.server import guarded_protocol
 from dicomweb_origin.settings import Settings
 from dicomweb_origin.web.routes import SMALL_BODY
+from tests.support.server import LiveServer, live_server
+from tests.support.synthetic import instance_bytes, uid
 
 pytestmark = pytest.mark.e2e
 BOUNDARY = "connections-boundary"

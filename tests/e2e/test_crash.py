@@ -20,7 +20,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,12 +29,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from synthetic import instance_bytes, uid
 
 from dicomweb_origin.check import check
 from dicomweb_origin.cli import main
 from dicomweb_origin.storage.files import FileBlobStore
 from dicomweb_origin.storage.sqlite import SqliteIndex
+from tests.support.server import start, stop
+from tests.support.synthetic import instance_bytes, uid
 
 SERVER_KILLS = 15
 IMPORT_KILLS = 15
@@ -54,32 +54,9 @@ def _instances(study: int, count: int) -> dict[str, bytes]:
     return files
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start_server(data: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    with open(log, "ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "dicomweb_origin.cli", "serve", "--data", str(data),
-                                    "--port", str(port)], stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}{ROOT}"
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            urllib.request.urlopen(url + "/studies/1.2.3/metadata", timeout=2)
-        except urllib.error.HTTPError:
-            return process, url  # any HTTP answer: it is up
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError("the server did not start within 60 s")
-        time.sleep(0.05)
+    server = start(["--data", str(data)], log, append=True)
+    return server.process, server.url
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
@@ -171,8 +148,7 @@ def test_kill_the_server_during_concurrent_stow(tmp_path: Path, capsys: pytest.C
             with urllib.request.urlopen(request, timeout=30) as response:
                 assert response.read() == sent, instance
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop(process)
     found = _no_dangling_rows(data)
     assert {kind for kind, _ in found} <= {"orphan"}, found  # no unfinished upload survives the start-up
     print(f"server: {SERVER_KILLS} kills, {len(acknowledged)} acknowledged, all intact; .part left by kills:"

@@ -7,13 +7,7 @@ through STOW-RS; the process is stopped (by its pid) when the module ends.
 from __future__ import annotations
 
 import io
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,58 +17,24 @@ import requests
 from dicomweb_client import DICOMwebClient
 from pydicom import Dataset, dcmread
 from pydicom.encaps import generate_frames
-from reference import J2K_LOSSLESS, JLS_LOSSLESS, RLE, dataset, prepared_bytes, uids
+
+from tests.support.reference import J2K_LOSSLESS, JLS_LOSSLESS, RLE, dataset, prepared_bytes, uids
+from tests.support.server import LiveServer, live_server
 
 pytestmark = pytest.mark.e2e
 
 NAMES = ("CT_small", "MR_small_RLE", "emri_small_jpeg_2k_lossless", "examples_overlay", "SC_rgb", "emri_small",
          "chrH31")
-START_TIMEOUT_S = 60
-SERVER_LOGS: dict[str, Path] = {}
 
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with live_server(tmp_path_factory.mktemp("e2e") / "data") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data = tmp_path_factory.mktemp("e2e") / "data"
-    port = _free_port()
-    log = open(data.parent / "server.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dicomweb_origin.cli", "serve", "--data", str(data), "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"},
-    )
-    url = f"http://127.0.0.1:{port}/dicomweb"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the server exited with {process.returncode}: "
-                            f"{(data.parent / 'server.log').read_text(errors='replace')[-2000:]}")
-            try:
-                answer = requests.get(f"{url}/studies/1.2.3/metadata", headers={"Accept": "application/dicom+json"},
-                                      timeout=2)
-                if answer.status_code == 404:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the server did not answer within {START_TIMEOUT_S} s")
-            time.sleep(0.1)
-        SERVER_LOGS[url] = data.parent / "server.log"
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+def server(live: LiveServer) -> str:
+    return live.url
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +148,6 @@ def test_retrieve_bulkdata_from_metadata_uris(server: str, client: DICOMwebClien
     assert pixels == [source.PixelData]
 
 
-def test_server_log_has_no_tracebacks(server: str, stored: dict[str, Any]) -> None:
-    log = SERVER_LOGS[server]
+def test_server_log_has_no_tracebacks(live: LiveServer, stored: dict[str, Any]) -> None:
+    log = live.log
     assert "Traceback" not in log.read_text(errors="replace")

@@ -22,13 +22,14 @@ import httpx
 import psutil
 import pydicom
 import pytest
-from live_server import LiveServer, host_keeping_proxy, live_server
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from dicomweb_origin.app import build_app
 from dicomweb_origin.settings import Settings
 from dicomweb_origin.slots import BODY_GRACE
+from tests.support import REPO
+from tests.support.server import LiveServer, host_keeping_proxy, live_server
 
 pytestmark = pytest.mark.e2e
 BOUNDARY = b"limits-boundary"
@@ -565,9 +566,8 @@ def test_every_limit_flag_is_documented_with_its_default() -> None:
 
     parser = argparse.ArgumentParser()
     add_limit_arguments(parser)
-    root = Path(__file__).resolve().parent.parent
-    limits = (root / "docs" / "conformance.md").read_text().split("\n## Limits\n", 1)[1].split("\n## ", 1)[0]
-    readme = (root / "README.md").read_text()
+    limits = (REPO / "docs" / "conformance.md").read_text().split("\n## Limits\n", 1)[1].split("\n## ", 1)[0]
+    readme = (REPO / "README.md").read_text()
     for action in parser._actions[1:]:
         flag = action.option_strings[0]
         assert flag in limits and flag in readme, flag

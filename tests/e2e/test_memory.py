@@ -3,7 +3,7 @@
 The budget scales down with the data: the server runs with 48 MiB a request and the probes are sized so that, done
 the old way (decoding what a header claims, holding every frame of an animation, an instance or a volume at once),
 each would need several times that; each must now answer (or refuse with the status that names the limit) with a
-peak resident memory above the RSS before it within the budget, measured from /proc (tests/probes.py). Timing is
+peak resident memory above the RSS before it within the budget, measured from /proc (tests/support/probes.py). Timing is
 only bounded loosely ("in seconds, not minutes"): speed is measured by benchmarks/memory.py, not here.
 """
 
@@ -19,9 +19,10 @@ import imagecodecs
 import numpy as np
 import pydicom
 import pytest
-from live_server import LiveServer, live_server
 from PIL import Image
-from probes import (
+from pydicom.encaps import generate_frames
+
+from tests.support.probes import (
     J2K_LOSSLESS,
     JLS_LOSSLESS,
     MIB,
@@ -35,7 +36,7 @@ from probes import (
     store_in_process,
     uids_of,
 )
-from pydicom.encaps import generate_frames
+from tests.support.server import LiveServer, live_server
 
 pytestmark = pytest.mark.e2e
 

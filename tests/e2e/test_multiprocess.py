@@ -1,7 +1,7 @@
 """Three server processes sharing PostgreSQL + S3 behind nginx behave as one server (the production layout).
 
-Real services on loopback: PostgreSQL (tests/services.py), Ceph radosgw (tests/ceph_server.py), nginx
-running deploy/nginx.conf (tests/cluster.py), and ``dicomweb-origin serve --index --blobs`` processes.
+Real services on loopback: PostgreSQL (tests/support/postgres.py), Ceph radosgw (tests/support/ceph.py), nginx
+running deploy/nginx.conf (tests/support/nginx.py), and ``dicomweb-origin serve --index --blobs`` processes.
 """
 
 from __future__ import annotations
@@ -23,13 +23,15 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from ceph_server import CephS3
-from cluster import Process, free_port, nginx, start_server, stop
-from conftest import parse_multipart
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-from services import PostgresServer
+
+from tests.support.ceph import CephS3
+from tests.support.http import parse_multipart
+from tests.support.nginx import nginx, serve_shared
+from tests.support.postgres import PostgresServer
+from tests.support.server import LiveServer, free_port, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -86,8 +88,8 @@ class Layout:
     index: str
     blobs: str
     env: dict[str, str]
-    servers: list[Process]
-    proxy: Process
+    servers: list[LiveServer]
+    proxy: LiveServer
     ceph: CephS3
     bucket: str
 
@@ -101,7 +103,7 @@ class Layout:
 def layout(tmp_path_factory: pytest.TempPathFactory, ceph: CephS3) -> Iterator[Layout]:
     root = tmp_path_factory.mktemp("layout")
     postgres = PostgresServer().start()
-    servers: list[Process] = []
+    servers: list[LiveServer] = []
     try:
         index = postgres.url("multiprocess")
         bucket = ceph.create_bucket(f"layout-{uuid.uuid4().hex[:12]}")
@@ -113,7 +115,7 @@ def layout(tmp_path_factory: pytest.TempPathFactory, ceph: CephS3) -> Iterator[L
         # nginx forwards is allowed, and the URLs in responses point at nginx, not at one process.
         listen = free_port()
         for _ in range(3):
-            servers.append(start_server(root, index, blobs, env, public_url=f"http://127.0.0.1:{listen}/dicomweb"))
+            servers.append(serve_shared(root, index, blobs, env, public_url=f"http://127.0.0.1:{listen}/dicomweb"))
         ports = [int(s.origin.rsplit(":", 1)[1]) for s in servers]
         with nginx(root / "nginx", ports, listen=listen) as proxy:
             yield Layout(root, index, blobs, env, servers, proxy, ceph, bucket)
@@ -130,7 +132,7 @@ def test_stored_through_one_is_served_by_the_others_at_once(layout: Layout) -> N
     assert stored.status_code == 200, stored.text
     uids = [uid_of(p) for p in parts]
 
-    def retrieve(server: Process) -> tuple[list[bytes], list[dict[str, Any]], bytes, bytes]:
+    def retrieve(server: LiveServer) -> tuple[list[bytes], list[dict[str, Any]], bytes, bytes]:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             study_body = client.get(f"/studies/{study}", headers={"Accept": STORED})
             assert study_body.status_code == 200, study_body.text
@@ -198,7 +200,7 @@ def test_a_process_killed_during_stow_leaves_nothing_incomplete(layout: Layout) 
     parts = [instance(study, series, n, rows=256, seed=3) for n in range(1, 61)]
     for n, at in ((61, 10), (62, 30), (63, 50)):
         parts.insert(at, instance(study, series, n, rows=512, frames=36, seed=3))  # 18 MiB each
-    victim = start_server(layout.root, layout.index, layout.blobs, layout.env)
+    victim = serve_shared(layout.root, layout.index, layout.blobs, layout.env)
     survivor = layout.servers[0]
     body, content_type = stow_body(parts)
 
@@ -246,10 +248,9 @@ async def test_sqlite_record_memo_follows_what_another_process_changed(tmp_path:
     """The embedded index memoizes parsed records; a second process sharing the archive (an ``import``
     beside ``serve``: here a second Archive, its own connections and memo) deletes and restores an
     instance with other bytes: the first serves the new bytes at once, never the memoized record."""
-    from conftest import BASE_URL, ROOT
-
     from dicomweb_origin.app import Archive, build_app
     from dicomweb_origin.settings import Settings
+    from tests.support.http import BASE_URL, ROOT
 
     settings = Settings(data_dir=tmp_path / "data")
     app = build_app(settings)

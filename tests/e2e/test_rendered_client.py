@@ -19,10 +19,11 @@ import numpy as np
 import pydicom
 import pytest
 import requests
-from conftest import parse_multipart
 from dicomweb_client import DICOMwebClient
-from live_server import LiveServer, demo_server
 from PIL import Image
+
+from tests.support.http import parse_multipart
+from tests.support.server import LiveServer, demo_server
 
 pytestmark = pytest.mark.e2e
 

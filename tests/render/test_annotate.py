@@ -1,6 +1,6 @@
 """Burned-in annotation (PS3.18 §8.3.5.1.1): the text of patient / technique, drawn legibly last.
 
-Golden PNGs under tests/golden/ were generated once by ``_goldens()`` (run this module as a script
+Golden PNGs under tests/render/golden/ were generated once by ``_goldens()`` (run this module as a script
 to regenerate) and inspected by eye: legible, correct, Japanese / Korean / Greek / Cyrillic names.
 """
 
@@ -16,11 +16,11 @@ import pytest
 from PIL import Image
 from pydicom import dcmread
 from pydicom.data import get_charset_files
-from render_reference import decoded_frame, display_of, pixel_of, read
 
 from dicomweb_origin.errors import BadRequest
 from dicomweb_origin.model import Viewport, Window
 from dicomweb_origin.render import annotate, annotation_lines, apply_viewport, burn_in, render_frame
+from tests.support.render_reference import decoded_frame, display_of, pixel_of, read
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -8,10 +8,10 @@ import struct
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
-from render_reference import decoded_frame, read
 
 from dicomweb_origin.errors import BadRequest, NotAcceptable
 from dicomweb_origin.render import ENCODERS, apply_icc, encode, profile
+from tests.support.render_reference import decoded_frame, read
 
 GREY = decoded_frame(read("JPGLosslessP14SV1_1s_1f_8b.dcm"))[::8, ::8].copy()  # real 8-bit pixels
 COLOUR = decoded_frame(read("US1_UNCR.dcm"))[::4, ::4].copy()

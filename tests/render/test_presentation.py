@@ -1,6 +1,6 @@
 """Grayscale Softcopy Presentation States applied to the images they reference (PS3.3 A.33.1, PS3.4 N.2).
 
-Each state is built with pydicom from the PS3.3 modules (tests/presentation_states.py), stored as
+Each state is built with pydicom from the PS3.3 modules (tests/support/presentation_states.py), stored as
 the server stores it (``to_json_dict``), parsed, and applied. Expected pixels come from the rules
 of the standard written out here, never from the code under test.
 """
@@ -12,7 +12,6 @@ import base64
 import numpy as np
 import pydicom
 import pytest
-from presentation_states import graphic, make_gsps, metadata, text
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
@@ -27,6 +26,7 @@ from dicomweb_origin.render.presentation import (
     apply_presentation,
     parse_presentation,
 )
+from tests.support.presentation_states import graphic, make_gsps, metadata, text
 
 ROWS, COLUMNS = 48, 80  # a non-square source frame, so that rotation shows in the shape
 

@@ -18,10 +18,15 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from conftest import (
+from pydicom import Dataset, FileMetaDataset, dcmread
+from pydicom.encaps import encapsulate, generate_frames
+from pydicom.pixels import pack_bits
+
+from dicomweb_origin.dicom import transcode
+from tests.support.archive import LoadedArchive
+from tests.support.http import (
     MULTIPART_DICOM,
     MULTIPART_OCTET,
-    LoadedArchive,
     absolute,
     media_params,
     parse_multipart,
@@ -29,10 +34,7 @@ from conftest import (
     read_dicom,
     stow,
 )
-from pydicom import Dataset, FileMetaDataset, dcmread
-from pydicom.encaps import encapsulate, generate_frames
-from pydicom.pixels import pack_bits
-from reference import (
+from tests.support.reference import (
     COMPRESSED_SYNTAXES,
     DEFLATE,
     EBE,
@@ -58,8 +60,6 @@ from reference import (
     uids,
     where,
 )
-
-from dicomweb_origin.dicom import transcode
 
 pytestmark = pytest.mark.anyio
 

@@ -13,10 +13,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from conftest import MULTIPART_OCTET, LoadedArchive, parse_multipart
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from tests.support.archive import LoadedArchive
+from tests.support.http import MULTIPART_OCTET, parse_multipart
 
 pytestmark = pytest.mark.anyio
 

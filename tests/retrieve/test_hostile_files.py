@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import MULTIPART_OCTET, LoadedArchive
 from pydicom.data import get_testdata_file
 
 from dicomweb_origin.app import Archive
@@ -21,6 +20,8 @@ from dicomweb_origin.errors import DicomWebError
 from dicomweb_origin.retrieve import Target
 from dicomweb_origin.settings import Settings
 from dicomweb_origin.web.negotiate import acceptable_media_types
+from tests.support.archive import LoadedArchive
+from tests.support.http import MULTIPART_OCTET
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.anyio]
 

@@ -12,9 +12,12 @@ from urllib.parse import quote
 import httpx
 import numpy as np
 import pytest
-from conftest import (
+from pydicom import Dataset, dcmread
+
+from dicomweb_origin.web import routes
+from tests.support.archive import LoadedArchive
+from tests.support.http import (
     MULTIPART_DICOM,
-    LoadedArchive,
     absolute,
     get_without_accept,
     media_params,
@@ -22,8 +25,7 @@ from conftest import (
     path_of,
     read_dicom,
 )
-from pydicom import Dataset, dcmread
-from reference import (
+from tests.support.reference import (
     BY_NAME,
     EBE,
     ELE,
@@ -39,8 +41,6 @@ from reference import (
     uids,
     where,
 )
-
-from dicomweb_origin.web import routes
 
 pytestmark = pytest.mark.anyio
 

@@ -14,10 +14,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import BASE_URL, MULTIPART_OCTET, LoadedArchive, path_of, prepared_bytes, stow
 
 from dicomweb_origin.retrieve import Lanes
 from dicomweb_origin.retrieve.lanes import Lane
+from tests.support.archive import LoadedArchive
+from tests.support.http import BASE_URL, MULTIPART_OCTET, path_of, stow
+from tests.support.reference import prepared_bytes
 
 pytestmark = pytest.mark.anyio
 ANSWER_WITHIN = 30.0  # seconds: generous; a light request that queued behind the blocked lane never comes

@@ -17,19 +17,20 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from conftest import (
+from pydicom import Dataset, dcmread
+
+from tests.support.archive import LoadedArchive
+from tests.support.http import (
     DICOM_JSON,
     MULTIPART_OCTET,
     MULTIPART_XML,
-    LoadedArchive,
     absolute,
     get_without_accept,
     media_params,
     parse_multipart,
     path_of,
 )
-from pydicom import Dataset, dcmread
-from reference import EBE, REFERENCES, Reference, by_feature, dataset, ids, uids
+from tests.support.reference import EBE, REFERENCES, Reference, by_feature, dataset, ids, uids
 
 pytestmark = pytest.mark.anyio
 

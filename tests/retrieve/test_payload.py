@@ -1,4 +1,4 @@
-"""What keeps a request's memory bounded besides the probes of tests/test_memory.py: the per-request budget, spooled
+"""What keeps a request's memory bounded besides the probes of tests/e2e/test_memory.py: the per-request budget, spooled
 parts, and whole instances transcoded a frame at a time from their stored layout (memory.py, retrieve/payload.py,
 dicom/transcode.py)."""
 
@@ -12,14 +12,15 @@ import httpx
 import numpy as np
 import pydicom
 import pytest
-from conftest import LoadedArchive, path_of
 from pydicom.dataset import Dataset
-from reference import DEFLATE, ELE, J2K_LOSSLESS, REFERENCES, RLE, dataset, where
 
 from dicomweb_origin import memory
 from dicomweb_origin.dicom import transcode
 from dicomweb_origin.errors import PayloadTooLarge
 from dicomweb_origin.retrieve.payload import spool
+from tests.support.archive import LoadedArchive
+from tests.support.http import path_of
+from tests.support.reference import DEFLATE, ELE, J2K_LOSSLESS, REFERENCES, RLE, dataset, where
 
 pytestmark = pytest.mark.anyio
 

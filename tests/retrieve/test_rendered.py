@@ -11,10 +11,12 @@ import io
 import httpx
 import numpy as np
 import pytest
-from conftest import LoadedArchive, parse_multipart, path_of, prepared_bytes
 from PIL import Image
 from pydicom import dcmread
-from reference import REFERENCES
+
+from tests.support.archive import LoadedArchive
+from tests.support.http import parse_multipart, path_of
+from tests.support.reference import REFERENCES, prepared_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -381,7 +383,7 @@ def _part10(ds: object) -> bytes:
 
 async def test_a_presentation_state_renders_its_image_with_its_window_rotation_and_shutter(
         empty_archive: LoadedArchive, empty_client: httpx.AsyncClient) -> None:
-    from presentation_states import make_gsps
+    from tests.support.presentation_states import make_gsps
 
     image = dcmread(io.BytesIO(prepared_bytes("CT_small")))
     image_path = _store(empty_archive, prepared_bytes("CT_small"))
@@ -402,7 +404,7 @@ async def test_a_presentation_state_renders_its_image_with_its_window_rotation_a
 @pytest.mark.parametrize("query", ["window=40,400,linear", "viewport=64,64,0,0,32,32"])
 async def test_window_or_a_source_region_with_a_presentation_state_target_is_400(
         empty_archive: LoadedArchive, empty_client: httpx.AsyncClient, query: str) -> None:
-    from presentation_states import make_gsps
+    from tests.support.presentation_states import make_gsps
 
     image = dcmread(io.BytesIO(prepared_bytes("CT_small")))
     _store(empty_archive, prepared_bytes("CT_small"))
@@ -450,7 +452,7 @@ async def test_a_frame_asked_for_is_named_as_a_frame(client: httpx.AsyncClient) 
 async def test_a_presentation_state_inside_a_study_does_not_refuse_the_window(
         empty_archive: LoadedArchive, empty_client: httpx.AsyncClient) -> None:
     """§8.3.5.1.4 forbids window only when the target is the presentation state itself."""
-    from presentation_states import make_gsps
+    from tests.support.presentation_states import make_gsps
 
     image = dcmread(io.BytesIO(prepared_bytes("CT_small")))
     _store(empty_archive, prepared_bytes("CT_small"))

@@ -3,10 +3,10 @@
 One archive for the module: the demo studies (CT 40 x 128 x 128, the Enhanced CT multi-frame), a
 localizer stored beside the CT, a study holding two CT series (several candidates), an invalid
 series (mixed orientation, a colour slice), and Volumetric Presentation States built with pydicom
-from the PS3.3 modules (tests/volumetric_states.py), all through the normal ingest.
+from the PS3.3 modules (tests/support/volumetric_states.py), all through the normal ingest.
 
-Golden images (tests/golden/volumes/) follow the maths of ``render/volume``: after a deliberate change there, run
-``REGENERATE_GOLDEN=1 .venv/bin/pytest tests/test_rendered_volumes.py -k golden``, look at every PNG, commit.
+Golden images (tests/retrieve/golden/volumes/) follow the maths of ``render/volume``: after a deliberate change there, run
+``REGENERATE_GOLDEN=1 .venv/bin/pytest tests/retrieve/test_volumes.py -k golden``, look at every PNG, commit.
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ import av
 import httpx
 import numpy as np
 import pytest
-from conftest import BASE_URL, ROOT
 from PIL import Image
 from pydicom import Dataset, dcmread
 from pydicom.uid import generate_uid
-from volumetric_states import make_planar_mpr, make_volume_rendering, to_bytes
 
 from dicomweb_origin.app import build_app
 from dicomweb_origin.demo import generate_demo
 from dicomweb_origin.ingest import Outcome
 from dicomweb_origin.settings import Settings
+from tests.support.http import BASE_URL, ROOT
+from tests.support.volumetric_states import make_planar_mpr, make_volume_rendering, to_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -529,7 +529,7 @@ async def test_golden_images_of_the_demo_ct(client: httpx.AsyncClient, volumes: 
     got = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"), dtype=np.float64)
     want = np.asarray(Image.open(path).convert("RGB"), dtype=np.float64)
     assert got.shape == want.shape
-    assert np.abs(got - want).mean() < 1.0, f"{name} differs from tests/golden/volumes/{name}.png"
+    assert np.abs(got - want).mean() < 1.0, f"{name} differs from tests/retrieve/golden/volumes/{name}.png"
 
 
 # -- multi-frame volumes ------------------------------------------------------------------------------------

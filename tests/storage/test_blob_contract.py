@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ceph_server import CephS3
 
 from dicomweb_origin.storage.base import BlobStore
 from dicomweb_origin.storage.files import FileBlobStore
 from dicomweb_origin.storage.memory import MemoryBlobStore
 from dicomweb_origin.storage.s3 import S3BlobStore, S3Location
+from tests.support.ceph import CephS3
 
 BACKENDS = ["memory", "files", "s3"]
 NAME = "1.2.3/1.2.3.4/1.2.3.4.5"

@@ -14,11 +14,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import new_postgres_index
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
-from services import PostgresServer
 
 from dicomweb_origin.app import build_app
 from dicomweb_origin.cli import main
@@ -26,9 +24,12 @@ from dicomweb_origin.ingest import Outcome
 from dicomweb_origin.settings import Settings
 from dicomweb_origin.storage.base import SearchQuery
 from dicomweb_origin.storage.postgres import SCHEMA_VERSION, PostgresIndex, SchemaOutdated
+from tests.support import REPO
+from tests.support.archive import new_postgres_index
+from tests.support.postgres import PostgresServer
 
 _DATABASES = itertools.count()
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(REPO / "src")
 
 
 @pytest.fixture
@@ -116,8 +117,8 @@ async def test_the_app_lifespan_closes_the_pool(postgres: PostgresServer, tmp_pa
 
 _WRITER = textwrap.dedent("""
     import sys, threading
-    sys.path[:0] = [{src!r}, {tests!r}]
-    from test_storage_contract import stored
+    sys.path[:0] = [{src!r}, {repo!r}]
+    from tests.support.records import stored
     from dicomweb_origin.storage.postgres import PostgresIndex
     index = PostgresIndex(sys.argv[1])
     taken = []
@@ -135,7 +136,7 @@ _WRITER = textwrap.dedent("""
 
 def test_two_processes_storing_the_same_instances_store_each_once(postgres: PostgresServer) -> None:
     url = new_postgres_index(postgres)
-    script = _WRITER.format(src=SRC, tests=str(Path(__file__).parent))
+    script = _WRITER.format(src=SRC, repo=str(REPO))
     writers = [subprocess.Popen([sys.executable, "-c", script, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [w.communicate("go\n", timeout=120) for w in writers]

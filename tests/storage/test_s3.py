@@ -16,11 +16,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from ceph_server import CephS3
-from conftest import BASE_URL, ROOT, parse_multipart
 from pydicom import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, generate_uid
-from test_fragments import _instance
 
 from dicomweb_origin.cache import BytesCache
 from dicomweb_origin.ingest import Ingest
@@ -30,6 +27,9 @@ from dicomweb_origin.settings import Settings
 from dicomweb_origin.storage.s3 import S3BlobStore, S3Location
 from dicomweb_origin.storage.sqlite import SqliteIndex
 from dicomweb_origin.web.app import create_app
+from tests.support.ceph import CephS3
+from tests.support.http import BASE_URL, ROOT, parse_multipart
+from tests.support.synthetic import fragmented
 
 pytestmark = pytest.mark.anyio
 OCTETS = 'multipart/related; type="application/octet-stream"'
@@ -75,7 +75,7 @@ async def s3_client(s3_archive: S3Archive) -> AsyncIterator[httpx.AsyncClient]:
 
 async def test_a_frame_of_several_fragments_is_one_ranged_get(s3_archive: S3Archive,
                                                               s3_client: httpx.AsyncClient) -> None:
-    data, frames, pixels = _instance(JPEGLSLossless, "basic offset table")  # 10 frames of 3 fragments
+    data, frames, pixels = fragmented(JPEGLSLossless, "basic offset table")  # 10 frames of 3 fragments
     result = s3_archive.ingest.store(io.BytesIO(data))
     assert result.record is not None, result.reason
     assert all(len(f) == 3 for f in result.record.frames)

@@ -1,9 +1,9 @@
-"""The production layout on loopback: N server processes sharing one index and one blob store, behind nginx.
+"""nginx on loopback running the committed ``deploy/nginx.conf`` in front of server processes (the production layout).
 
-``nginx`` runs the committed ``deploy/nginx.conf`` (its listen port and upstream ports rewritten) inside
-a minimal main configuration whose pid, logs and temporary files live in a temporary directory.
-``server`` starts ``dicomweb-origin serve --index URL --blobs URL`` as a process. Everything started here
-is stopped by its pid. Used by tests/test_multiprocess.py and benchmarks/scale.py.
+``nginx`` runs deploy/nginx.conf (its listen port and upstream ports rewritten) inside a minimal main configuration
+whose pid, logs and temporary files live in a temporary directory; ``serve_shared`` starts
+``dicomweb-origin serve --index URL --blobs URL`` (tests/support/server.py) for it to balance. Everything started
+here is stopped by its pid. Used by tests/e2e/test_multiprocess.py and benchmarks/scale.py.
 """
 
 from __future__ import annotations
@@ -13,26 +13,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from . import REPO
+from .server import LiveServer, free_port, start, stop, wait_until_answering
+
 NGINX_CONF = REPO / "deploy" / "nginx.conf"
-ROOT = "/dicomweb"
-START_TIMEOUT_S = 60
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def nginx_binary() -> str:
@@ -53,71 +41,18 @@ def render_nginx_conf(listen: int, upstreams: Sequence[int]) -> str:
     return text
 
 
-@dataclass
-class Process:
-    origin: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return self.origin + ROOT
-
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:]
-
-
-def _wait_http(process: Process, probe: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        if process.process.poll() is not None:
-            raise RuntimeError(f"{process.process.args!r} exited with {process.process.returncode}:\n"
-                               f"{process.log_tail()}")
-        try:
-            urllib.request.urlopen(process.origin + probe, timeout=2)
-            return
-        except urllib.error.HTTPError as exc:
-            if exc.code < 500:
-                return  # any answer from the application (404 here) means it is up
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no answer within {START_TIMEOUT_S} s:\n{process.log_tail()}")
-        time.sleep(0.1)
-
-
-def stop(process: subprocess.Popen[bytes], grace: float = 10) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def start_server(root: Path, index: str, blobs: str, env: dict[str, str], public_url: str | None = None,
-                 extra: Sequence[str] = ()) -> Process:
+def serve_shared(root: Path, index: str, blobs: str, env: Mapping[str, str], public_url: str | None = None,
+                 extra: Sequence[str] = ()) -> LiveServer:
+    """``dicomweb-origin serve`` on a shared index and blob store, its own data folder and log under ``root``."""
     port = free_port()
-    log = root / f"server-{port}.log"
-    args = [sys.executable, "-m", "dicomweb_origin.cli", "serve", "--index", index, "--blobs", blobs,
-            "--data", str(root / f"data-{port}"), "--port", str(port), *extra]
+    args = ["--index", index, "--blobs", blobs, "--data", str(root / f"data-{port}"), *extra]
     if public_url:
         args += ["--public-url", public_url]
-    with open(log, "wb") as out:
-        popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
-                                 env=os.environ | env | {"PYTHONUNBUFFERED": "1"}, start_new_session=True)
-    process = Process(f"http://127.0.0.1:{port}", popen, log)
-    try:
-        _wait_http(process, ROOT + "/studies/1.2.3/metadata")
-    except BaseException:
-        stop(popen)
-        raise
-    return process
+    return start(args, root / f"server-{port}.log", port=port, env=env)
 
 
 @contextlib.contextmanager
-def nginx(root: Path, upstreams: Sequence[int], listen: int | None = None) -> Iterator[Process]:
+def nginx(root: Path, upstreams: Sequence[int], listen: int | None = None) -> Iterator[LiveServer]:
     """nginx running deploy/nginx.conf in front of ``upstreams``, all its files under ``root``."""
     listen = listen or free_port()
     root.mkdir(parents=True, exist_ok=True)
@@ -140,15 +75,9 @@ http {{
         popen = subprocess.Popen([nginx_binary(), "-p", str(root), "-e", str(root / "error.log"),
                                   "-c", str(root / "nginx.conf")], stdout=out, stderr=subprocess.STDOUT,
                                  start_new_session=True)
-    process = Process(f"http://127.0.0.1:{listen}", popen, log)
+    proxy = LiveServer(f"http://127.0.0.1:{listen}", log, popen)
     try:
-        _wait_http(process, ROOT + "/studies/1.2.3/metadata")
-        yield process
+        wait_until_answering(proxy)
+        yield proxy
     finally:
-        if popen.poll() is None:
-            popen.send_signal(signal.SIGQUIT)  # graceful: finish the requests in flight
-            try:
-                popen.wait(10)
-            except subprocess.TimeoutExpired:
-                popen.kill()
-                popen.wait()
+        stop(popen, sig=signal.SIGQUIT)  # graceful: finish the requests in flight

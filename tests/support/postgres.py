@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .server import free_port
+
 PG_BIN_DIRS = [Path(f"/usr/lib/postgresql/{v}/bin") for v in (17, 16, 15)]
 
 
@@ -30,11 +32,6 @@ def pg_bin() -> Path:
         return Path(found).resolve().parent
     raise RuntimeError("PostgreSQL is not installed: `apt-get install postgresql` (make test does it)")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _run_as() -> list[str]:

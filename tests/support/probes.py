@@ -1,6 +1,6 @@
 """The memory probes of issue 16 as data: hostile and large instances made on demand, and a server's peak memory.
 
-Shared by tests/test_memory.py (small sizes, a small ``--max-request-memory-mb``) and benchmarks/memory.py (the
+Shared by tests/e2e/test_memory.py (small sizes, a small ``--max-request-memory-mb``) and benchmarks/memory.py (the
 issue's sizes). Every generated instance is real DICOM that pydicom reads; the pixels of the compressed ones are
 encoded by imagecodecs (OpenJPEG) and decoded again here, so a broken generator cannot hide a broken server.
 """

@@ -15,8 +15,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from conftest import BASE_URL, ROOT, LoadedArchive
-from reference import Uids, uids
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
@@ -25,6 +23,9 @@ from dicomweb_origin.app import build_app
 from dicomweb_origin.model import TRANSFER_SYNTAXES
 from dicomweb_origin.settings import Settings
 from dicomweb_origin.web import capabilities
+from tests.support.archive import LoadedArchive
+from tests.support.http import BASE_URL, ROOT
+from tests.support.reference import Uids, uids
 
 pytestmark = pytest.mark.anyio
 
@@ -99,7 +100,7 @@ async def test_root_describes_every_routed_resource(bare: tuple[Starlette, httpx
         assert {p: methods for p, (_, methods) in tree.items() if methods} == routed(app)
         ids = [m.get("id") for m in root.iter(f"{W}method")]
         assert None not in ids and len(ids) == len(set(ids))  # xsd:ID: unique
-        for resource_path, (resource, methods) in tree.items():
+        for resource_path, (resource, _methods) in tree.items():
             for name in re.findall(r"\{(\w+)\}", resource.get("path", "")):
                 param = resource.find(f"{W}param[@name='{name}']")
                 assert param is not None and param.get("style") == "template", (resource_path, name)

@@ -17,9 +17,11 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import BASE_URL, LoadedArchive
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.support.archive import LoadedArchive
+from tests.support.http import BASE_URL
 
 EXAMPLES = 1250
 REQUESTS_PER_EXAMPLE = 8  # 10,000 requests in all

@@ -22,8 +22,7 @@ from dicomweb_origin.cli import main as cli_main
 from dicomweb_origin.demo import generate_demo
 from dicomweb_origin.settings import Settings
 from dicomweb_origin.web.lite import FILES
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.support import REPO
 
 
 def get(app: object, *paths: str, headers: dict[str, str] | None = None,

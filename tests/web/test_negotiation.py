@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import (
+
+from dicomweb_origin.errors import BadRequest, NotAcceptable
+from dicomweb_origin.model import Acceptable
+from dicomweb_origin.web.negotiate import acceptable_media_types, check_charset, parse_media_range, split_list
+from tests.support.http import (
     DICOM_JSON,
     MULTIPART_DICOM,
     MULTIPART_OCTET,
@@ -13,11 +17,7 @@ from conftest import (
     path_of,
     stow,
 )
-from reference import ELE, J2K_LOSSLESS, JLS_LOSSLESS, RLE
-
-from dicomweb_origin.errors import BadRequest, NotAcceptable
-from dicomweb_origin.model import Acceptable
-from dicomweb_origin.web.negotiate import acceptable_media_types, check_charset, parse_media_range, split_list
+from tests.support.reference import ELE, J2K_LOSSLESS, JLS_LOSSLESS, RLE
 
 # -- parsing (§8.7.7, §8.7.3.5) -----------------------------------------------------------------------
 

@@ -19,13 +19,16 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from conftest import BASE_URL, MULTIPART_DICOM, LoadedArchive, path_of, prepared_bytes
-from live_server import demo_archive, live_server
 
 from dicomweb_origin import cli
 from dicomweb_origin.app import build_app
 from dicomweb_origin.logs import ACCESS_LOGGER, JsonFormatter, TextFormatter, configure_logging
 from dicomweb_origin.settings import Settings
+from tests.support import REPO
+from tests.support.archive import LoadedArchive
+from tests.support.http import BASE_URL, MULTIPART_DICOM, path_of
+from tests.support.reference import prepared_bytes
+from tests.support.server import demo_archive, live_server
 
 pytestmark = pytest.mark.anyio
 
@@ -355,7 +358,7 @@ async def test_a_browser_gets_the_conformance_statement_as_html(archive: LoadedA
     page = response.text
     assert page.startswith("<!doctype html>") and "<h1 id=" in page and "# dicomweb-origin" not in page
     assert page.count("<table>") >= 10 and "<td><code>1.2.840.10008.1.2.4.90</code></td>" in page
-    source = (Path(__file__).resolve().parent.parent / "docs" / "conformance.md").read_text(encoding="utf-8")
+    source = (REPO / "docs" / "conformance.md").read_text(encoding="utf-8")
     ids = set(re.findall(r' id="([^"]+)"', page))
     links = set(re.findall(r"\]\(#([^)]+)\)", source))
     assert links and links <= ids, links - ids  # every in-document link lands on a heading
@@ -469,7 +472,7 @@ def test_a_real_serve_process_prints_its_archive_and_logs_json(tmp_path: Path) -
 
 
 def test_conformance_statement_has_the_ps32_shape_and_says_what_is_logged() -> None:
-    text = (Path(__file__).resolve().parent.parent / "docs" / "conformance.md").read_text(encoding="utf-8")
+    text = (REPO / "docs" / "conformance.md").read_text(encoding="utf-8")
     headings = re.findall(r"^## (.+)$", text, re.M)
     for heading in ("Product and implementation model", "SOP classes", "Roles and transactions", "Transfer syntaxes",
                     "Logging and monitoring"):

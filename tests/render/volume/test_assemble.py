@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from volume_scenes import AIR, AXIAL, CORONAL, SPHERE_CENTRE, SPHERE_VALUE, acquire
 
 from dicomweb_origin.errors import BadRequest, InvalidVolume
 from dicomweb_origin.render.volume import TOLERANCE_MM, assemble
+from tests.support.volume_scenes import AIR, AXIAL, CORONAL, SPHERE_CENTRE, SPHERE_VALUE, acquire
 
 
 def _value_at(volume, lps) -> float:

@@ -11,18 +11,6 @@ import random
 
 import numpy as np
 import pytest
-from volume_scenes import (
-    AIR,
-    AXIAL,
-    CORONAL,
-    CUBE_CENTRE,
-    CUBE_VALUE,
-    OBLIQUE,
-    SPHERE_CENTRE,
-    SPHERE_RADIUS,
-    SPHERE_VALUE,
-    acquire,
-)
 
 from dicomweb_origin.errors import BadRequest
 from dicomweb_origin.render.volume import (
@@ -37,6 +25,18 @@ from dicomweb_origin.render.volume import (
     project,
     swivel_cameras,
     volume_render,
+)
+from tests.support.volume_scenes import (
+    AIR,
+    AXIAL,
+    CORONAL,
+    CUBE_CENTRE,
+    CUBE_VALUE,
+    OBLIQUE,
+    SPHERE_CENTRE,
+    SPHERE_RADIUS,
+    SPHERE_VALUE,
+    acquire,
 )
 
 # orientation -> (image right, image up) in LPS, from §8.3.5.3.4 and right = direction x up
