@@ -48,7 +48,7 @@ services:
 	@command -v radosgw >/dev/null 2>&1 || { $(APT_INSTALL) ceph-mon ceph-osd radosgw ceph-common >/dev/null; }
 	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { $(APT_INSTALL) nginx-light >/dev/null; }
 
-# PostgreSQL for the index tests (tests/services.py runs initdb in a temporary directory, on a free loopback port).
+# PostgreSQL for the index tests (tests/support/postgres.py runs initdb in a temporary directory, on a free loopback port).
 postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(APT_INSTALL) postgresql >/dev/null; }
 

@@ -30,9 +30,11 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent))
 from common import Server, heading, machine_line, temp_dir  # noqa: E402
-from probes import (  # noqa: E402
+from pydicom.filewriter import dcmwrite  # noqa: E402
+
+from tests.support.probes import (  # noqa: E402
     J2K_LOSSLESS,
     JLS_LOSSLESS,
     MIB,
@@ -46,7 +48,6 @@ from probes import (  # noqa: E402
     store_in_process,
     uids_of,
 )
-from pydicom.filewriter import dcmwrite  # noqa: E402
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 PROBES = ("bomb", "gif-viewport", "gif-long", "j2k-native", "native-jls", "mpr", "3d", "settle")

@@ -1,7 +1,7 @@
 """Scale-out figures: PostgreSQL + S3 beside SQLite + files, and 1, 2, 3 processes behind nginx.
 
-Starts the real services on loopback, as the tests do: PostgreSQL (tests/services.py), Ceph radosgw on a
-memstore OSD (tests/ceph_server.py) and nginx running deploy/nginx.conf (tests/cluster.py). Generates a CT
+Starts the real services on loopback, as the tests do: PostgreSQL (tests/support/postgres.py), Ceph radosgw on a
+memstore OSD (tests/support/ceph.py) and nginx running deploy/nginx.conf (tests/support/nginx.py). Generates a CT
 series and one large multi-frame instance, stores them into both archives, then prints, per archive:
 study retrieve time and throughput, one-frame latency on the large multi-frame instance, series metadata
 and search latency; and for PostgreSQL + S3, requests/s of frame and search requests through nginx in
@@ -38,14 +38,14 @@ from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from ceph_server import ceph_s3  # noqa: E402
-from cluster import free_port, nginx, start_server, stop  # noqa: E402
-from services import PostgresServer  # noqa: E402
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dicomweb_origin.app import Archive  # noqa: E402
 from dicomweb_origin.settings import Settings  # noqa: E402
 from dicomweb_origin.storage.backends import migrate_index  # noqa: E402
+from tests.support.ceph import ceph_s3  # noqa: E402
+from tests.support.nginx import nginx, serve_shared  # noqa: E402
+from tests.support.postgres import PostgresServer  # noqa: E402
+from tests.support.server import free_port, stop  # noqa: E402
 
 OCTETS = 'multipart/related; type="application/octet-stream"'
 DICOM = 'multipart/related; type="application/dicom"'
@@ -148,7 +148,7 @@ def main() -> None:
                 f" {args.frames} x 512², {mib(len(big))})")
         with Server(embedded.data_dir) as server:
             single(server.port, "SQLite + files ", paths, big_frames, args.requests)
-        first = start_server(root, index, blobs, {})
+        first = serve_shared(root, index, blobs, {})
         try:
             single(int(first.origin.rsplit(":", 1)[1]), "PostgreSQL + S3", paths, big_frames, args.requests)
         finally:
@@ -160,7 +160,7 @@ def main() -> None:
             listen = free_port()  # one public name for every process (--public-url), as in production
             for count in (1, 2, 3):
                 while len(servers) < count:
-                    servers.append(start_server(root, index, blobs, {},
+                    servers.append(serve_shared(root, index, blobs, {},
                                                 public_url=f"http://127.0.0.1:{listen}/dicomweb"))
                 ports = [int(s.origin.rsplit(":", 1)[1]) for s in servers]
                 with nginx(root / f"nginx-{count}", ports, listen=listen) as proxy:

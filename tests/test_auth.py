@@ -16,11 +16,9 @@ import hmac
 import io
 import ipaddress
 import json
-import os
 import re
 import ssl
 import stat
-import subprocess
 import sys
 import threading
 import time
@@ -33,18 +31,18 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from conftest import MULTIPART_DICOM
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from live_server import _free_port, live_server
-from reference import prepared_bytes, uids
 
 from dicomweb_origin.app import build_app
 from dicomweb_origin.auth import JWKS_MAX_AGE_S, JWKS_MIN_INTERVAL_S, LEEWAY_S, is_loopback, read_tokens
 from dicomweb_origin.cli import main, warn_if_open
 from dicomweb_origin.settings import Settings
+from tests.support.http import MULTIPART_DICOM
+from tests.support.reference import prepared_bytes, uids
+from tests.support.server import free_port, live_server
 
 pytestmark = pytest.mark.anyio
 
@@ -445,7 +443,7 @@ async def test_a_burst_of_first_requests_waits_for_one_fetch(tmp_path: Path) -> 
 
 
 async def test_an_unreachable_issuer_is_said_to_be_a_server_side_problem(tmp_path: Path) -> None:
-    gone = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    gone = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     app = _app(tmp_path, oidc_issuer=gone, oidc_audience=AUDIENCE)
     async with client(app) as c:
         response = await c.get(SEARCH, headers=bearer(token(gone)))
@@ -636,26 +634,12 @@ def test_https_server_answers_an_authenticated_request(tmp_path: Path) -> None:
     reader = _token_add("tls-reader", READ, tokens)
     data = tmp_path / "data"
     build_app(Settings(data_dir=data)).state.archive.ingest.store(io.BytesIO(prepared_bytes("CT_small")))
-    port = _free_port()
-    log_path = tmp_path / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dicomweb_origin.cli", "serve", "--data", str(data), "--host", "0.0.0.0",
-             "--port", str(port), "--tokens", str(tokens), "--tls-cert", str(cert), "--tls-key", str(key)],
-            stdout=log, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"})
-    try:
+    with live_server(data, "--host", "0.0.0.0", "--tokens", str(tokens), "--tls-cert", str(cert),
+                     "--tls-key", str(key), tls=True) as server:
         context = ssl.create_default_context(cafile=str(cert))
-        url = f"https://127.0.0.1:{port}{SEARCH}"
+        url = f"{server.origin}{SEARCH}"
         with httpx.Client(verify=context, timeout=10) as http:
-            deadline = time.monotonic() + 60
-            while True:
-                assert process.poll() is None, log_path.read_text()
-                try:
-                    refused = http.get(url)
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline, log_path.read_text()
-                    time.sleep(0.1)
+            refused = http.get(url)
             assert refused.status_code == 401 and refused.headers["www-authenticate"] == 'Bearer realm="dicomweb"'
             answer = http.get(url, headers=bearer(reader) | {"Accept": "application/dicom+json"})
             assert answer.status_code == 200 and answer.json()[0]["0020000D"]["Value"] == [CT.study]
@@ -663,8 +647,5 @@ def test_https_server_answers_an_authenticated_request(tmp_path: Path) -> None:
             # the certificate really is checked: a client that does not trust it gets no answer
             with httpx.Client(timeout=10) as untrusting, pytest.raises(httpx.ConnectError):
                 untrusting.get(url)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-    log = log_path.read_text()
+    log = server.log.read_text()
     assert "DICOMweb root: https://" in log and "no authentication configured" not in log

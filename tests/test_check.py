@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-from synthetic import instance_bytes, uid
 
 from dicomweb_origin.app import Archive
 from dicomweb_origin.check import check
@@ -23,6 +22,7 @@ from dicomweb_origin.cli import main
 from dicomweb_origin.ingest import Ingest, Outcome
 from dicomweb_origin.settings import Settings
 from dicomweb_origin.storage.memory import MemoryBlobStore, MemoryIndex
+from tests.support.synthetic import instance_bytes, uid
 
 STUDY, SERIES = uid(9), uid(9, 1)
 

@@ -10,6 +10,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from dicomweb_origin.cli import main
+from tests.support.server import free_port, stop
 
 
 def _folder(tmp_path: Path, *, truncated: bool) -> Path:
@@ -104,14 +105,8 @@ def _one_line(result: subprocess.CompletedProcess[str], *names: str) -> str:
     return lines[0]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _command(command: str, data: Path, *more: str) -> list[str]:
-    tail = {"serve": ["--port", str(_free_port())], "import": [CT_SMALL], "demo": []}[command]
+    tail = {"serve": ["--port", str(free_port())], "import": [CT_SMALL], "demo": []}[command]
     return [command, "--data", str(data), *more, *tail]
 
 
@@ -160,7 +155,7 @@ def test_serve_on_a_port_in_use_says_so_in_one_line_and_prints_no_banner(tmp_pat
 
 def test_serve_prints_the_banner_once_it_listens(tmp_path: Path) -> None:
     """Whoever reads "DICOMweb root: URL" can connect to URL at once."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "dicomweb_origin.cli", "serve", "--data",
@@ -173,8 +168,7 @@ def test_serve_prints_the_banner_once_it_listens(tmp_path: Path) -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass  # refused if the banner came before the socket listened
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop(process)
 
 
 def test_import_of_nothing_but_files_that_are_not_dicom_fails(tmp_path: Path,

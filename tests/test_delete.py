@@ -13,13 +13,23 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import BASE_URL, MULTIPART_DICOM, MULTIPART_OCTET, ROOT, LoadedArchive
-from live_server import live_server
-from synthetic import instance_bytes, uid
-from test_stow import FAILURE_REASON, failed, multipart, referenced, stow
 
 from dicomweb_origin.app import build_app
 from dicomweb_origin.ingest import DIFFERENT_CONTENT
+from tests.support.archive import LoadedArchive
+from tests.support.http import (
+    BASE_URL,
+    FAILURE_REASON,
+    MULTIPART_DICOM,
+    MULTIPART_OCTET,
+    ROOT,
+    failed,
+    referenced,
+    stow_body,
+    stow_result,
+)
+from tests.support.server import live_server
+from tests.support.synthetic import instance_bytes, uid
 
 pytestmark = pytest.mark.anyio
 
@@ -42,7 +52,7 @@ def _path(instance: str) -> str:
 
 async def _loaded(client: httpx.AsyncClient) -> dict[str, bytes]:
     files = _files()
-    response, module = await stow(client, list(files.values()))
+    response, module = await stow_result(client, list(files.values()))
     assert response.status_code == 200 and len(referenced(module)) == 3
     return files
 
@@ -148,7 +158,7 @@ async def test_no_cache_serves_a_deleted_instance(empty_client: httpx.AsyncClien
 async def test_store_again_after_delete(empty_client: httpx.AsyncClient, empty_archive: LoadedArchive) -> None:
     files = await _loaded(empty_client)
     assert (await empty_client.delete(f"studies/{STUDY}")).status_code == 204
-    response, module = await stow(empty_client, [files[A1]])
+    response, module = await stow_result(empty_client, [files[A1]])
     assert response.status_code == 200 and len(referenced(module)) == 1
     back = await empty_client.get(_path(A1), headers={"Accept": DICOM_STORED})
     assert back.status_code == 200 and back.content == files[A1]
@@ -160,7 +170,7 @@ async def test_different_content_is_409_unless_replace(empty_client: httpx.Async
                                                        archive_settings: Any) -> None:
     await _loaded(empty_client)
     corrected = instance_bytes(STUDY, SERIES_A, A1, patient_name="ROE^JANE")
-    response, module = await stow(empty_client, [corrected])
+    response, module = await stow_result(empty_client, [corrected])
     assert response.status_code == 409
     assert failed(module)[0][FAILURE_REASON]["Value"] == [DIFFERENT_CONTENT]
 
@@ -170,7 +180,7 @@ async def test_different_content_is_409_unless_replace(empty_client: httpx.Async
         files = await _loaded(client)
         before = await client.get(_path(A1) + "/metadata")
         old_blobs = set(app.state.archive.blobs.keys())
-        response, module = await stow(client, [corrected])
+        response, module = await stow_result(client, [corrected])
         assert response.status_code == 200 and len(referenced(module)) == 1
         back = await client.get(_path(A1), headers={"Accept": DICOM_STORED})
         assert back.content == corrected != files[A1]
@@ -182,7 +192,7 @@ async def test_different_content_is_409_unless_replace(empty_client: httpx.Async
         assert studies[0]["00201208"]["Value"] == [3]
         new_blobs = set(app.state.archive.blobs.keys())
         assert len(new_blobs) == 3 and len(old_blobs - new_blobs) == 1  # the replaced blob is gone
-        again, _ = await stow(client, [corrected])
+        again, _ = await stow_result(client, [corrected])
         assert again.status_code == 200  # the same bytes again: already present
 
 
@@ -202,7 +212,7 @@ def test_a_real_server_deletes_and_replaces(tmp_path: Path) -> None:
     with live_server(data, "--on-conflict", "replace") as server:
         with httpx.Client(base_url=server.url + "/", timeout=30) as client:
             for content in (_files()[A1], instance_bytes(STUDY, SERIES_A, A1, patient_name="ROE^JANE")):
-                body, content_type = multipart([content])
+                body, content_type = stow_body([content])
                 response = client.post("studies", content=body, headers={"Content-Type": content_type})
                 assert response.status_code == 200, response.text
                 back = client.get(_path(A1), headers={"Accept": DICOM_STORED})

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LoadedArchive
 from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian
-from reference import (
+
+from dicomweb_origin.ingest import CANNOT_UNDERSTAND, DIFFERENT_CONTENT, STUDY_UID_MISMATCH, Outcome
+from tests.support.archive import LoadedArchive
+from tests.support.reference import (
     BROKEN_FILES,
     BY_NAME,
     DEFLATE,
@@ -34,8 +36,6 @@ from reference import (
     uids,
     where,
 )
-
-from dicomweb_origin.ingest import CANNOT_UNDERSTAND, DIFFERENT_CONTENT, STUDY_UID_MISMATCH, Outcome
 
 NORMALIZED = where(lambda r: not r.byte_identical)
 VERBATIM = where(lambda r: r.byte_identical)

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live_server import LiveServer, demo_archive, live_server
 
 from dicomweb_origin import demo
+from tests.support.server import LiveServer, demo_archive, live_server
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,6 @@ import orjson
 import pydicom
 import pydicom.data
 import pytest
-from conftest import parse_multipart
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from starlette.applications import Starlette
@@ -36,6 +35,7 @@ from dicomweb_origin.storage.base import Condition, SearchQuery
 from dicomweb_origin.storage.memory import MemoryBlobStore
 from dicomweb_origin.storage.records import column_value, record_to_json
 from dicomweb_origin.storage.sqlite import MIGRATIONS
+from tests.support.http import parse_multipart
 
 pytestmark = pytest.mark.anyio
 

@@ -1,6 +1,6 @@
 """Who keeps a connection when slots run short (slots.py): the policy alone, on stand-in connections.
 
-The same policy on a real server, with real sockets, is in test_limits.py (slow STOWs and idle sockets).
+The same policy on a real server, with real sockets, is in tests/e2e/test_limits.py (slow STOWs and idle sockets).
 """
 
 from __future__ import annotations

@@ -7,63 +7,42 @@ was stored, 202 when some failed, 409 when none was stored although the request 
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 import httpx
 import pytest
-from conftest import MULTIPART_DICOM, LoadedArchive, absolute, media_params, parse_multipart
-from reference import BY_NAME, EBE, ELE, REFERENCES, prepared_bytes, source_path, uids
 
 from dicomweb_origin.ingest import CANNOT_UNDERSTAND, DIFFERENT_CONTENT, STUDY_UID_MISMATCH
+from tests.support.archive import LoadedArchive
+from tests.support.http import (
+    FAILED_SOP_SEQUENCE,
+    FAILURE_REASON,
+    MULTIPART_DICOM,
+    REFERENCED_SOP_SEQUENCE,
+    RETRIEVE_URL,
+    SOP_CLASS,
+    SOP_INSTANCE,
+    absolute,
+    failed,
+    media_params,
+    parse_multipart,
+    referenced,
+    stow_body,
+    stow_result,
+)
+from tests.support.reference import BY_NAME, EBE, ELE, REFERENCES, prepared_bytes, source_path, uids
 
 pytestmark = pytest.mark.anyio
-
-RETRIEVE_URL = "00081190"
-FAILED_SOP_SEQUENCE = "00081198"
-REFERENCED_SOP_SEQUENCE = "00081199"
-FAILURE_REASON = "00081197"
-SOP_CLASS = "00081150"
-SOP_INSTANCE = "00081155"
-
-
-def multipart(parts: list[bytes | tuple[str, bytes]], boundary: str | None = None) -> tuple[bytes, str]:
-    """A ``multipart/related; type="application/dicom"`` request body and its Content-Type."""
-    boundary = boundary or f"stow{secrets.token_hex(8)}"
-    body = b""
-    for part in parts:
-        content_type, data = part if isinstance(part, tuple) else ("application/dicom", part)
-        body += f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n"
-    body += f"--{boundary}--\r\n".encode()
-    return body, f'{MULTIPART_DICOM}; boundary={boundary}'
-
-
-async def stow(client: httpx.AsyncClient, parts: list[bytes | tuple[str, bytes]], study: str | None = None,
-               ) -> tuple[httpx.Response, dict[str, Any]]:
-    body, content_type = multipart(parts)
-    url = "studies" if study is None else f"studies/{study}"
-    response = await client.post(url, content=body,
-                                 headers={"Content-Type": content_type, "Accept": "application/dicom+json"})
-    assert media_params(response.headers["content-type"])[0] == "application/dicom+json", response.text
-    return response, response.json()
 
 
 def _value(element: dict[str, Any]) -> Any:
     return element.get("Value", [None])[0]
 
 
-def referenced(module: dict[str, Any]) -> list[dict[str, Any]]:
-    return module.get(REFERENCED_SOP_SEQUENCE, {}).get("Value", [])
-
-
-def failed(module: dict[str, Any]) -> list[dict[str, Any]]:
-    return module.get(FAILED_SOP_SEQUENCE, {}).get("Value", [])
-
-
 async def test_store_instances_of_several_studies(empty_client: httpx.AsyncClient,
                                                   empty_archive: LoadedArchive) -> None:
     names = ["CT_small", "MR_small_bigendian", "emri_small_jpeg_2k_lossless", "rtstruct", "video_h264"]
-    response, module = await stow(empty_client, [prepared_bytes(n) for n in names])
+    response, module = await stow_result(empty_client, [prepared_bytes(n) for n in names])
     assert response.status_code == 200
     items = referenced(module)
     assert [_value(i[SOP_INSTANCE]) for i in items] == [uids(n).instance for n in names]
@@ -77,7 +56,7 @@ async def test_store_instances_of_several_studies(empty_client: httpx.AsyncClien
 
 async def test_stored_instances_are_retrievable(empty_client: httpx.AsyncClient) -> None:
     name = "MR_small_bigendian"
-    response, module = await stow(empty_client, [prepared_bytes(name)])
+    response, module = await stow_result(empty_client, [prepared_bytes(name)])
     assert response.status_code == 200
     url = _value(referenced(module)[0][RETRIEVE_URL])
     got = await empty_client.get(url, headers={"Accept": f"{MULTIPART_DICOM}; transfer-syntax=*"})
@@ -89,7 +68,7 @@ async def test_stored_instances_are_retrievable(empty_client: httpx.AsyncClient)
 
 
 async def test_every_reference_in_one_request(empty_client: httpx.AsyncClient) -> None:
-    response, module = await stow(empty_client, [prepared_bytes(r.name) for r in REFERENCES])
+    response, module = await stow_result(empty_client, [prepared_bytes(r.name) for r in REFERENCES])
     assert response.status_code == 200, module
     assert len(referenced(module)) == len(REFERENCES)
     for ref, item in zip(REFERENCES, referenced(module), strict=True):
@@ -103,7 +82,7 @@ async def test_every_reference_in_one_request(empty_client: httpx.AsyncClient) -
 async def test_store_into_a_study(empty_client: httpx.AsyncClient) -> None:
     """§10.5.1: POST /studies/{study} stores instances of that study; the module names it."""
     study = uids("CT_small").study
-    response, module = await stow(empty_client, [prepared_bytes("CT_small")], study)
+    response, module = await stow_result(empty_client, [prepared_bytes("CT_small")], study)
     assert response.status_code == 200
     assert module[RETRIEVE_URL] == {"vr": "UR", "Value": [absolute(f"studies/{study}")]}
 
@@ -111,7 +90,7 @@ async def test_store_into_a_study(empty_client: httpx.AsyncClient) -> None:
 async def test_an_instance_of_another_study_fails_with_409(empty_client: httpx.AsyncClient,
                                                            empty_archive: LoadedArchive) -> None:
     study = uids("CT_small").study
-    response, module = await stow(empty_client, [prepared_bytes("MR_small")], study)
+    response, module = await stow_result(empty_client, [prepared_bytes("MR_small")], study)
     assert response.status_code == 409
     (item,) = failed(module)
     assert _value(item[FAILURE_REASON]) == STUDY_UID_MISMATCH
@@ -130,7 +109,7 @@ async def test_some_stored_some_failed_is_202(empty_client: httpx.AsyncClient,
         ("application/dicom+json", b"[]"),
         prepared_bytes("chrX1"),
     ]
-    response, module = await stow(empty_client, parts)
+    response, module = await stow_result(empty_client, parts)
     assert response.status_code == 202
     assert [_value(i[SOP_INSTANCE]) for i in referenced(module)] == [uids("CT_small").instance,
                                                                     uids("chrX1").instance]
@@ -142,11 +121,11 @@ async def test_some_stored_some_failed_is_202(empty_client: httpx.AsyncClient,
 
 
 async def test_storing_again_is_success_and_different_bytes_conflict(empty_client: httpx.AsyncClient) -> None:
-    first, _ = await stow(empty_client, [prepared_bytes("MR_small_jpeg_ls_lossless")])
+    first, _ = await stow_result(empty_client, [prepared_bytes("MR_small_jpeg_ls_lossless")])
     assert first.status_code == 200
-    again, module = await stow(empty_client, [prepared_bytes("MR_small_jpeg_ls_lossless")])
+    again, module = await stow_result(empty_client, [prepared_bytes("MR_small_jpeg_ls_lossless")])
     assert again.status_code == 200 and len(referenced(module)) == 1
-    conflict, module = await stow(empty_client, [source_path("MR_small.dcm").read_bytes()])
+    conflict, module = await stow_result(empty_client, [source_path("MR_small.dcm").read_bytes()])
     assert conflict.status_code == 409
     (item,) = failed(module)
     assert _value(item[FAILURE_REASON]) == DIFFERENT_CONTENT
@@ -168,7 +147,7 @@ async def test_unsupported_request_media_types_are_415(empty_client: httpx.Async
 
 
 async def test_multipart_without_a_type_parameter_is_taken_as_dicom(empty_client: httpx.AsyncClient) -> None:
-    body, _ = multipart([prepared_bytes("CT_small")], boundary="b0undary")
+    body, _ = stow_body([prepared_bytes("CT_small")], boundary="b0undary")
     response = await empty_client.post("studies", content=body,
                                        headers={"Content-Type": "multipart/related; boundary=b0undary"})
     assert response.status_code == 200
@@ -187,7 +166,7 @@ async def test_malformed_payloads_are_400(empty_client: httpx.AsyncClient, body:
 
 
 async def test_malformed_study_uid_in_the_path_is_400(empty_client: httpx.AsyncClient) -> None:
-    body, content_type = multipart([prepared_bytes("CT_small")])
+    body, content_type = stow_body([prepared_bytes("CT_small")])
     response = await empty_client.post("studies/not-a-uid", content=body, headers={"Content-Type": content_type})
     assert response.status_code == 400
 
@@ -206,7 +185,7 @@ async def test_request_larger_than_the_limit_is_413(tmp_path: Any, archive_setti
     from dicomweb_origin.app import build_app
 
     app = build_app(archive_settings(tmp_path / "small", max_request_bytes=1000))
-    body, content_type = multipart([prepared_bytes("CT_small")])
+    body, content_type = stow_body([prepared_bytes("CT_small")])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
         response = await client.post("/dicomweb/studies", content=body, headers={"Content-Type": content_type})
     assert response.status_code == 413
@@ -217,7 +196,7 @@ async def test_a_chunked_request_over_the_limit_is_413_too(tmp_path: Any, archiv
     from dicomweb_origin.app import build_app
 
     app = build_app(archive_settings(tmp_path / "small", max_request_bytes=1000))
-    body, content_type = multipart([prepared_bytes("CT_small")])
+    body, content_type = stow_body([prepared_bytes("CT_small")])
 
     async def chunks() -> Any:
         for start in range(0, len(body), 512):
@@ -260,7 +239,7 @@ async def test_a_compressed_request_body_is_decoded(empty_client: httpx.AsyncCli
     """§8.4.3 / RFC 9110 §8.4: a STOW body sent with a content coding is stored as the instances it holds."""
     import zlib
 
-    body, content_type = multipart([prepared_bytes("CT_small")])
+    body, content_type = stow_body([prepared_bytes("CT_small")])
     packer = zlib.compressobj(wbits=31 if coding == "gzip" else 15)
     packed = packer.compress(body) + packer.flush()
     response = await empty_client.post("studies", content=packed, headers={
@@ -311,7 +290,7 @@ async def test_the_response_module_in_json_or_xml(empty_client: httpx.AsyncClien
     """Table 10.5.4-1: the Store Instances Response Module as DICOM JSON (default) or Native DICOM Model XML."""
     import xml.etree.ElementTree as ET
 
-    body, content_type = multipart([prepared_bytes("CT_small")])
+    body, content_type = stow_body([prepared_bytes("CT_small")])
     headers = {"Content-Type": content_type} | ({"Accept": accept} if accept else {})
     response = await empty_client.post("studies", content=body, headers=headers)
     assert response.status_code == 200
@@ -363,7 +342,7 @@ async def test_several_gzip_members_are_one_body(empty_client: httpx.AsyncClient
     """RFC 1952 §2.2: a gzip file may be several members one after another."""
     import gzip
 
-    body, content_type = multipart([prepared_bytes("CT_small")])
+    body, content_type = stow_body([prepared_bytes("CT_small")])
     half = len(body) // 2
     packed = gzip.compress(body[:half]) + gzip.compress(body[half:])
     response = await empty_client.post("studies", content=packed, headers={
@@ -378,7 +357,7 @@ async def test_data_after_the_compressed_stream_is_refused(tmp_path: Any, coding
 
     from dicomweb_origin.app import build_app
 
-    body, content_type = multipart([prepared_bytes("CT_small")])
+    body, content_type = stow_body([prepared_bytes("CT_small")])
     packer = zlib.compressobj(wbits=31 if coding == "gzip" else 15)
     packed = packer.compress(body) + packer.flush() + bytes(4 << 20)
 
@@ -398,7 +377,7 @@ async def test_data_after_the_compressed_stream_is_refused(tmp_path: Any, coding
 async def test_an_accept_header_that_retrieve_would_refuse_gets_the_default_response(
         empty_client: httpx.AsyncClient, accept: str) -> None:
     """The instances are stored before the response is chosen: an odd Accept cannot turn that into an error."""
-    body, content_type = multipart([prepared_bytes("CT_small")])
+    body, content_type = stow_body([prepared_bytes("CT_small")])
     response = await empty_client.post("studies", content=body, headers={"Content-Type": content_type,
                                                                          "Accept": accept})
     assert response.status_code == 200
@@ -407,6 +386,6 @@ async def test_an_accept_header_that_retrieve_would_refuse_gets_the_default_resp
 
 async def test_a_refused_store_points_at_no_study(empty_client: httpx.AsyncClient) -> None:
     """Annex I: RetrieveURL names the study the instances went to; with none stored it is empty (Type 2)."""
-    response, module = await stow(empty_client, [prepared_bytes("CT_small")], study="1.2.3.4")
+    response, module = await stow_result(empty_client, [prepared_bytes("CT_small")], study="1.2.3.4")
     assert response.status_code == 409
     assert module[RETRIEVE_URL] == {"vr": "UR"}

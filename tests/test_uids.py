@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import secrets
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from conftest import BASE_URL, DICOM_JSON, MULTIPART_DICOM, MULTIPART_OCTET, ROOT, parse_multipart, read_dicom
 from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
 from pydicom.encaps import generate_frames
@@ -33,6 +31,18 @@ from starlette.applications import Starlette
 
 from dicomweb_origin.app import build_app
 from dicomweb_origin.cli import main
+from tests.support.http import (
+    BASE_URL,
+    DICOM_JSON,
+    MULTIPART_DICOM,
+    MULTIPART_OCTET,
+    ROOT,
+    asgi_client,
+    parse_multipart,
+    read_dicom,
+    stow_body,
+    stow_result,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -129,33 +139,11 @@ def imported(tmp_path_factory: pytest.TempPathFactory, archive_settings: Any) ->
     return Imported(build_app(settings), files)
 
 
-def _client(app: Starlette) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL + ROOT + "/")
-
-
 @pytest.fixture
-async def client(imported: Imported) -> AsyncIterator[httpx.AsyncClient]:
-    async with _client(imported.app) as c:
+async def imported_client(imported: Imported) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the archive the rewritten files were imported into (``empty_client`` is conftest's)."""
+    async with asgi_client(imported.app) as c:
         yield c
-
-
-@pytest.fixture
-async def empty_client(tmp_path: Path, archive_settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = build_app(archive_settings(tmp_path / "data"))
-    async with _client(app) as c:
-        yield c
-    app.state.archive.close()
-
-
-def stow_body(parts: list[bytes]) -> tuple[bytes, str]:
-    boundary = f"uids{secrets.token_hex(8)}"
-    body = b"".join(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + p + b"\r\n" for p in parts)
-    return body + f"--{boundary}--\r\n".encode(), f"{MULTIPART_DICOM}; boundary={boundary}"
-
-
-async def stow(client: httpx.AsyncClient, parts: list[bytes]) -> httpx.Response:
-    body, content_type = stow_body(parts)
-    return await client.post("studies", content=body, headers={"Content-Type": content_type, **JSON})
 
 
 def first(element: dict[str, Any]) -> Any:
@@ -179,7 +167,7 @@ def test_import_stores_files_with_leading_zero_uids(tmp_path: Path, capsys: pyte
 
 async def test_stow_stores_leading_zero_uids_and_retrieves_them(empty_client: httpx.AsyncClient) -> None:
     """STOW-RS (§10.5): 200, each instance referenced under its own UID, its Retrieve URL working."""
-    response = await stow(empty_client, [lz_bytes(f) for f in FILES])
+    response, _ = await stow_result(empty_client, [lz_bytes(f) for f in FILES])
     assert response.status_code == 200, response.text
     referenced = response.json()["00081199"]["Value"]
     assert [first(r["00081155"]) for r in referenced] == [f.instance for f in FILES]
@@ -194,7 +182,7 @@ async def test_trailing_space_padding_is_not_part_of_the_uid(empty_client: httpx
     f = BY_NAME["ct"]
     data = rewritten(f.source, StudyInstanceUID=f.study + " ", SeriesInstanceUID=f.series + " ",
                      SOPInstanceUID=f.instance)
-    response = await stow(empty_client, [data])
+    response, _ = await stow_result(empty_client, [data])
     assert response.status_code == 200, response.text
     metadata = (await empty_client.get(f"{f.path}/metadata", headers=JSON)).json()
     assert (first(metadata[0]["0020000D"]), first(metadata[0]["0020000E"])) == (f.study, f.series)
@@ -220,7 +208,7 @@ async def test_stow_refuses_what_is_not_a_uid_and_says_why(empty_client: httpx.A
     data = rewritten("CT_small.dcm", **{keyword: value})
     with _quiet_pydicom():
         assert str(dcmread(io.BytesIO(data))[keyword].value) == value  # the file does carry the bad value
-    response = await stow(empty_client, [data])
+    response, _ = await stow_result(empty_client, [data])
     assert response.status_code == 409, response.text
     (failure,) = response.json()[FAILED_SOP_SEQUENCE]["Value"]
     assert first(failure[FAILURE_REASON]) == CANNOT_UNDERSTAND
@@ -242,24 +230,26 @@ def test_import_refuses_what_is_not_a_uid_and_says_why(tmp_path: Path, capsys: p
 # -- Retrieve (§10.4): every resource under leading-zero UIDs ----------------------------------------
 
 
-async def test_study_and_series_retrieve(client: httpx.AsyncClient, imported: Imported) -> None:
+async def test_study_and_series_retrieve(imported_client: httpx.AsyncClient, imported: Imported) -> None:
     """The study holds its three instances, byte for byte; not the study whose UID lacks the zeros."""
-    response = await client.get(f"studies/{STUDY_A}", headers={"Accept": STORED_DICOM})
+    response = await imported_client.get(f"studies/{STUDY_A}", headers={"Accept": STORED_DICOM})
     assert response.status_code == 200
     parts = parse_multipart(response, "application/dicom")
     assert sorted(p.content for p in parts) == sorted(imported.files[n] for n in ("ct", "mr", "multiframe"))
     f = BY_NAME["mr"]
-    (part,) = parse_multipart(await client.get(f"studies/{f.study}/series/{f.series}", headers={"Accept": STORED_DICOM}))
+    (part,) = parse_multipart(await imported_client.get(f"studies/{f.study}/series/{f.series}",
+                                                        headers={"Accept": STORED_DICOM}))
     assert part.content == imported.files["mr"]
     assert part.location == f"{BASE_URL}{ROOT}/{f.path}"
 
 
 @pytest.mark.parametrize("name", [f.name for f in FILES])
-async def test_instance_retrieve(client: httpx.AsyncClient, imported: Imported, name: str) -> None:
+async def test_instance_retrieve(imported_client: httpx.AsyncClient, imported: Imported, name: str) -> None:
     f = BY_NAME[name]
-    stored = await client.get(f.path, headers={"Accept": "application/dicom; transfer-syntax=*"})
+    stored = await imported_client.get(f.path, headers={"Accept": "application/dicom; transfer-syntax=*"})
     assert stored.status_code == 200 and stored.content == imported.files[name]
-    (part,) = parse_multipart(await client.get(f.path, headers={"Accept": MULTIPART_DICOM}), "application/dicom")
+    (part,) = parse_multipart(await imported_client.get(f.path, headers={"Accept": MULTIPART_DICOM}),
+                              "application/dicom")
     with _quiet_pydicom():
         ds = read_dicom(part.content)
         assert (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID) == (f.study, f.series, f.instance)
@@ -267,10 +257,10 @@ async def test_instance_retrieve(client: httpx.AsyncClient, imported: Imported, 
 
 
 @pytest.mark.parametrize("level", ["study", "series", "instance"])
-async def test_metadata_carries_the_uids_as_written(client: httpx.AsyncClient, level: str) -> None:
+async def test_metadata_carries_the_uids_as_written(imported_client: httpx.AsyncClient, level: str) -> None:
     f = BY_NAME["ct"]
     path = {"study": f"studies/{f.study}", "series": f"studies/{f.study}/series/{f.series}", "instance": f.path}[level]
-    response = await client.get(f"{path}/metadata", headers=JSON)
+    response = await imported_client.get(f"{path}/metadata", headers=JSON)
     assert response.status_code == 200
     ct = next(i for i in response.json() if first(i["00080018"]) == f.instance)
     assert (first(ct["0020000D"]), first(ct["0020000E"])) == (f.study, f.series)
@@ -278,47 +268,49 @@ async def test_metadata_carries_the_uids_as_written(client: httpx.AsyncClient, l
     assert ct["00431029"]["BulkDataURI"] == f"{BASE_URL}{ROOT}/{f.path}/bulkdata/00431029"
 
 
-async def test_bulkdata_and_pixeldata(client: httpx.AsyncClient) -> None:
+async def test_bulkdata_and_pixeldata(imported_client: httpx.AsyncClient) -> None:
     f = BY_NAME["ct"]
     ds = dataset(f)
-    (private,) = parse_multipart(await client.get(f"{f.path}/bulkdata/00431029", headers={"Accept": MULTIPART_OCTET}))
+    (private,) = parse_multipart(await imported_client.get(f"{f.path}/bulkdata/00431029",
+                                                           headers={"Accept": MULTIPART_OCTET}))
     assert private.content == ds[0x00431029].value
-    (pixels,) = parse_multipart(await client.get(f"{f.path}/pixeldata", headers={"Accept": MULTIPART_OCTET}))
+    (pixels,) = parse_multipart(await imported_client.get(f"{f.path}/pixeldata",
+                                                          headers={"Accept": MULTIPART_OCTET}))
     assert pixels.content == ds.PixelData
-    every = parse_multipart(await client.get(f"studies/{f.study}/series/{f.series}/bulkdata",
+    every = parse_multipart(await imported_client.get(f"studies/{f.study}/series/{f.series}/bulkdata",
                                              headers={"Accept": MULTIPART_OCTET}))
     assert {p.content for p in every} >= {ds.PixelData, ds[0x00431029].value}
 
 
-async def test_frames_of_a_native_multiframe_instance(client: httpx.AsyncClient) -> None:
+async def test_frames_of_a_native_multiframe_instance(imported_client: httpx.AsyncClient) -> None:
     f = BY_NAME["multiframe"]
     ds = dataset(f)
     size = ds.Rows * ds.Columns * ds.BitsAllocated // 8
-    response = await client.get(f"{f.path}/frames/1,3,10", headers={"Accept": MULTIPART_OCTET})
+    response = await imported_client.get(f"{f.path}/frames/1,3,10", headers={"Accept": MULTIPART_OCTET})
     assert response.status_code == 200
     assert [p.content for p in parse_multipart(response)] == [ds.PixelData[i * size:(i + 1) * size] for i in (0, 2, 9)]
 
 
-async def test_frame_of_a_jpeg_instance_as_stored(client: httpx.AsyncClient) -> None:
+async def test_frame_of_a_jpeg_instance_as_stored(imported_client: httpx.AsyncClient) -> None:
     f = BY_NAME["jpeg"]
     ds = dataset(f)
-    response = await client.get(f"{f.path}/frames/1",
+    response = await imported_client.get(f"{f.path}/frames/1",
                                 headers={"Accept": 'multipart/related; type="image/jpeg"; transfer-syntax=*'})
     assert response.status_code == 200
     (part,) = parse_multipart(response, "image/jpeg")
     assert part.content == next(generate_frames(ds.PixelData, number_of_frames=1))
 
 
-async def test_options_on_a_leading_zero_resource(client: httpx.AsyncClient) -> None:
-    response = await client.options(BY_NAME["jpeg"].path)
+async def test_options_on_a_leading_zero_resource(imported_client: httpx.AsyncClient) -> None:
+    response = await imported_client.options(BY_NAME["jpeg"].path)
     assert response.status_code == 200 and "GET" in response.headers["allow"]
 
 
 # -- Search (§10.6): match keys, UID lists and the study/series paths --------------------------------
 
 
-async def search(client: httpx.AsyncClient, url: str, tag: str) -> list[str]:
-    response = await client.get(url, headers=JSON)
+async def search(imported_client: httpx.AsyncClient, url: str, tag: str) -> list[str]:
+    response = await imported_client.get(url, headers=JSON)
     assert response.status_code in (200, 204), response.text
     return sorted(first(r[tag]) for r in (response.json() if response.status_code == 200 else []))
 
@@ -326,37 +318,37 @@ async def search(client: httpx.AsyncClient, url: str, tag: str) -> list[str]:
 STUDY, SERIES, INSTANCE = "0020000D", "0020000E", "00080018"
 
 
-async def test_search_by_uid_matches_the_exact_string(client: httpx.AsyncClient) -> None:
+async def test_search_by_uid_matches_the_exact_string(imported_client: httpx.AsyncClient) -> None:
     """C.2.2.2.1 single value matching of UIDs: exact strings; leading zeros are significant."""
-    assert await search(client, "studies", STUDY) == sorted([STUDY_A, STUDY_B, STUDY_STRIPPED])
-    assert await search(client, f"studies?StudyInstanceUID={STUDY_A}", STUDY) == [STUDY_A]
-    assert await search(client, f"studies?StudyInstanceUID={STUDY_STRIPPED}", STUDY) == [STUDY_STRIPPED]
+    assert await search(imported_client, "studies", STUDY) == sorted([STUDY_A, STUDY_B, STUDY_STRIPPED])
+    assert await search(imported_client, f"studies?StudyInstanceUID={STUDY_A}", STUDY) == [STUDY_A]
+    assert await search(imported_client, f"studies?StudyInstanceUID={STUDY_STRIPPED}", STUDY) == [STUDY_STRIPPED]
     mr = BY_NAME["mr"]
-    assert await search(client, f"series?SeriesInstanceUID={mr.series}", SERIES) == [mr.series]
-    assert await search(client, f"instances?SOPInstanceUID={mr.instance}", INSTANCE) == [mr.instance]
-    assert await search(client, f"instances?StudyInstanceUID={STUDY_A}", INSTANCE) == sorted(
+    assert await search(imported_client, f"series?SeriesInstanceUID={mr.series}", SERIES) == [mr.series]
+    assert await search(imported_client, f"instances?SOPInstanceUID={mr.instance}", INSTANCE) == [mr.instance]
+    assert await search(imported_client, f"instances?StudyInstanceUID={STUDY_A}", INSTANCE) == sorted(
         f.instance for f in FILES if f.study == STUDY_A)
 
 
 @pytest.mark.parametrize("separator", [",", "%2C", "%5C"])
-async def test_list_of_uid_matching(client: httpx.AsyncClient, separator: str) -> None:
+async def test_list_of_uid_matching(imported_client: httpx.AsyncClient, separator: str) -> None:
     """C.2.2.2.2: a list of UIDs, comma-separated in QIDO-RS (backslashes as in DIMSE accepted too)."""
     url = f"studies?StudyInstanceUID={STUDY_A}{separator}{STUDY_B}"
-    assert await search(client, url, STUDY) == [STUDY_A, STUDY_B]
+    assert await search(imported_client, url, STUDY) == [STUDY_A, STUDY_B]
     ct, jpeg = BY_NAME["ct"], BY_NAME["jpeg"]
-    assert await search(client, f"series?SeriesInstanceUID={ct.series}{separator}{jpeg.series}", SERIES) == sorted(
+    assert await search(imported_client, f"series?SeriesInstanceUID={ct.series}{separator}{jpeg.series}", SERIES) == sorted(
         [ct.series, jpeg.series])
-    assert await search(client, f"instances?SOPInstanceUID={ct.instance}{separator}{jpeg.instance}",
+    assert await search(imported_client, f"instances?SOPInstanceUID={ct.instance}{separator}{jpeg.instance}",
                         INSTANCE) == sorted([ct.instance, jpeg.instance])
 
 
-async def test_search_below_a_study_and_a_series(client: httpx.AsyncClient) -> None:
+async def test_search_below_a_study_and_a_series(imported_client: httpx.AsyncClient) -> None:
     in_a = [f for f in FILES if f.study == STUDY_A]
-    assert await search(client, f"studies/{STUDY_A}/series", SERIES) == sorted(f.series for f in in_a)
-    assert await search(client, f"studies/{STUDY_A}/instances", INSTANCE) == sorted(f.instance for f in in_a)
+    assert await search(imported_client, f"studies/{STUDY_A}/series", SERIES) == sorted(f.series for f in in_a)
+    assert await search(imported_client, f"studies/{STUDY_A}/instances", INSTANCE) == sorted(f.instance for f in in_a)
     mf = BY_NAME["multiframe"]
-    assert await search(client, f"studies/{mf.study}/series/{mf.series}/instances", INSTANCE) == [mf.instance]
-    assert await search(client, f"studies/{STUDY_A}/series?SeriesInstanceUID={mf.series}", SERIES) == [mf.series]
+    assert await search(imported_client, f"studies/{mf.study}/series/{mf.series}/instances", INSTANCE) == [mf.instance]
+    assert await search(imported_client, f"studies/{STUDY_A}/series?SeriesInstanceUID={mf.series}", SERIES) == [mf.series]
 
 
 # -- Refusals in URLs and search parameters: 400 saying what is wrong with which UID -----------------
@@ -387,12 +379,12 @@ URLS = [  # (method, path with {bad}, Accept, which UID is bad)
 
 @pytest.mark.parametrize(("bad", "reason"), BAD_IN_URL, ids=[b[:12] for b, _ in BAD_IN_URL])
 @pytest.mark.parametrize(("method", "template", "accept", "what"), URLS, ids=[u[0] + " " + u[1][-24:] for u in URLS])
-async def test_a_malformed_uid_in_a_url_is_400_saying_why(client: httpx.AsyncClient, method: str, template: str,
-                                                          accept: str, what: str, bad: str, reason: str) -> None:
+async def test_a_malformed_uid_in_a_url_is_400_saying_why(imported_client: httpx.AsyncClient, method: str,
+                                                          template: str, accept: str, what: str, bad: str, reason: str) -> None:
     """Table 10.4.3-1 / 10.6.3-1: 400, naming the UID of the path that is wrong and what is wrong with it."""
     body, content_type = stow_body([b"x"])
     headers = {"Accept": accept, **({"Content-Type": content_type} if method == "POST" else {})}
-    response = await client.request(method, template.format(bad=bad), headers=headers,
+    response = await imported_client.request(method, template.format(bad=bad), headers=headers,
                                     content=body if method == "POST" else None)
     assert response.status_code == 400, response.text
     assert f"{what} UID {reason}" in response.text
@@ -407,8 +399,8 @@ async def test_a_malformed_uid_in_a_url_is_400_saying_why(client: httpx.AsyncCli
     (f"studies/{STUDY_A}/series?SeriesInstanceUID=.1", "SeriesInstanceUID '.1' starts with a dot; a UID starts with a digit"),
     ("studies?0020000D=1.2.3a", "0020000D '1.2.3a' contains 'a'; a UID is digits and dots"),  # named as sent
 ])
-async def test_a_malformed_uid_in_a_search_parameter_is_400_saying_why(client: httpx.AsyncClient, query: str,
+async def test_a_malformed_uid_in_a_search_parameter_is_400_saying_why(imported_client: httpx.AsyncClient, query: str,
                                                                        reason: str) -> None:
-    response = await client.get(query, headers=JSON)
+    response = await imported_client.get(query, headers=JSON)
     assert response.status_code == 400, response.text
     assert reason in response.text

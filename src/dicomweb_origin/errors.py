@@ -151,7 +151,7 @@ class DecodeError(DicomWebError):
 
     406 (PS3.18 Table 10.4.3-1; RFC 9110 §15.5.7: no current representation is acceptable), not
     500: the condition is permanent and expected, and the stored bytes remain retrievable
-    (``transfer-syntax=*``). Found by tests/test_fuzz.py.
+    (``transfer-syntax=*``). Found by tests/web/test_fuzz.py.
     """
 
     status = 406

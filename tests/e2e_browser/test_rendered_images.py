@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 import pydicom
 import pytest
-from live_server import LiveServer, demo_server
+
+from tests.support.server import LiveServer, demo_server
 
 pytestmark = pytest.mark.e2e
 

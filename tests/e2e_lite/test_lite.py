@@ -25,11 +25,11 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pydicom
 import pytest
-from live_server import LiveServer, demo_archive, live_server
 
 from dicomweb_origin.app import Archive
 from dicomweb_origin.cli import main as cli_main
 from dicomweb_origin.settings import Settings
+from tests.support.server import LiveServer, demo_archive, live_server
 
 from .phantom import CORONAL_DESCRIPTION, coronal_series
 

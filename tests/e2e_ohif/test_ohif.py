@@ -25,7 +25,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,8 @@ from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
+
+from tests.support.server import host_keeping_proxy, start, stop
 
 pytestmark = [pytest.mark.ohif, pytest.mark.e2e]
 
@@ -123,12 +124,6 @@ def playwright_module() -> Any:
     return sync_api
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Server:
     url: str
@@ -151,42 +146,18 @@ def server(ohif_dist: Path, tmp_path_factory: pytest.TempPathFactory, timings: d
         pytest.fail(f"`dicomweb-origin demo` failed ({demo.returncode}):\n{demo.stdout[-2000:]}{demo.stderr[-2000:]}",
                     pytrace=False)
     timings["demo_import_s"] = round(time.monotonic() - started, 2)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     started = time.monotonic()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([*cli, "serve", "--data", str(data), "--port", str(port), "--viewer", str(ohif_dist)],
-                                stdout=out, stderr=subprocess.STDOUT)
-    server = Server(url, log)
+    live = start(["--data", str(data), "--viewer", str(ohif_dist)], log, probe="/")
+    timings["server_start_s"] = round(time.monotonic() - started, 2)
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the server exited with {proc.returncode}:\n{server.log_tail()}", pytrace=False)
-            try:
-                with urllib.request.urlopen(url + "/", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() - started > 60:
-                pytest.fail(f"the server did not answer on {url} within 60 s:\n{server.log_tail()}", pytrace=False)
-            time.sleep(0.2)
-        timings["server_start_s"] = round(time.monotonic() - started, 2)
-        yield server
+        yield Server(live.origin, log)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(live.process, sig=signal.SIGINT)
 
 
 @pytest.fixture(scope="module")
 def proxied(server: Server) -> Iterator[Server]:
-    """The same server through a proxy on another loopback port that keeps ``Host`` (tests/live_server.py)."""
-    from live_server import host_keeping_proxy
-
+    """The same server through a proxy on another loopback port that keeps ``Host`` (tests/support/server.py)."""
     with host_keeping_proxy(server.url) as origin:
         yield Server(origin, server.log)
 

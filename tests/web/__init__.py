@@ -1,0 +1,1 @@
+"""Tests of dicomweb_origin.web: the HTTP layer through the real ASGI application."""

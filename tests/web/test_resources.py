@@ -16,8 +16,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT, LoadedArchive, media_params, parse_multipart
-from reference import uids
 from starlette.routing import Mount, Route
 
 from dicomweb_origin import conformance
@@ -27,6 +25,9 @@ from dicomweb_origin.retrieve import Retrieve
 from dicomweb_origin.search import RESOURCES as SEARCH_RESOURCES
 from dicomweb_origin.web import resources
 from dicomweb_origin.web.resources import RESOURCES, Method, Representation, Resource, routed
+from tests.support.archive import LoadedArchive
+from tests.support.http import ROOT, media_params, parse_multipart
+from tests.support.reference import uids
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -76,7 +76,7 @@ class ParsedFile:
 
 
 # What pydicom, numpy and zlib raise on malformed data (found by mutating real files: see
-# tests/test_hostile_files.py; pydicom even raises TypeError while wording some of its errors).
+# tests/retrieve/test_hostile_files.py; pydicom even raises TypeError while wording some of its errors).
 # Errors of other types (AttributeError, NameError, ...) are taken for bugs here, not faults of
 # the file, and are reported as such.
 READ_ERRORS: tuple[type[BaseException], ...] = (

@@ -1,0 +1,1 @@
+"""Tests of dicomweb_origin.storage: the index and blob store contracts on every backend."""
