@@ -22,7 +22,6 @@ from tests.support.postgres import PostgresServer
 from tests.support.records import CT, SC, stored
 
 
-
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     yield from _open(request, tmp_path, request.param)
