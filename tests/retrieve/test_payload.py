@@ -80,7 +80,7 @@ async def test_a_transcoded_instance_keeps_the_elements_after_pixel_data(empty_a
                                                                          empty_client: httpx.AsyncClient,
                                                                          syntax: str) -> None:
     """Trailing elements (a private group, Digital Signatures) come after the re-encoded pixels, as stored."""
-    from test_trailing_elements import _with_trailing_elements
+    from tests.dicom.test_trailing_elements import _with_trailing_elements
 
     source = _with_trailing_elements()
     buffer = io.BytesIO()

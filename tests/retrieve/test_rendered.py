@@ -318,7 +318,7 @@ def _store(archive: LoadedArchive, data: bytes) -> str:
 
 async def test_video_renders_as_mp4_and_as_a_frame(empty_archive: LoadedArchive,
                                                    empty_client: httpx.AsyncClient) -> None:
-    from test_render_documents import H264_HP41, decode, encode, moving_pattern, video_instance
+    from tests.render.test_documents import H264_HP41, decode, encode, moving_pattern, video_instance
 
     frames = moving_pattern()
     path = _store(empty_archive, video_instance(encode("libx264", "mpegts", frames), H264_HP41))
@@ -334,7 +334,7 @@ async def test_video_renders_as_mp4_and_as_a_frame(empty_archive: LoadedArchive,
 
 
 async def test_multi_frame_image_as_mp4(client: httpx.AsyncClient) -> None:
-    from test_render_documents import decode
+    from tests.render.test_documents import decode
 
     response = await client.get(f"{path_of('emri_small')}/rendered", headers={"Accept": "video/mp4"})
     assert response.status_code == 200, response.text
@@ -343,7 +343,7 @@ async def test_multi_frame_image_as_mp4(client: httpx.AsyncClient) -> None:
 
 async def test_encapsulated_pdf_is_served_as_the_document_and_pictured(empty_archive: LoadedArchive,
                                                                        empty_client: httpx.AsyncClient) -> None:
-    from test_render_documents import encapsulated_pdf_instance, handmade_pdf
+    from tests.render.test_documents import encapsulated_pdf_instance, handmade_pdf
 
     pdf = handmade_pdf([(1.0, 0.0, 0.0)])
     ds = encapsulated_pdf_instance(pdf)

@@ -33,7 +33,7 @@ from ..dicom.volumetric import PLANAR_MPR_VPS, VOLUMETRIC_STATES, VolumetricStat
 from ..errors import BadRequest, NotAcceptable, PayloadTooLarge
 from ..model import Acceptable, InstanceRecord, Vector, VolumeParams, VolumeSelector, Window
 from ..negotiation import Offer, negotiate
-from ..render import lut, video
+from ..render import lut
 from ..render import volume as vr
 from .bulk import parse_frame_list
 from .payload import Part, Payload, Target, bytes_body, etag, kept_stream_body
