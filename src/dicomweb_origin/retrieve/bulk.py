@@ -3,8 +3,10 @@
 A stored frame is one ranged read (several for fragmented frames); frames in another syntax are
 transcoded on the executor, in parallel with their neighbours, and kept in the frame cache.
 
-A resource that is one value (a bulk data element, one frame, the Pixel Data of one instance stored
-native, every frame in a row) can be a single part, which Range requests (RFC 9110 §14) apply to.
+A resource that is one value (a bulk data element, one frame, the Pixel Data of one instance: every
+frame in a row, as stored when native, decoded when compressed) can be a single part, which Range
+requests (RFC 9110 §14) apply to. The decoded value of compressed frames is produced frame by frame,
+only the frames a range covers (§8.7.3.3.1: uncompressed bulk data is one value).
 A bare ``application/octet-stream`` asks for that part; so does a wildcard (``*/*``) when the request
 carries ``Range`` (``ranged``): a byte range of the multipart envelope, the wildcard's default, would
 mean nothing to a client following a BulkDataURI (our choice; RFC 9110 §14.2 lets a server ignore Range).
@@ -17,7 +19,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from functools import partial
 
-from ..errors import BadRequest, InvalidFrameList, NotAcceptable, NotFound
+from ..dicom import pixels
+from ..errors import BadRequest, DecodeError, InvalidFrameList, NotAcceptable, NotFound
 from ..model import (
     EXPLICIT_VR_LE,
     TRANSFER_SYNTAXES,
@@ -86,8 +89,9 @@ def pixeldata(sources: Sources, target: Target, accept: Sequence[Acceptable], ra
     records = [r for r in sources.records(target) if r.pixel is not None]
     if not records:
         raise NotFound("the target has no pixel data")
-    # One instance's Pixel Data is one value: a single part when it is one frame, or frames stored native.
-    single = target.single and (len(records[0].frames) == 1 or not records[0].syntax.encapsulated)
+    # One instance's Pixel Data is one value: a single part when it is one frame, or every frame in a row
+    # uncompressed (as stored, or decoded); compressed frames go one per part (§8.7.3.3.2).
+    single = target.single
     parts: list[Part] = []
     bare = False
     omitted = 0  # instances whose pixel data no acceptable type can carry: 206 (Table 10.4.3-1)
@@ -121,7 +125,7 @@ def _pixel_parts(sources: Sources, record: InstanceRecord, indexes: Sequence[int
     Also says whether the selected representation is bare (single-part); several frames stored native then
     make one part, the Pixel Data value as stored.
     """
-    whole = len(indexes) > 1  # only a native instance's whole value gets here with ``single``
+    whole = len(indexes) > 1  # with ``single``: the Pixel Data of one instance, every frame
     offer = negotiate(accept, frame_offers(record, accept, single, whole, ranged),
                       partial(_deliverable, sources, record))
     if offer is None:
@@ -129,6 +133,8 @@ def _pixel_parts(sources: Sources, record: InstanceRecord, indexes: Sequence[int
     syntax = offer.syntax or record.transfer_syntax_uid
     bare = not offer.multipart
     if bare and whole:
+        if record.syntax.encapsulated:
+            return [_decoded_value_part(sources, record)], True
         return [_value_part(sources, record)], True
     multi = len(record.frames) > 1
     parts = [
@@ -146,8 +152,8 @@ def frame_offers(record: InstanceRecord, accept: Sequence[Acceptable], single: b
     Explicit VR Little Endian as ``application/octet-stream`` (the default, what ``*/*`` takes), the bytes as
     stored (what ``type/*`` and ``transfer-syntax=*`` take; a video's only form, §8.7.3), each syntax the
     request names, and the default syntax of each media type it names. Bare only for a single item
-    (``single``); ``whole``, every frame of an instance stored native as one value, only in Explicit VR
-    Little Endian as stored (compressed frames go one per part, §8.7.3.3.2).
+    (``single``); ``whole``, every frame of an instance as one value, only in Explicit VR Little Endian
+    (compressed frames go one per part, §8.7.3.3.2).
     """
     stored = record.syntax
     syntaxes = [EXPLICIT_VR_LE, stored.uid]
@@ -165,7 +171,7 @@ def frame_offers(record: InstanceRecord, accept: Sequence[Acceptable], single: b
         as_stored = syntax == stored.uid or _as_stored_native(record, syntax)
         octet_default = syntax == EXPLICIT_VR_LE and not stored.video
         for multipart in (True, False):
-            if not multipart and not (single and (not whole or _as_stored_native(record, syntax))):
+            if not multipart and not (single and (not whole or _one_value(record, syntax))):
                 continue
             offers.append(Offer(media, syntax, multipart, default=default_syntax_for(media) == syntax,
                                 stored=as_stored, wildcard=octet_default or syntax == stored.uid))
@@ -176,6 +182,17 @@ def _deliverable(sources: Sources, record: InstanceRecord, offer: Offer) -> bool
     syntax = offer.syntax or ""
     return syntax == record.transfer_syntax_uid or _as_stored_native(record, syntax) or (
         syntax in TRANSFER_SYNTAXES and sources.can_transcode_frames(record, syntax))
+
+
+def _one_value(record: InstanceRecord, syntax: str) -> bool:
+    """Whether every frame of ``record`` in ``syntax`` is one value of whole bytes per frame (Explicit VR LE).
+
+    Packed 1-bit frames stored native are their value as stored; decoded ones would have to be
+    repacked across frames, so those stay one frame per part.
+    """
+    if syntax != EXPLICIT_VR_LE or record.syntax.video or record.pixel is None:
+        return False
+    return not record.syntax.encapsulated or record.pixel.bits_allocated > 1
 
 
 def _as_stored_native(record: InstanceRecord, syntax: str) -> bool:
@@ -192,6 +209,32 @@ def _value_part(sources: Sources, record: InstanceRecord) -> Part:
     length = last_start + last_length - start
     return Part(with_syntax(OCTET, EXPLICIT_VR_LE), f"{record.path}/pixeldata", length,
                 sources.blob_body(record.blob_key, start, length))
+
+
+def _decoded_value_part(sources: Sources, record: InstanceRecord) -> Part:
+    """The Pixel Data value of compressed frames, decoded (Explicit VR Little Endian), every frame in a row.
+
+    Its length is known from the data set (``decoded_description``), so a range decodes only the frames
+    it covers, one at a time (each through the frame cache and within the request's memory budget).
+    """
+    assert record.pixel is not None
+    frame = pixels.decoded_description(record.transfer_syntax_uid, record.pixel).frame_length
+    total = frame * len(record.frames)
+
+    def body(offset: int, length: int | None) -> Iterator[bytes]:
+        end = total if length is None else min(total, offset + length)
+        while offset < end:
+            index, start = divmod(offset, frame)
+            data = sources.transcoded_frame(record, index, EXPLICIT_VR_LE)
+            if len(data) != frame:  # never a Content-Length the bytes do not fill
+                raise DecodeError(f"frame {index + 1} of {record.instance_uid} decoded to {len(data)} bytes, "
+                                  f"not the {frame} its attributes describe")
+            stop = min(frame, end - index * frame)
+            yield data[start:stop]
+            offset = index * frame + stop
+
+    return Part(with_syntax(OCTET, EXPLICIT_VR_LE), f"{record.path}/pixeldata", total, body,
+                memory=sources.frame_memory(record, EXPLICIT_VR_LE))
 
 
 def _frame_part(sources: Sources, record: InstanceRecord, index: int, syntax: str, location: str) -> Part:
