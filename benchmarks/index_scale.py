@@ -45,8 +45,8 @@ import httpx
 import orjson
 from common import heading, machine_line, temp_dir
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from services import PostgresServer  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.postgres import PostgresServer  # noqa: E402
 
 from dicomweb_origin.app import build_app  # noqa: E402
 from dicomweb_origin.model import (  # noqa: E402

@@ -66,3 +66,15 @@ def test_viewers_finds_a_capacity_without_orthanc(tmp_path: Path) -> None:
     assert re.search(r"ours\s+N = \d+", output), output
     assert "Orthanc 1.13  N =" not in output
     assert "(Orthanc 1.13 skipped: not built in" in output
+
+
+SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("*.py") if p.name not in ("common.py", "anchors.py", "pool.py"))  # libraries, or a subcommand
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_benchmark_script_starts(script: str) -> None:
+    """Each script imports what it uses (the package, tests/support helpers) and parses its options."""
+    result = subprocess.run([sys.executable, str(BENCHMARKS / script), "--help"], capture_output=True, text=True,
+                            timeout=120, check=False, cwd=REPO)
+    assert result.returncode == 0, f"{script} --help failed:\n{result.stderr[-2000:]}"
+    assert "usage:" in result.stdout
