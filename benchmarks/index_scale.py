@@ -46,8 +46,6 @@ import orjson
 from common import heading, machine_line, temp_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.support.postgres import PostgresServer  # noqa: E402
-
 from dicomweb_origin.app import build_app  # noqa: E402
 from dicomweb_origin.model import (  # noqa: E402
     Display,
@@ -60,6 +58,7 @@ from dicomweb_origin.model import (  # noqa: E402
 from dicomweb_origin.settings import Settings  # noqa: E402
 from dicomweb_origin.storage import sql  # noqa: E402
 from dicomweb_origin.storage.backends import migrate_index, open_index  # noqa: E402
+from tests.support.postgres import PostgresServer  # noqa: E402
 
 TARGET_MS = {"search": 20.0, "delete": 50.0}
 ROOT = "http://bench/dicomweb"
