@@ -28,7 +28,8 @@ from starlette.applications import Starlette
 from dicomweb_origin.app import build_app
 from dicomweb_origin.demo import DEMO_STUDIES, generate_demo
 from dicomweb_origin.ingest import Ingest, Outcome
-from dicomweb_origin.model import Acceptable, StoredInstance
+from dicomweb_origin.model.media import Acceptable
+from dicomweb_origin.model.stored import StoredInstance
 from dicomweb_origin.search import Search
 from dicomweb_origin.settings import Settings
 from dicomweb_origin.storage.base import Condition, SearchQuery

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .dicom import pixels, transcode
 from .dicom.reader import NORMALIZED_SYNTAXES
-from .model import TRANSFER_SYNTAXES, PixelDescription
+from .model.media import TRANSFER_SYNTAXES
+from .model.stored import PixelDescription
 from .web.resources import RESOURCES, Method, Resource
 
 _SAMPLES = {

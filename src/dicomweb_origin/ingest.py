@@ -33,7 +33,10 @@ from .dicom import jsonwriter, reader
 from .dicom.display import ICC_PROFILE, display_of_stored, extract_display
 from .dicom.xml import json_to_xml
 from .errors import BadRequest, IngestError, NotDicom, SeriesInOtherStudy
-from .model import Display, InstanceRecord, StoredInstance, counts_as_lossy, uid_error
+from .model.appearance import Display
+from .model.media import counts_as_lossy
+from .model.stored import InstanceRecord, StoredInstance
+from .model.uids import uid_error
 from .settings import Settings
 from .storage.base import BlobStore, Index
 

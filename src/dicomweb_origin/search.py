@@ -27,7 +27,8 @@ from pydicom.datadict import dictionary_VR
 from .dicom import jsonwriter
 from .dicom.xml import json_to_xml
 from .errors import BadRequest
-from .model import Acceptable, uid_error
+from .model.media import Acceptable
+from .model.uids import uid_error
 from .retrieve import Part, Payload, bytes_body, metadata_kind  # one rule for metadata media types
 from .storage.base import Condition, ItemCondition, Level, SearchIndex, SearchQuery
 

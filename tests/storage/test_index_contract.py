@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from dicomweb_origin.errors import Conflict, SeriesInOtherStudy, ServiceUnavailable
-from dicomweb_origin.model import Display, InstanceRecord
+from dicomweb_origin.model.appearance import Display
+from dicomweb_origin.model.stored import InstanceRecord
 from dicomweb_origin.storage.base import Condition, ItemCondition, SearchQuery
 from dicomweb_origin.storage.inmemory import MemoryIndex
 from dicomweb_origin.storage.sqlite import SqliteIndex

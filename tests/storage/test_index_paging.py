@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from dicomweb_origin.model import StoredInstance
+from dicomweb_origin.model.stored import StoredInstance
 from dicomweb_origin.storage.base import Condition, SearchQuery
 from dicomweb_origin.storage.inmemory import MemoryIndex
 from dicomweb_origin.storage.sqlite import SqliteIndex

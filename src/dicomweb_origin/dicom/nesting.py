@@ -17,7 +17,7 @@ from typing import BinaryIO
 from pydicom.datadict import dictionary_VR
 
 from ..errors import IngestError
-from ..model import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, IMPLICIT_VR_LE
+from ..model.media import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, IMPLICIT_VR_LE
 
 _UNDEFINED = 0xFFFFFFFF
 # Explicit VRs with a 4-byte value length (PS3.5 Table 7.1-1).

@@ -27,15 +27,31 @@ import numpy as np
 from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder  # type: ignore[attr-defined]
 
+# Compressed transfer syntaxes (PS3.5 Annex A) are pydicom's UIDs, under the short names the dicom layer uses.
+from pydicom.uid import HTJ2K
+from pydicom.uid import JPEG2000 as J2K
+from pydicom.uid import JPEG2000MC as J2K_PART2
+from pydicom.uid import HTJ2KLossless as HTJ2K_LOSSLESS
+from pydicom.uid import HTJ2KLosslessRPCL as HTJ2K_RPCL
+from pydicom.uid import JPEG2000Lossless as J2K_LOSSLESS
+from pydicom.uid import JPEG2000MCLossless as J2K_PART2_LOSSLESS
+from pydicom.uid import JPEGBaseline8Bit as JPEG_BASELINE
+from pydicom.uid import JPEGExtended12Bit as JPEG_EXTENDED
+from pydicom.uid import JPEGLossless as JPEG_LOSSLESS
+from pydicom.uid import JPEGLosslessSV1 as JPEG_LOSSLESS_SV1
+from pydicom.uid import JPEGLSLossless as JPEG_LS_LOSSLESS
+from pydicom.uid import JPEGLSNearLossless as JPEG_LS_NEAR
+from pydicom.uid import RLELossless as RLE_LOSSLESS
+
 from ..errors import DecodeError, NotAcceptable
-from ..model import (
+from ..model.media import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_BE,
     EXPLICIT_VR_LE,
     IMPLICIT_VR_LE,
     TRANSFER_SYNTAXES,
-    PixelDescription,
 )
+from ..model.stored import PixelDescription
 from . import headers
 
 try:  # OpenJPEG and OpenJPH with the GIL released; JPEG and HTJ2K encoders
@@ -45,6 +61,20 @@ except ImportError:  # pragma: no cover - a declared dependency
 
 __all__ = [
     "DECODERS",
+    "HTJ2K",
+    "HTJ2K_LOSSLESS",
+    "HTJ2K_RPCL",
+    "J2K",
+    "J2K_LOSSLESS",
+    "J2K_PART2",
+    "J2K_PART2_LOSSLESS",
+    "JPEG_BASELINE",
+    "JPEG_EXTENDED",
+    "JPEG_LOSSLESS",
+    "JPEG_LOSSLESS_SV1",
+    "JPEG_LS_LOSSLESS",
+    "JPEG_LS_NEAR",
+    "RLE_LOSSLESS",
     "can_decode",
     "check_header",
     "decode_frame",
@@ -61,27 +91,13 @@ Array = np.ndarray[Any, np.dtype[Any]]
 # Frames reach this module little-endian: the dataset-level syntaxes differ only outside Pixel Data.
 NATIVE_SYNTAXES = frozenset({EXPLICIT_VR_LE, IMPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE})
 
-JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
-JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
-JPEG_LOSSLESS = "1.2.840.10008.1.2.4.57"
-JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
-JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"
-JPEG_LS_NEAR = "1.2.840.10008.1.2.4.81"
-J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
-J2K = "1.2.840.10008.1.2.4.91"
-J2K_PART2_LOSSLESS = "1.2.840.10008.1.2.4.92"
-J2K_PART2 = "1.2.840.10008.1.2.4.93"
-HTJ2K_LOSSLESS = "1.2.840.10008.1.2.4.201"
-HTJ2K_RPCL = "1.2.840.10008.1.2.4.202"
-HTJ2K = "1.2.840.10008.1.2.4.203"
-RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 
 # Syntaxes whose bitstreams can only be lossy (PS3.5 §8.2.1), whatever the caller says.
 ALWAYS_LOSSY = frozenset({JPEG_BASELINE, JPEG_EXTENDED})
 
 # Part 2 codestreams that use only Part 1 tools decode with the Part 1 decoder (openjpeg);
 # ones that use Part 2 extensions fail and raise DecodeError.
-DECODE_AS = {J2K_PART2_LOSSLESS: J2K_LOSSLESS, J2K_PART2: J2K}
+DECODE_AS: dict[str, str] = {J2K_PART2_LOSSLESS: J2K_LOSSLESS, J2K_PART2: J2K}
 
 # The pixel data element a record's ``pixel_path`` names (PS3.3 C.7.6.3, C.7.6.24).
 PIXEL_KEYWORDS = {"7FE00010": "PixelData", "7FE00008": "FloatPixelData", "7FE00009": "DoubleFloatPixelData"}

@@ -27,16 +27,14 @@ from pydicom.filewriter import dcmwrite, write_file_meta_info
 from pydicom.uid import UID
 
 from ..errors import IngestError, NotDicom
-from ..model import (
+from ..model.media import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_BE,
     EXPLICIT_VR_LE,
     IMPLICIT_VR_LE,
     TRANSFER_SYNTAXES,
-    BulkElement,
-    Frame,
-    PixelDescription,
 )
+from ..model.stored import BulkElement, Frame, PixelDescription
 from . import headers
 from .nesting import check_depth
 

@@ -32,14 +32,14 @@ from pydicom.pixels import get_decoder  # type: ignore[attr-defined]
 from pydicom.uid import UID
 
 from ..errors import DecodeError, NotAcceptable
-from ..model import (
+from ..model.media import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_BE,
     EXPLICIT_VR_LE,
     IMPLICIT_VR_LE,
-    PixelDescription,
     counts_as_lossy,
 )
+from ..model.stored import PixelDescription
 from .codecs import (
     ENCODERS,
     JPEG_LS_NEAR_ERROR,

@@ -9,7 +9,7 @@ import orjson
 from ..dicom import jsonwriter
 from ..dicom.xml import json_to_xml
 from ..errors import NotAcceptable
-from ..model import EXPLICIT_VR_LE, Acceptable
+from ..model.media import EXPLICIT_VR_LE, Acceptable
 from ..negotiation import Offer, negotiate
 from .payload import Body, Cost, Once, Part, Payload, Target, etag, lazy_body
 from .sources import Sources

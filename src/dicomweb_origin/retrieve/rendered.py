@@ -22,7 +22,10 @@ from ..cache import BytesCache
 from ..dicom.softcopy import parse_presentation
 from ..dicom.xml import json_to_xml
 from ..errors import BadRequest, DicomWebError, NotAcceptable, PayloadTooLarge
-from ..model import Acceptable, Display, InstanceRecord, RenderParams, Viewport, Window
+from ..model.appearance import Display, Window
+from ..model.media import Acceptable
+from ..model.rendering import RenderParams, Viewport
+from ..model.stored import InstanceRecord
 from ..negotiation import Offer, negotiate
 from ..render import document, icons, presentation, report, video
 from ..render.viewport import output_size, source_region

@@ -30,7 +30,9 @@ from ..cache import SizedCache
 from ..dicom import dicomjson as dj
 from ..dicom import jsonwriter, pixels
 from ..errors import BadRequest
-from ..model import InstanceRecord, VolumeSelector, Window
+from ..model.appearance import Window
+from ..model.rendering import VolumeSelector
+from ..model.stored import InstanceRecord
 from ..render import lut
 from ..render.volume import Slice, Volume, fill, layout, levels
 from .sources import Sources

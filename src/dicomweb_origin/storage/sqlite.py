@@ -100,7 +100,7 @@ MIGRATIONS: list[str] = [
     DROP INDEX instance_by_class;
     CREATE INDEX instance_by_class ON instance(sop_class_uid, study_uid);
     """,
-    # 4: records gain the display pipeline (model.Display). Rows with pixel data stored before it wait
+    # 4: records gain the display pipeline (model.appearance.Display). Rows with pixel data stored before it wait
     # here until the Ingest use case reads their blobs (storage never parses DICOM): see set_display.
     """
     CREATE TABLE display_pending (instance_uid TEXT PRIMARY KEY);

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from ..errors import BadRequest, NotFound
 from ..ingest import Ingest
-from ..model import RenderParams, VolumeParams
+from ..model.rendering import RenderParams, VolumeParams
 from ..retrieve import Retrieve, RetrieveRequest
 from ..search import Search
 from ..settings import Settings
