@@ -120,7 +120,7 @@ _HT_FAMILY = (HTJ2K_LOSSLESS, HTJ2K_RPCL, HTJ2K)
 # (transfer syntax, photometric interpretation, lossy codestream) -> decoder; PYDICOM otherwise.
 # "Lossy" is the codestream's own wavelet (irreversible 9-7, read from its COD marker), not the
 # syntax's name: .203 and .91 may hold reversible codestreams too.
-# OpenJPH decodes irreversible multi-component HTJ2K wrongly (issue 7: ~16-20 dB PSNR against the
+# OpenJPH decodes irreversible multi-component HTJ2K wrongly (measured: ~16-20 dB PSNR against the
 # source where OpenJPEG gives ~55-62 dB, with or without the ICT), so lossy colour HTJ2K goes to
 # OpenJPEG; greyscale and reversible colour HTJ2K decode identically (within one grey level for
 # lossy greyscale, exactly for reversible) in both, and OpenJPH is the faster of the two.
