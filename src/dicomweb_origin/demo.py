@@ -5,6 +5,9 @@ The report is kept twice, as a Comprehensive SR and as an Encapsulated PDF.
 A fresh server needs studies a viewer (e.g. OHIF) can open, and tests need the same bytes every run.
 Everything here is derived from fixed seeds and fixed UID entropy, so generating twice gives identical
 UIDs and identical pixels; nothing is downloaded (pydicom's bundled test files only).
+
+Past 400 lines on purpose: one generator of one demo archive, whose studies share the patient, the phantom's
+geometry and the UID scheme; it is data written as code, not logic the server runs.
 """
 
 from __future__ import annotations

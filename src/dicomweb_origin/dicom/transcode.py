@@ -4,6 +4,10 @@ The server stores each frame as it arrived (native little-endian bytes, or one b
 bitstream per frame) and converts only when a client asks for a syntax it does not have
 (PS3.18 §8.7.3): decode with ``pixels.decode_frame``, encode with ``codecs.encode_frame``.
 This module is the one callers import: it re-exports what they use of both.
+
+Past 400 lines on purpose: a frame and a whole instance are converted by one set of rules (the lossy
+bookkeeping of PS3.3 C.7.6.1.1.5, the target's pixel description, the streamed element layout), which
+would otherwise be split across modules that each need the other's private steps.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ the one decoding path frames and transcoding use (``Sources.decoded_frame``), th
 functions of ``render/`` (display pipeline, viewport, annotation, encoders). Every rendered part is
 produced on the CPU executor and kept in a bounded cache keyed like its ETag, so a viewer's study
 browser costs one rendering per thumbnail.
+
+Past 400 lines on purpose: the ``Renderer`` (one instance's frames to rendered parts, with their memory
+budget and cache) and the two resources that use it (Rendered, Thumbnail) share the category rules above.
 """
 
 from __future__ import annotations
