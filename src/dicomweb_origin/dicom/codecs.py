@@ -35,6 +35,15 @@ from ..errors import NotAcceptable
 from ..model.media import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE
 from ..model.stored import PixelDescription
 from .pixels import (
+    NATIVE_SYNTAXES,
+    Array,
+    codec_failure,
+    runner_options,
+    short_message,
+    syntax_name,
+    video_reason,
+)
+from .syntaxes import (
     HTJ2K,
     HTJ2K_LOSSLESS,
     HTJ2K_RPCL,
@@ -48,14 +57,7 @@ from .pixels import (
     JPEG_LOSSLESS_SV1,
     JPEG_LS_LOSSLESS,
     JPEG_LS_NEAR,
-    NATIVE_SYNTAXES,
     RLE_LOSSLESS,
-    Array,
-    codec_failure,
-    runner_options,
-    short_message,
-    syntax_name,
-    video_reason,
 )
 
 try:  # JPEG and HTJ2K encoders; pydicom has none for these syntaxes

@@ -13,17 +13,17 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from pydicom import uid
 from pydicom.pixels import get_decoder  # type: ignore[attr-defined]
 
 from ..model.media import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE
+from .syntaxes import HTJ2K, HTJ2K_LOSSLESS, HTJ2K_RPCL, J2K, J2K_LOSSLESS, J2K_PART2, J2K_PART2_LOSSLESS
 
 # Frames reach this module little-endian: the dataset-level syntaxes differ only outside Pixel Data.
 NATIVE_SYNTAXES = frozenset({EXPLICIT_VR_LE, IMPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE})
 
 # Part 2 codestreams that use only Part 1 tools decode with the Part 1 decoder (openjpeg);
 # ones that use Part 2 extensions fail and raise DecodeError.
-DECODE_AS: dict[str, str] = {uid.JPEG2000MCLossless: uid.JPEG2000Lossless, uid.JPEG2000MC: uid.JPEG2000}
+DECODE_AS: dict[str, str] = {J2K_PART2_LOSSLESS: J2K_LOSSLESS, J2K_PART2: J2K}
 
 PYDICOM = "pydicom"  # pydicom's plugins: pylibjpeg-libjpeg/-openjpeg/-rle, pyjpegls, native reader
 OPENJPEG = "openjpeg"  # imagecodecs.jpeg2k_decode (OpenJPEG 2.5, decodes HTJ2K too), GIL released
@@ -33,8 +33,8 @@ DECODER_NAMES = {PYDICOM: "pydicom", OPENJPEG: "OpenJPEG (imagecodecs)", OPENJPH
 
 _GREY = ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR")
 _COLOUR = ("RGB", "YBR_FULL", "YBR_ICT", "YBR_RCT")
-J2K_FAMILY = (uid.JPEG2000Lossless, uid.JPEG2000)
-HT_FAMILY = (uid.HTJ2KLossless, uid.HTJ2KLosslessRPCL, uid.HTJ2K)
+J2K_FAMILY = (J2K_LOSSLESS, J2K)
+HT_FAMILY = (HTJ2K_LOSSLESS, HTJ2K_RPCL, HTJ2K)
 
 # (transfer syntax, photometric interpretation, lossy codestream) -> decoder; PYDICOM otherwise.
 # "Lossy" is the codestream's own wavelet (irreversible 9-7, read from its COD marker), not the

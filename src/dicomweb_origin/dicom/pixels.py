@@ -22,22 +22,6 @@ import numpy as np
 from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder  # type: ignore[attr-defined]
 
-# Compressed transfer syntaxes (PS3.5 Annex A) are pydicom's UIDs, under the short names the dicom layer uses.
-from pydicom.uid import HTJ2K
-from pydicom.uid import JPEG2000 as J2K
-from pydicom.uid import JPEG2000MC as J2K_PART2
-from pydicom.uid import HTJ2KLossless as HTJ2K_LOSSLESS
-from pydicom.uid import HTJ2KLosslessRPCL as HTJ2K_RPCL
-from pydicom.uid import JPEG2000Lossless as J2K_LOSSLESS
-from pydicom.uid import JPEG2000MCLossless as J2K_PART2_LOSSLESS
-from pydicom.uid import JPEGBaseline8Bit as JPEG_BASELINE
-from pydicom.uid import JPEGExtended12Bit as JPEG_EXTENDED
-from pydicom.uid import JPEGLossless as JPEG_LOSSLESS
-from pydicom.uid import JPEGLosslessSV1 as JPEG_LOSSLESS_SV1
-from pydicom.uid import JPEGLSLossless as JPEG_LS_LOSSLESS
-from pydicom.uid import JPEGLSNearLossless as JPEG_LS_NEAR
-from pydicom.uid import RLELossless as RLE_LOSSLESS
-
 from ..errors import DecodeError, NotAcceptable
 from ..model.media import (
     EXPLICIT_VR_BE,
@@ -61,6 +45,7 @@ from .decoders import (
     irreversible,
     pydicom_plugins,
 )
+from .syntaxes import JPEG_BASELINE, JPEG_EXTENDED
 
 try:  # OpenJPEG and OpenJPH with the GIL released; JPEG and HTJ2K encoders
     import imagecodecs
@@ -76,20 +61,6 @@ __all__ = [
     "OPENJPH",
     "PYDICOM",
     "pydicom_plugins",
-    "HTJ2K",
-    "HTJ2K_LOSSLESS",
-    "HTJ2K_RPCL",
-    "J2K",
-    "J2K_LOSSLESS",
-    "J2K_PART2",
-    "J2K_PART2_LOSSLESS",
-    "JPEG_BASELINE",
-    "JPEG_EXTENDED",
-    "JPEG_LOSSLESS",
-    "JPEG_LOSSLESS_SV1",
-    "JPEG_LS_LOSSLESS",
-    "JPEG_LS_NEAR",
-    "RLE_LOSSLESS",
     "can_decode",
     "check_header",
     "decode_frame",

@@ -55,6 +55,20 @@ from .codecs import (
 from .encapsulation import ITEM, PIXEL_TAGS, pixel_element_start, spooled_items
 from .pixels import (
     ALWAYS_LOSSY,
+    NATIVE_SYNTAXES,
+    Array,
+    can_decode,
+    decode_frame,
+    decoded_description,
+    is_panic,
+    normalize_decoded,
+    repack_bits,
+    short_message,
+    syntax_name,
+    video_reason,
+)
+from .reader import READ_ERRORS, swap_to_little_endian
+from .syntaxes import (
     HTJ2K,
     HTJ2K_LOSSLESS,
     HTJ2K_RPCL,
@@ -68,20 +82,8 @@ from .pixels import (
     JPEG_LOSSLESS_SV1,
     JPEG_LS_LOSSLESS,
     JPEG_LS_NEAR,
-    NATIVE_SYNTAXES,
     RLE_LOSSLESS,
-    Array,
-    can_decode,
-    decode_frame,
-    decoded_description,
-    is_panic,
-    normalize_decoded,
-    repack_bits,
-    short_message,
-    syntax_name,
-    video_reason,
 )
-from .reader import READ_ERRORS, swap_to_little_endian
 
 __all__ = [
     "DEFLATED_EXPLICIT_VR_LE",
