@@ -47,14 +47,8 @@ from common import heading, machine_line, temp_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dicomweb_origin.app import build_app  # noqa: E402
-from dicomweb_origin.model import (  # noqa: E402
-    Display,
-    FrameDisplay,
-    InstanceRecord,
-    PixelDescription,
-    StoredInstance,
-    Window,
-)
+from dicomweb_origin.model.appearance import Display, FrameDisplay, Window  # noqa: E402
+from dicomweb_origin.model.stored import InstanceRecord, PixelDescription, StoredInstance  # noqa: E402
 from dicomweb_origin.settings import Settings  # noqa: E402
 from dicomweb_origin.storage import sql  # noqa: E402
 from dicomweb_origin.storage.backends import migrate_index, open_index  # noqa: E402

@@ -22,7 +22,7 @@ import orjson
 from common import Latencies, figure, heading, latency_figure, machine_line, temp_dir
 
 from dicomweb_origin.app import build_app
-from dicomweb_origin.model import InstanceRecord, StoredInstance
+from dicomweb_origin.model.stored import InstanceRecord, StoredInstance
 from dicomweb_origin.settings import Settings
 from dicomweb_origin.storage.backends import open_index
 from dicomweb_origin.storage.sqlite import SqliteIndex

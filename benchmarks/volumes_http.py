@@ -58,7 +58,8 @@ def http_figures(rows: int = 512, slices: int = 300, requests: int = 20) -> None
     from volumes import synthetic_ct
 
     from dicomweb_origin.app import Archive
-    from dicomweb_origin.model import Acceptable, VolumeParams
+    from dicomweb_origin.model.media import Acceptable
+    from dicomweb_origin.model.rendering import VolumeParams
     from dicomweb_origin.retrieve import Target
     from dicomweb_origin.settings import Settings
 

@@ -170,3 +170,17 @@ def test_the_circle_check_sees_a_circle(tmp_path: Path) -> None:
     assert graph == {"pkg.a": {"pkg.b"}, "pkg.b": {"pkg.a"}}
     assert _circles(graph | {"pkg": set()}) == [["pkg.a", "pkg.b"]]
     assert _circles({"pkg.a": {"pkg.b"}, "pkg.b": set()}) == []
+
+
+MODULE_LINES = 400
+
+
+def test_a_module_past_the_size_says_why() -> None:
+    """A module in src/ is at most 400 lines, or its docstring says why it is one module (STYLE.md)."""
+    unexplained = []
+    for path in MODULES:
+        text = path.read_text(encoding="utf-8")
+        lines = len(text.splitlines())
+        if lines > MODULE_LINES and "Past 400 lines on purpose" not in (ast.get_docstring(ast.parse(text)) or ""):
+            unexplained.append(f"{_module_name(path)} ({lines} lines)")
+    assert not unexplained, f"modules over {MODULE_LINES} lines whose docstring gives no reason: {unexplained}"

@@ -21,7 +21,7 @@ from dicomweb_origin.check import check
 from dicomweb_origin.cli import main
 from dicomweb_origin.ingest import Ingest, Outcome
 from dicomweb_origin.settings import Settings
-from dicomweb_origin.storage.memory import MemoryBlobStore, MemoryIndex
+from dicomweb_origin.storage.inmemory import MemoryBlobStore, MemoryIndex
 from tests.support.synthetic import instance_bytes, uid
 
 STUDY, SERIES = uid(9), uid(9, 1)

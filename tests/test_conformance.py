@@ -15,7 +15,7 @@ def test_generated_sections_are_current() -> None:
 
 
 def test_every_transfer_syntax_is_listed() -> None:
-    from dicomweb_origin.model import TRANSFER_SYNTAXES
+    from dicomweb_origin.model.media import TRANSFER_SYNTAXES
 
     text = DOC.read_text(encoding="utf-8")
     for uid in TRANSFER_SYNTAXES:

@@ -28,11 +28,12 @@ from starlette.applications import Starlette
 from dicomweb_origin.app import build_app
 from dicomweb_origin.demo import DEMO_STUDIES, generate_demo
 from dicomweb_origin.ingest import Ingest, Outcome
-from dicomweb_origin.model import Acceptable, StoredInstance
+from dicomweb_origin.model.media import Acceptable
+from dicomweb_origin.model.stored import StoredInstance
 from dicomweb_origin.search import Search
 from dicomweb_origin.settings import Settings
 from dicomweb_origin.storage.base import Condition, SearchQuery
-from dicomweb_origin.storage.memory import MemoryBlobStore
+from dicomweb_origin.storage.inmemory import MemoryBlobStore
 from dicomweb_origin.storage.records import column_value, record_to_json
 from dicomweb_origin.storage.sqlite import MIGRATIONS
 from tests.support.http import parse_multipart

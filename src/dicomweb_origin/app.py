@@ -22,7 +22,7 @@ from .search import Search
 from .settings import Settings
 from .storage.backends import BackendUnavailable, open_blobs, open_index
 from .storage.base import BlobStore, Index, SearchQuery
-from .web.app import create_app
+from .web.application import create_app
 from .web.ops import Probes
 
 log = logging.getLogger(__name__)

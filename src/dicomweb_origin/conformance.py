@@ -12,9 +12,10 @@ import re
 import sys
 from pathlib import Path
 
-from .dicom import pixels, transcode
+from .dicom import decoders, pixels, transcode
 from .dicom.reader import NORMALIZED_SYNTAXES
-from .model import TRANSFER_SYNTAXES, PixelDescription
+from .model.media import TRANSFER_SYNTAXES
+from .model.stored import PixelDescription
 from .web.resources import RESOURCES, Method, Resource
 
 _SAMPLES = {
@@ -47,15 +48,15 @@ def transfer_syntax_table() -> str:
 
 
 def _decoder_name(uid: str, pi: str, lossy: bool) -> str:
-    name = pixels.decoder_for(uid, pi, lossy)
-    if name != pixels.PYDICOM:
-        return pixels.DECODER_NAMES[name]
-    plugins = pixels.pydicom_plugins(uid)
+    name = decoders.decoder_for(uid, pi, lossy)
+    if name != decoders.PYDICOM:
+        return decoders.DECODER_NAMES[name]
+    plugins = decoders.pydicom_plugins(uid)
     return f"pydicom ({', '.join(plugins)})" if plugins else "pydicom"
 
 
 def decoder_table() -> str:
-    """Which library decodes which stored bitstream (``dicom.pixels.DECODERS``)."""
+    """Which library decodes which stored bitstream (``dicom.decoders.DECODERS``)."""
     lines = ["| Transfer syntax | Greyscale | Colour, reversible codestream | Colour, irreversible codestream |",
              "|---|---|---|---|"]
     for ts in TRANSFER_SYNTAXES.values():

@@ -5,6 +5,9 @@ The report is kept twice, as a Comprehensive SR and as an Encapsulated PDF.
 A fresh server needs studies a viewer (e.g. OHIF) can open, and tests need the same bytes every run.
 Everything here is derived from fixed seeds and fixed UID entropy, so generating twice gives identical
 UIDs and identical pixels; nothing is downloaded (pydicom's bundled test files only).
+
+Past 400 lines on purpose: one generator of one demo archive, whose studies share the patient, the phantom's
+geometry and the UID scheme; it is data written as code, not logic the server runs.
 """
 
 from __future__ import annotations
@@ -23,15 +26,22 @@ import pydicom.data
 from pydicom import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
+    JPEG2000,
     PYDICOM_IMPLEMENTATION_UID,
     PYDICOM_ROOT_UID,
     UID,
     ComprehensiveSRStorage,
     CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
     EncapsulatedPDFStorage,
     EnhancedCTImageStorage,
     ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
     JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
     generate_uid,
 )
 
@@ -86,14 +96,14 @@ ENHANCED_SIZE: Final = 256
 # Bundled with pydicom itself (no pydicom-data needed), one file per SOP Instance UID, chosen to cover
 # transfer syntaxes and multi-frame: name -> transfer syntax, for documentation and tests.
 PYDICOM_FILES: Final[Mapping[str, str]] = MappingProxyType({
-    "CT_small.dcm": "1.2.840.10008.1.2.1",  # Explicit VR Little Endian, CT
-    "SC_rgb_jpeg_dcmd.dcm": "1.2.840.10008.1.2",  # Implicit VR Little Endian, RGB
-    "image_dfl.dcm": "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
-    "examples_ybr_color.dcm": "1.2.840.10008.1.2.4.50",  # JPEG Baseline, 30-frame US, YBR_FULL_422
-    "SC_rgb_jpeg_gdcm.dcm": "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1, RGB
-    "JPEG2000.dcm": "1.2.840.10008.1.2.4.91",  # JPEG 2000 (lossy-capable syntax), 16-bit signed
-    "MR_small_jpeg_ls_lossless.dcm": "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless, MR
-    "rtdose_rle.dcm": "1.2.840.10008.1.2.5",  # RLE Lossless, 15-frame RT Dose, 32-bit
+    "CT_small.dcm": ExplicitVRLittleEndian,  # CT
+    "SC_rgb_jpeg_dcmd.dcm": ImplicitVRLittleEndian,  # RGB
+    "image_dfl.dcm": DeflatedExplicitVRLittleEndian,
+    "examples_ybr_color.dcm": JPEGBaseline8Bit,  # 30-frame US, YBR_FULL_422
+    "SC_rgb_jpeg_gdcm.dcm": JPEGLosslessSV1,  # RGB
+    "JPEG2000.dcm": JPEG2000,  # the lossy-capable syntax, 16-bit signed
+    "MR_small_jpeg_ls_lossless.dcm": JPEGLSLossless,  # MR
+    "rtdose_rle.dcm": RLELossless,  # 15-frame RT Dose, 32-bit
 })
 
 PATIENT: Final[tuple[tuple[str, str], ...]] = (

@@ -29,11 +29,14 @@ from typing import BinaryIO
 import anyio.to_thread
 import orjson
 
-from .dicom import metadata, reader
+from .dicom import jsonwriter, reader
 from .dicom.display import ICC_PROFILE, display_of_stored, extract_display
 from .dicom.xml import json_to_xml
 from .errors import BadRequest, IngestError, NotDicom, SeriesInOtherStudy
-from .model import Display, InstanceRecord, StoredInstance, counts_as_lossy, uid_error
+from .model.appearance import Display
+from .model.media import counts_as_lossy
+from .model.stored import InstanceRecord, StoredInstance
+from .model.uids import uid_error
 from .settings import Settings
 from .storage.base import BlobStore, Index
 
@@ -182,7 +185,7 @@ class Ingest:
         # Everything that can fail on the content is done before a byte is written.
         with _reading():
             unstored = self._record(parsed, uids, sop_class)
-            body = metadata.instance_json(
+            body = jsonwriter.instance_json(
                 ds, unstored.path, parsed.bulk, parsed.pixel_path, parsed.pixel_vr,
                 unstored.transfer_syntax_uid, self.settings.bulk_threshold,
             )
@@ -199,9 +202,9 @@ class Ingest:
         stored = StoredInstance(
             record=record,
             metadata=encoded,
-            study_attributes=metadata.level_attributes(body, metadata.STUDY_TAGS),
-            series_attributes=metadata.level_attributes(body, metadata.SERIES_TAGS),
-            instance_attributes=metadata.level_attributes(body, metadata.INSTANCE_TAGS),
+            study_attributes=jsonwriter.level_attributes(body, jsonwriter.STUDY_TAGS),
+            series_attributes=jsonwriter.level_attributes(body, jsonwriter.SERIES_TAGS),
+            instance_attributes=jsonwriter.level_attributes(body, jsonwriter.INSTANCE_TAGS),
         )
         if replace:
             return self._replace(stored, sop_class)

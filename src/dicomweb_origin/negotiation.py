@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .errors import BadRequest, NotAcceptable
-from .model import MEDIA_TYPE_ALIASES, Acceptable
+from .model.media import MEDIA_TYPE_ALIASES, Acceptable
 
 __all__ = ["Offer", "acceptable_media_types", "check_charset", "check_charset_parameter", "excluded",
            "negotiate", "parse_media_range", "quality", "split_list", "token_quality"]

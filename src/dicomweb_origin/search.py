@@ -24,10 +24,11 @@ import anyio.to_thread
 import orjson
 from pydicom.datadict import dictionary_VR
 
-from .dicom import metadata as dicom_metadata
+from .dicom import jsonwriter
 from .dicom.xml import json_to_xml
 from .errors import BadRequest
-from .model import Acceptable, uid_error
+from .model.media import Acceptable
+from .model.uids import uid_error
 from .retrieve import Part, Payload, bytes_body, metadata_kind  # one rule for metadata media types
 from .storage.base import Condition, ItemCondition, Level, SearchIndex, SearchQuery
 
@@ -78,9 +79,9 @@ _DEFAULTS: dict[str, tuple[tuple[str, bool], ...]] = {
     ),
 }
 _KEPT: dict[Level, frozenset[str]] = {
-    "study": frozenset(dicom_metadata.STUDY_TAGS) - {"00080005"} | {"00080061", "00080062", "00201206", "00201208"},
-    "series": frozenset(dicom_metadata.SERIES_TAGS) | {"00201209"},
-    "instance": frozenset(dicom_metadata.INSTANCE_TAGS) | {"00083002"},
+    "study": frozenset(jsonwriter.STUDY_TAGS) - {"00080005"} | {"00080061", "00080062", "00201206", "00201208"},
+    "series": frozenset(jsonwriter.SERIES_TAGS) | {"00201209"},
+    "instance": frozenset(jsonwriter.INSTANCE_TAGS) | {"00083002"},
 }
 _LEVEL_OF: dict[str, Level] = {tag: level for level, tags in _KEPT.items() for tag in tags}
 _COMPUTED = frozenset({"00080061", "00080062"})  # derived from lower levels, computed on request
@@ -166,7 +167,7 @@ def _parse(where: Resource, params: Sequence[tuple[str, str]]) -> _Parsed:
             if name in options:
                 raise BadRequest(f"the query parameter {name} is repeated")
             options[name] = value
-        elif (path := dicom_metadata.attribute_path(name)) is None:
+        elif (path := jsonwriter.attribute_path(name)) is None:
             warnings.append(f"Query parameter {_printable(name)} is not supported and was ignored")  # §8.3
         elif path in keys:  # §8.3.4.1: an attribute shall not be repeated
             raise BadRequest(f"the match attribute {name} is repeated")
@@ -310,7 +311,7 @@ def _include(where: Resource, includes: list[str], returns: dict[str, bool]) -> 
             returns.setdefault(tag, False)
         return
     for item in names:
-        path = dicom_metadata.attribute_path(item)
+        path = jsonwriter.attribute_path(item)
         if path is None:
             raise BadRequest(f"includefield: {item!r} is neither an attribute keyword nor a tag")
         tag = path[0]
@@ -374,12 +375,12 @@ def _location(match: dict[str, Any], level: str) -> str:
 def _payload(results: list[dict[str, Any]], kind: str, root: str) -> Payload | None:
     vary = ("Accept", "Accept-Encoding")
     if kind == "json":
-        body = dicom_metadata.absolutize(orjson.dumps(results), root)
+        body = jsonwriter.absolutize(orjson.dumps(results), root)
         return Payload([Part("application/dicom+json", None, len(body), bytes_body(body))], None, _etag(body),
                        vary=vary)
     if not results:
         return None
-    documents = [json_to_xml(orjson.loads(dicom_metadata.absolutize(orjson.dumps(r), root))) for r in results]
+    documents = [json_to_xml(orjson.loads(jsonwriter.absolutize(orjson.dumps(r), root))) for r in results]
     parts = [Part("application/dicom+xml; charset=utf-8", None, len(d), bytes_body(d)) for d in documents]
     return Payload(parts, "application/dicom+xml", _etag(*documents), vary=vary)
 

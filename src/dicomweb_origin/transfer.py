@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
 from .ingest import Ingest, Outcome
-from .model import InstanceRecord
+from .model.stored import InstanceRecord
 from .storage.base import BlobStore, Index
 
 SPOOL_IN_MEMORY = 8 << 20

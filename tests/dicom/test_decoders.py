@@ -35,7 +35,8 @@ from pydicom.pixels import get_decoder
 from pydicom.uid import UID, generate_uid
 
 from dicomweb_origin.dicom import codecs, pixels
-from dicomweb_origin.model import TRANSFER_SYNTAXES, PixelDescription
+from dicomweb_origin.model.media import TRANSFER_SYNTAXES
+from dicomweb_origin.model.stored import PixelDescription
 from tests.support.archive import LoadedArchive
 from tests.support.http import parse_multipart
 

@@ -25,7 +25,7 @@ from pydicom.uid import generate_uid
 
 from dicomweb_origin.app import build_app
 from dicomweb_origin.dicom.display import extract_display
-from dicomweb_origin.model import Display, Lut, Window
+from dicomweb_origin.model.appearance import Display, Lut, Window
 from dicomweb_origin.settings import Settings
 from dicomweb_origin.storage.backends import open_index
 from dicomweb_origin.storage.records import record_from_json, record_to_json

@@ -36,7 +36,7 @@ from pydicom.uid import generate_uid
 from dicomweb_origin.dicom import headers, reader
 from dicomweb_origin.dicom.pixels import check_header, decode_frame
 from dicomweb_origin.errors import DecodeError, IngestError
-from dicomweb_origin.model import PixelDescription
+from dicomweb_origin.model.stored import PixelDescription
 from tests.support.probes import MIB, j2k_bomb, j2k_codestream, measure, rss, store_in_process
 from tests.support.server import LiveServer, live_server
 

@@ -28,7 +28,8 @@ from pydicom.pixels.processing import convert_color_space
 from dicomweb_origin.dicom import transcode as tc
 from dicomweb_origin.dicom.pixels import runner_options
 from dicomweb_origin.errors import DecodeError, NotAcceptable
-from dicomweb_origin.model import TRANSFER_SYNTAXES, PixelDescription
+from dicomweb_origin.model.media import TRANSFER_SYNTAXES
+from dicomweb_origin.model.stored import PixelDescription
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom's notes on odd test files
 

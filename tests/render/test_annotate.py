@@ -18,7 +18,8 @@ from pydicom import dcmread
 from pydicom.data import get_charset_files
 
 from dicomweb_origin.errors import BadRequest
-from dicomweb_origin.model import Viewport, Window
+from dicomweb_origin.model.appearance import Window
+from dicomweb_origin.model.rendering import Viewport
 from dicomweb_origin.render import annotate, annotation_lines, apply_viewport, burn_in, render_frame
 from tests.support.render_reference import decoded_frame, display_of, pixel_of, read
 

@@ -14,7 +14,8 @@ import pytest
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, convert_color_space
 
 from dicomweb_origin.errors import BadRequest
-from dicomweb_origin.model import Display, FrameDisplay, Lut, PixelDescription, Window
+from dicomweb_origin.model.appearance import Display, FrameDisplay, Lut, Window
+from dicomweb_origin.model.stored import PixelDescription
 from dicomweb_origin.render import display_image, encode, render_frame
 from tests.support.render_reference import decoded_frame, display_of, pixel_of, read
 

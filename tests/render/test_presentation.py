@@ -19,7 +19,8 @@ from pydicom.uid import generate_uid
 from dicomweb_origin import render
 from dicomweb_origin.dicom.display import extract_display
 from dicomweb_origin.dicom.softcopy import parse_presentation
-from dicomweb_origin.model import PixelDescription, Window
+from dicomweb_origin.model.appearance import Window
+from dicomweb_origin.model.stored import PixelDescription
 from dicomweb_origin.render.graphics import lab_to_rgb
 from dicomweb_origin.render.presentation import PresentationState, ReferencedImage, apply_presentation
 from tests.support.presentation_states import graphic, make_gsps, metadata, text

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dicomweb_origin.errors import BadRequest
-from dicomweb_origin.model import Viewport
+from dicomweb_origin.model.rendering import Viewport
 from dicomweb_origin.render import apply_viewport
 
 # A 200 wide × 100 high image: value = column (0..199) in the first channel, row in the second

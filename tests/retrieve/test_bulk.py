@@ -771,7 +771,7 @@ def test_matrix_covers_the_encoders() -> None:
 
 
 def _pixel(name: str) -> Any:
-    from dicomweb_origin.model import PixelDescription
+    from dicomweb_origin.model.stored import PixelDescription
 
     ds = dataset(name)
     return PixelDescription(int(ds.Rows), int(ds.Columns), int(ds.SamplesPerPixel), int(ds.BitsAllocated),

@@ -22,7 +22,7 @@ import pytest
 
 from dicomweb_origin.storage.base import BlobStore
 from dicomweb_origin.storage.files import FileBlobStore
-from dicomweb_origin.storage.memory import MemoryBlobStore
+from dicomweb_origin.storage.inmemory import MemoryBlobStore
 from dicomweb_origin.storage.s3 import S3BlobStore, S3Location
 from tests.support.ceph import CephS3
 

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from dicomweb_origin.errors import Conflict, SeriesInOtherStudy, ServiceUnavailable
-from dicomweb_origin.model import Display, InstanceRecord
+from dicomweb_origin.model.appearance import Display
+from dicomweb_origin.model.stored import InstanceRecord
 from dicomweb_origin.storage.base import Condition, ItemCondition, SearchQuery
-from dicomweb_origin.storage.memory import MemoryIndex
+from dicomweb_origin.storage.inmemory import MemoryIndex
 from dicomweb_origin.storage.sqlite import SqliteIndex
 from tests.support.archive import new_postgres_index
 from tests.support.postgres import PostgresServer

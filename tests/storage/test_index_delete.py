@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from dicomweb_origin.storage.base import Counts, SearchQuery
-from dicomweb_origin.storage.memory import MemoryIndex
+from dicomweb_origin.storage.inmemory import MemoryIndex
 from dicomweb_origin.storage.sqlite import SqliteIndex
 from tests.support.archive import new_postgres_index
 from tests.support.records import stored

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from dicomweb_origin.model import StoredInstance
+from dicomweb_origin.model.stored import StoredInstance
 from dicomweb_origin.storage.base import Condition, SearchQuery
-from dicomweb_origin.storage.memory import MemoryIndex
+from dicomweb_origin.storage.inmemory import MemoryIndex
 from dicomweb_origin.storage.sqlite import SqliteIndex
 from tests.support.archive import new_postgres_index
 from tests.support.records import CT, SC, stored

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from dicomweb_origin.model import InstanceRecord, StoredInstance
+from dicomweb_origin.model.stored import InstanceRecord, StoredInstance
 from dicomweb_origin.storage.base import SearchQuery
-from dicomweb_origin.storage.memory import MemoryIndex
+from dicomweb_origin.storage.inmemory import MemoryIndex
 from dicomweb_origin.storage.sqlite import SqliteIndex
 
 

@@ -26,7 +26,7 @@ from dicomweb_origin.search import Search
 from dicomweb_origin.settings import Settings
 from dicomweb_origin.storage.s3 import S3BlobStore, S3Location
 from dicomweb_origin.storage.sqlite import SqliteIndex
-from dicomweb_origin.web.app import create_app
+from dicomweb_origin.web.application import create_app
 from tests.support.ceph import CephS3
 from tests.support.http import BASE_URL, ROOT, parse_multipart
 from tests.support.synthetic import fragmented

@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from dicomweb_origin.app import build_app
 from dicomweb_origin.demo import generate_demo
 from dicomweb_origin.ingest import Outcome, StoreResult
-from dicomweb_origin.model import InstanceRecord
+from dicomweb_origin.model.stored import InstanceRecord
 from dicomweb_origin.settings import Settings
 from dicomweb_origin.storage.backends import migrate_index
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dicomweb_origin.model import InstanceRecord, PixelDescription, StoredInstance
+from dicomweb_origin.model.stored import InstanceRecord, PixelDescription, StoredInstance
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 SC = "1.2.840.10008.5.1.4.1.1.7"

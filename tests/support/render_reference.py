@@ -13,7 +13,8 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import pixel_array
 from pydicom.pixels.processing import _expand_segmented_lut
 
-from dicomweb_origin.model import Display, FrameDisplay, Lut, PixelDescription, Window
+from dicomweb_origin.model.appearance import Display, FrameDisplay, Lut, Window
+from dicomweb_origin.model.stored import PixelDescription
 
 
 def read(name: str) -> Dataset:

@@ -20,7 +20,7 @@ from starlette.routing import Mount, Route
 
 from dicomweb_origin import search as search_module
 from dicomweb_origin.app import build_app
-from dicomweb_origin.model import TRANSFER_SYNTAXES
+from dicomweb_origin.model.media import TRANSFER_SYNTAXES
 from dicomweb_origin.settings import Settings
 from dicomweb_origin.web import capabilities, resources
 from tests.support.archive import LoadedArchive

@@ -17,7 +17,7 @@ POOLS = ("starlette.concurrency", "concurrent.futures", "anyio.to_thread", "run_
 # Modules outside the resources of the table, with why they wait in a thread of their own.
 OWN_THREADS = {
     "ops.py": "the operations pages: readiness probes, the metrics scrape, the conformance statement's HTML",
-    "auth.py": "fetching the issuer's keys over the network",
+    "bearer.py": "fetching the issuer's keys over the network",
     "stow.py": "writing the request body to its spool file (blocking file I/O)",
 }
 
@@ -51,7 +51,7 @@ def test_the_web_layer_names_no_thread_pool(path: Path) -> None:
 
 
 def test_the_metrics_read_the_lanes_public_figures_only() -> None:
-    source = (WEB / "app.py").read_text(encoding="utf-8")
+    source = (WEB / "application.py").read_text(encoding="utf-8")
     assert "lanes=retrieve.lanes.figures" in source
     for path in WEB.glob("*.py"):
         assert "_work_queue" not in path.read_text(encoding="utf-8"), path.name

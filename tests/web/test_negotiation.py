@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from dicomweb_origin.errors import BadRequest, NotAcceptable
-from dicomweb_origin.model import Acceptable
+from dicomweb_origin.model.media import Acceptable
 from dicomweb_origin.negotiation import acceptable_media_types, check_charset, parse_media_range, split_list
 from tests.support.http import (
     DICOM_JSON,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from dicomweb_origin.model import Acceptable
+from dicomweb_origin.model.media import Acceptable
 from dicomweb_origin.negotiation import Offer, acceptable_media_types, negotiate
 
 ELE = "1.2.840.10008.1.2.1"

@@ -20,7 +20,7 @@ from starlette.routing import Mount, Route
 
 from dicomweb_origin import conformance
 from dicomweb_origin.errors import BadRequest
-from dicomweb_origin.model import TRANSFER_SYNTAXES, default_syntax_for
+from dicomweb_origin.model.media import TRANSFER_SYNTAXES, default_syntax_for
 from dicomweb_origin.retrieve import Retrieve
 from dicomweb_origin.search import RESOURCES as SEARCH_RESOURCES
 from dicomweb_origin.web import resources

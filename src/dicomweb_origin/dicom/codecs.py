@@ -32,8 +32,18 @@ from pydicom.pixels.processing import convert_color_space
 from pydicom.pixels.utils import pack_bits
 
 from ..errors import NotAcceptable
-from ..model import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE, PixelDescription
+from ..model.media import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE
+from ..model.stored import PixelDescription
 from .pixels import (
+    NATIVE_SYNTAXES,
+    Array,
+    codec_failure,
+    runner_options,
+    short_message,
+    syntax_name,
+    video_reason,
+)
+from .syntaxes import (
     HTJ2K,
     HTJ2K_LOSSLESS,
     HTJ2K_RPCL,
@@ -47,14 +57,7 @@ from .pixels import (
     JPEG_LOSSLESS_SV1,
     JPEG_LS_LOSSLESS,
     JPEG_LS_NEAR,
-    NATIVE_SYNTAXES,
     RLE_LOSSLESS,
-    Array,
-    codec_failure,
-    runner_options,
-    short_message,
-    syntax_name,
-    video_reason,
 )
 
 try:  # JPEG and HTJ2K encoders; pydicom has none for these syntaxes
@@ -221,7 +224,7 @@ ENCODERS: dict[str, _Codec] = {
 }
 # openjpeg (via pydicom) always uses 6 resolutions, so neither side may be under 2**5 pixels,
 # and pylibjpeg-openjpeg takes at most 24 bits per sample: (minimum side, maximum Bits Stored).
-_ENCODER_LIMITS = {J2K_LOSSLESS: (32, 24), J2K: (32, 24)}
+_ENCODER_LIMITS: dict[str, tuple[int, int]] = {J2K_LOSSLESS: (32, 24), J2K: (32, 24)}
 # Why the syntaxes with no entry above cannot be produced.
 NO_ENCODER = {
     J2K_PART2_LOSSLESS: "no JPEG 2000 Part 2 encoder is available",

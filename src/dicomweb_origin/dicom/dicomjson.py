@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..model import Lut
+from ..model.appearance import Lut
 
 Json = Mapping[str, Any]
 

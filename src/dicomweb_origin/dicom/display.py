@@ -24,7 +24,8 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import _expand_segmented_lut
 
-from ..model import BulkElement, Display, FrameDisplay, Lut, Window
+from ..model.appearance import Display, FrameDisplay, Lut, Window
+from ..model.stored import BulkElement
 from .reader import bulk_offsets
 
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)

@@ -24,7 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..model import PixelDescription
+from pydicom import uid
+
+from ..model.stored import PixelDescription
 
 __all__ = ["FrameHeader", "HeaderError", "Truncated", "frame_problem", "read_header"]
 
@@ -158,12 +160,15 @@ def _rle(data: bytes, size: int) -> FrameHeader:
     return FrameHeader(RLE, None, None, None, None, segments)
 
 
-# Transfer syntax UID -> reader (pixels.py names them; listed here so that this module stays a leaf)
+# Transfer syntax UID -> reader of its frames' headers
 _READERS: dict[str, Callable[[bytes, int], FrameHeader]] = {
-    **{f"1.2.840.10008.1.2.4.{n}": lambda d, _: _jpeg(d, JPEG) for n in (50, 51, 57, 70)},
-    **{f"1.2.840.10008.1.2.4.{n}": lambda d, _: _jpeg(d, JPEG_LS) for n in (80, 81)},
-    **{f"1.2.840.10008.1.2.4.{n}": lambda d, _: _j2k(d) for n in (90, 91, 92, 93, 201, 202, 203)},
-    "1.2.840.10008.1.2.5": _rle,
+    **{syntax: lambda d, _: _jpeg(d, JPEG)
+       for syntax in (uid.JPEGBaseline8Bit, uid.JPEGExtended12Bit, uid.JPEGLossless, uid.JPEGLosslessSV1)},
+    **{syntax: lambda d, _: _jpeg(d, JPEG_LS) for syntax in (uid.JPEGLSLossless, uid.JPEGLSNearLossless)},
+    **{syntax: lambda d, _: _j2k(d)
+       for syntax in (uid.JPEG2000Lossless, uid.JPEG2000, uid.JPEG2000MCLossless, uid.JPEG2000MC,
+                      uid.HTJ2KLossless, uid.HTJ2KLosslessRPCL, uid.HTJ2K)},
+    uid.RLELossless: _rle,
 }
 
 

@@ -1,9 +1,8 @@
 """Decode one stored frame to a numpy array: the one decoding function retrieve, rendering and volumes use.
 
 Frames are stored as they arrived: native little-endian bytes, or one bare compressed bitstream
-per frame. Which library decodes which bitstream is a table (``DECODERS``), not a chain of
-branches: imagecodecs' OpenJPEG and OpenJPH release the GIL while they work, pydicom's plugins
-(pylibjpeg, pyjpegls, its own RLE and native readers) are the default for everything else.
+per frame. Which library decodes which bitstream is a table (``DECODERS``, in decoders.py), not a
+chain of branches; this module re-exports it and what callers use of it.
 
 Rules kept here:
 
@@ -16,10 +15,6 @@ Rules kept here:
 
 from __future__ import annotations
 
-import functools
-import logging
-import threading
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, cast
 
@@ -28,15 +23,29 @@ from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder  # type: ignore[attr-defined]
 
 from ..errors import DecodeError, NotAcceptable
-from ..model import (
-    DEFLATED_EXPLICIT_VR_LE,
+from ..model.media import (
     EXPLICIT_VR_BE,
     EXPLICIT_VR_LE,
-    IMPLICIT_VR_LE,
     TRANSFER_SYNTAXES,
-    PixelDescription,
 )
+from ..model.stored import PixelDescription
 from . import headers
+from .decoders import (
+    DECODE_AS,
+    DECODER_NAMES,
+    DECODERS,
+    FAST_FUNCTIONS,
+    HT_FAMILY,
+    J2K_FAMILY,
+    NATIVE_SYNTAXES,
+    OPENJPEG,
+    OPENJPH,
+    PYDICOM,
+    decoder_for,
+    irreversible,
+    pydicom_plugins,
+)
+from .syntaxes import JPEG_BASELINE, JPEG_EXTENDED
 
 try:  # OpenJPEG and OpenJPH with the GIL released; JPEG and HTJ2K encoders
     import imagecodecs
@@ -45,6 +54,13 @@ except ImportError:  # pragma: no cover - a declared dependency
 
 __all__ = [
     "DECODERS",
+    "DECODER_NAMES",
+    "DECODE_AS",
+    "NATIVE_SYNTAXES",
+    "OPENJPEG",
+    "OPENJPH",
+    "PYDICOM",
+    "pydicom_plugins",
     "can_decode",
     "check_header",
     "decode_frame",
@@ -58,157 +74,21 @@ __all__ = [
 
 Array = np.ndarray[Any, np.dtype[Any]]
 
-# Frames reach this module little-endian: the dataset-level syntaxes differ only outside Pixel Data.
-NATIVE_SYNTAXES = frozenset({EXPLICIT_VR_LE, IMPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE})
-
-JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
-JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
-JPEG_LOSSLESS = "1.2.840.10008.1.2.4.57"
-JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
-JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"
-JPEG_LS_NEAR = "1.2.840.10008.1.2.4.81"
-J2K_LOSSLESS = "1.2.840.10008.1.2.4.90"
-J2K = "1.2.840.10008.1.2.4.91"
-J2K_PART2_LOSSLESS = "1.2.840.10008.1.2.4.92"
-J2K_PART2 = "1.2.840.10008.1.2.4.93"
-HTJ2K_LOSSLESS = "1.2.840.10008.1.2.4.201"
-HTJ2K_RPCL = "1.2.840.10008.1.2.4.202"
-HTJ2K = "1.2.840.10008.1.2.4.203"
-RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 
 # Syntaxes whose bitstreams can only be lossy (PS3.5 §8.2.1), whatever the caller says.
 ALWAYS_LOSSY = frozenset({JPEG_BASELINE, JPEG_EXTENDED})
 
-# Part 2 codestreams that use only Part 1 tools decode with the Part 1 decoder (openjpeg);
-# ones that use Part 2 extensions fail and raise DecodeError.
-DECODE_AS = {J2K_PART2_LOSSLESS: J2K_LOSSLESS, J2K_PART2: J2K}
 
 # The pixel data element a record's ``pixel_path`` names (PS3.3 C.7.6.3, C.7.6.24).
 PIXEL_KEYWORDS = {"7FE00010": "PixelData", "7FE00008": "FloatPixelData", "7FE00009": "DoubleFloatPixelData"}
 
 
-# ---------------------------------------------------------------------------------------------
-# Which decoder serves which bitstream
-
-PYDICOM = "pydicom"  # pydicom's plugins: pylibjpeg-libjpeg/-openjpeg/-rle, pyjpegls, native reader
-OPENJPEG = "openjpeg"  # imagecodecs.jpeg2k_decode (OpenJPEG 2.5, decodes HTJ2K too), GIL released
-OPENJPH = "openjph"  # imagecodecs.htj2k_decode (OpenJPH, the library that encodes HTJ2K), GIL released
-_FAST = {OPENJPEG: "jpeg2k_decode", OPENJPH: "htj2k_decode"}
-DECODER_NAMES = {PYDICOM: "pydicom", OPENJPEG: "OpenJPEG (imagecodecs)", OPENJPH: "OpenJPH (imagecodecs)"}
-
-_GREY = ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR")
-_COLOUR = ("RGB", "YBR_FULL", "YBR_ICT", "YBR_RCT")
-_J2K_FAMILY = (J2K_LOSSLESS, J2K)
-_HT_FAMILY = (HTJ2K_LOSSLESS, HTJ2K_RPCL, HTJ2K)
-
-# (transfer syntax, photometric interpretation, lossy codestream) -> decoder; PYDICOM otherwise.
-# "Lossy" is the codestream's own wavelet (irreversible 9-7, read from its COD marker), not the
-# syntax's name: .203 and .91 may hold reversible codestreams too.
-# OpenJPH decodes irreversible multi-component HTJ2K wrongly (issue 7: ~16-20 dB PSNR against the
-# source where OpenJPEG gives ~55-62 dB, with or without the ICT), so lossy colour HTJ2K goes to
-# OpenJPEG; greyscale and reversible colour HTJ2K decode identically (within one grey level for
-# lossy greyscale, exactly for reversible) in both, and OpenJPH is the faster of the two.
-DECODERS: dict[tuple[str, str, bool], str] = {
-    **{(uid, pi, lossy): OPENJPEG for uid in _J2K_FAMILY for pi in (*_GREY, *_COLOUR) for lossy in (False, True)},
-    **{(uid, pi, lossy): OPENJPH for uid in _HT_FAMILY for pi in _GREY for lossy in (False, True)},
-    **{(uid, pi, False): OPENJPH for uid in _HT_FAMILY for pi in _COLOUR},
-    **{(uid, pi, True): OPENJPEG for uid in _HT_FAMILY for pi in _COLOUR},
-}
 
 
 
-def _quiet_plugin_fallback(record: logging.LogRecord) -> bool:
-    """Drop pydicom's traceback for each decoding plugin that fails before another one succeeds.
-
-    pydicom tries its plugins in turn and logs every failure with ``LOGGER.exception`` (e.g. Pillow
-    on 12-bit JPEG Extended, which pylibjpeg then decodes): a traceback per request for a frame that
-    is served. When every plugin fails, the RuntimeError it raises names each failure and becomes
-    a DecodeError here, so nothing is lost.
-    """
-    return record.exc_info is None
 
 
-logging.getLogger("pydicom.pixels.decoders.base").addFilter(_quiet_plugin_fallback)
 
-def decoder_for(transfer_syntax_uid: str, photometric_interpretation: str, lossy: bool) -> str:
-    """Return the name of the decoder ``decode_frame`` uses for such a bitstream."""
-    uid = DECODE_AS.get(transfer_syntax_uid, transfer_syntax_uid)
-    return DECODERS.get((uid, photometric_interpretation, lossy), PYDICOM)
-
-
-def pydicom_plugins(transfer_syntax_uid: str) -> tuple[str, ...]:
-    """Return pydicom's decoding plugins available for a syntax, in the order it tries them."""
-    uid = DECODE_AS.get(transfer_syntax_uid, transfer_syntax_uid)
-    if uid in NATIVE_SYNTAXES or uid == EXPLICIT_VR_BE:
-        return ("native",)
-    try:
-        return tuple(get_decoder(uid).available_plugins)
-    except NotImplementedError:
-        return ()
-
-
-def irreversible(codestream: bytes) -> bool:
-    """Whether a JPEG 2000 / HTJ2K codestream uses the irreversible 9-7 wavelet (is lossy).
-
-    Walks the main header's marker segments to COD (PS3.5 A.4.4 / ISO 15444-1 A.6.1: SPcod's
-    last byte is the transformation, 0 = 9-7 irreversible, 1 = 5-3 reversible). A codestream
-    that cannot be read counts as lossy, which picks the decoder that is right in both cases.
-    """
-    position = 2 if codestream[:2] == b"\xff\x4f" else -1
-    while 0 <= position <= len(codestream) - 4:
-        marker = codestream[position:position + 2]
-        length = int.from_bytes(codestream[position + 2:position + 4], "big")
-        if marker == b"\xff\x52":  # COD: Lcod, Scod, SGcod (4 bytes), levels, xcb, ycb, style, transform
-            offset = position + 13
-            return offset >= len(codestream) or codestream[offset] == 0
-        if marker in (b"\xff\x90", b"\xff\x93") or marker[:1] != b"\xff":  # SOT/SOD: no COD
-            break
-        position += 2 + length
-    return True
-
-
-# ---------------------------------------------------------------------------------------------
-# pylibjpeg-openjpeg is not thread-safe
-
-_OPENJPEG_LOCK = threading.Lock()
-
-
-def _serialize_openjpeg() -> None:
-    """Make every call into pylibjpeg-openjpeg, through pydicom, run one at a time, process-wide.
-
-    pylibjpeg-openjpeg (pydicom's JPEG 2000 and HTJ2K plugin) is not thread-safe: its C logging
-    helper keeps the message it logs in static variables and calls Python's logging while holding
-    them, so a second thread, encoding or decoding, swaps and frees them under the first (segfaults
-    and failed decodes, seen in CI). It holds the GIL throughout anyway, so serialising costs no
-    parallelism. The plugin functions are wrapped where pydicom keeps them, so that every caller in
-    the process (this module, and anything else that decodes with pydicom) takes the same lock.
-    """
-    try:
-        from pydicom.pixels.decoders import pylibjpeg as decoders
-        from pydicom.pixels.encoders import pylibjpeg as encoders
-    except ImportError:  # pragma: no cover - pylibjpeg is a declared dependency
-        return
-    for plugins in getattr(decoders, "_DECODERS", {}).values():
-        for name, function in plugins.items():
-            plugins[name] = _locked(function)
-    table = getattr(encoders, "_ENCODERS", {})
-    for uid, function in table.items():
-        table[uid] = _locked(function)
-
-
-def _locked(function: Callable[..., Any]) -> Callable[..., Any]:
-    if not str(getattr(function, "__module__", "")).startswith("openjpeg") or hasattr(function, "__wrapped__"):
-        return function
-
-    @functools.wraps(function)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        with _OPENJPEG_LOCK:
-            return function(*args, **kwargs)
-
-    return call
-
-
-_serialize_openjpeg()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,15 +302,15 @@ def _decode_fast(data: bytes, uid: str, pixel: PixelDescription) -> Array | None
     the dataset says), otherwise pydicom's decoder (with its sign corrections) does the work. Both
     undo a codestream's colour transform (YBR_RCT/ICT become RGB, as ``decoded_description`` says).
     """
-    if uid not in _J2K_FAMILY and uid not in _HT_FAMILY:
+    if uid not in J2K_FAMILY and uid not in HT_FAMILY:
         return None
     decoder = decoder_for(uid, pixel.photometric_interpretation, irreversible(data))
-    if decoder not in _FAST or imagecodecs is None:
+    if decoder not in FAST_FUNCTIONS or imagecodecs is None:
         return None
     if pixel.samples_per_pixel not in (1, 3) or pixel.bits_allocated not in (8, 16):
         return None
     try:
-        arr = getattr(imagecodecs, _FAST[decoder])(data)
+        arr = getattr(imagecodecs, FAST_FUNCTIONS[decoder])(data)
     except Exception:
         return None
     signed = arr.dtype.kind == "i"

@@ -27,18 +27,15 @@ from pydicom.filewriter import dcmwrite, write_file_meta_info
 from pydicom.uid import UID
 
 from ..errors import IngestError, NotDicom
-from ..model import (
+from ..model.media import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_BE,
     EXPLICIT_VR_LE,
     IMPLICIT_VR_LE,
     TRANSFER_SYNTAXES,
-    BulkElement,
-    Frame,
-    PixelDescription,
 )
-from . import headers
-from .nesting import check_depth
+from ..model.stored import BulkElement, Frame, PixelDescription
+from . import encapsulation, headers, prescan
 
 # VRs whose values ingest moves out of the metadata into bulk data (PS3.18 §F.2.6 allows more; binary
 # VRs are what pydicom externalizes and what clients expect as BulkDataURI).
@@ -50,10 +47,6 @@ PIXEL_TAGS = {0x7FE00010: "7FE00010", 0x7FE00008: "7FE00008", 0x7FE00009: "7FE00
 VIDEO_SYNTAXES = frozenset(uid for uid, ts in TRANSFER_SYNTAXES.items() if ts.video)
 NORMALIZED_SYNTAXES = {IMPLICIT_VR_LE, EXPLICIT_VR_BE, DEFLATED_EXPLICIT_VR_LE}
 _SWAP_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
-_ITEM = 0xE000FFFE  # (FFFE,E000) read as one little-endian uint32
-_SEQUENCE_DELIMITER = 0xE0DDFFFE
-# Explicit VRs with a 4-byte value length (PS3.5 Table 7.1-1).
-_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
 SPOOL_LIMIT = 64 << 20
 
 # Reading leniently and keeping what we read: broken values are kept as they are, not "fixed".
@@ -82,22 +75,22 @@ class ParsedFile:
 READ_ERRORS: tuple[type[BaseException], ...] = (
     InvalidDicomError, BytesLengthException, EOFError, ValueError, KeyError, IndexError, TypeError,
     struct.error, zlib.error, OSError, NotImplementedError, OverflowError, UnicodeError, MemoryError,
-    RecursionError,  # a backstop: nesting is bounded before pydicom reads (nesting.py)
+    RecursionError,  # a backstop: nesting is bounded before pydicom reads (prescan.py)
 )
 
 
 def parse(source: BinaryIO, threshold: int, max_depth: int = 32) -> ParsedFile:
     """Read ``source`` (seekable), normalizing its encoding when it cannot be served as stored.
 
-    Sequences nested deeper than ``max_depth`` are refused before pydicom reads them (nesting.py).
+    Sequences nested deeper than ``max_depth`` are refused before pydicom reads them (prescan.py).
     """
     source.seek(0)
     head = source.read(132)
     source.seek(0)
     has_preamble = len(head) == 132 and head[128:132] == b"DICM"
-    if problem := _start_problem(source, 132 if has_preamble else 0):
+    if problem := prescan.start_problem(source, 132 if has_preamble else 0):
         raise (IngestError if has_preamble else NotDicom)(problem)
-    check_depth(source, 132 if has_preamble else 0, max_depth)
+    prescan.check_depth(source, 132 if has_preamble else 0, max_depth)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -120,7 +113,7 @@ def parse(source: BinaryIO, threshold: int, max_depth: int = 32) -> ParsedFile:
     source_ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
     if source_ts != DEFLATED_EXPLICIT_VR_LE:  # a truncated deflate stream fails in zlib instead
         implicit, little = dataset.original_encoding
-        _check_complete(source, 132 if has_preamble else 0, bool(implicit), little is not False)
+        prescan.check_complete(source, 132 if has_preamble else 0, bool(implicit), little is not False)
     implicit, little = dataset.original_encoding
     # A file whose body is not encoded as its transfer syntax says (e.g. Implicit VR under a JPEG
     # syntax) would be served with wrong offsets: re-encode it too.
@@ -145,54 +138,6 @@ def parse(source: BinaryIO, threshold: int, max_depth: int = 32) -> ParsedFile:
     return ParsedFile(source, dataset, source_ts, source_ts, pixel, pixel_path, pixel_vr, frames, bulk)
 
 
-def _start_problem(fp: BinaryIO, start: int) -> str | None:
-    """Say why the bytes at ``start`` cannot begin a stored instance, looking at a few tags only.
-
-    pydicom reads anything with ``force=True``: a part of zeros becomes millions of empty Command
-    (0000,eeee) elements, seconds of CPU per megabyte. A stored instance begins with its File Meta
-    group (0002) or, without one, with group 0008 (SOP Class UID is mandatory); its data set never
-    holds Command elements. Refusing those starts costs a few small reads.
-    """
-    fp.seek(start)
-    head = fp.read(2)
-    try:
-        if head == b"\x02\x00":
-            end = _file_meta_end(fp, start)
-            if end is not None:  # a deflated data set begins with compressed bytes, not a tag
-                fp.seek(start)
-                meta = fp.read(end - start)
-                if DEFLATED_EXPLICIT_VR_LE.encode() not in meta and fp.read(2) == b"\x00\x00":
-                    return "the data set begins with Command (0000,eeee) elements: not a stored instance"
-        elif head not in (b"\x08\x00", b"\x00\x08"):  # group 0008, little or big endian
-            return "the data begins with neither File Meta Information (0002) nor group 0008"
-        return None
-    finally:
-        fp.seek(0)
-
-
-_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"})
-
-
-def _file_meta_end(fp: BinaryIO, start: int) -> int | None:
-    """Where the File Meta group (Explicit VR Little Endian, PS3.10 §7.1) ends, walked element by element.
-
-    Its group length element is not trusted; None when the walk finds no plausible end within 64 KiB.
-    """
-    position = start
-    while position - start <= 1 << 16:
-        fp.seek(position)
-        head = fp.read(8)
-        if len(head) < 8 or head[:2] != b"\x02\x00":
-            return position
-        if head[4:6] in _LONG_VRS:
-            extended = fp.read(4)
-            if len(extended) < 4:
-                return None
-            position += 12 + int.from_bytes(extended, "little")
-        else:
-            position += 8 + int.from_bytes(head[6:8], "little")
-    return None
-
 
 def _looks_like_dicom(dataset: Dataset) -> bool:
     return "SOPInstanceUID" in dataset and "SOPClassUID" in dataset and len(dataset) > 2
@@ -201,88 +146,6 @@ def _looks_like_dicom(dataset: Dataset) -> bool:
 class _Miscoded(Exception):
     """The file is not encoded as its transfer syntax says: re-encode it before storing."""
 
-
-class _Unsure(Exception):
-    """The structure is one the completeness check does not understand: leave it to pydicom."""
-
-
-def _check_complete(fp: BinaryIO, start: int, implicit: bool, little: bool) -> None:
-    """Refuse a truncated file: every declared length must end inside the file (PS3.5 §7.1).
-
-    pydicom reads a file that ends inside a value or an undefined-length sequence without
-    complaint (e.g. pydicom's ``MR_truncated.dcm``, ``rtplan_truncated.dcm``); storing it would
-    serve broken data forever. Only value headers are read, so the cost is one seek per element.
-    """
-    resume = fp.tell()
-    size = fp.seek(0, io.SEEK_END)
-    end = "<" if little else ">"
-
-    def head(position: int, length: int) -> bytes:
-        fp.seek(position)
-        return fp.read(length)
-
-    def elements(position: int, implicit: bool, top: bool) -> int:
-        while True:
-            if top and position >= size:
-                return position
-            header = head(position, 12)
-            if len(header) < 8:
-                raise IngestError(f"the file is truncated: it ends inside a data element header at byte {position}")
-            # File Meta Information (group 0002) is always Explicit VR Little Endian (PS3.10 §7.1).
-            meta = top and header[:2] == b"\x02\x00"
-            order = "<" if meta else end
-            group, element = struct.unpack(f"{order}HH", header[:4])
-            if group == 0xFFFE:
-                if element == 0xE00D and not top:  # Item Delimitation Item
-                    return position + 8
-                raise _Unsure
-            if implicit and not meta:
-                length, header_length, vr = struct.unpack(f"{order}I", header[4:8])[0], 8, b""
-            else:
-                vr = header[4:6]
-                if vr in _LONG_VRS:
-                    if len(header) < 12:
-                        raise IngestError(f"the file is truncated at byte {position}")
-                    length, header_length = struct.unpack(f"{order}I", header[8:12])[0], 12
-                elif vr.isalpha() and vr.isupper():
-                    length, header_length = struct.unpack(f"{order}H", header[6:8])[0], 8
-                else:
-                    raise _Unsure  # a VR pydicom reads leniently; nothing to conclude here
-            position += header_length
-            if length == 0xFFFFFFFF:
-                position = items(position, implicit or vr == b"UN")
-                continue
-            if position + length > size:
-                raise IngestError(
-                    f"the file is truncated: element ({group:04X},{element:04X}) declares {length} bytes"
-                    f" but only {max(size - position, 0)} remain"
-                )
-            position += length
-
-    def items(position: int, implicit: bool) -> int:
-        while True:
-            header = head(position, 8)
-            if len(header) < 8:
-                raise IngestError("the file is truncated: it ends inside an undefined-length sequence")
-            group, element, length = struct.unpack(f"{end}HHI", header)
-            position += 8
-            if (group, element) == (0xFFFE, 0xE0DD):  # Sequence Delimitation Item
-                return position
-            if (group, element) != (0xFFFE, 0xE000):
-                raise _Unsure
-            if length == 0xFFFFFFFF:
-                position = elements(position, implicit, top=False)
-            elif position + length > size:
-                raise IngestError(f"the file is truncated: an item declares {length} bytes past the end of the file")
-            else:
-                position += length
-
-    try:
-        elements(start, implicit, top=True)
-    except (_Unsure, struct.error):
-        pass
-    finally:
-        fp.seek(resume)
 
 
 def _normalize(source: BinaryIO, source_ts: str) -> BinaryIO:
@@ -413,13 +276,13 @@ def _scan_pixel_data(
         native: tuple[Frame, ...] = tuple(((value_start + i * frame_length, frame_length),) for i in range(count))
         fp.seek(value_start + length)
         return pixel, PIXEL_TAGS[tag], vr, native
-    fragments, offsets = _fragments(fp, value_start)
+    fragments, offsets = encapsulation.read_fragments(fp, value_start)
     end = fp.tell()
     if ts in VIDEO_SYNTAXES:
         # A video is one bitstream holding every frame: served whole, never frame by frame (§8.7.3.3.2).
         whole: tuple[Frame, ...] = (tuple(fragments),)
         return pixel, PIXEL_TAGS[tag], vr, whole
-    frames = _group_fragments(fp, fragments, offsets, dataset, count, value_start)
+    frames = encapsulation.group_fragments(fp, fragments, offsets, dataset, count, value_start)
     _check_headers(fp, frames, ts, pixel)
     fp.seek(end)
     return pixel, PIXEL_TAGS[tag], vr, frames
@@ -519,79 +382,3 @@ def _pixel_int(dataset: Dataset, keyword: str, default: int | None) -> int:
         raise IngestError(f"Pixel Data with an unreadable {keyword}: {str(value)[:40]!r}") from exc
 
 
-def _fragments(fp: BinaryIO, value_start: int) -> tuple[list[tuple[int, int]], list[int]]:
-    """Walk the items of encapsulated pixel data: the Basic Offset Table, then each fragment."""
-    fp.seek(value_start)
-    fragments: list[tuple[int, int]] = []
-    offsets: list[int] = []
-    first = True
-    position = value_start
-    while True:
-        header = fp.read(8)
-        if len(header) < 8:
-            raise IngestError("encapsulated Pixel Data is truncated (no Sequence Delimitation Item)")
-        tag, length = struct.unpack("<II", header)
-        position += 8
-        if tag == _SEQUENCE_DELIMITER:
-            break
-        if tag != _ITEM or length == 0xFFFFFFFF:
-            raise IngestError(f"encapsulated Pixel Data has a bad item at byte {position - 8}")
-        if first:
-            table = fp.read(length)
-            if len(table) < length:
-                raise IngestError("encapsulated Pixel Data is truncated in its Basic Offset Table")
-            offsets = list(struct.unpack(f"<{length // 4}I", table[: length - length % 4]))
-            first = False
-        else:
-            fragments.append((position, length))
-            fp.seek(length, io.SEEK_CUR)
-        position += length
-    if fragments and fragments[-1][0] + fragments[-1][1] > position:
-        raise IngestError("encapsulated Pixel Data is truncated")
-    return fragments, offsets
-
-
-def _group_fragments(
-    fp: BinaryIO,
-    fragments: list[tuple[int, int]],
-    offsets: list[int],
-    dataset: Dataset,
-    count: int,
-    value_start: int,
-) -> tuple[Frame, ...]:
-    """Assign fragments to frames: Extended / Basic Offset Table, one per frame, or frame markers."""
-    if not fragments:
-        raise IngestError("encapsulated Pixel Data has no fragments")
-    if count == 1:
-        return (tuple(fragments),)
-    extended = dataset["ExtendedOffsetTable"].value if "ExtendedOffsetTable" in dataset else None
-    if extended:  # PS3.5 A.4: 64-bit offsets, used when the Basic Offset Table is empty
-        offsets = list(struct.unpack(f"<{len(extended) // 8}Q", extended[: len(extended) - len(extended) % 8]))
-    if offsets and len(offsets) == count:
-        # Offsets count from the first byte of the first fragment's item tag.
-        base = fragments[0][0] - 8
-        starts = [base + o for o in offsets] + [fragments[-1][0] + fragments[-1][1] + 8]
-        frames = [
-            tuple(f for f in fragments if starts[i] <= f[0] - 8 < starts[i + 1]) for i in range(count)
-        ]
-        if all(frames):
-            return tuple(frames)
-    if len(fragments) == count:
-        return tuple((f,) for f in fragments)
-    # No usable table: a fragment that opens with a codestream marker starts a new frame.
-    grouped: list[list[tuple[int, int]]] = []
-    for fragment in fragments:
-        fp.seek(fragment[0])
-        if not grouped or _starts_frame(fp.read(12)):
-            grouped.append([fragment])
-        else:
-            grouped[-1].append(fragment)
-    if len(grouped) != count:
-        raise IngestError(
-            f"cannot tell the {count} frames apart among {len(fragments)} fragments (no offset table)"
-        )
-    return tuple(tuple(g) for g in grouped)
-
-
-def _starts_frame(head: bytes) -> bool:
-    return head[:2] in (b"\xff\xd8", b"\xff\x4f") or head[4:12] == b"jP  \r\n\x87\n"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..model import Window
+from ..model.appearance import Window
 from ..render.graphics import Bitmap, Graphic, Shutter, Style, Text, grey8, lab_to_rgb
 from ..render.presentation import (
     Annotation,

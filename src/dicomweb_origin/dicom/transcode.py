@@ -4,6 +4,10 @@ The server stores each frame as it arrived (native little-endian bytes, or one b
 bitstream per frame) and converts only when a client asks for a syntax it does not have
 (PS3.18 §8.7.3): decode with ``pixels.decode_frame``, encode with ``codecs.encode_frame``.
 This module is the one callers import: it re-exports what they use of both.
+
+Past 400 lines on purpose: a frame and a whole instance are converted by one set of rules (the lossy
+bookkeeping of PS3.3 C.7.6.1.1.5, the target's pixel description, the streamed element layout), which
+would otherwise be split across modules that each need the other's private steps.
 """
 
 from __future__ import annotations
@@ -32,14 +36,14 @@ from pydicom.pixels import get_decoder  # type: ignore[attr-defined]
 from pydicom.uid import UID
 
 from ..errors import DecodeError, NotAcceptable
-from ..model import (
+from ..model.media import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_BE,
     EXPLICIT_VR_LE,
     IMPLICIT_VR_LE,
-    PixelDescription,
     counts_as_lossy,
 )
+from ..model.stored import PixelDescription
 from .codecs import (
     ENCODERS,
     JPEG_LS_NEAR_ERROR,
@@ -48,8 +52,23 @@ from .codecs import (
     can_encode,
     encode_frame,
 )
+from .encapsulation import ITEM, PIXEL_TAGS, pixel_element_start, spooled_items
 from .pixels import (
     ALWAYS_LOSSY,
+    NATIVE_SYNTAXES,
+    Array,
+    can_decode,
+    decode_frame,
+    decoded_description,
+    is_panic,
+    normalize_decoded,
+    repack_bits,
+    short_message,
+    syntax_name,
+    video_reason,
+)
+from .reader import READ_ERRORS, swap_to_little_endian
+from .syntaxes import (
     HTJ2K,
     HTJ2K_LOSSLESS,
     HTJ2K_RPCL,
@@ -63,20 +82,8 @@ from .pixels import (
     JPEG_LOSSLESS_SV1,
     JPEG_LS_LOSSLESS,
     JPEG_LS_NEAR,
-    NATIVE_SYNTAXES,
     RLE_LOSSLESS,
-    Array,
-    can_decode,
-    decode_frame,
-    decoded_description,
-    is_panic,
-    normalize_decoded,
-    repack_bits,
-    short_message,
-    syntax_name,
-    video_reason,
 )
-from .reader import READ_ERRORS, swap_to_little_endian
 
 __all__ = [
     "DEFLATED_EXPLICIT_VR_LE",
@@ -211,8 +218,6 @@ def _read(src: bytes | BinaryIO) -> tuple[bytes, Dataset]:
 # pass through untouched: they are no READ_ERRORS).
 _INSTANCE_ERRORS: tuple[type[BaseException], ...] = (*READ_ERRORS, RuntimeError)
 
-_PIXEL_TAGS = {"PixelData": 0x7FE00010, "FloatPixelData": 0x7FE00008, "DoubleFloatPixelData": 0x7FE00009}
-_ITEM, _SEQUENCE_DELIMITER = b"\xfe\xff\x00\xe0", b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 _EMPTY_BOT_LIMIT = 2**32 - 8  # Basic Offset Table offsets are 32-bit (PS3.5 A.4); past it, an Extended one
 
 
@@ -266,7 +271,7 @@ def _transcode_instance(src: bytes | BinaryIO, dst_uid: str) -> bytes:
     if keyword is None:
         return b"".join(_transcode_stream(ds, b"", dst_uid, None, _source_lossy(ds, src_uid)))
     _check_target(keyword, dst_uid)
-    tag = _PIXEL_TAGS[keyword]
+    tag = PIXEL_TAGS[keyword]
     element = ds[keyword]
     pixel = _described(ds, keyword)
     tail = b""
@@ -344,31 +349,6 @@ def _decoded_frames(ds: Dataset, src_uid: str, pixel: PixelDescription,
         yield decode_frame(frame, src_uid, pixel)
 
 
-def pixel_element_start(prefix: bytes, encapsulated: bool, keyword: str = "PixelData") -> int | None:
-    """Where the stored pixel data element begins, in ``prefix``: the stored file up to its first frame's value.
-
-    Native: the 12-byte Explicit VR header just before the value. Encapsulated: the header, the Basic Offset Table
-    item and the first fragment's item header (PS3.5 A.4), found by walking back over a Basic Offset Table of any
-    length. None when the bytes are not laid out so (the caller reads the whole instance instead).
-    """
-    tag = _PIXEL_TAGS[keyword].to_bytes(4, "big")
-    tag = tag[1::-1] + tag[:1:-1]  # (gggg,eeee) little endian: group then element
-    if not encapsulated:
-        start = len(prefix) - 12
-        return start if start >= 0 and prefix[start:start + 4] == tag and prefix[start + 6:start + 8] == b"\0\0" \
-            else None
-    if prefix[-8:-4] != _ITEM:
-        return None
-    start = prefix.rfind(tag)
-    while start >= 0:  # the header (OB, or OW as some writers have it), undefined length, then the table's item
-        header = prefix[start + 4:start + 16]
-        bot = int.from_bytes(prefix[start + 16:start + 20], "little")
-        if header[:2] in (b"OB", b"OW") and header[2:] == b"\0\0\xff\xff\xff\xff" + _ITEM \
-                and start + 20 + bot == len(prefix) - 8:
-            return start
-        start = prefix.rfind(tag, 0, start)
-    return None
-
 
 def transcode_stream(ds: Dataset, tail: bytes, dst_uid: str, pixels: StoredPixels | None,
                      source_lossy: bool) -> Iterator[bytes]:
@@ -420,7 +400,7 @@ def _transcode_stream(ds: Dataset, tail: bytes, dst_uid: str, pixels: StoredPixe
         if "IconImageSequence" in ds:  # an icon's own encapsulated pixels would not match
             del ds.IconImageSequence
         element, table = _encapsulated_header(ds, lengths)
-        body = _spooled_items(spool, lengths, table)
+        body = spooled_items(spool, lengths, table)
     if pixels is not None:
         _set_lossy(ds, lossy, source_lossy, src_uid)
     meta.TransferSyntaxUID = UID(dst_uid)
@@ -457,7 +437,7 @@ def _transcode_stream(ds: Dataset, tail: bytes, dst_uid: str, pixels: StoredPixe
 
 
 def _element_header(keyword: str, vr: str, length: int) -> bytes:
-    tag = _PIXEL_TAGS[keyword]
+    tag = PIXEL_TAGS[keyword]
     return struct.pack("<HH2sHI", tag >> 16, tag & 0xFFFF, vr.encode(), 0, length)
 
 
@@ -523,23 +503,6 @@ def _encapsulated_header(ds: Dataset, lengths: list[int]) -> tuple[bytes, bytes]
         ds.ExtendedOffsetTable = struct.pack(f"<{len(offsets)}Q", *offsets)
         ds.ExtendedOffsetTableLengths = struct.pack(f"<{len(lengths)}Q", *lengths)
     header = _element_header("PixelData", "OB", 0xFFFFFFFF)
-    return header, _ITEM + struct.pack("<I", len(table)) + table
+    return header, ITEM + struct.pack("<I", len(table)) + table
 
 
-def _spooled_items(spool: BinaryIO, lengths: list[int], table: bytes) -> Iterator[bytes]:
-    """The Basic Offset Table item, one item per frame read back from ``spool``, the Sequence Delimiter."""
-    try:
-        yield table
-        spool.seek(0)
-        for length in lengths:
-            yield _ITEM + struct.pack("<I", length)
-            remaining = length
-            while remaining:
-                chunk = spool.read(min(remaining, 1 << 20))
-                if not chunk:
-                    raise OSError("the spooled frames ended early")
-                remaining -= len(chunk)
-                yield chunk
-        yield _SEQUENCE_DELIMITER
-    finally:
-        spool.close()

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import BadRequest
-from ..model import Vector, Window
+from ..model.appearance import Window
+from ..model.rendering import Vector
 from . import dicomjson as dj
 
 PLANAR_MPR_VPS = {"1.2.840.10008.5.1.4.1.1.11.6": "Grayscale Planar MPR VPS",

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from ..dicom import dicomjson as dj
 from ..errors import BadRequest
-from ..model import Window
+from ..model.appearance import Window
 
 Array = np.ndarray
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")

@@ -11,7 +11,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import DecodeError
-from ..model import Display, Lut, PixelDescription
+from ..model.appearance import Display, Lut
+from ..model.stored import PixelDescription
 from .lut import stored_values
 
 Array = np.ndarray

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import BadRequest
-from ..model import Viewport, Window
+from ..model.appearance import Window
+from ..model.rendering import Viewport
 from . import video
 from .annotate import burn_in
 from .encode import ENCODERS, encode

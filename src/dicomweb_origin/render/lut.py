@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import BadRequest
-from ..model import Display, FrameDisplay, Lut, PixelDescription, Window
+from ..model.appearance import Display, FrameDisplay, Lut, Window
+from ..model.stored import PixelDescription
 
 Array = np.ndarray
 

@@ -11,7 +11,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import DecodeError
-from ..model import Display, PixelDescription, Window
+from ..model.appearance import Display, Window
+from ..model.stored import PixelDescription
 from . import colour, lut
 
 Array = np.ndarray

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..model import Display, Lut, Window
+from ..model.appearance import Display, Lut, Window
 from .graphics import (
     Bitmap,
     Geometry,

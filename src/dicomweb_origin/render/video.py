@@ -28,27 +28,14 @@ import av
 import numpy as np
 
 from dicomweb_origin.errors import BadRequest, DecodeError, NotImplementedFeature
+from dicomweb_origin.model.media import TRANSFER_SYNTAXES
 
-# Transfer Syntax UID -> codec of the stream it carries (PS3.5 Annex A, Table A-1;
-# the ".1" syntaxes are the Fragmentable variants)
-VIDEO_CODECS: dict[str, str] = {
-    "1.2.840.10008.1.2.4.100": "mpeg2video",  # MPEG2 Main Profile / Main Level
-    "1.2.840.10008.1.2.4.100.1": "mpeg2video",
-    "1.2.840.10008.1.2.4.101": "mpeg2video",  # MPEG2 Main Profile / High Level
-    "1.2.840.10008.1.2.4.101.1": "mpeg2video",
-    "1.2.840.10008.1.2.4.102": "h264",  # MPEG-4 AVC/H.264 High Profile / Level 4.1
-    "1.2.840.10008.1.2.4.102.1": "h264",
-    "1.2.840.10008.1.2.4.103": "h264",  # ... BD-compatible High Profile / Level 4.1
-    "1.2.840.10008.1.2.4.103.1": "h264",
-    "1.2.840.10008.1.2.4.104": "h264",  # ... High Profile / Level 4.2 for 2D Video
-    "1.2.840.10008.1.2.4.104.1": "h264",
-    "1.2.840.10008.1.2.4.105": "h264",  # ... High Profile / Level 4.2 for 3D Video
-    "1.2.840.10008.1.2.4.105.1": "h264",
-    "1.2.840.10008.1.2.4.106": "h264",  # ... Stereo High Profile / Level 4.2
-    "1.2.840.10008.1.2.4.106.1": "h264",
-    "1.2.840.10008.1.2.4.107": "hevc",  # HEVC/H.265 Main Profile / Level 5.1
-    "1.2.840.10008.1.2.4.108": "hevc",  # HEVC/H.265 Main 10 Profile / Level 5.1
-}
+# Transfer Syntax UID -> codec of the stream it carries (PS3.5 Annex A, Table A-1): by the media type of each video
+# syntax of the table, and the same codec for the Fragmentable variant (".1") of each MPEG-2 and H.264 syntax.
+_CODEC_OF_MEDIA_TYPE = {"video/mpeg": "mpeg2video", "video/mp4": "h264", "video/H265": "hevc"}
+_VIDEO_SYNTAXES = {ts.uid: _CODEC_OF_MEDIA_TYPE[ts.media_type] for ts in TRANSFER_SYNTAXES.values() if ts.video}
+VIDEO_CODECS: dict[str, str] = _VIDEO_SYNTAXES | {
+    f"{uid}.1": codec for uid, codec in _VIDEO_SYNTAXES.items() if codec != "hevc"}
 
 # The encoder of every video/mp4 we make: libx264 ships in the PyAV wheel; yuv420p and even
 # dimensions are what browsers' H.264 decoders accept.

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import BadRequest
-from ..model import Viewport
+from ..model.rendering import Viewport
 
 Array = np.ndarray
 

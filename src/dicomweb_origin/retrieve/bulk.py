@@ -21,13 +21,8 @@ from functools import partial
 
 from ..dicom import pixels
 from ..errors import BadRequest, DecodeError, InvalidFrameList, NotAcceptable, NotFound
-from ..model import (
-    EXPLICIT_VR_LE,
-    TRANSFER_SYNTAXES,
-    Acceptable,
-    InstanceRecord,
-    default_syntax_for,
-)
+from ..model.media import EXPLICIT_VR_LE, TRANSFER_SYNTAXES, Acceptable, default_syntax_for
+from ..model.stored import InstanceRecord
 from ..negotiation import OCTET, Offer, negotiate
 from .payload import Part, Payload, Target, bytes_body, etag, with_syntax
 from .sources import Sources, not_acceptable_message

@@ -12,14 +12,8 @@ from functools import partial
 
 from ..dicom import transcode
 from ..errors import NotAcceptable
-from ..model import (
-    DEFLATED_EXPLICIT_VR_LE,
-    EXPLICIT_VR_LE,
-    TRANSFER_SYNTAXES,
-    Acceptable,
-    InstanceRecord,
-    PixelDescription,
-)
+from ..model.media import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_LE, TRANSFER_SYNTAXES, Acceptable
+from ..model.stored import InstanceRecord, PixelDescription
 from ..negotiation import Offer, negotiate
 from .payload import Part, Payload, Target, etag, stream_body, with_syntax
 from .sources import Sources, not_acceptable_message

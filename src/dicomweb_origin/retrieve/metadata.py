@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import orjson
 
-from ..dicom import metadata as dicom_metadata
+from ..dicom import jsonwriter
 from ..dicom.xml import json_to_xml
 from ..errors import NotAcceptable
-from ..model import EXPLICIT_VR_LE, Acceptable
+from ..model.media import EXPLICIT_VR_LE, Acceptable
 from ..negotiation import Offer, negotiate
 from .payload import Body, Cost, Once, Part, Payload, Target, etag, lazy_body
 from .sources import Sources
@@ -32,12 +32,12 @@ def metadata(sources: Sources, target: Target, accept: Sequence[Acceptable], roo
     stored = Once(lambda: sources.index.metadata(records))
     vary = ("Accept", "Accept-Encoding")
     if kind == "json":
-        json_body = lazy_body(lambda: dicom_metadata.json_array(stored(), root))
+        json_body = lazy_body(lambda: jsonwriter.json_array(stored(), root))
         part = Part("application/dicom+json", f"{target.path}/metadata", None, json_body, Cost.LIGHT)
         return Payload([part], None, tag, vary=vary)
 
     def xml_body(position: int) -> Body:
-        return lazy_body(lambda: json_to_xml(orjson.loads(dicom_metadata.absolutize(stored()[position], root))))
+        return lazy_body(lambda: json_to_xml(orjson.loads(jsonwriter.absolutize(stored()[position], root))))
 
     parts = [Part("application/dicom+xml; charset=utf-8", f"{record.path}/metadata", None, xml_body(position),
                   Cost.LIGHT) for position, record in enumerate(records)]

@@ -17,7 +17,9 @@ from typing import IO, Generic, TypeVar
 
 from .. import memory
 from ..cache import BytesCache
-from ..model import Acceptable, RenderParams, VolumeParams, check_uid
+from ..model.media import Acceptable
+from ..model.rendering import RenderParams, VolumeParams
+from ..model.uids import check_uid
 
 Body = Callable[[int, int | None], Iterator[bytes]]  # (offset, length) within the part -> chunks
 T = TypeVar("T")

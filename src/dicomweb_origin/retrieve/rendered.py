@@ -7,6 +7,9 @@ the one decoding path frames and transcoding use (``Sources.decoded_frame``), th
 functions of ``render/`` (display pipeline, viewport, annotation, encoders). Every rendered part is
 produced on the CPU executor and kept in a bounded cache keyed like its ETag, so a viewer's study
 browser costs one rendering per thumbnail.
+
+Past 400 lines on purpose: the ``Renderer`` (one instance's frames to rendered parts, with their memory
+budget and cache) and the two resources that use it (Rendered, Thumbnail) share the category rules above.
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ from ..cache import BytesCache
 from ..dicom.softcopy import parse_presentation
 from ..dicom.xml import json_to_xml
 from ..errors import BadRequest, DicomWebError, NotAcceptable, PayloadTooLarge
-from ..model import Acceptable, Display, InstanceRecord, RenderParams, Viewport, Window
+from ..model.appearance import Display, Window
+from ..model.media import Acceptable
+from ..model.rendering import RenderParams, Viewport
+from ..model.stored import InstanceRecord
 from ..negotiation import Offer, negotiate
 from ..render import document, icons, presentation, report, video
 from ..render.viewport import output_size, source_region

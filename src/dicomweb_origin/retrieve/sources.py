@@ -17,14 +17,8 @@ from .. import memory
 from ..cache import BytesCache
 from ..dicom import pixels, transcode
 from ..errors import DecodeError, DicomWebError, Gone, NotFound
-from ..model import (
-    DEFLATED_EXPLICIT_VR_LE,
-    EXPLICIT_VR_LE,
-    TRANSFER_SYNTAXES,
-    Acceptable,
-    InstanceRecord,
-    PixelDescription,
-)
+from ..model.media import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_LE, TRANSFER_SYNTAXES, Acceptable
+from ..model.stored import InstanceRecord, PixelDescription
 from ..storage.base import BlobStore, Index
 from .lanes import Lanes
 from .payload import SPOOL_IN_MEMORY, Body, Part, Target

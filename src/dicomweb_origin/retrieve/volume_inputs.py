@@ -28,10 +28,11 @@ import numpy as np
 from .. import memory
 from ..cache import SizedCache
 from ..dicom import dicomjson as dj
-from ..dicom import metadata as dicom_metadata
-from ..dicom import pixels
+from ..dicom import jsonwriter, pixels
 from ..errors import BadRequest
-from ..model import InstanceRecord, VolumeSelector, Window
+from ..model.appearance import Window
+from ..model.rendering import VolumeSelector
+from ..model.stored import InstanceRecord
 from ..render import lut
 from ..render.volume import Slice, Volume, fill, layout, levels
 from .sources import Sources
@@ -158,7 +159,7 @@ def select(sources: Sources, records: Sequence[InstanceRecord], selector: Volume
     if selector.match:
         conditions = []
         for name, value in selector.match:
-            path = dicom_metadata.attribute_path(name)
+            path = jsonwriter.attribute_path(name)
             if path is None:
                 raise BadRequest(f"invalid match attribute {name[:60]!r}: a keyword or 8 hex digits")
             conditions.append((path, value))

@@ -31,7 +31,10 @@ from .. import memory, render
 from ..cache import BytesCache, SizedCache
 from ..dicom.volumetric import PLANAR_MPR_VPS, VOLUMETRIC_STATES, VolumetricState, parse_state
 from ..errors import BadRequest, NotAcceptable, PayloadTooLarge
-from ..model import Acceptable, InstanceRecord, Vector, VolumeParams, VolumeSelector, Window
+from ..model.appearance import Window
+from ..model.media import Acceptable
+from ..model.rendering import Vector, VolumeParams, VolumeSelector
+from ..model.stored import InstanceRecord
 from ..negotiation import Offer, negotiate
 from ..render import lut
 from ..render import volume as vr

@@ -42,7 +42,7 @@ def _postgres(url: str) -> Index:
 
 
 def _memory_index(url: str) -> Index:
-    return _load(".memory", "MemoryIndex", "dicomweb-origin")()  # type: ignore[no-any-return]
+    return _load(".inmemory", "MemoryIndex", "dicomweb-origin")()  # type: ignore[no-any-return]
 
 
 def _files(url: str) -> BlobStore:
@@ -55,7 +55,7 @@ def _s3(url: str) -> BlobStore:
 
 
 def _memory_blobs(url: str) -> BlobStore:
-    return _load(".memory", "MemoryBlobStore", "dicomweb-origin")()  # type: ignore[no-any-return]
+    return _load(".inmemory", "MemoryBlobStore", "dicomweb-origin")()  # type: ignore[no-any-return]
 
 
 INDEX_SCHEMES: dict[str, Callable[[str], Index]] = {

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Literal, Protocol
 
-from ..model import InstanceRecord, StoredInstance
+from ..model.stored import InstanceRecord, StoredInstance
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,7 +112,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX series_keys ON series USING gin (keys jsonb_path_ops);
     CREATE INDEX instance_keys ON instance USING gin (keys jsonb_path_ops);
     """,
-    # 2: a flat index at any size (issue 19). Counters of studies, series, instances and changes, in 16 rows
+    # 2: a flat index at any size. Counters of studies, series, instances and changes, in 16 rows
     # each so that concurrent writers seldom wait on one another (their sum is the value); the pending display
     # in a table of its own, as in SQLite; indexes that hold the Search order (NULL first) inside a study and
     # a series, and an instance index by study for its foreign key and SOPClassesInStudy.

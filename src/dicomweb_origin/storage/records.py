@@ -24,7 +24,8 @@ from typing import Any
 
 import orjson
 
-from ..model import BulkElement, Display, FrameDisplay, InstanceRecord, Lut, PixelDescription, Window
+from ..model.appearance import Display, FrameDisplay, Lut, Window
+from ..model.stored import BulkElement, InstanceRecord, PixelDescription
 
 STUDY_COLUMNS = {
     "00100020": "patient_id",

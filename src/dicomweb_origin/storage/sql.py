@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import orjson
 
 from ..errors import SeriesInOtherStudy, ServiceUnavailable
-from ..model import InstanceRecord, StoredInstance
+from ..model.stored import InstanceRecord, StoredInstance
 from .base import Counts, SearchPage, SearchQuery
 from .paging import Pager
 from .records import (

@@ -100,7 +100,7 @@ MIGRATIONS: list[str] = [
     DROP INDEX instance_by_class;
     CREATE INDEX instance_by_class ON instance(sop_class_uid, study_uid);
     """,
-    # 4: records gain the display pipeline (model.Display). Rows with pixel data stored before it wait
+    # 4: records gain the display pipeline (model.appearance.Display). Rows with pixel data stored before it wait
     # here until the Ingest use case reads their blobs (storage never parses DICOM): see set_display.
     """
     CREATE TABLE display_pending (instance_uid TEXT PRIMARY KEY);
@@ -117,7 +117,7 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (study_uid, series_uid, instance_uid)
     );
     """,
-    # 6: a flat index at any size (issue 19). Counters of studies, series, instances and changes (``counts``,
+    # 6: a flat index at any size. Counters of studies, series, instances and changes (``counts``,
     # Search totals, the home page) instead of counting rows; a revision per record row (the record memo);
     # instance indexes that follow the Search order inside a series and serve the foreign keys on DELETE
     # (each deleted series row checked instance.series_uid by scanning the table).

@@ -34,7 +34,7 @@ from starlette.routing import BaseRoute, Match, Mount, Route, compile_path
 from starlette.types import Scope
 
 from ..errors import CrossOriginRefused, NotAcceptable, NotFound
-from ..model import check_uid
+from ..model.uids import check_uid
 from ..negotiation import Offer, acceptable_media_types, negotiate
 from ..retrieve import Part, Payload, bytes_body, etag
 from ..settings import Settings

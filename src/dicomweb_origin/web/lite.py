@@ -3,7 +3,7 @@
 The viewer lets the server do the pixel work: everything it shows comes from standard DICOMweb requests (Search,
 metadata, Rendered, Thumbnail, Rendered MPR and Rendered 3D of PS3.18 §10.4.1.1.3-8), so a phone displays a large CT
 with a few kilobytes per picture. Its files hold no patient data and are public even when the server asks for
-tokens (web/auth.py); the viewer sends the token it was given as ``Authorization: Bearer`` on each DICOMweb request.
+tokens (web/bearer.py); the viewer sends the token it was given as ``Authorization: Bearer`` on each DICOMweb request.
 ``config.json`` tells it where the DICOMweb root is. docs/conformance.md ("The lite viewer") lists what it requests.
 """
 

@@ -15,7 +15,8 @@ import re
 from typing import Protocol
 
 from ..errors import BadRequest
-from ..model import (
+from ..model.appearance import Window
+from ..model.rendering import (
     ORIENTATIONS,
     RENDERING_METHODS,
     RenderParams,
@@ -23,9 +24,8 @@ from ..model import (
     Viewport,
     VolumeParams,
     VolumeSelector,
-    Window,
-    uid_error,
 )
+from ..model.uids import uid_error
 
 
 class Query(Protocol):

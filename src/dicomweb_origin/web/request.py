@@ -8,7 +8,7 @@ from __future__ import annotations
 from starlette.datastructures import Headers
 from starlette.requests import Request
 
-from ..model import Acceptable
+from ..model.media import Acceptable
 from ..negotiation import acceptable_media_types, check_charset, check_charset_parameter
 from ..retrieve import Target
 from ..settings import Settings

@@ -8,7 +8,7 @@ first), its query parameters (description, and the function that parses them) an
 Generated from it: the Starlette routes (``web/routes.py``), the Retrieve Capabilities description
 (``web/capabilities.py``), and the resource tables of the conformance statement and the README
 (``conformance.py``). What each resource can answer is taken from the use cases' own tables
-(``model.TRANSFER_SYNTAXES``, ``retrieve.rendered.CATEGORY_TYPES``, ``retrieve.volumes``), so it cannot drift
+(``model.media.TRANSFER_SYNTAXES``, ``retrieve.rendered.CATEGORY_TYPES``, ``retrieve.volumes``), so it cannot drift
 from them; tests/web/test_resources.py holds every representation the use cases produce against this table.
 Framework-free: importable without Starlette.
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from ..ingest import Ingest
-from ..model import TRANSFER_SYNTAXES
+from ..model.media import TRANSFER_SYNTAXES
 from ..retrieve import Retrieve, rendered, volumes
 from ..search import Search
 from .params import Query, render_params, thumbnail_params, volume_params

@@ -1,7 +1,7 @@
 """The Starlette routes of the DICOMweb root, made from the resource table (``web/resources.py``).
 
 Each method of a row gets a handler of its transaction: Retrieve (parse the request into a
-``RetrieveRequest``, await the use case, write the payload), Search (``web/search.py``), Store
+``RetrieveRequest``, await the use case, write the payload), Search (``web/qido.py``), Store
 (``web/stow.py``) and DELETE.
 The handlers only read the request and write the answer; the use cases do the work where it belongs.
 """
@@ -17,13 +17,13 @@ from starlette.routing import BaseRoute, Route
 
 from ..errors import BadRequest, NotFound
 from ..ingest import Ingest
-from ..model import RenderParams, VolumeParams
+from ..model.rendering import RenderParams, VolumeParams
 from ..retrieve import Retrieve, RetrieveRequest
 from ..search import Search
 from ..settings import Settings
+from .qido import search_handler
 from .request import acceptable, check_text_charset, root, target
 from .resources import Method, Resource, routed
-from .search import search_handler
 from .send import Writer
 from .stow import Stow
 

@@ -35,27 +35,17 @@ def _project(data: np.ndarray, lo: np.float32, shear: Shear, method: str, spread
             if found is None:
                 continue
             (a, b, c, d), block = found
-            target = acc[a:b, c:d]
-            if method == "maximum_ip":
-                np.maximum(target, block, out=target)
-            elif method == "minimum_ip":
-                np.minimum(target, block, out=target)
-            else:
-                target += block
-                assert count is not None
+            _fold(acc[a:b, c:d], block, method)
+            if count is not None:
                 count[a:b, c:d] += 1
         return acc, count
 
     parts = shear.over_slices(work, spread)
     acc, count = parts[0]
     for other, other_count in parts[1:]:
-        if method == "maximum_ip":
-            np.maximum(acc, other, out=acc)
-        elif method == "minimum_ip":
-            np.minimum(acc, other, out=acc)
-        else:
-            acc += other
-            assert count is not None and other_count is not None
+        _fold(acc, other, method)
+        if count is not None:
+            assert other_count is not None
             count += other_count
     if method == "average_ip":
         assert count is not None
@@ -64,6 +54,16 @@ def _project(data: np.ndarray, lo: np.float32, shear: Shear, method: str, spread
     else:
         acc[~np.isfinite(acc)] = lo
     return acc
+
+
+def _fold(into: np.ndarray, other: np.ndarray, method: str) -> None:
+    """Fold ``other`` into ``into``, in place: the maximum, the minimum, or the sum (of an average)."""
+    if method == "maximum_ip":
+        np.maximum(into, other, out=into)
+    elif method == "minimum_ip":
+        np.minimum(into, other, out=into)
+    else:
+        into += other
 
 
 def _axis_aligned(data: np.ndarray, axis: int, method: str, spread: Spread) -> np.ndarray:

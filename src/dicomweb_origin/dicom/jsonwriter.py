@@ -16,7 +16,7 @@ from typing import Any
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 
-from ..model import BulkElement
+from ..model.stored import BulkElement
 
 _MARKER = b'"BulkDataURI":"'
 

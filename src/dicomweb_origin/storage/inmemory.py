@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from ..errors import SeriesInOtherStudy
-from ..model import InstanceRecord, StoredInstance
+from ..model.stored import InstanceRecord, StoredInstance
 from .base import BlobInfo, Condition, Counts, ItemCondition, SearchPage, SearchQuery
 from .records import SERIES_COLUMNS, STUDY_COLUMNS, column_value, fold, integer, text
 

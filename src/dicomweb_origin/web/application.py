@@ -22,7 +22,7 @@ from ..retrieve import Retrieve
 from ..search import Search
 from ..settings import Settings
 from .accesslog import AccessLog
-from .auth import BearerAuth
+from .bearer import BearerAuth
 from .capabilities import capabilities_mount
 from .hosts import HostGuard, allowed_names, machine_names, trusted_networks
 from .lite import lite_routes
