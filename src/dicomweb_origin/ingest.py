@@ -35,7 +35,7 @@ from .dicom.xml import json_to_xml
 from .errors import BadRequest, IngestError, NotDicom, SeriesInOtherStudy
 from .model import Display, InstanceRecord, StoredInstance, counts_as_lossy, uid_error
 from .settings import Settings
-from .storage.base import BlobStore, Index
+from .storage.base import BlobStore, Index, metadata_folder
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +249,9 @@ class Ingest:
         A resource deleted before answers 0 (DELETE is idempotent, RFC 9110 §9.2.2).
         """
         gone = self.index.remove(study_uid, series_uid, instance_uid)
+        if gone:
+            self._drop_metadata(study_uid, None if series_uid is None and instance_uid is None
+                                else gone[0].series_uid)
         for record in gone:
             try:
                 self.blobs.delete(record.blob_key)
@@ -259,6 +262,18 @@ class Ingest:
                 u for u in (study_uid, series_uid, instance_uid) if u))
             return len(gone)
         return 0 if self.index.removed(study_uid, series_uid, instance_uid) else None
+
+    def _drop_metadata(self, study_uid: str, series_uid: str | None) -> None:
+        """Remove the stored metadata bodies a DELETE made wrong (retrieve/metadata.py): the study's own and the
+        series' (every one, for a study). Their names already differ from the next request's; this frees them."""
+        folders = ([metadata_folder(study_uid)] if series_uid is None
+                   else [metadata_folder(study_uid, "study"), metadata_folder(study_uid, series_uid)])
+        try:
+            for folder in folders:
+                for key in list(self.blobs.keys(folder)):
+                    self.blobs.delete(key)
+        except OSError as exc:  # left for the next build of the target to remove
+            log.warning("cannot remove the metadata bodies of study %s: %s", study_uid, exc)
 
     def _record(self, parsed: reader.ParsedFile, uids: dict[str, str], sop_class: str) -> InstanceRecord:
         """The record of the instance, but for where its blob will be."""

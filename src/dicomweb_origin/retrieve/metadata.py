@@ -1,24 +1,44 @@
-"""Metadata resources (PS3.18 Table 10.4.1-2): the stored DICOM JSON, as JSON or Native XML."""
+"""Metadata resources (PS3.18 Table 10.4.1-2): the stored DICOM JSON, as JSON or Native XML.
+
+The DICOM JSON of a study or series is a stored body (``StoredMetadata``): joined once from the instances'
+stored JSON, kept with its gzip in the blob store (under ``DERIVED``, beside the blobs), and read back whole by
+the requests that follow, without per-instance work. Its name holds the response's ETag, which names every
+instance's digest in order and the DICOMweb root: a change made by any process (STOW, DELETE, replace) gives the
+next request another name, so a body is never served stale, and BulkDataURIs, which are absolute, are right for
+the root that asked. A body is written whole under its name (rename, or one S3 PUT): two builders at once leave
+one correct body. Building one removes the bodies of the target's earlier contents; DELETE removes those of what
+it deleted. Instance metadata (one row) and Native XML (rare; one part per instance) stay computed.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import logging
+import threading
+import zlib
+from collections.abc import Callable, Sequence
 
 import orjson
 
 from ..dicom import metadata as dicom_metadata
 from ..dicom.xml import json_to_xml
 from ..errors import NotAcceptable
-from ..model import EXPLICIT_VR_LE, Acceptable
+from ..model import EXPLICIT_VR_LE, Acceptable, InstanceRecord
 from ..negotiation import Offer, negotiate
-from .payload import Body, Cost, Once, Part, Payload, Target, etag, lazy_body
+from ..storage.base import BlobStore, Catalogue, metadata_folder
+from .payload import GZIP_LEVEL, Body, Cost, Once, Part, Payload, Target, etag, lazy_body
 from .sources import Sources
+
+log = logging.getLogger(__name__)
 
 # Table 10.4.4-1: DICOM JSON (the default, one array) or Native XML (one part per instance); ``application/json``
 # is honoured as DICOM JSON when named. A transfer syntax governs InlineBinary (§8.7.3.2): Explicit VR LE.
 OFFERS = (Offer("application/dicom+json", EXPLICIT_VR_LE, stored=True),
           Offer("application/dicom+xml", EXPLICIT_VR_LE, multipart=True, stored=True),
           Offer("application/json", EXPLICIT_VR_LE, stored=True, wildcard=False))
+
+STORED_ROOTS = 4  # roots (Host / X-Forwarded-*) whose bodies are stored per content; others are computed
+_MISSING = (FileNotFoundError, KeyError)  # what reading a body nobody stored (or one just removed) raises
 
 
 def metadata(sources: Sources, target: Target, accept: Sequence[Acceptable], root: str) -> Payload:
@@ -29,8 +49,12 @@ def metadata(sources: Sources, target: Target, accept: Sequence[Acceptable], roo
     records = sources.records(target)
     kind = metadata_kind(accept)
     tag = etag("metadata", kind, root, *(r.digest for r in records))
-    stored = Once(lambda: sources.index.metadata(records))
     vary = ("Accept", "Accept-Encoding")
+    if kind == "json" and not target.single:
+        body = StoredMetadata(sources.blobs, sources.index, target, records, root, tag)
+        part = Part("application/dicom+json", f"{target.path}/metadata", None, lazy_body(Once(body.json)), Cost.LIGHT)
+        return Payload([part], None, tag, vary=vary, gzip=Once(body.gzip))
+    stored = Once(lambda: sources.index.metadata(records))
     if kind == "json":
         json_body = lazy_body(lambda: dicom_metadata.json_array(stored(), root))
         part = Part("application/dicom+json", f"{target.path}/metadata", None, json_body, Cost.LIGHT)
@@ -52,3 +76,62 @@ def metadata_kind(accept: Sequence[Acceptable]) -> str:
             "metadata is served as application/dicom+json or multipart/related; type=\"application/dicom+xml\""
         )
     return "xml" if offer.media_type == "application/dicom+xml" else "json"
+
+
+def gzip_bytes(data: bytes, level: int = GZIP_LEVEL) -> bytes:
+    """``data`` as gzip, without a timestamp: the same bytes for the same input, whoever compresses it."""
+    return zlib.compress(data, level, wbits=31)
+
+
+class StoredMetadata:
+    """The DICOM JSON array of a study or series, and its gzip, read from the blob store or built and stored.
+
+    Named ``{folder}/{contents}.{etag}.json`` (and ``.json.gz``): ``contents`` names the instances' digests alone,
+    so the bodies of other roots for the same contents stay while those of earlier contents are removed.
+    """
+
+    def __init__(self, blobs: BlobStore, index: Catalogue, target: Target, records: Sequence[InstanceRecord],
+                 root: str, tag: str) -> None:
+        self.blobs, self.index, self.records, self.root = blobs, index, records, root
+        self.folder = metadata_folder(target.study_uid, target.series_uid or "study")
+        self.contents = hashlib.sha256("\x1f".join(r.digest for r in records).encode()).hexdigest()[:32]
+        self.key = f"{self.folder}{self.contents}.{tag.strip(chr(34))}.json"
+        self._built: tuple[bytes, bytes] | None = None
+        self._lock = threading.Lock()
+
+    def json(self) -> bytes:
+        return self._read(self.key, lambda built: built[0])
+
+    def gzip(self) -> bytes:
+        return self._read(self.key + ".gz", lambda built: built[1])
+
+    def _read(self, key: str, pick: Callable[[tuple[bytes, bytes]], bytes]) -> bytes:
+        try:
+            return self.blobs.read(key)
+        except _MISSING:
+            return pick(self._build())
+
+    def _build(self) -> tuple[bytes, bytes]:
+        with self._lock:
+            if self._built is None:
+                data = dicom_metadata.json_array(self.index.metadata(self.records), self.root)
+                self._built = data, gzip_bytes(data)
+                self._store(*self._built)
+            return self._built
+
+    def _store(self, data: bytes, packed: bytes) -> None:
+        """Write both bodies; remove those of earlier contents. A body that cannot be stored is served anyway."""
+        mine = f"{self.folder}{self.contents}."
+        try:
+            found = list(self.blobs.keys(self.folder))
+            for key in found:
+                if not key.startswith(mine):
+                    self.blobs.delete(key)  # earlier contents (or, racing a writer, later: it builds them again)
+            roots = {key for key in found if key.startswith(mine) and key.endswith(".json")}
+            if self.key not in roots and len(roots) >= STORED_ROOTS:
+                return  # as many roots as are kept per content: a Host header must not fill the disk
+            self.blobs.write(self.key + ".gz", packed)
+            self.blobs.write(self.key, data)
+        except OSError as exc:
+            log.warning("cannot store the metadata body %s: %s", self.key, exc)
+

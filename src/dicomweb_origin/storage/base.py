@@ -14,6 +14,13 @@ from typing import Any, BinaryIO, Literal, Protocol
 
 from ..model import InstanceRecord, StoredInstance
 
+DERIVED = ".derived/"  # the folder of derived bodies (stored metadata): rebuilt when lost, never an instance's blob
+
+
+def metadata_folder(study_uid: str, series_uid: str | None = None) -> str:
+    """Where the stored metadata bodies of a study (``series_uid`` None: the study's own and every series') live."""
+    return f"{DERIVED}metadata/{study_uid}/" + ("" if series_uid is None else f"{series_uid}/")
+
 
 @dataclass(frozen=True, slots=True)
 class BlobInfo:
@@ -39,8 +46,18 @@ class BlobStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
-    def keys(self) -> Iterator[str]:
-        """Every durable blob's key (never a temporary upload), in no particular order: for check and copy."""
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """The durable blobs' keys under ``prefix``, in no particular order; never a temporary upload.
+
+        Without a prefix: every instance's blob, for check and copy (derived bodies under ``DERIVED`` left out).
+        """
+        ...
+
+    def write(self, key: str, data: bytes) -> None:
+        """Store a derived body under exactly ``key`` (below ``DERIVED``), replacing it atomically.
+
+        Readers see the old bytes or the new, never a part; two writers of one key leave one of their bodies whole.
+        """
         ...
 
 
