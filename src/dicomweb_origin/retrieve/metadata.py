@@ -25,7 +25,7 @@ from ..dicom.xml import json_to_xml
 from ..errors import NotAcceptable
 from ..model import EXPLICIT_VR_LE, Acceptable, InstanceRecord
 from ..negotiation import Offer, negotiate
-from ..storage.base import BlobStore, Catalogue, metadata_folder
+from ..storage.base import metadata_folder
 from .payload import GZIP_LEVEL, Body, Cost, Once, Part, Payload, Target, etag, lazy_body
 from .sources import Sources
 
@@ -44,27 +44,33 @@ _MISSING = (FileNotFoundError, KeyError)  # what reading a body nobody stored (o
 def metadata(sources: Sources, target: Target, accept: Sequence[Acceptable], root: str) -> Payload:
     """The stored DICOM JSON of the target, as one JSON array or one XML document per instance.
 
-    Parts are produced only when sent, so a conditional request answered 304 reads nothing.
+    Parts are produced only when sent, so a conditional request answered 304 reads nothing. A study or series is
+    named by its instances' digests alone (one light read); its body is stored (``StoredMetadata``).
     """
-    records = sources.records(target)
+    records: list[InstanceRecord] | None = None
+    digests = [] if target.single else sources.index.digests(target.study_uid, target.series_uid)
+    if not digests:  # an instance, or nothing there: 404 or 410 (or stored this very moment)
+        records = sources.records(target)
+        digests = [r.digest for r in records]
     kind = metadata_kind(accept)
-    tag = etag("metadata", kind, root, *(r.digest for r in records))
+    tag = etag("metadata", kind, root, *digests)
     vary = ("Accept", "Accept-Encoding")
+    location = f"{target.path}/metadata"
     if kind == "json" and not target.single:
-        body = StoredMetadata(sources.blobs, sources.index, target, records, root, tag)
-        part = Part("application/dicom+json", f"{target.path}/metadata", None, lazy_body(Once(body.json)), Cost.LIGHT)
+        body = StoredMetadata(sources, target, digests, root, tag)
+        part = Part("application/dicom+json", location, None, lazy_body(Once(body.json)), Cost.LIGHT)
         return Payload([part], None, tag, vary=vary, gzip=Once(body.gzip))
-    stored = Once(lambda: sources.index.metadata(records))
+    listed = records or sources.records(target)
+    stored = Once(lambda: sources.index.metadata(listed))
     if kind == "json":
         json_body = lazy_body(lambda: dicom_metadata.json_array(stored(), root))
-        part = Part("application/dicom+json", f"{target.path}/metadata", None, json_body, Cost.LIGHT)
-        return Payload([part], None, tag, vary=vary)
+        return Payload([Part("application/dicom+json", location, None, json_body, Cost.LIGHT)], None, tag, vary=vary)
 
     def xml_body(position: int) -> Body:
         return lazy_body(lambda: json_to_xml(orjson.loads(dicom_metadata.absolutize(stored()[position], root))))
 
     parts = [Part("application/dicom+xml; charset=utf-8", f"{record.path}/metadata", None, xml_body(position),
-                  Cost.LIGHT) for position, record in enumerate(records)]
+                  Cost.LIGHT) for position, record in enumerate(listed)]
     return Payload(parts, "application/dicom+xml", tag, vary=vary)
 
 
@@ -90,11 +96,11 @@ class StoredMetadata:
     so the bodies of other roots for the same contents stay while those of earlier contents are removed.
     """
 
-    def __init__(self, blobs: BlobStore, index: Catalogue, target: Target, records: Sequence[InstanceRecord],
-                 root: str, tag: str) -> None:
-        self.blobs, self.index, self.records, self.root = blobs, index, records, root
+    def __init__(self, sources: Sources, target: Target, digests: Sequence[str], root: str, tag: str) -> None:
+        self.sources, self.target, self.digests, self.root = sources, target, list(digests), root
+        self.blobs = sources.blobs
         self.folder = metadata_folder(target.study_uid, target.series_uid or "study")
-        self.contents = hashlib.sha256("\x1f".join(r.digest for r in records).encode()).hexdigest()[:32]
+        self.contents = hashlib.sha256("\x1f".join(digests).encode()).hexdigest()[:32]
         self.key = f"{self.folder}{self.contents}.{tag.strip(chr(34))}.json"
         self._built: tuple[bytes, bytes] | None = None
         self._lock = threading.Lock()
@@ -114,9 +120,11 @@ class StoredMetadata:
     def _build(self) -> tuple[bytes, bytes]:
         with self._lock:
             if self._built is None:
-                data = dicom_metadata.json_array(self.index.metadata(self.records), self.root)
+                records = self.sources.records(self.target)
+                data = dicom_metadata.json_array(self.sources.index.metadata(records), self.root)
                 self._built = data, gzip_bytes(data)
-                self._store(*self._built)
+                if [r.digest for r in records] == self.digests:  # else changed since: this name is not theirs
+                    self._store(*self._built)
             return self._built
 
     def _store(self, data: bytes, packed: bytes) -> None:

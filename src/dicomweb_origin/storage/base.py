@@ -70,6 +70,10 @@ class Catalogue(Protocol):
         """Records of a study or series, ordered by series number, instance number, UID."""
         ...
 
+    def digests(self, study_uid: str, series_uid: str | None = None) -> list[str]:
+        """The blob digests of the records ``instances`` gives, in its order: one light read that names them all."""
+        ...
+
     def metadata(self, records: Sequence[InstanceRecord]) -> list[bytes]:
         """The stored DICOM JSON object of each record, in the same order."""
         ...

@@ -153,6 +153,9 @@ class MemoryIndex:
 
         return sorted(found, key=key)
 
+    def digests(self, study_uid: str, series_uid: str | None = None) -> list[str]:
+        return [r.digest for r in self.instances(study_uid, series_uid)]
+
     def metadata(self, records: Sequence[InstanceRecord]) -> list[bytes]:
         return [self._kept[r.instance_uid].metadata for r in records]
 
