@@ -215,3 +215,20 @@ async def test_stored_bodies_are_no_orphans(empty_archive: LoadedArchive) -> Non
     assert all(not key.startswith(DERIVED) for key in empty_archive.blobs.keys())
     report = check(empty_archive.index, empty_archive.blobs, repair=True, grace=0)
     assert report.problems == [] and len(stored(empty_archive, study)) == 2
+
+
+async def test_a_large_body_is_streamed_from_storage(client: httpx.AsyncClient, archive: LoadedArchive,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the size sent in one go (made small here), the stored body is streamed with its Content-Length."""
+    from dicomweb_origin.web import send
+
+    monkeypatch.setattr(send, "SMALL_BODY", 1000)
+    study = next(iter(archive.demo.values())).record
+    assert study is not None
+    url = f"studies/{study.study_uid}/metadata"
+    expected = computed(archive, study.study_uid)
+    assert len(expected) > 1000
+    for _ in range(2):
+        answer = await client.get(url, headers=PLAIN)
+        assert answer.status_code == 200 and answer.content == expected
+        assert answer.headers["content-length"] == str(len(expected))

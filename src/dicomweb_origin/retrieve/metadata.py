@@ -16,7 +16,7 @@ import hashlib
 import logging
 import threading
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 
 import orjson
 
@@ -26,7 +26,7 @@ from ..errors import NotAcceptable
 from ..model import EXPLICIT_VR_LE, Acceptable, InstanceRecord
 from ..negotiation import Offer, negotiate
 from ..storage.base import metadata_folder
-from .payload import GZIP_LEVEL, Body, Cost, Once, Part, Payload, Target, etag, lazy_body
+from .payload import GZIP_LEVEL, Body, Cost, Once, Part, Payload, Target, etag, lazy_body, stream_body
 from .sources import Sources
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def metadata(sources: Sources, target: Target, accept: Sequence[Acceptable], roo
     location = f"{target.path}/metadata"
     if kind == "json" and not target.single:
         body = StoredMetadata(sources, target, digests, root, tag)
-        part = Part("application/dicom+json", location, None, lazy_body(Once(body.json)), Cost.LIGHT)
+        part = Part("application/dicom+json", location, None, stream_body(body.json), Cost.LIGHT)
         return Payload([part], None, tag, vary=vary, gzip=Once(body.gzip))
     listed = records or sources.records(target)
     stored = Once(lambda: sources.index.metadata(listed))
@@ -105,17 +105,23 @@ class StoredMetadata:
         self._built: tuple[bytes, bytes] | None = None
         self._lock = threading.Lock()
 
-    def json(self) -> bytes:
-        return self._read(self.key, lambda built: built[0])
+    def json(self) -> Iterator[bytes]:
+        """The body in chunks as the blob store reads them (``Part.materialize`` spools a large one to a file)."""
+        chunks = self.blobs.stream(self.key)
+        try:
+            first = next(chunks, b"")
+        except _MISSING:
+            yield self._build()[0]
+            return
+        yield first
+        yield from chunks
 
     def gzip(self) -> bytes:
-        return self._read(self.key + ".gz", lambda built: built[1])
-
-    def _read(self, key: str, pick: Callable[[tuple[bytes, bytes]], bytes]) -> bytes:
+        """The gzip body, whole: the one response body that is sent as it is stored."""
         try:
-            return self.blobs.read(key)
+            return self.blobs.read(self.key + ".gz")
         except _MISSING:
-            return pick(self._build())
+            return self._build()[1]
 
     def _build(self) -> tuple[bytes, bytes]:
         with self._lock:

@@ -91,7 +91,7 @@ class Writer:
                                          media_type=part.media_type)
         if part.location is not None:
             headers["Content-Location"] = base + part.location
-        if compressible or part.length <= SMALL_BODY:
+        if (compressible and payload.gzip is None) or part.length <= SMALL_BODY:  # else: a stored gzip, or none
             data = await self.retrieve.read(part)
             return await self._bytes(request, data, part.media_type, headers, status, compressible)
         headers["Content-Length"] = str(part.length)
