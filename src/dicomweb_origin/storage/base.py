@@ -18,7 +18,8 @@ DERIVED = ".derived/"  # the folder of derived bodies (stored metadata): rebuilt
 
 
 def metadata_folder(study_uid: str, series_uid: str | None = None) -> str:
-    """Where the stored metadata bodies of a study (``series_uid`` None: the study's own and every series') live."""
+    """The folder of stored metadata bodies (retrieve/metadata.py): a series' (``series_uid``), the study's own
+    (``"study"``: no UID is a word), or all of a study's (None)."""
     return f"{DERIVED}metadata/{study_uid}/" + ("" if series_uid is None else f"{series_uid}/")
 
 
