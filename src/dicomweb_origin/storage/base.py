@@ -48,7 +48,8 @@ class BlobStore(Protocol):
     def delete(self, key: str) -> None: ...
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        """The durable blobs' keys under ``prefix``, in no particular order; never a temporary upload.
+        """The durable blobs' keys under ``prefix`` (a folder: ending in ``/``), in no particular order; never a
+        temporary upload.
 
         Without a prefix: every instance's blob, for check and copy (derived bodies under ``DERIVED`` left out).
         """
