@@ -38,7 +38,7 @@ from .model.media import counts_as_lossy
 from .model.stored import InstanceRecord, StoredInstance
 from .model.uids import uid_error
 from .settings import Settings
-from .storage.base import BlobStore, Index
+from .storage.base import BlobStore, Index, metadata_folder
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +252,9 @@ class Ingest:
         A resource deleted before answers 0 (DELETE is idempotent, RFC 9110 §9.2.2).
         """
         gone = self.index.remove(study_uid, series_uid, instance_uid)
+        if gone:
+            self._drop_metadata(study_uid, None if series_uid is None and instance_uid is None
+                                else gone[0].series_uid)
         for record in gone:
             try:
                 self.blobs.delete(record.blob_key)
@@ -262,6 +265,18 @@ class Ingest:
                 u for u in (study_uid, series_uid, instance_uid) if u))
             return len(gone)
         return 0 if self.index.removed(study_uid, series_uid, instance_uid) else None
+
+    def _drop_metadata(self, study_uid: str, series_uid: str | None) -> None:
+        """Remove the stored metadata bodies a DELETE made wrong (retrieve/metadata.py): the study's own and the
+        series' (every one, for a study). Their names already differ from the next request's; this frees them."""
+        folders = ([metadata_folder(study_uid)] if series_uid is None
+                   else [metadata_folder(study_uid, "study"), metadata_folder(study_uid, series_uid)])
+        try:
+            for folder in folders:
+                for key in list(self.blobs.keys(folder)):
+                    self.blobs.delete(key)
+        except OSError as exc:  # left for the next build of the target to remove
+            log.warning("cannot remove the metadata bodies of study %s: %s", study_uid, exc)
 
     def _record(self, parsed: reader.ParsedFile, uids: dict[str, str], sop_class: str) -> InstanceRecord:
         """The record of the instance, but for where its blob will be."""

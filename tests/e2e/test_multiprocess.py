@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -173,6 +174,47 @@ def test_a_series_that_grows_through_another_process_is_never_stale(layout: Layo
         assert seen() == (3, 3, "3")
         thumb = client.get(path + "/thumbnail", headers={"Accept": "image/png"})
         assert thumb.status_code == 200
+
+
+def test_stored_metadata_follows_changes_made_through_any_process(layout: Layout) -> None:
+    """Study and series metadata are bodies in S3 shared by the processes: what one stores or deletes, the next
+    request to another reflects, and processes building one body at once leave one correct body."""
+    study, series = generate_uid(), generate_uid()
+    first, second, third = layout.servers
+    parts = [instance(study, series, n, seed=7) for n in (1, 2, 3)]
+    assert stow(first.url, parts).status_code == 200
+    urls = [f"/studies/{study}/metadata", f"/studies/{study}/series/{series}/metadata"]
+
+    def bodies(server: LiveServer) -> list[tuple[bytes, bytes]]:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            found = []
+            for url in urls:
+                plain = client.get(url, headers={"Accept": JSON, "Accept-Encoding": "identity"})
+                packed = client.get(url, headers={"Accept": JSON, "Accept-Encoding": "gzip"})
+                assert plain.status_code == packed.status_code == 200
+                assert packed.headers["content-encoding"] == "gzip"
+                found.append((plain.content, packed.content))  # httpx decoded the gzip
+            return found
+
+    with ThreadPoolExecutor(6) as pool:  # every process builds the same bodies at once
+        answers = list(pool.map(bodies, [first, second, third, first, second, third]))
+    for answer in answers:
+        assert answer == answers[0]
+        for plain, unpacked in answer:
+            assert plain == unpacked
+    assert [len(json.loads(plain)) for plain, _ in answers[0]] == [3, 3]
+    derived = [k for k in layout.s3_keys() if k.startswith(f".derived/metadata/{study}/")]
+    assert len(derived) == 4  # study and series, each a body and its gzip
+
+    assert stow(second.url, [instance(study, series, 4, seed=7)]).status_code == 200
+    assert [len(json.loads(plain)) for plain, _ in bodies(third)] == [4, 4]
+    gone = uid_of(parts[0])
+    assert httpx.delete(f"{first.url}/studies/{study}/series/{series}/instances/{gone}", timeout=60).status_code \
+        == 204
+    for server in (second, third):
+        after = bodies(server)
+        assert [len(json.loads(plain)) for plain, _ in after] == [3, 3]
+        assert gone.encode() not in after[0][0] and gone.encode() not in after[1][0]
 
 
 def test_concurrent_stow_of_the_same_instances_ends_as_one_each(layout: Layout) -> None:

@@ -407,9 +407,10 @@ async def test_repeated_accept_lines_are_one_list(client: httpx.AsyncClient, lin
 
 
 async def test_gzip_is_computed_once_per_representation(client: httpx.AsyncClient, archive: LoadedArchive) -> None:
-    """Metadata never changes for an ETag: its gzip body is kept and served again, byte for byte."""
+    """Metadata never changes for an ETag: its gzip body is kept and served again, byte for byte (instance metadata:
+    a study's or series' gzip body is stored, test_stored_metadata.py)."""
     cache = archive.app.state.gzip_cache
-    url = f"{path_of('emri_small', 'series')}/metadata"
+    url = f"{path_of('emri_small')}/metadata"
     headers = {"Accept": DICOM_JSON, "Accept-Encoding": "gzip"}
     bodies = []
     for _ in range(2):

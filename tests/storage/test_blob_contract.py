@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from dicomweb_origin.storage.base import BlobStore
+from dicomweb_origin.storage.base import DERIVED, BlobStore
 from dicomweb_origin.storage.files import FileBlobStore
 from dicomweb_origin.storage.inmemory import MemoryBlobStore
 from dicomweb_origin.storage.s3 import S3BlobStore, S3Location
@@ -265,3 +265,32 @@ def test_s3_check_spares_young_orphans_and_finds_stale_uploads(ceph: CephS3, tmp
     report = check(index, store, repair=True, grace=0)
     assert [(p.kind, p.key, p.repaired) for p in report.problems] == [("orphan", young, True)]
     assert list(store.keys()) == []
+
+
+def test_derived_bodies_are_written_under_their_key_and_listed_apart(store: BlobStore) -> None:
+    """``write``: a derived body (stored metadata) under exactly its key, replaced whole; ``keys()`` lists only
+    instances' blobs, ``keys(prefix)`` what is under the prefix, derived bodies included."""
+    info = store.put(io.BytesIO(payload(1000)), NAME)
+    folder = f"{DERIVED}metadata/1.2.3/1.2.3.4/"
+    store.write(folder + "a.json", b"[1]")
+    store.write(folder + "a.json", b"[1,2]")  # replaced whole
+    store.write(f"{DERIVED}metadata/1.2.3/study/b.json", payload(3 << 20, seed=1))
+    assert store.read(folder + "a.json") == b"[1,2]"
+    assert store.read(f"{DERIVED}metadata/1.2.3/study/b.json") == payload(3 << 20, seed=1)
+    assert list(store.keys()) == [info.key]
+    assert list(store.keys(folder)) == [folder + "a.json"]
+    assert sorted(store.keys(f"{DERIVED}metadata/1.2.3/")) == [folder + "a.json", f"{DERIVED}metadata/1.2.3/study/b.json"]
+    assert list(store.keys(f"{DERIVED}metadata/9.9/")) == []
+    store.delete(folder + "a.json")
+    assert list(store.keys(folder)) == []
+    with pytest.raises((FileNotFoundError, KeyError)):
+        store.read(folder + "a.json")
+
+
+def test_concurrent_writes_of_one_derived_key_leave_one_whole_body(store: BlobStore) -> None:
+    key = f"{DERIVED}metadata/1.2.3/1.2.3.4/c.json"
+    bodies = [payload(1 << 20, seed=n) for n in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda body: store.write(key, body), bodies * 2))
+    assert store.read(key) in bodies
+    assert list(store.keys(f"{DERIVED}metadata/")) == [key]

@@ -19,7 +19,6 @@ web layer never names a thread pool; this class decides.
 
 from __future__ import annotations
 
-import gzip
 import os
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Iterator, Sequence
 from functools import partial
@@ -31,11 +30,11 @@ from . import bulk, instances, metadata, rendered, volumes
 from .bulk import parse_frame_list
 from .lanes import Lanes
 from .metadata import metadata_kind
-from .payload import Body, Cost, Part, Payload, RetrieveRequest, Target, bytes_body, etag
+from .payload import GZIP_LEVEL, Body, Cost, Part, Payload, RetrieveRequest, Target, bytes_body, etag
 from .sources import Sources
 from .volume_inputs import VolumeCache
 
-__all__ = ["Body", "Cost", "Lanes", "Part", "Payload", "Retrieve", "RetrieveRequest", "Target", "bytes_body",
+__all__ = ["GZIP_LEVEL", "Body", "Cost", "Lanes", "Part", "Payload", "Retrieve", "RetrieveRequest", "Target", "bytes_body",
            "etag", "metadata_kind", "parse_frame_list"]
 
 
@@ -172,7 +171,11 @@ class Retrieve:
         if not payload.parts and error is not None:
             raise error
 
+    async def stored_gzip(self, make: Callable[[], bytes]) -> bytes:
+        """A payload's stored gzip body (``Payload.gzip``), read or built on the light lane."""
+        return await self.lanes.run(Cost.LIGHT, make)
+
     async def compress(self, data: bytes, level: int, kept: BytesCache, key: Hashable) -> bytes:
         """``data`` gzip-compressed on the light lane (no timestamp: same input, same bytes), kept in ``kept``
         under ``key`` and made once however many requests ask for it at the same time."""
-        return await self.lanes.run(Cost.LIGHT, kept.get_or_make, key, partial(gzip.compress, data, level, mtime=0))
+        return await self.lanes.run(Cost.LIGHT, kept.get_or_make, key, partial(metadata.gzip_bytes, data, level))

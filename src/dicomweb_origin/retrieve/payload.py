@@ -113,8 +113,10 @@ class Payload:
     omitted: int = 0  # items that could not be represented: 206 (Table 10.4.3-1)
     vary: tuple[str, ...] = field(default=("Accept",))
     warnings: tuple[str, ...] = ()  # Warning header texts (e.g. unsupported annotation values, §8.3.5.1.1)
+    gzip: Callable[[], bytes] | None = None  # the single part's gzip body, stored beside it (metadata.py)
 
 
+GZIP_LEVEL = 4  # of every gzip body: stored ones and those compressed when sent are the same bytes
 SPOOL_IN_MEMORY = 8 << 20  # a produced part up to this size stays in memory; a larger one goes to a file
 _READ_CHUNK = 1 << 20
 

@@ -14,6 +14,14 @@ from typing import Any, BinaryIO, Literal, Protocol
 
 from ..model.stored import InstanceRecord, StoredInstance
 
+DERIVED = ".derived/"  # the folder of derived bodies (stored metadata): rebuilt when lost, never an instance's blob
+
+
+def metadata_folder(study_uid: str, series_uid: str | None = None) -> str:
+    """The folder of stored metadata bodies (retrieve/metadata.py): a series' (``series_uid``), the study's own
+    (``"study"``: no UID is a word), or all of a study's (None)."""
+    return f"{DERIVED}metadata/{study_uid}/" + ("" if series_uid is None else f"{series_uid}/")
+
 
 @dataclass(frozen=True, slots=True)
 class BlobInfo:
@@ -39,8 +47,19 @@ class BlobStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
-    def keys(self) -> Iterator[str]:
-        """Every durable blob's key (never a temporary upload), in no particular order: for check and copy."""
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """The durable blobs' keys under ``prefix`` (a folder: ending in ``/``), in no particular order; never a
+        temporary upload.
+
+        Without a prefix: every instance's blob, for check and copy (derived bodies under ``DERIVED`` left out).
+        """
+        ...
+
+    def write(self, key: str, data: bytes) -> None:
+        """Store a derived body under exactly ``key`` (below ``DERIVED``), replacing it atomically.
+
+        Readers see the old bytes or the new, never a part; two writers of one key leave one of their bodies whole.
+        """
         ...
 
 
@@ -51,6 +70,10 @@ class Catalogue(Protocol):
 
     def instances(self, study_uid: str, series_uid: str | None = None) -> list[InstanceRecord]:
         """Records of a study or series, ordered by series number, instance number, UID."""
+        ...
+
+    def digests(self, study_uid: str, series_uid: str | None = None) -> list[str]:
+        """The blob digests of the records ``instances`` gives, in its order: one light read that names them all."""
         ...
 
     def metadata(self, records: Sequence[InstanceRecord]) -> list[bytes]:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .base import BlobInfo
+from .base import DERIVED, BlobInfo
 
 CHUNK = 1 << 20
 
@@ -137,13 +137,33 @@ class FileBlobStore:
         except FileNotFoundError:
             pass
 
-    def keys(self) -> Iterator[str]:
+    def keys(self, prefix: str = "") -> Iterator[str]:
         """Walk the store; the ``.tmp`` folder holds uploads in progress (or left by a crash), never blobs."""
-        for root, dirs, names in os.walk(self.root):
-            if root == str(self.root):
-                dirs[:] = [d for d in dirs if d != ".tmp"]
+        top = self._path(prefix.rstrip("/")) if prefix else str(self.root)
+        skipped = () if prefix else (".tmp", DERIVED.rstrip("/"))
+        for root, dirs, names in os.walk(top):
+            if root == top:
+                dirs[:] = [d for d in dirs if d not in skipped]
             for name in names:
-                yield os.path.relpath(os.path.join(root, name), self.root).replace(os.sep, "/")
+                key = os.path.relpath(os.path.join(root, name), self.root).replace(os.sep, "/")
+                if key.startswith(prefix):
+                    yield key
+
+    def write(self, key: str, data: bytes) -> None:
+        """Temporary file, fsync, rename: a crash leaves the old body, the new, or none, never a torn one."""
+        final = Path(self._path(key))
+        fd, tmp_name = self._upload()
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            final.parent.mkdir(parents=True, exist_ok=True)  # a derived body lost in a crash is built again
+            os.replace(tmp_name, final)
+        except BaseException:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+            raise
 
 
 def _make_dirs(path: Path) -> None:

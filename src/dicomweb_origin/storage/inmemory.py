@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 from ..errors import SeriesInOtherStudy
 from ..model.stored import InstanceRecord, StoredInstance
-from .base import BlobInfo, Condition, Counts, ItemCondition, SearchPage, SearchQuery
+from .base import DERIVED, BlobInfo, Condition, Counts, ItemCondition, SearchPage, SearchQuery
 from .records import SERIES_COLUMNS, STUDY_COLUMNS, column_value, fold, integer, text
 
 
@@ -42,8 +42,11 @@ class MemoryBlobStore:
     def delete(self, key: str) -> None:
         self._blobs.pop(key, None)
 
-    def keys(self) -> Iterator[str]:
-        return iter(list(self._blobs))
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        return iter([k for k in self._blobs if k.startswith(prefix) and (prefix or not k.startswith(DERIVED))])
+
+    def write(self, key: str, data: bytes) -> None:
+        self._blobs[key] = bytes(data)
 
 
 @dataclass
@@ -149,6 +152,9 @@ class MemoryIndex:
                     r.instance_number or 0, r.instance_uid)
 
         return sorted(found, key=key)
+
+    def digests(self, study_uid: str, series_uid: str | None = None) -> list[str]:
+        return [r.digest for r in self.instances(study_uid, series_uid)]
 
     def metadata(self, records: Sequence[InstanceRecord]) -> list[bytes]:
         return [self._kept[r.instance_uid].metadata for r in records]

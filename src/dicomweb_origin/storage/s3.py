@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import IO, Any, BinaryIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .base import BlobInfo
+from .base import DERIVED, BlobInfo
 
 CHUNK = 1 << 20
 SPOOL_IN_MEMORY = 8 << 20
@@ -294,15 +294,26 @@ class S3BlobStore:
                 removed += 1
         return removed
 
-    def keys(self) -> Iterator[str]:
+    def keys(self, prefix: str = "") -> Iterator[str]:
         """List the bucket under the prefix; incomplete multipart uploads are never listed as objects."""
         paginator = self.client.get_paginator("list_objects_v2")
         args: dict[str, Any] = {"Bucket": self.bucket}
-        if self.prefix:
-            args["Prefix"] = self.prefix
+        if self.prefix or prefix:
+            args["Prefix"] = self.prefix + prefix
         for page in paginator.paginate(**args):
             for item in page.get("Contents", ()):
-                yield item["Key"][len(self.prefix):]
+                key = item["Key"][len(self.prefix):]
+                if prefix or not key.startswith(DERIVED):
+                    yield key
+
+    def write(self, key: str, data: bytes) -> None:
+        """One plain PUT: S3 makes an object visible only once whole, the last PUT of a key wins."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._object(key), Body=data, ContentLength=len(data))
+        except ClientError as exc:
+            raise _os_error(exc) from exc
 
     def close(self) -> None:
         self.client.close()

@@ -162,8 +162,15 @@ class SqlIndex:
         return None if row is None else self._cache.record(*row)
 
     def instances(self, study_uid: str, series_uid: str | None = None) -> list[InstanceRecord]:
-        sql = ("SELECT i.instance_uid, i.revision, i.record FROM series se JOIN instance i"
-               " ON i.series_uid = se.series_uid WHERE se.study_uid = ?")
+        return [self._cache.record(*row) for row in self._ordered("i.instance_uid, i.revision, i.record",
+                                                                   study_uid, series_uid)]
+
+    def digests(self, study_uid: str, series_uid: str | None = None) -> list[str]:
+        return [row[0] for row in self._ordered("i.digest", study_uid, series_uid)]
+
+    def _ordered(self, columns: str, study_uid: str, series_uid: str | None) -> list[Row]:
+        """``columns`` of a study's or series' instances, ordered by series number, instance number, UIDs."""
+        sql = f"SELECT {columns} FROM series se JOIN instance i ON i.series_uid = se.series_uid WHERE se.study_uid = ?"
         args = [study_uid]
         if series_uid is not None:
             sql += " AND se.series_uid = ?"
@@ -172,8 +179,7 @@ class SqlIndex:
         sql += (f" ORDER BY {order('se.series_number', False)}, se.series_uid,"
                 f" {order('i.instance_number', False)}, i.instance_uid")
         with self._session() as s:
-            rows = s.all(sql, args)
-        return [self._cache.record(*row) for row in rows]
+            return s.all(sql, args)
 
     def metadata(self, records: Sequence[InstanceRecord]) -> list[bytes]:
         uids = [r.instance_uid for r in records]

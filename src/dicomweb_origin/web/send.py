@@ -16,13 +16,12 @@ from starlette.responses import Response, StreamingResponse
 
 from ..cache import BytesCache
 from ..negotiation import token_quality
-from ..retrieve import Payload, Retrieve
+from ..retrieve import GZIP_LEVEL, Payload, Retrieve
 from ..settings import Settings
 from .multipart import MultipartBody
 from .request import header_field, root
 
 SMALL_BODY = 8 << 20  # bodies up to this size are produced in one go rather than streamed
-GZIP_LEVEL = 4
 
 
 class Writer:
@@ -68,6 +67,13 @@ class Writer:
     async def _single(self, request: Request, payload: Payload, headers: dict[str, str], status: int, base: str,
                       compressible: bool) -> Response:
         part = payload.parts[0]
+        if compressible and payload.gzip is not None and _accepts_gzip(request):
+            packed = await self.retrieve.stored_gzip(payload.gzip)
+            if _gzip_size(packed) >= self.settings.gzip_min_bytes:  # else as below: sent as it is
+                if part.location is not None:
+                    headers["Content-Location"] = base + part.location
+                headers |= {"Content-Encoding": "gzip", "ETag": headers["ETag"][:-1] + '-gzip"'}
+                return Response(packed, status, headers, media_type=part.media_type)
         await self.retrieve.materialize(part)  # transcoding, rendering, metadata: on its lane
         assert part.length is not None
         if not compressible:  # a single representation: Range applies (RFC 9110 §14)
@@ -85,7 +91,7 @@ class Writer:
                                          media_type=part.media_type)
         if part.location is not None:
             headers["Content-Location"] = base + part.location
-        if compressible or part.length <= SMALL_BODY:
+        if (compressible and payload.gzip is None) or part.length <= SMALL_BODY:  # else: a stored gzip, or none
             data = await self.retrieve.read(part)
             return await self._bytes(request, data, part.media_type, headers, status, compressible)
         headers["Content-Length"] = str(part.length)
@@ -137,6 +143,11 @@ def _etag_match(header: str | None, etag: str) -> str | None:
         if tag.replace('-gzip"', '"') == etag:
             return tag
     return None
+
+
+def _gzip_size(packed: bytes) -> int:
+    """The length of what a gzip body holds, from its trailer's ISIZE (RFC 1952 §2.3.1; bodies under 4 GiB)."""
+    return int.from_bytes(packed[-4:], "little")
 
 
 def _accepts_gzip(request: Request) -> bool:
