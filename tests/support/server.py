@@ -72,7 +72,7 @@ class LiveServer:
         """A QIDO-RS or metadata answer (application/dicom+json) of a path under the DICOMweb root."""
         request = urllib.request.Request(self.url + path, headers={"Accept": "application/dicom+json"})
         with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read() or b"[]")  # type: ignore[no-any-return]
+            return json.loads(response.read() or b"[]")
 
     def studies(self) -> dict[str, str]:
         """StudyInstanceUID by Study Description (the demo studies have one each)."""
