@@ -117,7 +117,7 @@ class Loaded:
 
     @property
     def search(self) -> Search:
-        return self.app.state.archive.search  # type: ignore[no-any-return]
+        return self.app.state.archive.search
 
 
 @pytest.fixture(scope="module")
@@ -687,7 +687,7 @@ def _write_version_1(path: Path, stored: list[StoredInstance]) -> None:
 
 async def test_a_version_1_archive_migrates_and_becomes_searchable(tmp_path: Path) -> None:
     recorder = _Recorder()
-    ingest = Ingest(recorder, MemoryBlobStore(), Settings(data_dir=tmp_path))  # type: ignore[arg-type]
+    ingest = Ingest(recorder, MemoryBlobStore(), Settings(data_dir=tmp_path))
     _store(ingest, crafted_files(tmp_path / "crafted"))
     assert len(recorder.stored) == len(MADE)
     settings = Settings(data_dir=tmp_path / "data")

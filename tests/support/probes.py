@@ -154,11 +154,11 @@ def store_in_process(data_dir: Path, instances: Sequence[bytes], check_headers: 
     original = getattr(reader, "_check_headers", None)
     try:
         if not check_headers and original is not None:
-            reader._check_headers = lambda *args: None  # type: ignore[attr-defined]
+            reader._check_headers = lambda *args: None
         return [archive.ingest.store(io.BytesIO(instance)) for instance in instances]
     finally:
         if original is not None:
-            reader._check_headers = original  # type: ignore[attr-defined]
+            reader._check_headers = original
         archive.close()
 
 

@@ -16,7 +16,7 @@ import hashlib
 import io
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -393,5 +393,5 @@ def check_table() -> None:
         seen[uid] = ref.name
 
 
-def ids(refs: list[Reference]) -> list[str]:
+def ids(refs: Sequence[Reference]) -> list[str]:
     return [ref.name for ref in refs]

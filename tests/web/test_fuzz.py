@@ -144,7 +144,7 @@ def _headers() -> st.SearchStrategy[dict[str, str]]:
         "If-Range": st.sampled_from(ETAGS),
         "Accept-Encoding": st.sampled_from(["gzip", "identity", "br", "gzip;q=0", "*", "x"]),
     }
-    return st.fixed_dictionaries({}, optional={k: v for k, v in optional.items()})  # type: ignore[arg-type]
+    return st.fixed_dictionaries({}, optional={k: v for k, v in optional.items()})
 
 
 class _Errors(logging.Handler):
