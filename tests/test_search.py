@@ -19,10 +19,9 @@ from typing import Any
 import httpx
 import orjson
 import pydicom
-import pydicom.data
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
+from pydicom.uid import UID, generate_uid
 from starlette.applications import Starlette
 
 from dicomweb_origin.app import build_app
@@ -36,6 +35,7 @@ from dicomweb_origin.storage.memory import MemoryBlobStore
 from dicomweb_origin.storage.records import column_value, record_to_json
 from dicomweb_origin.storage.sqlite import MIGRATIONS
 from tests.support.http import parse_multipart
+from tests.support.reference import source_path
 
 pytestmark = pytest.mark.anyio
 
@@ -80,7 +80,7 @@ MADE = (
 
 
 def _craft(made: Made, folder: Path) -> Path:
-    ds = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
+    ds = pydicom.dcmread(source_path("CT_small.dcm"))
     ds.SpecificCharacterSet = "ISO_IR 192"
     for keyword, value in STUDIES[made.study] + made.values:
         if value is None:
@@ -91,7 +91,7 @@ def _craft(made: Made, folder: Path) -> Path:
     ds.StudyID = made.study
     ds.SeriesInstanceUID = uid(made.study, made.series)
     ds.SeriesNumber = made.series
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid(made.study, made.series, made.number)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = UID(uid(made.study, made.series, made.number))
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.InstanceNumber = made.number
     if made.series == 2:

@@ -87,7 +87,7 @@ class CephS3:
         while time.monotonic() < deadline:
             for process in self.processes:
                 if process.poll() is not None:
-                    raise RuntimeError(f"a Ceph daemon exited ({process.args[0]}, rc {process.returncode})"
+                    raise RuntimeError(f"a Ceph daemon exited ({process.args!r}, rc {process.returncode})"
                                        f" while waiting for {what}:\n{self.logs()}")
             try:
                 if ready():  # type: ignore[operator]
