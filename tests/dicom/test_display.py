@@ -20,7 +20,7 @@ import pytest
 from PIL import ImageCms
 from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
 from pydicom.uid import generate_uid
 
 from dicomweb_origin.app import build_app

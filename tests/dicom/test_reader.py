@@ -8,8 +8,11 @@ Little Endian and Explicit VR Big Endian are never sent on the web) and is check
 from __future__ import annotations
 
 import io
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -124,3 +127,24 @@ def test_a_part_10_file_cut_short_is_a_broken_dicom_file_not_a_stranger() -> Non
     with pytest.raises(IngestError) as raised:
         parse(io.BytesIO(data[: len(data) // 2]), THRESHOLD)
     assert not isinstance(raised.value, NotDicom)
+
+
+def test_the_re_encoded_copy_is_closed_when_reading_it_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file refused after re-encoding leaves no temporary file open (nothing left to the garbage collector)."""
+    from dicomweb_origin.dicom import reader
+
+    made: list[Any] = []
+    original = tempfile.SpooledTemporaryFile
+
+    def spooled(**kwargs: Any) -> Any:
+        made.append(original(**kwargs))
+        return made[-1]
+
+    def refuse(*args: Any) -> Any:
+        raise IngestError("the pixel data is broken")
+
+    monkeypatch.setattr(reader, "tempfile", SimpleNamespace(SpooledTemporaryFile=spooled))
+    monkeypatch.setattr(reader, "_scan_pixel_data", refuse)  # read only in the re-encoded copy of this file
+    with pytest.raises(IngestError, match="pixel data is broken"):
+        parse(io.BytesIO(Path(_path("MR_small_implicit.dcm")).read_bytes()), THRESHOLD)
+    assert len(made) == 1 and made[0].closed

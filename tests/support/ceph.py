@@ -79,9 +79,9 @@ class CephS3:
         return done.stdout
 
     def _spawn(self, name: str, *args: str) -> None:
-        log = open(self.root / f"{name}.out", "wb")  # noqa: SIM115 - kept open for the daemon's life
-        self.processes.append(subprocess.Popen([*args, "-c", str(self.conf), "-f"], stdout=log,
-                                               stderr=subprocess.STDOUT, start_new_session=True))
+        with open(self.root / f"{name}.out", "wb") as log:  # the daemon writes to its own copy of the descriptor
+            self.processes.append(subprocess.Popen([*args, "-c", str(self.conf), "-f"], stdout=log,
+                                                   stderr=subprocess.STDOUT, start_new_session=True))
 
     def _wait(self, what: str, ready: object, deadline: float) -> None:
         while time.monotonic() < deadline:
