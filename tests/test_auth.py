@@ -67,16 +67,19 @@ class Issuer:
     def __init__(self) -> None:
         self.keys: dict[str, Any] = {}
         self.hits: Counter[str] = Counter()
-        self.delay = 0.0  # seconds before each answer: a slow issuer
+        self.keys_asked = threading.Event()  # set when the JWKS is first asked for
+        self.hold_keys: threading.Event | None = None  # when set: the JWKS answer waits for it (a slow issuer)
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 issuer.hits[self.path] += 1
-                time.sleep(issuer.delay)
                 if self.path == "/.well-known/openid-configuration":
                     body = {"issuer": issuer.url, "jwks_uri": issuer.url + "/jwks.json"}
                 elif self.path == "/jwks.json":
+                    issuer.keys_asked.set()
+                    if issuer.hold_keys is not None:
+                        issuer.hold_keys.wait(60)
                     body = issuer.jwks()
                 else:
                     self.send_error(404)
@@ -422,23 +425,40 @@ async def test_unknown_kid_refreshes_the_jwks_rate_limited_and_follows_rotation(
         issuer.close()
 
 
-async def test_a_burst_of_first_requests_waits_for_one_fetch(tmp_path: Path) -> None:
+async def test_a_burst_of_first_requests_waits_for_one_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests that arrive while the first fetch of the keys is under way wait for it: none fails, none fetches.
+
+    The race is made to happen, not hoped for: the issuer holds its key set until the fifteen latecomers have
+    all been let in and have passed the point where they decide to wait for the fetch (or not).
+    """
     issuer = Issuer()
     try:
         issuer.keys = {"ec-1": KEYS["ec-1"]}
-        issuer.delay = 0.3
+        issuer.hold_keys = threading.Event()
         app = _app(tmp_path, oidc_issuer=issuer.url, oidc_audience=AUDIENCE)
         headers = bearer(token(issuer.url, "ec-1", scope=READ))
+        authenticator = app.state.authenticator
+        decided, asked = asyncio.Event(), [0]
 
-        async def later(seconds: float) -> httpx.Response:
-            await asyncio.sleep(seconds)
-            return await c.get(SEARCH, headers=headers)
+        def needs_refresh(token: str) -> bool:  # what every request asks first; the rest of its choice is synchronous
+            asked[0] += 1
+            if asked[0] == 16:
+                decided.set()
+            return type(authenticator).needs_refresh(authenticator, token)
 
-        async with client(app) as c:  # the first starts the fetch; the others arrive while it is under way
-            answers = await asyncio.gather(later(0), *(later(0.1) for _ in range(15)))
+        monkeypatch.setattr(authenticator, "needs_refresh", needs_refresh)
+        async with client(app) as c:
+            first = asyncio.ensure_future(c.get(SEARCH, headers=headers))
+            assert await asyncio.to_thread(issuer.keys_asked.wait, 60)  # the first one's fetch is under way
+            latecomers = [asyncio.ensure_future(c.get(SEARCH, headers=headers)) for _ in range(15)]
+            await asyncio.wait_for(decided.wait(), 60)
+            issuer.hold_keys.set()
+            answers = await asyncio.gather(first, *latecomers)
         assert [a.status_code for a in answers] == [200] * 16
         assert issuer.hits["/jwks.json"] == 1 and issuer.hits["/.well-known/openid-configuration"] == 1
     finally:
+        if issuer.hold_keys is not None:
+            issuer.hold_keys.set()
         issuer.close()
 
 

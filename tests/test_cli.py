@@ -10,7 +10,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from dicomweb_origin.cli import main
-from tests.support.server import free_port, stop
+from tests.support.server import free_port, spawn, stop
 
 
 def _folder(tmp_path: Path, *, truncated: bool) -> Path:
@@ -155,20 +155,16 @@ def test_serve_on_a_port_in_use_says_so_in_one_line_and_prints_no_banner(tmp_pat
 
 def test_serve_prints_the_banner_once_it_listens(tmp_path: Path) -> None:
     """Whoever reads "DICOMweb root: URL" can connect to URL at once."""
-    port = free_port()
-    log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "dicomweb_origin.cli", "serve", "--data",
-                                    str(tmp_path / "data"), "--port", str(port)], stdout=out, stderr=out)
+    server = spawn(["--data", str(tmp_path / "data")], tmp_path / "serve.log")
     try:
         deadline = time.monotonic() + 60
-        while "DICOMweb root:" not in log.read_text():
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.005)
-        with socket.create_connection(("127.0.0.1", port), timeout=5):
+        while "DICOMweb root:" not in server.log.read_text():
+            assert server.process.poll() is None and time.monotonic() < deadline, server.log_tail()
+            time.sleep(0.005)  # polling the log for the banner, not waiting for anything to happen
+        with socket.create_connection(("127.0.0.1", int(server.origin.rsplit(":", 1)[1])), timeout=5):
             pass  # refused if the banner came before the socket listened
     finally:
-        stop(process)
+        stop(server.process)
 
 
 def test_import_of_nothing_but_files_that_are_not_dicom_fails(tmp_path: Path,

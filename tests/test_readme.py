@@ -170,4 +170,4 @@ def test_the_license_is_an_spdx_expression() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert project["project"]["license"] == "MIT"
     assert "setuptools>=77" in project["build-system"]["requires"]  # the first to take the string form
-    assert metadata("dicomweb-origin").get("License-Expression") == "MIT"  # as installed (make reinstalls)
+    assert metadata("dicomweb-origin")["License-Expression"] == "MIT"  # as installed (make reinstalls)

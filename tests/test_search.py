@@ -19,10 +19,9 @@ from typing import Any
 import httpx
 import orjson
 import pydicom
-import pydicom.data
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
+from pydicom.uid import UID, generate_uid
 from starlette.applications import Starlette
 
 from dicomweb_origin.app import build_app
@@ -37,6 +36,7 @@ from dicomweb_origin.storage.inmemory import MemoryBlobStore
 from dicomweb_origin.storage.records import column_value, record_to_json
 from dicomweb_origin.storage.sqlite import MIGRATIONS
 from tests.support.http import parse_multipart
+from tests.support.reference import source_path
 
 pytestmark = pytest.mark.anyio
 
@@ -81,7 +81,7 @@ MADE = (
 
 
 def _craft(made: Made, folder: Path) -> Path:
-    ds = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
+    ds = pydicom.dcmread(source_path("CT_small.dcm"))
     ds.SpecificCharacterSet = "ISO_IR 192"
     for keyword, value in STUDIES[made.study] + made.values:
         if value is None:
@@ -92,7 +92,7 @@ def _craft(made: Made, folder: Path) -> Path:
     ds.StudyID = made.study
     ds.SeriesInstanceUID = uid(made.study, made.series)
     ds.SeriesNumber = made.series
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid(made.study, made.series, made.number)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = UID(uid(made.study, made.series, made.number))
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.InstanceNumber = made.number
     if made.series == 2:
@@ -118,7 +118,7 @@ class Loaded:
 
     @property
     def search(self) -> Search:
-        return self.app.state.archive.search  # type: ignore[no-any-return]
+        return self.app.state.archive.search
 
 
 @pytest.fixture(scope="module")
@@ -688,7 +688,7 @@ def _write_version_1(path: Path, stored: list[StoredInstance]) -> None:
 
 async def test_a_version_1_archive_migrates_and_becomes_searchable(tmp_path: Path) -> None:
     recorder = _Recorder()
-    ingest = Ingest(recorder, MemoryBlobStore(), Settings(data_dir=tmp_path))  # type: ignore[arg-type]
+    ingest = Ingest(recorder, MemoryBlobStore(), Settings(data_dir=tmp_path))
     _store(ingest, crafted_files(tmp_path / "crafted"))
     assert len(recorder.stored) == len(MADE)
     settings = Settings(data_dir=tmp_path / "data")

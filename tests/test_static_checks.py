@@ -1,4 +1,7 @@
-"""The package type-checks under mypy --strict and passes ruff (STYLE.md: typing and lint)."""
+"""The package type-checks under mypy --strict, the tests under mypy too, and everything passes ruff (STYLE.md).
+
+The tests' mypy level is set in pyproject.toml ([[tool.mypy.overrides]] for ``tests.*``).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +21,11 @@ def test_mypy_strict() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_mypy_on_the_tests() -> None:
+    result = _run("mypy", "tests")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_ruff() -> None:
-    result = _run("ruff", "check", "src")
+    result = _run("ruff", "check", "src", "tests", "benchmarks", "scripts")
     assert result.returncode == 0, result.stdout + result.stderr

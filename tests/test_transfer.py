@@ -69,7 +69,7 @@ def test_copy_verifies_and_resumes(source: Path, tmp_path: Path, ceph: CephS3) -
         assert copied is not None and copied.digest == record.digest and copied.size == record.size
         assert blob_digest(into.blobs, copied.blob_key) == (record.digest, record.size)
         assert into.index.metadata([copied]) == index.metadata([record])
-    copied_keys = sorted(into.index.get(r.instance_uid).blob_key for r in records)  # type: ignore[union-attr]
+    copied_keys = sorted(into.index.get(r.instance_uid).blob_key for r in records)
     assert sorted(into.blobs.keys()) == copied_keys  # no orphan left by the interrupted run
 
     again = copy.run()

@@ -31,7 +31,7 @@ from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
 from pydicom.dataset import FileMetaDataset
 from pydicom.encaps import encapsulate, generate_frames
-from pydicom.pixels import get_decoder
+from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID, generate_uid
 
 from dicomweb_origin.dicom import codecs, pixels
@@ -40,7 +40,7 @@ from dicomweb_origin.model.stored import PixelDescription
 from tests.support.archive import LoadedArchive
 from tests.support.http import parse_multipart
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:pydicom")
 
 ELE, DEFLATE, RLE = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.5"
 JPEG_BASELINE, JPEG_EXTENDED = "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"

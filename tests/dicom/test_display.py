@@ -20,7 +20,7 @@ import pytest
 from PIL import ImageCms
 from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
 from pydicom.uid import generate_uid
 
 from dicomweb_origin.app import build_app
@@ -111,7 +111,7 @@ def test_multi_valued_windows_give_one_window_per_pair() -> None:
 def test_the_voi_lut_function_is_kept(function: str) -> None:
     ds = _read("MR_small.dcm")
     ds.VOILUTFunction = function
-    (window,) = extract_display(dcmread(io.BytesIO(_bytes(ds)))).frames[0].windows  # type: ignore[union-attr]
+    (window,) = extract_display(dcmread(io.BytesIO(_bytes(ds)))).frames[0].windows
     assert window.function == function
 
 
@@ -121,7 +121,7 @@ def test_malformed_windows_and_widths_below_1_are_dropped() -> None:
     ds.WindowCenter = [40, 50, 60, 70]
     ds.WindowWidth = ["999", "0.5", "100", "0"]
     data = _bytes(ds).replace(b"999\\0.5\\100\\0", b"abc\\0.5\\100\\0")  # "abc": no DS value
-    windows = extract_display(dcmread(io.BytesIO(data))).frames[0].windows  # type: ignore[union-attr]
+    windows = extract_display(dcmread(io.BytesIO(data))).frames[0].windows
     assert windows == (Window(60.0, 100.0),)
 
 
@@ -136,7 +136,7 @@ def test_a_lut_whose_length_disagrees_with_its_descriptor_is_dropped() -> None:
     ds = _read("vlut_04.dcm")
     item = ds.VOILUTSequence[0]
     item.LUTData = list(item.LUTData)[:-3]
-    assert extract_display(dcmread(io.BytesIO(_bytes(ds)))).frames[0].voi_luts == ()  # type: ignore[union-attr]
+    assert extract_display(dcmread(io.BytesIO(_bytes(ds)))).frames[0].voi_luts == ()
 
 
 # -- Presentation LUT, MONOCHROME1 -----------------------------------------------------------------
@@ -248,10 +248,10 @@ def test_frame_time_frame_time_vector_and_cine_rate() -> None:
     assert _extract("examples_ybr_color.dcm").frame_time_ms == float(ds.FrameTime)
     del ds.FrameTime
     ds.FrameTimeVector = [0, 40, 60]
-    assert extract_display(dcmread(io.BytesIO(_bytes(ds)))).frame_time_ms == 50.0  # type: ignore[union-attr]
+    assert extract_display(dcmread(io.BytesIO(_bytes(ds)))).frame_time_ms == 50.0
     del ds.FrameTimeVector
     ds.CineRate = 25
-    assert extract_display(dcmread(io.BytesIO(_bytes(ds)))).frame_time_ms == 40.0  # type: ignore[union-attr]
+    assert extract_display(dcmread(io.BytesIO(_bytes(ds)))).frame_time_ms == 40.0
 
 
 def test_an_instance_without_pixel_data_has_no_display() -> None:

@@ -13,17 +13,17 @@ import httpx
 import numpy as np
 import pytest
 from pydicom import dcmread
-from pydicom.data import get_testdata_file
 
 from tests.support.archive import LoadedArchive
 from tests.support.http import parse_multipart
+from tests.support.reference import source_path
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_an_implicit_vr_body_under_an_explicit_syntax_is_re_encoded(
         empty_archive: LoadedArchive, empty_client: httpx.AsyncClient) -> None:
-    source = get_testdata_file("SC_rgb_jpeg.dcm")
+    source = source_path("SC_rgb_jpeg.dcm")
     with open(source, "rb") as fp:
         result = empty_archive.app.state.archive.ingest.store(fp)
     assert result.record is not None, result.reason

@@ -11,10 +11,10 @@ import io
 import httpx
 import pytest
 from pydicom import Dataset, dcmread
-from pydicom.data import get_testdata_file
 
 from tests.support.archive import LoadedArchive
 from tests.support.http import DICOM_JSON
+from tests.support.reference import source_path
 
 pytestmark = pytest.mark.anyio
 
@@ -22,7 +22,7 @@ TRAILER = b"\x01\x02\x03\x04" * 700  # above the 1 KiB bulk data threshold
 
 
 def _with_trailing_elements() -> Dataset:
-    ds = dcmread(get_testdata_file("CT_small.dcm"))
+    ds = dcmread(source_path("CT_small.dcm"))
     ds.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.424242"
     ds.add_new(0x7FE10010, "LO", "ACME TRAILER")
     ds.add_new(0x7FE11001, "OB", TRAILER)

@@ -66,7 +66,7 @@ def stow_request(body: bytes) -> bytes:
 
 def responses(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
     """Read up to ``count`` responses (status, body) with a Content-Length each; fewer if the server closes."""
-    buffer, found = b"", []
+    buffer, found = b"", list[tuple[int, bytes]]()
 
     def fill() -> bool:
         nonlocal buffer

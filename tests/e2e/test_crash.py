@@ -16,6 +16,7 @@ Timings are randomised (seeded, so a failure can be replayed) and kept short: ab
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -90,7 +91,7 @@ def _client(url: str, queue: list[tuple[str, bytes]], acknowledged: dict[str, by
             return
         try:
             uids = _stow(url, [data for _, data in batch])
-        except (OSError, urllib.error.HTTPError):
+        except (OSError, http.client.HTTPException):  # HTTPError is an OSError; IncompleteRead is not
             return  # killed mid-request: not acknowledged
         sent = dict(batch)
         with lock:

@@ -456,7 +456,7 @@ def test_a_client_behind_a_proxy_on_another_port_that_keeps_host_is_served(serve
 
 
 def _app(tmp_path: Path, **settings: object) -> httpx.AsyncClient:
-    app = build_app(Settings(data_dir=tmp_path / "data", **settings))  # type: ignore[arg-type]
+    app = build_app(Settings(data_dir=tmp_path / "data", **settings))
     store = app.state.archive.ingest.store
     result = store(io.BytesIO(deep_instance(1, True)))
     assert result.outcome.value == "stored"

@@ -133,7 +133,7 @@ class Browser:
     def picture(self, selector: str, points: list[tuple[float, float]] | None = None) -> dict[str, Any]:
         found = self.page.evaluate(PICTURE_JS, [selector, points or []])
         assert found is not None, f"no picture in {selector}"
-        return found  # type: ignore[no-any-return]
+        return found
 
     def wait_picture(self, selector: str, other_than: str = "") -> dict[str, Any]:
         """The picture of ``selector`` once one is shown (and it is not the one of blob URL ``other_than``)."""
@@ -226,7 +226,7 @@ def lps_to_pixel(picture: dict[str, Any], point: tuple[float, float, float]) -> 
 
 def at(browser: Browser, selector: str, points: list[tuple[float, float, float]]) -> list[float]:
     picture = browser.picture(selector)
-    return browser.picture(selector, [lps_to_pixel(picture, p) for p in points])["at"]  # type: ignore[no-any-return]
+    return browser.picture(selector, [lps_to_pixel(picture, p) for p in points])["at"]
 
 
 def pane(name: str) -> str:

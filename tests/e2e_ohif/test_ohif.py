@@ -257,7 +257,7 @@ def canvas_stats(page: Any) -> dict[str, Any] | None:
     if canvas.count() == 0:
         return None
     try:
-        return canvas.evaluate(CANVAS_STATS_JS)  # type: ignore[no-any-return]
+        return canvas.evaluate(CANVAS_STATS_JS)
     except Exception:  # noqa: BLE001 - the canvas was replaced while reading it
         return None
 
@@ -270,7 +270,7 @@ def wait_for_image(page: Any, what: str) -> dict[str, Any]:
         return last[0] if last[0] and non_blank(last[0]) else None
 
     try:
-        return wait_until(rendered, TIMEOUT_S, what)  # type: ignore[no-any-return]
+        return wait_until(rendered, TIMEOUT_S, what)
     except AssertionError as exc:
         raise AssertionError(f"{exc}; last canvas sample: {last[0]}") from None
 
@@ -465,7 +465,7 @@ def grid_stats(image: Any, n: int = 128) -> dict[str, float]:
 def dicom_json(server: Server, path: str) -> list[dict[str, Any]]:
     request = urllib.request.Request(server.url + path, headers={"Accept": "application/dicom+json"})
     with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())  # type: ignore[no-any-return]
+        return json.loads(response.read())
 
 
 @pytest.mark.parametrize("mode", ["thumbnail", "rendered"])

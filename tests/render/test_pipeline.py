@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, convert_color_space
+from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut, convert_color_space
 
 from dicomweb_origin.errors import BadRequest
 from dicomweb_origin.model.appearance import Display, FrameDisplay, Lut, Window

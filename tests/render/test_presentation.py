@@ -12,7 +12,6 @@ import base64
 import numpy as np
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
@@ -24,18 +23,19 @@ from dicomweb_origin.model.stored import PixelDescription
 from dicomweb_origin.render.graphics import lab_to_rgb
 from dicomweb_origin.render.presentation import PresentationState, ReferencedImage, apply_presentation
 from tests.support.presentation_states import graphic, make_gsps, metadata, text
+from tests.support.reference import source_path
 
 ROWS, COLUMNS = 48, 80  # a non-square source frame, so that rotation shows in the shape
 
 
 @pytest.fixture(scope="module")
 def ct() -> Dataset:
-    return pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    return pydicom.dcmread(source_path("CT_small.dcm"))
 
 
 @pytest.fixture(scope="module")
 def mr() -> Dataset:
-    return pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    return pydicom.dcmread(source_path("MR_small.dcm"))
 
 
 def _frame(rows: int = ROWS, columns: int = COLUMNS, value: int = 100) -> Dataset:

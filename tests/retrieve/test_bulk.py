@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from pydicom import Dataset, FileMetaDataset, dcmread
 from pydicom.encaps import encapsulate, generate_frames
-from pydicom.pixels import pack_bits
+from pydicom.pixels.utils import pack_bits
 
 from dicomweb_origin.dicom import transcode
 from tests.support.archive import LoadedArchive
@@ -90,7 +90,7 @@ def native_frames(ref: Reference) -> list[bytes]:
         size = ref.rows * ref.columns * 2
         return [bytes(ds.PixelData[i * size : (i + 1) * size]) for i in range(ref.frames)]
     raw = []
-    from pydicom.pixels import pixel_array
+    from pydicom.pixels.utils import pixel_array
 
     frames = pixel_array(ds, raw=True)
     for frame in (list(frames) if ref.frames > 1 else [frames]):

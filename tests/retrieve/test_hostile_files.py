@@ -24,7 +24,7 @@ from dicomweb_origin.settings import Settings
 from tests.support.archive import LoadedArchive
 from tests.support.http import MULTIPART_OCTET
 
-pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.anyio]
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning:pydicom"), pytest.mark.anyio]
 
 SOURCES = ["CT_small.dcm", "MR_small.dcm", "emri_small.dcm", "JPEG2000.dcm", "MR_small_RLE.dcm",
            "SC_rgb_jpeg_dcmtk.dcm", "rtplan.dcm", "emri_small_jpeg_2k_lossless.dcm", "MR_small_bigendian.dcm",

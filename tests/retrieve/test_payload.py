@@ -4,9 +4,13 @@ dicom/transcode.py)."""
 
 from __future__ import annotations
 
+import gc
 import io
 import struct
+import tempfile
 import threading
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import numpy as np
@@ -57,6 +61,25 @@ def test_a_small_part_stays_in_memory_and_a_large_one_goes_to_a_file() -> None:
         thread.join()
     assert sorted(results) == sorted(whole[o:o + 777] for o in range(0, 49000, 7000))  # concurrent Range readers
 
+
+
+def test_a_spooled_part_closes_its_temporary_file_when_the_body_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file is closed, not left to the garbage collector's ResourceWarning, once no reader holds the body."""
+    from dicomweb_origin.retrieve import payload
+
+    made: list[Any] = []
+    original = tempfile.TemporaryFile
+
+    def temporary_file(**kwargs: Any) -> Any:
+        made.append(original(**kwargs))  # the test checks who closes it
+        return made[-1]
+
+    monkeypatch.setattr(payload, "tempfile", SimpleNamespace(TemporaryFile=temporary_file))
+    body, size = spool(iter([b"x" * 100] * 3), in_memory=10)
+    assert size == 300 and b"".join(body(0, None)) == b"x" * 300 and not made[0].closed
+    del body
+    gc.collect()
+    assert made[0].closed
 
 FRAMED = where(lambda r: r.has_pixels and "video" not in r.features)
 

@@ -150,7 +150,7 @@ class FailingSource(io.RawIOBase):
 @pytest.mark.parametrize("good", [1000, 8 << 20])
 def test_a_failed_upload_leaves_nothing(store: BlobStore, good: int) -> None:
     with pytest.raises(OSError):
-        store.put(FailingSource(good), NAME)  # type: ignore[arg-type]
+        store.put(FailingSource(good), NAME)
     assert list(store.keys()) == []
 
 

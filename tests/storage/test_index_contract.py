@@ -410,13 +410,13 @@ def test_a_nul_character_in_a_value_is_stored_and_searched_without_error(search_
 async def test_a_server_on_the_memory_index_answers_search(tmp_path: Path) -> None:
     """``--index memory:``: every index the server accepts answers Search (it raised AttributeError)."""
     import httpx
-    from pydicom.data import get_testdata_file
 
     from dicomweb_origin.app import build_app
     from dicomweb_origin.settings import Settings
+    from tests.support.reference import source_path
 
     app = build_app(Settings(data_dir=tmp_path, index_url="memory:", blob_url="memory:"))
-    with open(get_testdata_file("CT_small.dcm"), "rb") as fp:
+    with open(source_path("CT_small.dcm"), "rb") as fp:
         assert app.state.archive.ingest.store(fp).record is not None
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
         studies = await client.get("/dicomweb/studies?PatientName=CompressedSamples*",

@@ -146,7 +146,7 @@ def test_counts_stay_the_rows_counts_through_any_writes(backend: tuple[Any, Tabl
     tables.check(index)
     assert index.counts() == memory.counts()
     for level in ("study", "series", "instance"):
-        assert index.search(SearchQuery(level)).total == memory.search(SearchQuery(level)).total  # type: ignore[arg-type]
+        assert index.search(SearchQuery(level)).total == memory.search(SearchQuery(level)).total
 
 
 def test_every_foreign_key_is_the_first_column_of_an_index(backend: tuple[Any, Tables]) -> None:

@@ -92,7 +92,7 @@ UID = {"study": "0020000D", "series": "0020000E", "instance": "00080018"}
 
 
 def page(index: Any, level: str, offset: int, limit: int | None, *conditions: Condition) -> tuple[list[str], int]:
-    found = index.search(SearchQuery(level, tuple(conditions), offset, limit))  # type: ignore[arg-type]
+    found = index.search(SearchQuery(level, tuple(conditions), offset, limit))
     return [m[UID[level]]["Value"][0] for m in found.matches], found.total
 
 

@@ -79,15 +79,15 @@ class CephS3:
         return done.stdout
 
     def _spawn(self, name: str, *args: str) -> None:
-        log = open(self.root / f"{name}.out", "wb")  # noqa: SIM115 - kept open for the daemon's life
-        self.processes.append(subprocess.Popen([*args, "-c", str(self.conf), "-f"], stdout=log,
-                                               stderr=subprocess.STDOUT, start_new_session=True))
+        with open(self.root / f"{name}.out", "wb") as log:  # the daemon writes to its own copy of the descriptor
+            self.processes.append(subprocess.Popen([*args, "-c", str(self.conf), "-f"], stdout=log,
+                                                   stderr=subprocess.STDOUT, start_new_session=True))
 
     def _wait(self, what: str, ready: object, deadline: float) -> None:
         while time.monotonic() < deadline:
             for process in self.processes:
                 if process.poll() is not None:
-                    raise RuntimeError(f"a Ceph daemon exited ({process.args[0]}, rc {process.returncode})"
+                    raise RuntimeError(f"a Ceph daemon exited ({process.args!r}, rc {process.returncode})"
                                        f" while waiting for {what}:\n{self.logs()}")
             try:
                 if ready():  # type: ignore[operator]

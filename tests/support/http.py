@@ -191,9 +191,9 @@ async def stow_result(client: httpx.AsyncClient, parts: list[StowPart], study: s
 
 def referenced(module: dict[str, Any]) -> list[dict[str, Any]]:
     """The Referenced SOP Sequence items of a Store Instances Response Module."""
-    return module.get(REFERENCED_SOP_SEQUENCE, {}).get("Value", [])  # type: ignore[no-any-return]
+    return module.get(REFERENCED_SOP_SEQUENCE, {}).get("Value", [])
 
 
 def failed(module: dict[str, Any]) -> list[dict[str, Any]]:
     """The Failed SOP Sequence items of a Store Instances Response Module."""
-    return module.get(FAILED_SOP_SEQUENCE, {}).get("Value", [])  # type: ignore[no-any-return]
+    return module.get(FAILED_SOP_SEQUENCE, {}).get("Value", [])

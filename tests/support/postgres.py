@@ -77,12 +77,13 @@ class PostgresServer:
             subprocess.run([*self.prefix, str(self.bin / "initdb"), "-D", str(data), "-U", self.user,
                             "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
                            check=True, capture_output=True)
-        self.process = subprocess.Popen(
-            [*self.prefix, str(self.bin / "postgres"), "-D", str(data), "-p", str(self.port),
-             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}",
-             *(arg for name, value in self.settings.items() for arg in ("-c", f"{name}={value}"))],
-            stdout=subprocess.DEVNULL, stderr=open(self.dir / "server.log", "wb"),  # noqa: SIM115
-        )
+        with open(self.dir / "server.log", "wb") as log:  # the server writes to its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [*self.prefix, str(self.bin / "postgres"), "-D", str(data), "-p", str(self.port),
+                 "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.dir}",
+                 *(arg for name, value in self.settings.items() for arg in ("-c", f"{name}={value}"))],
+                stdout=subprocess.DEVNULL, stderr=log,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

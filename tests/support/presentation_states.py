@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 GSPS = "1.2.840.10008.5.1.4.1.1.11.1"
 CSPS = "1.2.840.10008.5.1.4.1.1.11.2"
@@ -189,7 +189,7 @@ def make_gsps(image: Dataset, *, others: Sequence[Dataset] = (), frames: Sequenc
     ds.SOPInstanceUID = generate_uid()
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.MediaStorageSOPClassUID = UID(sop_class)
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     return ds

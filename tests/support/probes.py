@@ -20,7 +20,7 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import generate_uid
+from pydicom.uid import UID, generate_uid
 
 T = TypeVar("T")
 PREFIX = "1.2.826.0.1.3680043.10.1016."  # a test root for issue 16's probes
@@ -42,7 +42,7 @@ def _dataset(sop_class: str, rows: int, columns: int, bits: int, frames: int, sy
              study: str | None = None, series: str | None = None) -> Dataset:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = syntax
+    ds.file_meta.TransferSyntaxUID = UID(syntax)
     ds.SOPClassUID, ds.SOPInstanceUID = sop_class, uid()
     ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
     ds.StudyInstanceUID, ds.SeriesInstanceUID = study or uid(), series or uid()
@@ -105,7 +105,7 @@ def multiframe(frames: int, rows: int, columns: int, bits: int = 8, syntax: str 
         for frame in cine_pixels(frames, rows, columns, bits):
             codestream = imagecodecs.jpeg2k_encode(frame, level=0, codecformat="J2K")
             assert np.array_equal(imagecodecs.jpeg2k_decode(codestream), frame)  # the generator is right
-            encoded.append(codestream)
+            encoded.append(bytes(codestream))
         ds.PixelData = encapsulate(encoded, has_bot=True)
         ds["PixelData"].VR = "OB"
     return _part10(ds)
@@ -154,11 +154,11 @@ def store_in_process(data_dir: Path, instances: Sequence[bytes], check_headers: 
     original = getattr(reader, "_check_headers", None)
     try:
         if not check_headers and original is not None:
-            reader._check_headers = lambda *args: None  # type: ignore[attr-defined]
+            reader._check_headers = lambda *args: None
         return [archive.ingest.store(io.BytesIO(instance)) for instance in instances]
     finally:
         if original is not None:
-            reader._check_headers = original  # type: ignore[attr-defined]
+            reader._check_headers = original
         archive.close()
 
 

@@ -16,7 +16,7 @@ import hashlib
 import io
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +24,7 @@ import pydicom
 from pydicom import Dataset, FileMetaDataset, dcmread
 from pydicom.data import get_charset_files, get_testdata_file
 from pydicom.encaps import encapsulate
-from pydicom.uid import generate_uid
+from pydicom.uid import UID, generate_uid
 
 ELE = "1.2.840.10008.1.2.1"
 ILE = "1.2.840.10008.1.2"
@@ -330,7 +330,7 @@ def _synthetic_video(ref: Reference) -> bytes:
     ds.PixelData = encapsulate([stream])
     ds["PixelData"].VR = "OB"
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ref.syntax
+    ds.file_meta.TransferSyntaxUID = UID(ref.syntax)
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     out = io.BytesIO()
@@ -393,5 +393,5 @@ def check_table() -> None:
         seen[uid] = ref.name
 
 
-def ids(refs: list[Reference]) -> list[str]:
+def ids(refs: Sequence[Reference]) -> list[str]:
     return [ref.name for ref in refs]

@@ -10,8 +10,8 @@ import warnings
 import numpy as np
 from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
-from pydicom.pixels import pixel_array
 from pydicom.pixels.processing import _expand_segmented_lut
+from pydicom.pixels.utils import pixel_array
 
 from dicomweb_origin.model.appearance import Display, FrameDisplay, Lut, Window
 from dicomweb_origin.model.stored import PixelDescription

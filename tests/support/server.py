@@ -1,7 +1,7 @@
 """Real server processes: ``dicomweb-origin serve`` on a free loopback port, started, awaited and stopped here only.
 
-``start`` runs ``python -m dicomweb_origin.cli serve ARGS --port PORT`` with its output in a log file and returns
-once the application answers HTTP (any status: ``/studies/1.2.3/metadata`` is a 404 on an empty archive, a 401
+``start`` runs ``python -m dicomweb_origin.cli serve ARGS --port PORT`` with its output in a log file (``spawn``) and
+returns once the application answers HTTP (any status: ``/studies/1.2.3/metadata`` is a 404 on an empty archive, a 401
 behind authentication); ``stop`` ends it by its pid (TERM, then KILL). ``live_server`` does both around a block.
 ``demo_archive`` writes the demo studies at a small size (`generate_demo(slices, size)`: a CT series, its JPEG 2000
 copy, an enhanced multi-frame CT and pydicom's bundled files) and stores them through the Store use case, as
@@ -72,7 +72,7 @@ class LiveServer:
         """A QIDO-RS or metadata answer (application/dicom+json) of a path under the DICOMweb root."""
         request = urllib.request.Request(self.url + path, headers={"Accept": "application/dicom+json"})
         with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read() or b"[]")  # type: ignore[no-any-return]
+            return json.loads(response.read() or b"[]")
 
     def studies(self) -> dict[str, str]:
         """StudyInstanceUID by Study Description (the demo studies have one each)."""
@@ -113,6 +113,20 @@ def stop(process: subprocess.Popen[bytes], grace: float = 10, sig: int = signal.
     process.wait()
 
 
+def spawn(args: Sequence[str], log: Path, *, port: int | None = None, env: Mapping[str, str] | None = None,
+          tls: bool = False, command: Sequence[str] = SERVE, append: bool = False) -> LiveServer:
+    """``command ARGS --port PORT`` in a new session, its output in ``log``, without waiting for it to answer.
+
+    ``start`` waits; a test of what happens while the server starts (its banner, its refusals) calls this.
+    """
+    port = port or free_port()
+    with open(log, "ab" if append else "wb") as out:
+        process = subprocess.Popen([*command, *args, "--port", str(port)], stdout=out, stderr=subprocess.STDOUT,
+                                   env=os.environ | dict(env or {}) | {"PYTHONUNBUFFERED": "1"},
+                                   start_new_session=True)
+    return LiveServer(f"{'https' if tls else 'http'}://127.0.0.1:{port}", log, process)
+
+
 def start(args: Sequence[str], log: Path, *, port: int | None = None, env: Mapping[str, str] | None = None,
           tls: bool = False, command: Sequence[str] = SERVE, probe: str = PROBE, append: bool = False,
           ) -> LiveServer:
@@ -120,16 +134,11 @@ def start(args: Sequence[str], log: Path, *, port: int | None = None, env: Mappi
 
     Its output goes to ``log`` (appended to with ``append``); ``env`` adds to this process's environment.
     """
-    port = port or free_port()
-    with open(log, "ab" if append else "wb") as out:
-        process = subprocess.Popen([*command, *args, "--port", str(port)], stdout=out, stderr=subprocess.STDOUT,
-                                   env=os.environ | dict(env or {}) | {"PYTHONUNBUFFERED": "1"},
-                                   start_new_session=True)
-    server = LiveServer(f"{'https' if tls else 'http'}://127.0.0.1:{port}", log, process)
+    server = spawn(args, log, port=port, env=env, tls=tls, command=command, append=append)
     try:
         wait_until_answering(server, probe)
     except BaseException:
-        stop(process)
+        stop(server.process)
         raise
     return server
 

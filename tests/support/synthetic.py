@@ -7,10 +7,10 @@ import io
 import struct
 
 import numpy as np
-from pydicom import Dataset, dcmread
+from pydicom import Dataset, FileMetaDataset, dcmread
 from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate, generate_frames
-from pydicom.uid import generate_uid
+from pydicom.uid import UID, generate_uid
 
 PREFIX = "1.2.826.0.1.3680043.10.1011"  # a test root: nothing real lives under it
 
@@ -24,9 +24,9 @@ def instance_bytes(study: str, series: str, instance: str, patient_name: str = "
                    instance_number: int = 1) -> bytes:
     """One Explicit VR Little Endian MR instance (64x64, 16-bit) with these UIDs."""
     ds = _template().copy()
-    ds.file_meta = _template().file_meta.copy()
+    ds.file_meta = FileMetaDataset(_template().file_meta)
     ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study, series, instance
-    ds.file_meta.MediaStorageSOPInstanceUID = instance
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(instance)
     ds.PatientName = patient_name
     ds.InstanceNumber = instance_number
     out = io.BytesIO()

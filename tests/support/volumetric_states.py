@@ -11,7 +11,7 @@ import io
 from collections.abc import Sequence
 
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 GRAYSCALE_PLANAR_MPR_VPS = "1.2.840.10008.5.1.4.1.1.11.6"
 VOLUME_RENDERING_VPS = "1.2.840.10008.5.1.4.1.1.11.9"
@@ -50,7 +50,7 @@ def _common(images: Sequence[Dataset], sop_class: str, label: str) -> Dataset:
     ds.SOPInstanceUID = generate_uid()
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.MediaStorageSOPClassUID = UID(sop_class)
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     return ds

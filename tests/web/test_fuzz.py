@@ -144,7 +144,7 @@ def _headers() -> st.SearchStrategy[dict[str, str]]:
         "If-Range": st.sampled_from(ETAGS),
         "Accept-Encoding": st.sampled_from(["gzip", "identity", "br", "gzip;q=0", "*", "x"]),
     }
-    return st.fixed_dictionaries({}, optional={k: v for k, v in optional.items()})  # type: ignore[arg-type]
+    return st.fixed_dictionaries({}, optional={k: v for k, v in optional.items()})
 
 
 class _Errors(logging.Handler):
@@ -170,7 +170,7 @@ def errors() -> Iterator[_Errors]:
         root.removeHandler(handler)
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning:pydicom")
 def test_no_request_gets_a_5xx_or_logs_a_traceback(archive: LoadedArchive, errors: _Errors) -> None:
     records = [r.record for r in [*archive.results.values(), *archive.demo.values()] if r.record is not None]
     triples = sorted({(r.study_uid, r.series_uid, r.instance_uid) for r in records})

@@ -17,7 +17,7 @@ from tests.support.http import (
     path_of,
     stow,
 )
-from tests.support.reference import ELE, J2K_LOSSLESS, JLS_LOSSLESS, RLE
+from tests.support.reference import ELE, J2K_LOSSLESS, JLS_LOSSLESS, RLE, source_path
 
 # -- parsing (§8.7.7, §8.7.3.5) -----------------------------------------------------------------------
 
@@ -300,11 +300,10 @@ async def test_a_frame_that_does_not_decode_is_406_naming_it_and_what_is_availab
     import io
 
     from pydicom import dcmread
-    from pydicom.data import get_testdata_file
 
     from dicomweb_origin.dicom import reader
 
-    ds = dcmread(get_testdata_file("JPEG-lossy.dcm"))
+    ds = dcmread(source_path("JPEG-lossy.dcm"))
     ds.BitsAllocated = ds.BitsStored = 8
     ds.HighBit = 7
     out = io.BytesIO()

@@ -424,7 +424,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize("command", ["serve", "import", "demo"])
 def test_help_gives_every_option_with_a_default_its_default(command: str) -> None:
     sub = next(a for a in cli.parser()._actions if isinstance(a, type(cli.parser()._subparsers._actions[-1])))
-    parser = sub.choices[command]  # type: ignore[attr-defined]
+    parser = sub.choices[command]
     text = " ".join(parser.format_help().split())
     for action in parser._actions:
         if action.help == "show this help message and exit":
@@ -517,7 +517,7 @@ async def test_access_log_writes_the_line_when_the_client_goes_away(tmp_path: Pa
              "query_string": b"", "root_path": "", "client": ("10.1.2.3", 4567), "server": ("127.0.0.1", 8080),
              "headers": [(b"host", b"127.0.0.1:8080"), (b"accept", MULTIPART_DICOM.encode())]}
     with contextlib.suppress(Exception):  # Starlette re-raises the disconnect once the response has started
-        await app(scope, receive, send)  # type: ignore[arg-type]
+        await app(scope, receive, send)
     (line,) = [line for line in _lines(access_lines) if line["path"] == scope["path"]]
     assert line["completed"] is False
     assert line["bytes"] == sum(bodies) > 0

@@ -119,23 +119,30 @@ def parse(source: BinaryIO, threshold: int, max_depth: int = 32) -> ParsedFile:
     # syntax) would be served with wrong offsets: re-encode it too.
     miscoded = source_ts not in NORMALIZED_SYNTAXES and (bool(implicit) or little is False)
     if not has_preamble or not source_ts or source_ts in NORMALIZED_SYNTAXES or miscoded:
-        stream = _normalize(source, source_ts)
-        parsed = parse(stream, threshold, max_depth)
-        parsed.source_transfer_syntax_uid = source_ts or IMPLICIT_VR_LE
-        return parsed
+        return _parse_normalized(source, source_ts, source_ts or IMPLICIT_VR_LE, threshold, max_depth)
     pixel_start = source.tell()
     try:
         pixel, pixel_path, pixel_vr, frames = _scan_pixel_data(source, pixel_start, dataset, source_ts)
     except _Miscoded:
-        stream = _normalize(source, source_ts)
-        parsed = parse(stream, threshold, max_depth)
-        parsed.source_transfer_syntax_uid = source_ts
-        return parsed
+        return _parse_normalized(source, source_ts, source_ts, threshold, max_depth)
     if pixel is not None:
         _read_trailing(source, dataset, threshold)
     bulk = _bulk_offsets(dataset, threshold, "")
     source.seek(0)
     return ParsedFile(source, dataset, source_ts, source_ts, pixel, pixel_path, pixel_vr, frames, bulk)
+
+
+def _parse_normalized(source: BinaryIO, source_ts: str, reported_ts: str, threshold: int,
+                      max_depth: int) -> ParsedFile:
+    """Parse the re-encoded copy of ``source``; the copy (a temporary file) is closed here if that fails."""
+    stream = _normalize(source, source_ts)
+    try:
+        parsed = parse(stream, threshold, max_depth)
+    except BaseException:
+        stream.close()
+        raise
+    parsed.source_transfer_syntax_uid = reported_ts
+    return parsed
 
 
 
@@ -154,6 +161,7 @@ def _normalize(source: BinaryIO, source_ts: str) -> BinaryIO:
     Compressed pixel data stays as it is, under its own (encapsulated) transfer syntax.
     """
     source.seek(0)
+    out: BinaryIO | None = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -176,9 +184,11 @@ def _normalize(source: BinaryIO, source_ts: str) -> BinaryIO:
             body = Dataset(dataset)
             body.set_original_encoding(dataset.is_implicit_VR, dataset.is_little_endian, dataset.original_character_set)
             dcmwrite(out, body, implicit_vr=False, little_endian=True, force_encoding=True)
-    except IngestError:
-        raise
     except Exception as exc:  # pydicom raises many types on broken input; report, never crash
+        if out is not None:
+            out.close()  # the half-written copy
+        if isinstance(exc, IngestError):
+            raise
         raise IngestError(f"cannot re-encode as Explicit VR Little Endian: {exc}") from exc
     out.seek(0)
     return out

@@ -11,6 +11,7 @@ import hashlib
 import os
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Generic, TypeVar
@@ -143,7 +144,9 @@ def spool(chunks: Iterator[bytes], in_memory: int = SPOOL_IN_MEMORY) -> tuple[Bo
     if file is None:
         return bytes_body(b"".join(held)), size
     file.flush()
-    return _file_body(file, size), size
+    body = _file_body(file, size)
+    weakref.finalize(body, file.close)  # closed (and so deleted) when the last reader lets go of the body
+    return body, size
 
 
 def _file_body(file: IO[bytes], size: int) -> Body:
