@@ -114,7 +114,7 @@ class Issuer:
         self.server.server_close()
 
 
-KEYS = {
+KEYS: dict[str, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey] = {
     "rsa-1": rsa.generate_private_key(public_exponent=65537, key_size=2048),
     "rsa-2": rsa.generate_private_key(public_exponent=65537, key_size=2048),
     "ec-1": ec.generate_private_key(ec.SECP256R1()),
@@ -304,7 +304,8 @@ async def test_an_audience_list_naming_this_server_is_accepted(app: Any, issuer:
 @pytest.mark.parametrize("header", ["Bearer", "Bearer ", "Bearer a b", "Bearer tok\\en", "Bearer é"])
 async def test_malformed_authorization_header_is_400_invalid_request(app: Any, header: str) -> None:
     async with client(app) as c:
-        response = await c.get(SEARCH, headers={"Authorization": header.encode("utf-8")})
+        # bytes on purpose (non-ASCII as a client may send); httpx's stubs take str values in a dict
+        response = await c.get(SEARCH, headers={"Authorization": header.encode("utf-8")})  # type: ignore[arg-type]
         # RFC 6750 §3.1: a malformed request is invalid_request and SHOULD be 400
         assert response.status_code == 400, response.text
         assert challenge(response)["error"] == "invalid_request"

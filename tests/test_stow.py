@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.types import Message
 
 from dicomweb_origin.ingest import CANNOT_UNDERSTAND, DIFFERENT_CONTENT, STUDY_UID_MISMATCH
 from tests.support.archive import LoadedArchive
@@ -219,13 +220,13 @@ def _stow_scope() -> dict[str, Any]:
 async def test_a_client_that_disconnects_mid_upload_is_not_an_error(empty_archive: LoadedArchive) -> None:
     """The upload ends early: the server logs it and moves on; no exception escapes to the ASGI server."""
     body = b'--xx\r\nContent-Type: application/dicom\r\n\r\n' + prepared_bytes("CT_small")[:1000]
-    messages = [{"type": "http.request", "body": body, "more_body": True}, {"type": "http.disconnect"}]
-    sent: list[dict[str, Any]] = []
+    messages: list[Message] = [{"type": "http.request", "body": body, "more_body": True}, {"type": "http.disconnect"}]
+    sent: list[Message] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return messages.pop(0) if messages else {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     scope = _stow_scope()

@@ -27,6 +27,7 @@ import pytest
 from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
 from pydicom.encaps import generate_frames
+from pydicom.uid import UID
 from starlette.applications import Starlette
 
 from dicomweb_origin.app import build_app
@@ -95,7 +96,7 @@ def rewritten(source: str, **values: str) -> bytes:
         for keyword, value in values.items():
             setattr(ds, keyword, value)
         if "SOPInstanceUID" in values:
-            ds.file_meta.MediaStorageSOPInstanceUID = values["SOPInstanceUID"]
+            ds.file_meta.MediaStorageSOPInstanceUID = UID(values["SOPInstanceUID"])
         out = io.BytesIO()
         ds.save_as(out, enforce_file_format=True)
     return out.getvalue()

@@ -10,6 +10,7 @@ in seconds.
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import warnings
@@ -31,7 +32,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels.utils import _get_jpg_parameters
-from pydicom.uid import generate_uid
+from pydicom.uid import UID, generate_uid
 
 from dicomweb_origin.dicom import headers, reader
 from dicomweb_origin.dicom.pixels import check_header, decode_frame
@@ -100,7 +101,7 @@ def test_real_frames_agree_with_their_data_set_and_an_independent_reader(name: s
     assert found is not None
     assert headers.frame_problem(found, pixel) is None
     if found.format == headers.J2K:
-        oracle = openjpeg.get_parameters(frame)
+        oracle = openjpeg.get_parameters(frame)  # type: ignore[attr-defined]  # openjpeg re-exports without __all__
         assert (found.columns, found.rows, found.samples, found.precision) == (
             oracle["columns"], oracle["rows"], oracle["samples_per_pixel"], oracle["precision"])
     elif found.format in (headers.JPEG, headers.JPEG_LS):
@@ -190,7 +191,7 @@ def test_precision_beyond_bits_allocated_is_refused() -> None:
 def _instance(frames: list[bytes], rows: int, columns: int, syntax: str, samples: int = 1, bits: int = 16) -> bytes:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = syntax
+    ds.file_meta.TransferSyntaxUID = UID(syntax)
     ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.7", generate_uid()
     ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.PatientID = generate_uid(), generate_uid(), "HEADERS"
     ds.Rows, ds.Columns, ds.SamplesPerPixel = rows, columns, samples
@@ -225,7 +226,7 @@ def test_ingest_refuses_the_frame_that_disagrees() -> None:
 
 def test_ingest_reads_a_header_past_its_first_kilobytes() -> None:
     """A JPEG whose SOF comes after a 60 KB APP segment (an ICC profile, a comment): read in larger steps."""
-    plain = imagecodecs.jpeg8_encode(_grey(64, 64))
+    plain = bytes(imagecodecs.jpeg8_encode(_grey(64, 64)))
     app = b"\xff\xe2" + struct.pack(">H", 60002) + bytes(60000)
     frame = plain[:2] + app + plain[2:]
     assert frame.index(b"\xff\xc0") > reader.HEADER_READ * 8
@@ -295,7 +296,7 @@ def test_random_frame_headers_against_rows_and_columns(fuzz_server: tuple[LiveSe
     plain = {J2K: j2k_codestream(64, 64), J2K_LOSSY: j2k_codestream(64, 64), HTJ2K: imagecodecs.htj2k_encode(grey),
              JPEG: imagecodecs.jpeg8_encode(grey), JLS: imagecodecs.jpegls_encode(grey)}[syntax]
     columns, rows = claimed if syntax in (J2K, J2K_LOSSY, HTJ2K) else (claimed[0] % 65536, claimed[1] % 65536)
-    frame = _patched_size(plain, syntax, columns, rows, extra)
+    frame = _patched_size(bytes(plain), syntax, columns, rows, extra)
     ds_columns, ds_rows = (max(columns, 1), max(rows, 1)) if same else data_set
     instance = _instance([frame], min(ds_rows, 65535), min(ds_columns, 65535), syntax, bits=16 if syntax != JPEG
                          else 8)
@@ -310,7 +311,7 @@ def test_random_frame_headers_against_rows_and_columns(fuzz_server: tuple[LiveSe
         url = stow.value.json()["00081199"]["Value"][0]["00081190"]["Value"][0].split("/dicomweb", 1)[1]
         for resource, accept in (("/frames/1", 'multipart/related; type="application/octet-stream"'),
                                  ("/rendered", "image/jpeg")):
-            got = measure(server.pid, lambda r=resource, a=accept: client.get(url + r, headers={"Accept": a}))
+            got = measure(server.pid, functools.partial(client.get, url + resource, headers={"Accept": accept}))
             assert got.value.status_code in (200, 406, 413), got.value.text[:300]
             probes.append(got)
     for probe in probes:

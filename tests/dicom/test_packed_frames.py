@@ -59,7 +59,9 @@ async def test_each_unaligned_1_bit_frame_is_repacked(empty_archive: LoadedArchi
     assert len(parts) == FRAMES
     for number, part in enumerate(parts):
         assert len(part.content) == (ROWS * COLUMNS + 7) // 8
-        frame = unpack_bits(part.content)[: ROWS * COLUMNS].reshape(ROWS, COLUMNS)
+        unpacked = unpack_bits(part.content)
+        assert isinstance(unpacked, np.ndarray)
+        frame = unpacked[: ROWS * COLUMNS].reshape(ROWS, COLUMNS)
         np.testing.assert_array_equal(frame, pixels[number], err_msg=f"frame {number + 1}")
 
     single = await empty_client.get(f"{path}/frames/4", headers={"Accept": "application/octet-stream"})

@@ -216,6 +216,7 @@ def _normalized(dataset_json: dict[str, Any]) -> dict[str, Any]:
         if values == []:
             del attr["Value"]
         elif attr["vr"] == "SQ":
+            assert values is not None
             attr["Value"] = [_normalized(item) for item in values]
         elif attr["vr"] == "PN" and values:
             attr["Value"] = [{g: s.rstrip("^") for g, s in pn.items()} if pn else pn for pn in values]

@@ -21,6 +21,7 @@ import pytest
 from pydicom import Dataset, FileMetaDataset, dcmread
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels.utils import pack_bits
+from pydicom.uid import UID
 
 from dicomweb_origin.dicom import transcode
 from tests.support.archive import LoadedArchive
@@ -247,7 +248,7 @@ async def test_pixeldata_of_instances_no_acceptable_type_can_carry_is_206(empty_
     assert response.status_code == 206
     assert "1 of the items" in response.headers["warning"]
     (part,) = parse_multipart(response, "image/jpeg")
-    assert part.location.endswith(f"/instances/{eight.SOPInstanceUID}/pixeldata")
+    assert part.location is not None and part.location.endswith(f"/instances/{eight.SOPInstanceUID}/pixeldata")
 
 
 async def test_series_and_study_pixeldata_hold_every_instance(client: httpx.AsyncClient,
@@ -463,7 +464,7 @@ async def test_the_pixel_data_of_packed_one_bit_frames_is_their_value_as_stored(
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 1, 0, 0
     ds.PixelData = pack_bits(frames)
     ds["PixelData"].VR = "OB"
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.10.1011.77.1"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = UID("1.2.826.0.1.3680043.10.1011.77.1")
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     stored = await stow(empty_client, out.getvalue())
@@ -708,7 +709,7 @@ def _decode_frame(data: bytes, syntax: str, like: Dataset) -> np.ndarray[Any, An
             setattr(ds, keyword, like[keyword].value)
     ds.NumberOfFrames = 1
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = syntax
+    ds.file_meta.TransferSyntaxUID = UID(syntax)
     if syntax in COMPRESSED_SYNTAXES:
         ds.PixelData = encapsulate([data])
     else:

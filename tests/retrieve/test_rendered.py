@@ -368,11 +368,11 @@ async def test_encapsulated_pdf_is_served_as_the_document_and_pictured(empty_arc
 
 def _part10(ds: object) -> bytes:
     from pydicom import Dataset, FileMetaDataset
-    from pydicom.uid import generate_uid
+    from pydicom.uid import UID, generate_uid
 
     assert isinstance(ds, Dataset)
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.TransferSyntaxUID = ds.SOPClassUID, "1.2.840.10008.1.2.1"
+    meta.MediaStorageSOPClassUID, meta.TransferSyntaxUID = ds.SOPClassUID, UID("1.2.840.10008.1.2.1")
     ds.SOPInstanceUID = ds.get("SOPInstanceUID") or generate_uid()
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.file_meta = meta

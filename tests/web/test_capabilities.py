@@ -123,7 +123,9 @@ async def test_root_describes_every_routed_resource(bare: tuple[Starlette, httpx
                     assert accept.get("default") == types[0]
                     options = [o.get("value") for o in accept.findall(f"{W}option")]
                     assert options[0] == types[0]
-                    assert all(any(o.startswith(t) for o in options) for t in types), resource_path
+                    assert None not in options and None not in types, resource_path
+                    assert all(any(o is not None and t is not None and o.startswith(t) for o in options)
+                               for t in types), resource_path
 
 
 async def test_every_resource_path_answers_its_subtree_and_allow(bare: tuple[Starlette, httpx.AsyncClient]) -> None:
@@ -139,7 +141,8 @@ async def test_every_resource_path_answers_its_subtree_and_allow(bare: tuple[Sta
         top = resources.findall(f"{W}resource")
         assert [r.get("path") for r in top] == [template]
         for param in top[0].findall(f"{W}param[@style='template']"):
-            assert param.get("fixed") and param.get("fixed") in sample(template, u), template
+            fixed = param.get("fixed")
+            assert fixed and fixed in sample(template, u), template
         tree = described(resources)
         children = {p for p in routed(app) if p == template or p.startswith(template + "/")}
         assert {p for p, (_, m) in tree.items() if m} == children

@@ -15,6 +15,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import anyio
 import httpx
@@ -118,7 +119,7 @@ async def test_access_log_streams_big_bodies_and_counts_them(tmp_path: Path, acc
             sizes[uid] = len(response.content)
     lines = [line for line in _lines(access_lines) if line["resource"] == "uid"]
     assert max(sizes.values()) > 8 << 20  # at least one streamed
-    assert sorted(line["bytes"] for line in lines) == sorted(sizes.values())
+    assert sorted(cast(int, line["bytes"]) for line in lines) == sorted(sizes.values())
 
 
 async def test_access_log_names_the_user_the_authentication_sets(
