@@ -121,9 +121,12 @@ def _unsigned_pattern(frame: np.ndarray, bits: int) -> np.ndarray:
 
 
 def _jpeg_lossless(kind: str, predictor: int) -> Callable[[np.ndarray], bytes]:
-    return lambda f: bytes(imagecodecs.jpeg8_encode(
-        _unsigned_pattern(f, _bits(kind)), lossless=True, predictor=predictor, bitspersample=_bits(kind),
-        **({"colorspace": "RGB", "outcolorspace": "RGB"} if f.ndim == 3 else {})))
+    def encode(f: np.ndarray) -> bytes:
+        colour: dict[str, Any] = {"colorspace": "RGB", "outcolorspace": "RGB"} if f.ndim == 3 else {}
+        return bytes(imagecodecs.jpeg8_encode(
+            _unsigned_pattern(f, _bits(kind)), lossless=True, predictor=predictor, bitspersample=_bits(kind), **colour))
+
+    return encode
 
 
 def _htj2k(*, level: float | None = None) -> Callable[[np.ndarray], bytes]:
@@ -400,10 +403,12 @@ async def test_lossy_frames_the_server_encodes_decode_back_within_the_floor(
     assert len(parts) == len(truth)
     colour = truth.ndim == 4
     for index, part in enumerate(parts):
-        arr, _ = get_decoder(uid).as_array(
-            encapsulate([part.content]), rows=truth.shape[1], columns=truth.shape[2],
+        # pydicom types **kwargs as DecodeOptions per value (no Unpack): pass the options as a typed dict
+        options: dict[str, Any] = dict(
+            rows=truth.shape[1], columns=truth.shape[2],
             samples_per_pixel=3 if colour else 1, bits_allocated=truth.dtype.itemsize * 8,
             bits_stored=_bits(kind), pixel_representation=int(truth.dtype.kind == "i"),
             photometric_interpretation=colour_pi if colour else pi, planar_configuration=0,
             number_of_frames=1, pixel_keyword="PixelData")
+        arr, _ = get_decoder(uid).as_array(encapsulate([part.content]), **options)
         assert _psnr(arr, truth[index]) >= floor, f"{media_type} {kind} frame {index + 1}"

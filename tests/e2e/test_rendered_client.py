@@ -129,7 +129,9 @@ def test_instance_rendered_png_with_window_applies_the_linear_voi_function(
     body = client.retrieve_instance_rendered(*uids(ct[1]), media_types=("image/png",),
                                              params={"window": f"{center:g},{width:g},linear"})
     assert wire[-1].request.headers["Accept"] == "image/png"
-    assert "window=-600%2C1500%2Clinear" in wire[-1].request.url
+    url = wire[-1].request.url
+    assert url is not None
+    assert "window=-600%2C1500%2Clinear" in url
     assert_close(decode(body, "image/png"), linear_voi(ct[1], 0, center, width))
 
 
@@ -138,7 +140,9 @@ def test_instance_rendered_viewport_sent_percent_encoded_scales_to_it(
 ) -> None:
     """dicomweb-client sends `viewport=32%2C32` (quote_plus); decoded, it is vw,vh (§8.3.5.1.3)."""
     body = client.retrieve_instance_rendered(*uids(ct[0]), media_types=("image/jpeg",), params={"viewport": "32,32"})
-    assert "viewport=32%2C32" in wire[-1].request.url
+    url = wire[-1].request.url
+    assert url is not None
+    assert "viewport=32%2C32" in url
     assert decode(body, "image/jpeg").size == (32, 32)
     body = client.retrieve_instance_rendered(*uids(ct[0]), media_types=("image/png",),
                                              params={"viewport": "32,16"})
@@ -193,10 +197,12 @@ def test_frames_rendered_as_gif_animates_the_frames_asked_for(
     center, width = LUNG
     body = client.retrieve_instance_frames_rendered(*uids(enhanced), [1, 2, 3], media_types=("image/gif",),
                                                     params={"window": f"{center:g},{width:g},linear"})
-    assert wire[-1].request.url.split("?")[0].endswith("/frames/1,2,3/rendered")
+    url = wire[-1].request.url
+    assert url is not None
+    assert url.split("?")[0].endswith("/frames/1,2,3/rendered")
     assert wire[-1].headers["Content-Type"] == "image/gif"
     image = decode(body, "image/gif")
-    assert image.n_frames == 3 and image.size == (SIZE, SIZE)
+    assert image.n_frames == 3 and image.size == (SIZE, SIZE)  # type: ignore[attr-defined]  # Pillow's stubs lack n_frames
     for index in range(3):
         image.seek(index)
         assert_close(image, linear_voi(enhanced, index, center, width))
@@ -207,7 +213,7 @@ def test_instance_rendered_of_a_multi_frame_instance_as_gif_has_every_frame(
 ) -> None:
     body = client.retrieve_instance_rendered(*uids(enhanced), media_types=("image/gif",), params={"viewport": "32,32"})
     image = decode(body, "image/gif")
-    assert image.n_frames == SLICES and image.size == (32, 32)
+    assert image.n_frames == SLICES and image.size == (32, 32)  # type: ignore[attr-defined]  # Pillow's stubs lack n_frames
 
 
 # -- series: multipart, one part per instance -----------------------------------------------------------
@@ -239,4 +245,5 @@ def test_series_rendered_with_a_single_part_media_type_is_not_acceptable(
     study, series, _ = uids(ct[0])
     with pytest.raises(requests.HTTPError) as raised:
         client.retrieve_series_rendered(study, series, media_types=("image/jpeg",))
+    assert raised.value.response is not None
     assert raised.value.response.status_code == 406

@@ -193,8 +193,12 @@ def browser_factory(archive: Archive2) -> Iterator[Callable[..., Browser]]:
 
             page.on("request", started)
             page.on("requestfinished", ended)
-            page.on("requestfailed", lambda r: (browser.in_flight.__setitem__(_kind(r.url), browser.in_flight[_kind(r.url)] - 1),
-                                                browser.errors.append(f"request failed: {r.url} {r.failure}")))
+
+            def failed(request: Any) -> None:
+                browser.in_flight[_kind(request.url)] -= 1
+                browser.errors.append(f"request failed: {request.url} {request.failure}")
+
+            page.on("requestfailed", failed)
             page.on("console", lambda m: browser.errors.append(f"console {m.type}: {m.text}") if m.type == "error"
                     else None)
             page.on("pageerror", lambda e: browser.errors.append(f"page error: {e}"))

@@ -307,7 +307,10 @@ def scroll(page: Any, slices: int) -> tuple[tuple[int, int] | None, tuple[int, i
         shown = overlay_index(page)
         page.mouse.wheel(0, 100)
         try:
-            wait_until(lambda shown=shown: overlay_index(page) != shown, 10, f"notch {notch + 1} to scroll", 0.02)
+            def moved(shown: Any = shown) -> bool:
+                return bool(overlay_index(page) != shown)
+
+            wait_until(moved, 10, f"notch {notch + 1} to scroll", 0.02)
         except AssertionError:
             break  # the end of the stack, or a notch that did nothing: the final count says which
     settled: list[Any] = [None, 0]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from pydicom import dcmread
+from pydicom import Dataset, dcmread
 from pydicom.data import get_charset_files
 
 from dicomweb_origin.errors import BadRequest
@@ -28,6 +28,7 @@ GOLDEN = Path(__file__).parent / "golden"
 
 def _metadata(name: str) -> dict[str, Any]:
     """The instance's DICOM JSON (PS3.18 Annex F) as the server stores it, from a real file."""
+    ds: Dataset
     if name.startswith("chr"):
         path = next(p for p in get_charset_files(name) if os.path.basename(p) == name)
         with warnings.catch_warnings():

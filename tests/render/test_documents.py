@@ -22,7 +22,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, generate_frames
-from pydicom.uid import generate_uid
+from pydicom.uid import UID, generate_uid
 
 from dicomweb_origin.errors import BadRequest, DecodeError, NotImplementedFeature
 from dicomweb_origin.render import document, icons, report, video
@@ -33,7 +33,7 @@ HEVC_MAIN = "1.2.840.10008.1.2.4.107"
 VIDEO_ENDOSCOPIC = "1.2.840.10008.5.1.4.1.1.77.1.1.1"
 ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
 FRAMES, ROWS, COLUMNS, FRAME_TIME_MS = 10, 64, 64, 100.0
-QUIET_X265 = {"x265-params": "log-level=error"}
+QUIET_X265: dict[str, object] = {"x265-params": "log-level=error"}
 
 
 # ---------------------------------------------------------------- video fixtures
@@ -55,6 +55,7 @@ def encode(codec: str, container_format: str, frames: list[np.ndarray]) -> bytes
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=container_format) as container:
         stream = container.add_stream(codec, rate=Fraction(1000, int(FRAME_TIME_MS)))
+        assert isinstance(stream, av.VideoStream)
         stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
         stream.options = QUIET_X265 if codec == "libx265" else {}
         for rgb in frames:
@@ -66,6 +67,7 @@ def encode(codec: str, container_format: str, frames: list[np.ndarray]) -> bytes
 def decode(data: bytes) -> list[np.ndarray]:
     """Decode every frame of a stream or file with PyAV, as RGB."""
     with av.open(io.BytesIO(data)) as container:
+        assert isinstance(container, av.container.InputContainer)
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
@@ -77,9 +79,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def video_instance(stream: bytes, transfer_syntax_uid: str) -> bytes:
     """A Video Endoscopic Image instance (PS3.3 A.32.5) whose Pixel Data is the whole stream."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = VIDEO_ENDOSCOPIC
+    meta.MediaStorageSOPClassUID = UID(VIDEO_ENDOSCOPIC)
     meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = transfer_syntax_uid
+    meta.TransferSyntaxUID = UID(transfer_syntax_uid)
     ds = Dataset()
     ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID = VIDEO_ENDOSCOPIC, meta.MediaStorageSOPInstanceUID
@@ -244,8 +246,8 @@ def handmade_pdf(page_colours: list[tuple[float, float, float]]) -> bytes:
 def encapsulated_pdf_instance(pdf: bytes) -> Dataset:
     """An Encapsulated PDF instance (PS3.3 A.45.1) written and read back as Part 10."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = ENCAPSULATED_PDF, generate_uid()
-    meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = UID(ENCAPSULATED_PDF), generate_uid()
+    meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.1")
     ds = Dataset()
     ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID = ENCAPSULATED_PDF, meta.MediaStorageSOPInstanceUID
@@ -319,14 +321,16 @@ def html_text(page: str) -> str:
     """The page's text with entities decoded, as a browser would show it."""
     chunks: list[str] = []
     parser = html.parser.HTMLParser(convert_charrefs=True)
-    parser.handle_data = chunks.append  # type: ignore[method-assign]
+    parser.handle_data = chunks.append  # type: ignore[method-assign,assignment]
     parser.feed(page)
     return "".join(chunks)
 
 
 @pytest.mark.parametrize("name", SR_FILES)
 def test_sr_renderings_show_title_headings_codes_numbers_and_texts(name):
-    ds = pydicom.dcmread(get_testdata_file(name))
+    path = get_testdata_file(name)
+    assert isinstance(path, str), name
+    ds = pydicom.dcmread(path)
     metadata = ds.to_json_dict()
     page, text = report.sr_html(metadata), report.sr_text(metadata)
     shown = html_text(page)
@@ -363,7 +367,9 @@ def test_sr_renderings_show_title_headings_codes_numbers_and_texts(name):
 
 def test_sr_coordinates_references_and_by_reference_relationships():
     """test-SR.dcm: SCOORD points, TCOORD offsets, frames, and a by-reference item (C.17.3.2.5)."""
-    ds = pydicom.dcmread(get_testdata_file("test-SR.dcm"))
+    path = get_testdata_file("test-SR.dcm")
+    assert isinstance(path, str)
+    ds = pydicom.dcmread(path)
     text = report.sr_text(ds.to_json_dict())
     items = list(walk(ds.ContentSequence))
     scoord = next(i for i in items if i.get("ValueType") == "SCOORD")

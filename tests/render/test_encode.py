@@ -63,7 +63,7 @@ def test_gif_animates_several_images() -> None:
     """image/gif holds every frame, each lasting frame_time_ms, looping forever."""
     frames = [np.roll(GREY, 5 * i, axis=1) for i in range(4)]
     gif = _open(encode(frames, "image/gif", frame_time_ms=40))
-    assert gif.n_frames == 4 and gif.info["loop"] == 0
+    assert gif.n_frames == 4 and gif.info["loop"] == 0  # type: ignore[attr-defined]  # Pillow's stubs lack n_frames
     for i in range(4):
         gif.seek(i)
         assert gif.info["duration"] == 40
@@ -170,6 +170,7 @@ def test_profiles_are_valid_icc() -> None:
         assert cms.profile.xcolor_space == "RGB " and cms.profile.device_class == "mntr"
         assert cms.profile.version < 4 or name == "srgb"
     white = ImageCms.ImageCmsProfile(io.BytesIO(profile("adobergb"))).profile.media_white_point
+    assert white is not None
     assert np.allclose(white[0], (0.9505, 1.0, 1.0889), atol=1e-3)
 
 
@@ -203,7 +204,7 @@ def test_gif_frames_read_the_same_in_pillow_and_giflib() -> None:
         frames.append(changed)
     data = b"".join(gif_chunks(iter(frames), 40))
     gif = _open(data)
-    assert gif.n_frames == 5
+    assert gif.n_frames == 5  # type: ignore[attr-defined]  # Pillow's stubs lack n_frames
     giflib = imagecodecs.gif_decode(data)  # giflib composes the frames itself: an independent reader
     for index, frame in enumerate(frames):
         gif.seek(index)
@@ -217,10 +218,10 @@ def test_gif_merges_identical_frames_and_keeps_the_rate() -> None:
     a, b = GREY, 255 - GREY
     gif = _open(b"".join(gif_chunks([a, a, a, b, b], 33.3)))
     durations = []
-    for index in range(gif.n_frames):
+    for index in range(gif.n_frames):  # type: ignore[attr-defined]  # Pillow's stubs lack n_frames
         gif.seek(index)
         durations.append(gif.info["duration"])
-    assert gif.n_frames == 2 and durations == [100, 70]  # 3 x 33.3 ms, then 2 (rounded on the cumulative time)
+    assert gif.n_frames == 2 and durations == [100, 70]  # type: ignore[attr-defined]  # Pillow stubs lack n_frames; 3 x 33.3 ms, then 2 (rounded on the cumulative time)
 
 
 def test_gif_colour_frames_each_have_their_palette() -> None:

@@ -47,7 +47,7 @@ def rotation(axis: Sequence[float], degrees: float) -> np.ndarray:
 
 
 def acquire(row: Sequence[float], col: Sequence[float], *, n: int = 64, spacing: float = 2.0,
-            offsets: Sequence[float] | None = None, stored_offset: int = 1024, slope: float = 1.0,
+            offsets: Sequence[float] | np.ndarray | None = None, stored_offset: int = 1024, slope: float = 1.0,
             label: str = "frame", frame_of_reference: str = FOR_UID) -> list[Slice]:
     """Slices of ``n`` x ``n`` pixels with the given row / column cosines, centred on the origin.
 
